@@ -1,0 +1,24 @@
+/*
+ * control.h - the library's connection to shmqd.
+ *
+ * One connection per process, opened on first use (starting a per-user
+ * daemon when none answers and SHMQ_NO_AUTOSTART is unset), shared by all
+ * threads and re-opened after fork() or after the daemon restarted.  It is
+ * used only to create, open, detach, close, delete, stat and list queues:
+ * never by put or get.
+ */
+#ifndef SHMQ_CONTROL_H
+#define SHMQ_CONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Sends one request and waits for its reply.  Returns a transport error
+ * (SHMQ_ENODAEMON, SHMQ_EPROTO, ...) or the status the daemon replied with.
+ * The reply body (status included) is copied into `reply` (at most `cap`
+ * bytes, length in *reply_len).  If `fd` is not NULL it receives the file
+ * descriptor passed with the reply, or -1. */
+int control_call(uint16_t type, const void *req, size_t req_len,
+		 void *reply, size_t cap, size_t *reply_len, int *fd);
+
+#endif /* SHMQ_CONTROL_H */

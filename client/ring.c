@@ -1,0 +1,1105 @@
+/*
+ * ring.c - the queue itself: put, get and close on a mapped segment.
+ *
+ * This file is the data path.  It must never make a system call while the
+ * queue is neither full nor empty, never trust a byte of the segment, and
+ * never leave the segment in a state that a process killed at the current
+ * instruction could not be recovered from.  The layout and its crash rules
+ * are described in proto/shmq_layout.h; the invariants they rely on are:
+ *
+ *   I1  head <= tail.count <= head + capacity, and both only grow.
+ *   I2  Slots for tickets [head, tail) hold committed messages.  Only the
+ *       holder of put_lock writes slots or data, and only at tickets >= tail
+ *       and at data offsets past the oldest message still queued, so the
+ *       slot and bytes of every ticket < tail stay intact until the ticket
+ *       ring_slots later is written.
+ *   I3  tail changes only by the put_lock holder's commit CAS and by
+ *       close's atomic OR; head only by the get_lock holder's commit store.
+ *   I4  head_hint <= head and tail_hint <= tail.count: a hint may be stale,
+ *       which can make a queue look fuller or emptier, never the reverse.
+ *
+ * Sleeping uses one futex word per direction.  Bit 0 says "someone sleeps
+ * here"; a sleeper sets it with a CAS (a full barrier) and re-checks the
+ * queue before sleeping; a committer, after its own full barrier, only
+ * makes a system call if it finds the bit set, then clears it, bumps the
+ * epoch and wakes everybody.  Either the sleeper sees the commit or the
+ * committer sees the bit, so no wake-up is lost; and a sleeper killed while
+ * asleep costs at most one extra wake-up, because the next committer clears
+ * its bit.  Waking all instead of one means that a woken process that dies
+ * before it takes the message cannot strand the other sleepers.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "futex.h"
+#include "ring.h"
+
+void (*ring_test_hook)(enum ring_hook_point point);
+
+#define HOOK(point)                                                          \
+	do {                                                                 \
+		if (__builtin_expect(ring_test_hook != NULL, 0))             \
+			ring_test_hook(point);                               \
+	} while (0)
+
+/* Single reads of shared memory: the compiler must neither repeat nor
+ * tear them, or a value could change between its check and its use. */
+#define READ_ONCE(x)      __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define WRITE_ONCE(x, v)  __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define LOAD_ACQ(x)       __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define LOAD_SC(x)        __atomic_load_n(&(x), __ATOMIC_SEQ_CST)
+
+/* Internal status: the operation must wait for room or data. */
+#define RING_WAIT 100
+
+/* Spinning before sleeping: on a two-core machine a futex round trip costs
+ * tens of microseconds, far more than a hand-off between two running
+ * processes, so a waiter spins for a window that adapts to how often
+ * spinning pays off. */
+#define SPIN_MAX_NS      50000u
+#define SPIN_MIN_NS        500u
+#define SPIN_INIT_NS     20000u
+#define LOCK_SPINS         200
+#define TRY_LOCK_GRACE_NS  10000000ll   /* timeout 0 still waits for a lock
+					   holder, but not for a stalled one */
+#define CLOSE_LOCK_MS    1000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+static inline uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ */
+/* Deadlines                                                          */
+
+/* A caller's timeout, turned into an absolute CLOCK_MONOTONIC deadline the
+ * first time something has to wait, so the fast path never reads a clock. */
+struct timeout {
+	int ms;                 /* SHMQ_FOREVER, SHMQ_NOWAIT or > 0 */
+	int have;
+	struct timespec at;
+};
+
+static void timeout_init(struct timeout *to, int ms)
+{
+	to->ms = ms < 0 ? SHMQ_FOREVER : ms;
+	to->have = 0;
+}
+
+static void ns_to_ts(uint64_t ns, struct timespec *ts)
+{
+	ts->tv_sec = (time_t)(ns / 1000000000u);
+	ts->tv_nsec = (long)(ns % 1000000000u);
+}
+
+/* The deadline for sleeping, or NULL for none. */
+static const struct timespec *timeout_deadline(struct timeout *to)
+{
+	if (to->ms == SHMQ_FOREVER)
+		return NULL;
+	if (!to->have) {
+		ns_to_ts(mono_ns() + (uint64_t)to->ms * 1000000u, &to->at);
+		to->have = 1;
+	}
+	return &to->at;
+}
+
+/* ------------------------------------------------------------------ */
+/* Segment geometry                                                   */
+
+struct plan {
+	uint32_t ring_slots;
+	uint64_t slots_off, clients_off, data_off, data_size, seg_size;
+};
+
+static uint32_t pow2_at_least(uint32_t v)
+{
+	uint32_t p = 1;
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+static int plan_segment(uint32_t capacity, uint32_t max_msg,
+			uint64_t max_bytes, uint32_t clients, struct plan *p)
+{
+	if (capacity < 1 || capacity > SHMQ_CAPACITY_MAX)
+		return SHMQ_EINVAL;
+	if (max_msg > SHMQ_MSG_MAX)
+		return SHMQ_EINVAL;
+	if (clients < 1 || clients > SHMQ_CLIENTS_MAX)
+		return SHMQ_EINVAL;
+	/* A budget smaller than one message could never admit it. */
+	if (max_bytes != 0 && max_bytes < max_msg)
+		return SHMQ_EINVAL;
+	if (max_bytes > (UINT64_C(1) << 48))
+		return SHMQ_EINVAL;
+
+	/* The data ring must hold `capacity` messages of the largest size
+	 * plus the padding of one wrap; with a budget it need only hold the
+	 * budget plus alignment and one wrap. */
+	uint64_t a = align_up(max_msg, SHMQ_DATA_ALIGN);
+	uint64_t size = ((uint64_t)capacity + 1) * a;
+	if (max_bytes) {
+		uint64_t budget = align_up(max_bytes, SHMQ_DATA_ALIGN) +
+				  (uint64_t)capacity * SHMQ_DATA_ALIGN + a;
+		if (budget < size)
+			size = budget;
+	}
+	if (size < SHMQ_CACHELINE)
+		size = SHMQ_CACHELINE;
+	size = align_up(size, SHMQ_CACHELINE);
+
+	p->ring_slots = pow2_at_least(capacity);
+	p->slots_off = align_up(sizeof(struct shmq_seg_hdr), SHMQ_CACHELINE);
+	p->clients_off = p->slots_off +
+			 (uint64_t)p->ring_slots * sizeof(struct shmq_slot);
+	p->data_off = align_up(p->clients_off +
+			       (uint64_t)clients * sizeof(struct shmq_client),
+			       4096);
+	p->data_size = size;
+	p->seg_size = align_up(p->data_off + size, 4096);
+	return SHMQ_OK;
+}
+
+int ring_plan(const struct ring_config *cfg, uint64_t *seg_size)
+{
+	struct plan p;
+	int rc = plan_segment(cfg->capacity, cfg->max_msg, cfg->max_bytes,
+			      cfg->clients, &p);
+	if (rc == SHMQ_OK)
+		*seg_size = p.seg_size;
+	return rc;
+}
+
+static int init_lock(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	int rc = pthread_mutexattr_init(&a);
+	if (rc == 0)
+		rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (rc == 0)
+		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (rc == 0)
+		rc = pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+	return rc == 0 ? SHMQ_OK : SHMQ_ESYS;
+}
+
+int ring_format(void *mem, uint64_t size, const struct ring_config *cfg)
+{
+	struct shmq_seg_hdr *h = mem;
+	struct plan p;
+	size_t name_len = cfg->name ? strlen(cfg->name) : 0;
+	int rc;
+
+	rc = plan_segment(cfg->capacity, cfg->max_msg, cfg->max_bytes,
+			  cfg->clients, &p);
+	if (rc != SHMQ_OK)
+		return rc;
+	if (size < p.seg_size || name_len > SHMQ_NAME_MAX)
+		return SHMQ_EINVAL;
+
+	memset(h, 0, sizeof(*h));
+	h->version = SHMQ_LAYOUT_VERSION;
+	h->hdr_size = sizeof(*h);
+	h->seg_size = p.seg_size;
+	h->queue_id = cfg->queue_id;
+	h->capacity = cfg->capacity;
+	h->ring_slots = p.ring_slots;
+	h->max_msg = cfg->max_msg;
+	h->clients = cfg->clients;
+	h->max_bytes = cfg->max_bytes;
+	h->data_size = p.data_size;
+	h->slots_off = p.slots_off;
+	h->clients_off = p.clients_off;
+	h->data_off = p.data_off;
+	h->config_flags = cfg->config_flags & SHMQ_CFG_AUTO_CLOSE;
+	h->mode = cfg->mode & 0777;
+	h->uid = cfg->uid;
+	h->gid = cfg->gid;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	h->created_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	h->name_len = (uint32_t)name_len;
+	if (name_len)
+		memcpy(h->name, cfg->name, name_len);
+	h->discard_from = SHMQ_NO_DISCARD;
+
+	if ((rc = init_lock(&h->put_lock.mutex)) != SHMQ_OK ||
+	    (rc = init_lock(&h->get_lock.mutex)) != SHMQ_OK)
+		return rc;
+	/* The magic goes last: a segment is valid only once complete. */
+	__atomic_store_n(&h->magic, SHMQ_LAYOUT_MAGIC, __ATOMIC_RELEASE);
+	return SHMQ_OK;
+}
+
+static long cpus_online(void)
+{
+	static long n;
+	long v = __atomic_load_n(&n, __ATOMIC_RELAXED);
+	if (v == 0) {
+		v = sysconf(_SC_NPROCESSORS_ONLN);
+		if (v < 1)
+			v = 1;
+		__atomic_store_n(&n, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
+int ring_attach(struct ring *r, void *mem, uint64_t size)
+{
+	struct shmq_seg_hdr *h = mem;
+	struct plan p;
+
+	memset(r, 0, sizeof(*r));
+	if (size < sizeof(*h))
+		return SHMQ_ECORRUPT;
+	if (LOAD_ACQ(h->magic) != SHMQ_LAYOUT_MAGIC)
+		return SHMQ_ECORRUPT;
+	if (READ_ONCE(h->version) != SHMQ_LAYOUT_VERSION)
+		return SHMQ_EPROTO;
+
+	/* Copy the configuration once, then check the copy: the geometry it
+	 * implies must be exactly what is written and fit in our mapping. */
+	uint32_t capacity = READ_ONCE(h->capacity);
+	uint32_t max_msg = READ_ONCE(h->max_msg);
+	uint64_t max_bytes = READ_ONCE(h->max_bytes);
+	uint32_t clients = READ_ONCE(h->clients);
+	if (plan_segment(capacity, max_msg, max_bytes, clients, &p) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
+	if (READ_ONCE(h->hdr_size) != sizeof(*h) ||
+	    READ_ONCE(h->ring_slots) != p.ring_slots ||
+	    READ_ONCE(h->slots_off) != p.slots_off ||
+	    READ_ONCE(h->clients_off) != p.clients_off ||
+	    READ_ONCE(h->data_off) != p.data_off ||
+	    READ_ONCE(h->data_size) != p.data_size ||
+	    READ_ONCE(h->seg_size) != p.seg_size || p.seg_size > size)
+		return SHMQ_ECORRUPT;
+
+	r->hdr = h;
+	r->slots = (struct shmq_slot *)((uint8_t *)mem + p.slots_off);
+	r->clients = (struct shmq_client *)((uint8_t *)mem + p.clients_off);
+	r->data = (uint8_t *)mem + p.data_off;
+	r->seg_size = p.seg_size;
+	r->data_size = p.data_size;
+	r->max_bytes = max_bytes;
+	r->queue_id = READ_ONCE(h->queue_id);
+	r->capacity = capacity;
+	r->mask = p.ring_slots - 1;
+	r->max_msg = max_msg;
+	r->nclients = clients;
+	r->config_flags = READ_ONCE(h->config_flags);
+	r->spin_ns = cpus_online() > 1 ? SPIN_INIT_NS : 0;
+	return SHMQ_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Slots                                                              */
+
+/* Reads the slot of `ticket` once and checks it.  A slot is trusted only
+ * if it names its own ticket and its bytes lie inside the data ring. */
+static int read_slot(const struct ring *r, uint64_t ticket,
+		     struct shmq_slot *s)
+{
+	const struct shmq_slot *p = &r->slots[ticket & r->mask];
+
+	s->ticket = READ_ONCE(p->ticket);
+	s->off = READ_ONCE(p->off);
+	s->bytes = READ_ONCE(p->bytes);
+	s->pos = READ_ONCE(p->pos);
+	s->len = READ_ONCE(p->len);
+	if (s->ticket != ticket || s->len > r->max_msg ||
+	    s->pos > r->data_size || s->len > r->data_size - s->pos ||
+	    s->pos % SHMQ_DATA_ALIGN != 0)
+		return SHMQ_ECORRUPT;
+	return SHMQ_OK;
+}
+
+/* Where the next message goes: just after the message before it. */
+struct wpos {
+	uint64_t off;       /* in the endless byte stream */
+	uint64_t bytes;     /* payload bytes before it */
+	uint64_t pos;       /* off modulo data_size */
+};
+
+static int next_wpos(const struct ring *r, uint64_t tail, struct wpos *w)
+{
+	struct shmq_slot s;
+
+	if (tail == 0) {
+		w->off = w->bytes = w->pos = 0;
+		return SHMQ_OK;
+	}
+	if (read_slot(r, tail - 1, &s) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
+	uint64_t a = align_up(s.len, SHMQ_DATA_ALIGN);
+	w->off = s.off + a;
+	w->pos = s.pos + a;     /* <= data_size: both are 16-aligned */
+	w->bytes = s.bytes + s.len;
+	return SHMQ_OK;
+}
+
+/* Does a message of `len` bytes fit at `w`, with the oldest queued message
+ * at ticket `head` and `tail` the next ticket?  1 yes, 0 no, or an error.
+ * `oldest` caches the head slot across the messages of one batch. */
+static int room_for(const struct ring *r, uint64_t head, uint64_t tail,
+		    const struct wpos *w, uint64_t len,
+		    struct shmq_slot *oldest)
+{
+	if (tail - head >= r->capacity)
+		return 0;
+	if (tail == head)
+		return 1;       /* empty: any message up to max_msg fits */
+	if (oldest->ticket != head &&
+	    read_slot(r, head, oldest) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
+	if (oldest->off > w->off || oldest->bytes > w->bytes)
+		return SHMQ_ECORRUPT;
+	uint64_t end = w->off + len;
+	if (w->pos + len > r->data_size)
+		end += r->data_size - w->pos;   /* wraps: skip the tail end */
+	if (end - oldest->off > r->data_size)
+		return 0;
+	if (r->max_bytes && w->bytes - oldest->bytes + len > r->max_bytes)
+		return 0;
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Locks                                                              */
+
+enum side { PUT_SIDE, GET_SIDE };
+
+static pthread_mutex_t *side_mutex(const struct ring *r, enum side side)
+{
+	return side == PUT_SIDE ? &r->hdr->put_lock.mutex
+				: &r->hdr->get_lock.mutex;
+}
+
+static void complete_discard(struct ring *r, uint64_t tail_word);
+
+/* After EOWNERDEAD: the previous holder died somewhere inside its critical
+ * section.  Commits are single atomic stores, so there is nothing to undo;
+ * check what the side owns, and finish an interrupted close --now. */
+static int repair(struct ring *r, enum side side)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t tw = LOAD_ACQ(h->tail);
+	uint64_t tail = tw & SHMQ_TAIL_COUNT;
+	uint64_t head = LOAD_ACQ(h->head);
+	struct wpos w;
+
+	if (head > tail || tail - head > r->capacity)
+		return SHMQ_ECORRUPT;
+	if (side == PUT_SIDE) {
+		if (READ_ONCE(h->head_hint) > head)
+			WRITE_ONCE(h->head_hint, head);
+		return next_wpos(r, tail, &w);
+	}
+	if (READ_ONCE(h->tail_hint) > tail)
+		WRITE_ONCE(h->tail_hint, tail);
+	if (tw & SHMQ_TAIL_NOW)
+		complete_discard(r, tw);
+	return SHMQ_OK;
+}
+
+/* Takes one side's lock.  A short spin first: the holders' critical
+ * sections are a copy long, shorter than a futex sleep. */
+static int side_lock(struct ring *r, enum side side, struct timeout *to)
+{
+	pthread_mutex_t *m = side_mutex(r, side);
+	int rc = pthread_mutex_trylock(m);
+
+	for (int i = 0; rc == EBUSY && i < LOCK_SPINS; i++) {
+		cpu_relax();
+		rc = pthread_mutex_trylock(m);
+	}
+	if (rc == EBUSY) {
+		if (to->ms == SHMQ_FOREVER) {
+			rc = pthread_mutex_lock(m);
+		} else {
+			struct timespec at;
+			const struct timespec *dl = &at;
+			if (to->ms == SHMQ_NOWAIT)
+				ns_to_ts(mono_ns() + TRY_LOCK_GRACE_NS, &at);
+			else
+				dl = timeout_deadline(to);
+			rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, dl);
+		}
+	}
+	switch (rc) {
+	case 0:
+		return SHMQ_OK;
+	case EOWNERDEAD: {
+		int st = repair(r, side);
+		pthread_mutex_consistent(m);
+		if (st != SHMQ_OK)
+			pthread_mutex_unlock(m);
+		return st;
+	}
+	case ETIMEDOUT:
+		return to->ms == SHMQ_NOWAIT ? SHMQ_EAGAIN : SHMQ_ETIMEDOUT;
+	default:
+		/* ENOTRECOVERABLE or EINVAL: the lock word was damaged. */
+		return SHMQ_ECORRUPT;
+	}
+}
+
+static void side_unlock(struct ring *r, enum side side)
+{
+	pthread_mutex_unlock(side_mutex(r, side));
+}
+
+/* ------------------------------------------------------------------ */
+/* Waking and sleeping                                                */
+
+/* Called after a commit (which is a full barrier): wake the other side,
+ * but only if somebody announced that they sleep. */
+static void notify(uint32_t *word)
+{
+	uint32_t w = LOAD_SC(*word);
+
+	while (w & SHMQ_WAIT_SLEEPER) {
+		uint32_t next = (w & ~SHMQ_WAIT_SLEEPER) + SHMQ_WAIT_EPOCH;
+		if (__atomic_compare_exchange_n(word, &w, next, 0,
+						__ATOMIC_SEQ_CST,
+						__ATOMIC_SEQ_CST)) {
+			futex_wake_all(word);
+			return;
+		}
+	}
+}
+
+static void wake_all(uint32_t *word)
+{
+	uint32_t w = LOAD_SC(*word);
+	uint32_t next;
+
+	do
+		next = (w & ~SHMQ_WAIT_SLEEPER) + SHMQ_WAIT_EPOCH;
+	while (!__atomic_compare_exchange_n(word, &w, next, 0, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST));
+	futex_wake_all(word);
+}
+
+void ring_wake_all(struct ring *r)
+{
+	wake_all(&r->hdr->data_futex);
+	wake_all(&r->hdr->space_futex);
+}
+
+/* Could an operation on `side` make progress now?  For put, `len` is the
+ * next message's length.  A "yes" only costs a retry under the lock; a
+ * "no" must be right about every commit that came before it, which holds
+ * because it reads the same fields the lock holders commit. */
+static int ready(struct ring *r, enum side side, uint64_t len)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t tw = LOAD_SC(h->tail);
+
+	if (tw & SHMQ_TAIL_CLOSED)
+		return 1;
+	uint64_t tail = tw & SHMQ_TAIL_COUNT;
+	uint64_t head = LOAD_SC(h->head);
+	if (side == GET_SIDE)
+		return head != tail;
+	if (head > tail)
+		return 1;       /* torn by a racing commit: retry */
+	struct wpos w;
+	struct shmq_slot oldest = { .ticket = ~UINT64_C(0) };
+	if (next_wpos(r, tail, &w) != SHMQ_OK)
+		return 1;
+	return room_for(r, head, tail, &w, len, &oldest) != 0;
+}
+
+static void adapt_spin(struct ring *r, int paid_off)
+{
+	uint32_t s = r->spin_ns;
+
+	if (cpus_online() < 2)
+		return;
+	if (paid_off)
+		s = s * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : s * 2;
+	else
+		s = s / 2 < SPIN_MIN_NS ? SPIN_MIN_NS : s / 2;
+	r->spin_ns = s;
+}
+
+static void count_sleep(struct ring *r, enum side side, int delta)
+{
+	uint32_t *ctr = side == PUT_SIDE ? &r->hdr->put_blocked
+					 : &r->hdr->get_blocked;
+	uint32_t state = side == PUT_SIDE ? SHMQ_WAIT_PUT : SHMQ_WAIT_GET;
+
+	/* Order matters for shmqd's repair of a dead sleeper: it only
+	 * decrements for an entry marked waiting, so the mark is set after the
+	 * increment and cleared before the decrement. */
+	if (delta > 0) {
+		__atomic_add_fetch(ctr, 1, __ATOMIC_RELAXED);
+		if (r->self)
+			WRITE_ONCE(r->self->wait, state);
+	} else {
+		if (r->self)
+			WRITE_ONCE(r->self->wait, SHMQ_WAIT_NONE);
+		uint32_t v = READ_ONCE(*ctr);
+		while (v > 0 && !__atomic_compare_exchange_n(
+				    ctr, &v, v - 1, 0, __ATOMIC_RELAXED,
+				    __ATOMIC_RELAXED))
+			;
+	}
+}
+
+/* Waits until `side` may be able to make progress: spins for the adaptive
+ * window, then sleeps on the side's futex.  0 means "try again". */
+static int wait_for(struct ring *r, enum side side, uint64_t len,
+		    struct timeout *to)
+{
+	uint32_t *word = side == PUT_SIDE ? &r->hdr->space_futex
+					  : &r->hdr->data_futex;
+
+	if (r->spin_ns) {
+		uint64_t until = mono_ns() + r->spin_ns;
+		for (unsigned i = 1;; i++) {
+			cpu_relax();
+			if ((i & 15) == 0 && ready(r, side, len)) {
+				adapt_spin(r, 1);
+				return SHMQ_OK;
+			}
+			if ((i & 255) == 0 && mono_ns() >= until)
+				break;
+		}
+		adapt_spin(r, 0);
+	}
+
+	for (;;) {
+		uint32_t w = LOAD_SC(*word);
+		if (!(w & SHMQ_WAIT_SLEEPER)) {
+			if (!__atomic_compare_exchange_n(
+				    word, &w, w | SHMQ_WAIT_SLEEPER, 0,
+				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+				continue;
+			w |= SHMQ_WAIT_SLEEPER;
+		}
+		if (ready(r, side, len))
+			return SHMQ_OK;
+
+		const struct timespec *dl = timeout_deadline(to);
+		HOOK(RING_HOOK_SLEEP);
+		count_sleep(r, side, +1);
+		int e = futex_wait(word, w, dl);
+		count_sleep(r, side, -1);
+		if (e == ETIMEDOUT)
+			return SHMQ_ETIMEDOUT;
+		if (e == EINTR)
+			return SHMQ_EINTR;
+		return SHMQ_OK;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Put                                                                */
+
+static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
+		      size_t *done)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t tw = LOAD_ACQ(h->tail);
+	struct shmq_slot oldest = { .ticket = ~UINT64_C(0) };
+	struct wpos w;
+	int rc = SHMQ_OK, fresh = 0;
+
+	*done = 0;
+	if (tw & SHMQ_TAIL_CLOSED)
+		return SHMQ_ECLOSED;
+	uint64_t t0 = tw & SHMQ_TAIL_COUNT, t = t0;
+	uint64_t head = READ_ONCE(h->head_hint);
+	if (head > t0 || t0 - head > r->capacity) {
+		head = LOAD_ACQ(h->head);
+		fresh = 1;
+		if (head > t0 || t0 - head > r->capacity)
+			return SHMQ_ECORRUPT;
+	}
+	if (next_wpos(r, t0, &w) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t len = msgs[i].iov_len;
+		if (len > r->max_msg) {
+			rc = SHMQ_E2BIG;
+			break;
+		}
+		int fit = room_for(r, head, t, &w, len, &oldest);
+		if (fit == 0 && !fresh) {
+			/* The hint said full; ask the real head once. */
+			uint64_t real = LOAD_ACQ(h->head);
+			fresh = 1;
+			if (real < head || real > t0)
+				return SHMQ_ECORRUPT;
+			head = real;
+			fit = room_for(r, head, t, &w, len, &oldest);
+		}
+		if (fit < 0)
+			return fit;
+		if (fit == 0) {
+			rc = RING_WAIT;
+			break;
+		}
+		if (w.pos + len > r->data_size) {
+			w.off += r->data_size - w.pos;
+			w.pos = 0;
+		}
+		if (len)
+			memcpy(r->data + w.pos, msgs[i].iov_base, len);
+		struct shmq_slot *s = &r->slots[t & r->mask];
+		s->ticket = t;
+		s->off = w.off;
+		s->bytes = w.bytes;
+		s->pos = (uint32_t)w.pos;
+		s->len = (uint32_t)len;
+		uint64_t a = align_up(len, SHMQ_DATA_ALIGN);
+		w.off += a;
+		w.pos += a;
+		w.bytes += len;
+		t++;
+	}
+	if (t == t0)
+		return rc;
+
+	HOOK(RING_HOOK_PUT_COPIED);
+	/* The commit.  It fails only if close set a bit since we loaded tail:
+	 * then nothing we wrote becomes visible. */
+	if (!__atomic_compare_exchange_n(&h->tail, &tw, tw + (t - t0), 0,
+					 __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
+		return (tw & SHMQ_TAIL_CLOSED) ? SHMQ_ECLOSED : SHMQ_ECORRUPT;
+	WRITE_ONCE(h->head_hint, head);
+	HOOK(RING_HOOK_PUT_COMMITTED);
+	*done = t - t0;
+	return rc;
+}
+
+int ring_put(struct ring *r, const struct iovec *msgs, size_t n,
+	     size_t *done, int timeout_ms)
+{
+	struct timeout to;
+	size_t total = 0;
+	int rc = SHMQ_OK;
+
+	timeout_init(&to, timeout_ms);
+	while (total < n) {
+		size_t k;
+		rc = side_lock(r, PUT_SIDE, &to);
+		if (rc != SHMQ_OK)
+			break;
+		HOOK(RING_HOOK_PUT_LOCKED);
+		rc = put_locked(r, msgs + total, n - total, &k);
+		side_unlock(r, PUT_SIDE);
+		if (k) {
+			total += k;
+			notify(&r->hdr->data_futex);
+		}
+		if (rc != RING_WAIT)
+			break;
+		if (to.ms == SHMQ_NOWAIT) {
+			rc = SHMQ_EAGAIN;
+			break;
+		}
+		rc = wait_for(r, PUT_SIDE, msgs[total].iov_len, &to);
+		if (rc != SHMQ_OK)
+			break;
+	}
+	if (done)
+		*done = total;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Get                                                                */
+
+static int end_of_stream(const struct ring *r)
+{
+	return (LOAD_ACQ(r->hdr->state_flags) & SHMQ_ST_PRODUCER_LOST)
+		       ? SHMQ_EOS_LOST
+		       : SHMQ_EOS;
+}
+
+/* Under get_lock, after close --now: drop everything still queued.  The
+ * order (discard_from, then head) lets repair() finish it after a crash. */
+static void complete_discard(struct ring *r, uint64_t tail_word)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t tail = tail_word & SHMQ_TAIL_COUNT;
+	uint64_t head = READ_ONCE(h->head);
+
+	if (head >= tail)
+		return;
+	if (READ_ONCE(h->discard_from) == SHMQ_NO_DISCARD)
+		WRITE_ONCE(h->discard_from, head);
+	__atomic_store_n(&h->head, tail, __ATOMIC_SEQ_CST);
+}
+
+static int get_locked(struct ring *r, uint8_t *buf, size_t size,
+		      struct iovec *out, size_t n, size_t *got)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t head = READ_ONCE(h->head), h0 = head;
+	uint64_t tail = READ_ONCE(h->tail_hint);
+	size_t used = 0, k = 0;
+	int rc = SHMQ_OK;
+
+	*got = 0;
+	if (tail <= head || tail - head > r->capacity) {
+		/* Nothing known to be queued: look at the real tail. */
+		uint64_t tw = LOAD_ACQ(h->tail);
+		if (tw & SHMQ_TAIL_NOW) {
+			complete_discard(r, tw);
+			return end_of_stream(r);
+		}
+		tail = tw & SHMQ_TAIL_COUNT;
+		if (tail < head || tail - head > r->capacity)
+			return SHMQ_ECORRUPT;
+		if (tail == head)
+			return (tw & SHMQ_TAIL_CLOSED) ? end_of_stream(r)
+						       : RING_WAIT;
+		WRITE_ONCE(h->tail_hint, tail);
+	}
+
+	while (k < n && head < tail) {
+		struct shmq_slot s;
+		if (read_slot(r, head, &s) != SHMQ_OK) {
+			rc = SHMQ_ECORRUPT;
+			break;
+		}
+		if (s.len > size - used) {
+			if (k == 0) {
+				out[0].iov_base = NULL;
+				out[0].iov_len = s.len;
+				rc = SHMQ_EMSGSIZE;
+			}
+			break;
+		}
+		if (s.len)
+			memcpy(buf + used, r->data + s.pos, s.len);
+		out[k].iov_base = buf + used;
+		out[k].iov_len = s.len;
+		used += s.len;
+		k++;
+		head++;
+	}
+	if (head != h0) {
+		HOOK(RING_HOOK_GET_COPIED);
+		/* The commit, and the barrier that orders it before notify's
+		 * look at the producers' futex. */
+		__atomic_store_n(&h->head, head, __ATOMIC_SEQ_CST);
+		HOOK(RING_HOOK_GET_COMMITTED);
+	}
+	*got = k;
+	return k ? SHMQ_OK : rc;
+}
+
+int ring_get(struct ring *r, void *buf, size_t size, struct iovec *out,
+	     size_t n, size_t *got, int timeout_ms)
+{
+	struct timeout to;
+	size_t k = 0;
+	int rc;
+
+	timeout_init(&to, timeout_ms);
+	if (n == 0) {
+		rc = SHMQ_EINVAL;
+		goto out;
+	}
+	for (;;) {
+		rc = side_lock(r, GET_SIDE, &to);
+		if (rc != SHMQ_OK)
+			break;
+		HOOK(RING_HOOK_GET_LOCKED);
+		rc = get_locked(r, buf, size, out, n, &k);
+		side_unlock(r, GET_SIDE);
+		if (k) {
+			notify(&r->hdr->space_futex);
+			break;
+		}
+		if (rc != RING_WAIT)
+			break;
+		if (to.ms == SHMQ_NOWAIT) {
+			rc = SHMQ_EAGAIN;
+			break;
+		}
+		rc = wait_for(r, GET_SIDE, 0, &to);
+		if (rc != SHMQ_OK)
+			break;
+	}
+out:
+	if (got)
+		*got = k;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Close                                                              */
+
+int ring_close(struct ring *r, unsigned how, uint64_t *discarded)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t bits = SHMQ_TAIL_CLOSED;
+	uint64_t n = 0;
+	int rc = SHMQ_OK;
+
+	if (how == SHMQ_CLOSE_NOW)
+		bits |= SHMQ_TAIL_NOW;
+	else if (how != SHMQ_CLOSE_DRAIN)
+		return SHMQ_EINVAL;
+
+	uint64_t old = __atomic_fetch_or(&h->tail, bits, __ATOMIC_SEQ_CST);
+	if (!(old & SHMQ_TAIL_CLOSED)) {
+		struct timespec now;
+		int64_t zero = 0;
+		clock_gettime(CLOCK_REALTIME, &now);
+		__atomic_compare_exchange_n(
+			&h->closed_ns, &zero,
+			(int64_t)now.tv_sec * 1000000000 + now.tv_nsec, 0,
+			__ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	}
+	if (how == SHMQ_CLOSE_NOW) {
+		/* Discard under get_lock, so that the count is exact and no
+		 * consumer takes a message after we return. */
+		struct timeout to;
+		timeout_init(&to, CLOSE_LOCK_MS);
+		rc = side_lock(r, GET_SIDE, &to);
+		if (rc == SHMQ_OK) {
+			uint64_t tail = old & SHMQ_TAIL_COUNT;
+			uint64_t head = READ_ONCE(h->head);
+			n = tail > head ? tail - head : 0;
+			complete_discard(r, old | bits);
+			side_unlock(r, GET_SIDE);
+		} else if (rc == SHMQ_ETIMEDOUT) {
+			rc = SHMQ_EBUSY;
+		}
+	}
+	ring_wake_all(r);
+	if (discarded)
+		*discarded = n;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Statistics and checks                                              */
+
+void ring_stat(const struct ring *r, struct shmq_stat *st)
+{
+	const struct shmq_seg_hdr *h = r->hdr;
+
+	memset(st, 0, sizeof(*st));
+	uint32_t nl = READ_ONCE(h->name_len);
+	if (nl > SHMQ_NAME_MAX)
+		nl = 0;
+	for (uint32_t i = 0; i < nl; i++)
+		st->name[i] = READ_ONCE(h->name[i]);
+	st->capacity = r->capacity;
+	st->max_msg = r->max_msg;
+	st->max_bytes = r->max_bytes;
+	st->mode = READ_ONCE(h->mode) & 0777;
+	st->uid = READ_ONCE(h->uid);
+	st->gid = READ_ONCE(h->gid);
+	st->flags = (r->config_flags & SHMQ_CFG_AUTO_CLOSE) ? SHMQ_AUTO_CLOSE
+							    : 0;
+
+	/* head first: both only grow, so tail read later is >= head. */
+	uint64_t head = LOAD_ACQ(h->head);
+	uint64_t tw = LOAD_ACQ(h->tail);
+	uint64_t tail = tw & SHMQ_TAIL_COUNT;
+	uint64_t from = READ_ONCE(h->discard_from);
+	if (tail >= head && tail - head <= r->capacity) {
+		st->messages = tail - head;
+		struct shmq_slot first, last;
+		if (tail > head && read_slot(r, head, &first) == SHMQ_OK &&
+		    read_slot(r, tail - 1, &last) == SHMQ_OK &&
+		    last.bytes + last.len >= first.bytes)
+			st->bytes = last.bytes + last.len - first.bytes;
+	}
+	st->total_put = tail;
+	if (from != SHMQ_NO_DISCARD && from <= tail) {
+		st->discarded = tail - from;
+		st->total_got = from < head ? from : head;
+	} else {
+		st->total_got = head;
+	}
+	st->state = (tw & SHMQ_TAIL_NOW)      ? SHMQ_STATE_CLOSED_NOW
+		    : (tw & SHMQ_TAIL_CLOSED) ? SHMQ_STATE_CLOSED
+					      : SHMQ_STATE_OPEN;
+	uint32_t sf = READ_ONCE(h->state_flags);
+	st->auto_closed = !!(sf & SHMQ_ST_AUTO_CLOSED);
+	st->producer_lost = !!(sf & SHMQ_ST_PRODUCER_LOST);
+	st->producers = READ_ONCE(h->producers);
+	st->consumers = READ_ONCE(h->consumers);
+	st->put_blocked = READ_ONCE(h->put_blocked);
+	st->get_blocked = READ_ONCE(h->get_blocked);
+	st->created_ns = READ_ONCE(h->created_ns);
+	st->closed_ns = READ_ONCE(h->closed_ns);
+}
+
+int ring_check(struct ring *r)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t head = LOAD_ACQ(h->head);
+	uint64_t tail = LOAD_ACQ(h->tail) & SHMQ_TAIL_COUNT;
+	struct shmq_slot prev = { 0 }, s;
+
+	if (head > tail || tail - head > r->capacity)
+		return SHMQ_ECORRUPT;
+	if (READ_ONCE(h->name_len) > SHMQ_NAME_MAX ||
+	    READ_ONCE(h->name[SHMQ_NAME_MAX]) != '\0')
+		return SHMQ_ECORRUPT;
+	/* Every queued message, in order, must follow the one before it. */
+	for (uint64_t t = head; t < tail; t++) {
+		if (read_slot(r, t, &s) != SHMQ_OK)
+			return SHMQ_ECORRUPT;
+		if (t > head && (s.off < prev.off + prev.len ||
+				 s.bytes != prev.bytes + prev.len))
+			return SHMQ_ECORRUPT;
+		prev = s;
+	}
+	if (tail > 0 && read_slot(r, tail - 1, &s) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
+	return SHMQ_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Attachment table                                                   */
+
+static uint32_t dec_floor0(uint32_t *ctr)
+{
+	uint32_t v = READ_ONCE(*ctr);
+	while (v > 0 && !__atomic_compare_exchange_n(ctr, &v, v - 1, 0,
+						     __ATOMIC_SEQ_CST,
+						     __ATOMIC_RELAXED))
+		;
+	return v > 0 ? v - 1 : 0;
+}
+
+int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
+		    uint32_t role, uint32_t *index, uint32_t *gen)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+
+	if (pid == 0)
+		return SHMQ_EINVAL;
+	for (uint32_t i = 0; i < r->nclients; i++) {
+		struct shmq_client *c = &r->clients[i];
+		uint32_t free_pid = 0;
+		if (READ_ONCE(c->pid) != 0 ||
+		    !__atomic_compare_exchange_n(&c->pid, &free_pid, pid, 0,
+						 __ATOMIC_ACQ_REL,
+						 __ATOMIC_RELAXED))
+			continue;
+		uint32_t g;
+		do
+			g = __atomic_add_fetch(&h->client_gen, 1,
+					       __ATOMIC_RELAXED);
+		while (g == 0);
+		WRITE_ONCE(c->role, role);
+		WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
+		WRITE_ONCE(c->start_time, start_time);
+		__atomic_store_n(&c->gen, g, __ATOMIC_RELEASE);
+		if (role & SHMQ_ROLE_PRODUCER)
+			__atomic_add_fetch(&h->producers, 1, __ATOMIC_SEQ_CST);
+		if (role & SHMQ_ROLE_CONSUMER)
+			__atomic_add_fetch(&h->consumers, 1, __ATOMIC_SEQ_CST);
+		*index = i;
+		*gen = g;
+		return SHMQ_OK;
+	}
+	return SHMQ_ELIMIT;
+}
+
+int ring_client_bind(struct ring *r, uint32_t index, uint32_t gen)
+{
+	if (index >= r->nclients || gen == 0 ||
+	    LOAD_ACQ(r->clients[index].gen) != gen)
+		return SHMQ_ECORRUPT;
+	r->self = &r->clients[index];
+	return SHMQ_OK;
+}
+
+void ring_client_remove(struct ring *r, uint32_t index, int died)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+
+	if (index >= r->nclients)
+		return;
+	struct shmq_client *c = &r->clients[index];
+	uint32_t role = READ_ONCE(c->role);
+	uint32_t wait = READ_ONCE(c->wait);
+
+	if (wait == SHMQ_WAIT_PUT)
+		dec_floor0(&h->put_blocked);
+	else if (wait == SHMQ_WAIT_GET)
+		dec_floor0(&h->get_blocked);
+	if (role & SHMQ_ROLE_CONSUMER)
+		dec_floor0(&h->consumers);
+	if (role & SHMQ_ROLE_PRODUCER) {
+		/* The lost mark goes first, so that a consumer that sees the
+		 * close also sees why. */
+		if (died)
+			__atomic_fetch_or(&h->state_flags,
+					  SHMQ_ST_PRODUCER_LOST,
+					  __ATOMIC_SEQ_CST);
+		if (dec_floor0(&h->producers) == 0 &&
+		    (r->config_flags & SHMQ_CFG_AUTO_CLOSE)) {
+			uint64_t tw = LOAD_ACQ(h->tail);
+			if (!(tw & SHMQ_TAIL_CLOSED))
+				__atomic_fetch_or(&h->state_flags,
+						  SHMQ_ST_AUTO_CLOSED,
+						  __ATOMIC_SEQ_CST);
+			ring_close(r, SHMQ_CLOSE_DRAIN, NULL);
+		}
+	}
+	WRITE_ONCE(c->role, 0);
+	WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
+	WRITE_ONCE(c->gen, 0);
+	WRITE_ONCE(c->start_time, 0);
+	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);
+	/* A process that died just after being woken may have taken a
+	 * wake-up with it: let every sleeper look again. */
+	if (died)
+		ring_wake_all(r);
+}
+
+void ring_client_recount(struct ring *r)
+{
+	uint32_t producers = 0, consumers = 0;
+
+	for (uint32_t i = 0; i < r->nclients; i++) {
+		const struct shmq_client *c = &r->clients[i];
+		if (READ_ONCE(c->pid) == 0)
+			continue;
+		uint32_t role = READ_ONCE(c->role);
+		producers += !!(role & SHMQ_ROLE_PRODUCER);
+		consumers += !!(role & SHMQ_ROLE_CONSUMER);
+	}
+	__atomic_store_n(&r->hdr->producers, producers, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&r->hdr->consumers, consumers, __ATOMIC_SEQ_CST);
+}

@@ -1,0 +1,101 @@
+/*
+ * ring.h - operations on one mapped queue segment (proto/shmq_layout.h).
+ *
+ * ring.c owns everything that reads or writes a segment: formatting a new
+ * one, checking one that was handed to us, put, get, close, statistics and
+ * the attachment table.  It never talks to the daemon and never allocates:
+ * the caller maps the segment and keeps the struct ring.
+ *
+ * All functions return SHMQ_OK, SHMQ_EOS/SHMQ_EOS_LOST or a negative
+ * SHMQ_E* status from <shmq.h>.
+ */
+#ifndef SHMQ_RING_H
+#define SHMQ_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "shmq.h"
+#include "shmq_layout.h"
+
+/* What a new segment is created with. */
+struct ring_config {
+	uint32_t capacity;
+	uint32_t max_msg;
+	uint64_t max_bytes;     /* 0 = no byte budget */
+	uint32_t clients;       /* attachment table entries */
+	uint32_t mode, uid, gid;
+	uint32_t config_flags;  /* SHMQ_CFG_* */
+	uint64_t queue_id;
+	const char *name;
+};
+
+/* The private, checked view of a mapped segment.  The configuration is
+ * copied out of the header once, when attaching, and trusted from then on;
+ * the shared copy is never read again. */
+struct ring {
+	struct shmq_seg_hdr *hdr;
+	struct shmq_slot *slots;
+	struct shmq_client *clients;
+	uint8_t *data;
+	uint64_t seg_size;
+	uint64_t data_size;
+	uint64_t max_bytes;
+	uint64_t queue_id;
+	uint32_t capacity;
+	uint32_t mask;          /* ring_slots - 1 */
+	uint32_t max_msg;
+	uint32_t nclients;
+	uint32_t config_flags;
+	struct shmq_client *self;   /* our attachment entry, or NULL */
+	uint32_t spin_ns;           /* adaptive spin window before sleeping */
+};
+
+/* Checks `cfg` and computes the size of its segment. */
+int ring_plan(const struct ring_config *cfg, uint64_t *seg_size);
+/* Initialises a zero-filled segment of ring_plan()'s size. */
+int ring_format(void *mem, uint64_t size, const struct ring_config *cfg);
+/* Checks a mapped segment of `size` bytes and fills `r`. */
+int ring_attach(struct ring *r, void *mem, uint64_t size);
+/* Full consistency check of the shared state (slow; for adoption). */
+int ring_check(struct ring *r);
+
+/* Puts msgs[0..n) in order; *done says how many were queued. */
+int ring_put(struct ring *r, const struct iovec *msgs, size_t n,
+	     size_t *done, int timeout_ms);
+/* Takes up to n messages into buf; out[i] points at message i.  If the
+ * first message does not fit, returns SHMQ_EMSGSIZE with out[0].iov_len
+ * set to its length. */
+int ring_get(struct ring *r, void *buf, size_t size, struct iovec *out,
+	     size_t n, size_t *got, int timeout_ms);
+int ring_close(struct ring *r, unsigned how, uint64_t *discarded);
+void ring_stat(const struct ring *r, struct shmq_stat *st);
+/* Wakes every sleeper so that each re-checks the queue. */
+void ring_wake_all(struct ring *r);
+
+/* Attachment table.  Entries are added and removed by shmqd only. */
+int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
+		    uint32_t role, uint32_t *index, uint32_t *gen);
+/* Binds r->self to entry `index` after checking that `gen` owns it. */
+int ring_client_bind(struct ring *r, uint32_t index, uint32_t gen);
+/* Removes an entry; `died` marks a producer as lost.  Applies auto-close
+ * and repairs the sleep statistics the entry still held. */
+void ring_client_remove(struct ring *r, uint32_t index, int died);
+/* Recomputes producer and consumer counts from the table. */
+void ring_client_recount(struct ring *r);
+
+/* Test hook: called, when set, at the named points inside the critical
+ * sections, so that tests can park or kill a process there. */
+enum ring_hook_point {
+	RING_HOOK_PUT_LOCKED,
+	RING_HOOK_PUT_COPIED,       /* data written, not yet committed */
+	RING_HOOK_PUT_COMMITTED,    /* committed, lock still held */
+	RING_HOOK_GET_LOCKED,
+	RING_HOOK_GET_COPIED,       /* data copied out, not yet committed */
+	RING_HOOK_GET_COMMITTED,
+	RING_HOOK_SLEEP,            /* about to sleep on a futex */
+};
+extern void (*ring_test_hook)(enum ring_hook_point point);
+
+#endif /* SHMQ_RING_H */

@@ -1,0 +1,409 @@
+/*
+ * shmq.c - the public API of libshmq (<shmq.h>).
+ *
+ * Handles, argument checks and the calls to the daemon live here; the
+ * queue operations themselves are ring.c's.  Nothing on the put/get path
+ * here may do more than check the handle and call into the ring.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "ring.h"
+#include "shmq.h"
+#include "wire.h"
+
+struct shmq {
+	struct ring ring;
+	void *map;
+	size_t map_size;
+	uint64_t queue_id;
+	uint32_t client;
+	uint32_t gen;
+	unsigned flags;         /* SHMQ_PRODUCER | SHMQ_CONSUMER */
+	unsigned access;        /* SHMQ_ACCESS_* granted by the daemon */
+	char name[SHMQ_NAME_MAX + 1];
+};
+
+const char *shmq_version(void)
+{
+	return SHMQ_VERSION_STRING;
+}
+
+const char *shmq_strerror(int status)
+{
+	switch (status) {
+	case SHMQ_OK:        return "success";
+	case SHMQ_EOS:       return "end of stream";
+	case SHMQ_EOS_LOST:  return "end of stream, but a producer died without detaching";
+	case SHMQ_EINVAL:    return "invalid argument";
+	case SHMQ_ENAME:     return "invalid queue name (1-255 bytes of A-Za-z0-9._-, not starting with '.')";
+	case SHMQ_ECLOSED:   return "queue is closed";
+	case SHMQ_ETIMEDOUT: return "timed out";
+	case SHMQ_EAGAIN:    return "would block";
+	case SHMQ_E2BIG:     return "message too big";
+	case SHMQ_EMSGSIZE:  return "receive buffer too small for the message";
+	case SHMQ_ENOENT:    return "no such queue";
+	case SHMQ_EEXIST:    return "queue already exists";
+	case SHMQ_EACCES:    return "permission denied";
+	case SHMQ_ENODAEMON: return "daemon unreachable";
+	case SHMQ_EPROTO:    return "protocol error (daemon and library versions differ?)";
+	case SHMQ_ECORRUPT:  return "queue memory is corrupt";
+	case SHMQ_ENOSPC:    return "out of shared memory";
+	case SHMQ_ELIMIT:    return "daemon limit reached";
+	case SHMQ_EROLE:     return "handle not opened for this operation";
+	case SHMQ_EINTR:     return "interrupted by a signal";
+	case SHMQ_EBUSY:     return "queue lock held by a stalled process";
+	case SHMQ_ESYS:      return "system call failed";
+	case SHMQ_ENOMEM:    return "out of memory";
+	default:             return "unknown status";
+	}
+}
+
+int shmq_check_name(const char *name)
+{
+	if (name == NULL)
+		return SHMQ_ENAME;
+	size_t n = strnlen(name, SHMQ_NAME_MAX + 1);
+	if (n > SHMQ_NAME_MAX)
+		return SHMQ_ENAME;
+	return wire_check_name(name, n + 1, 0);
+}
+
+/* Copies a checked name into a wire field. */
+static int put_name(char field[SHMQ_WIRE_NAME], const char *name)
+{
+	int rc = shmq_check_name(name);
+	if (rc == SHMQ_OK)
+		strcpy(field, name);
+	return rc;
+}
+
+void shmq_attr_init(struct shmq_attr *attr)
+{
+	memset(attr, 0, sizeof(*attr));
+	attr->capacity = SHMQ_DEFAULT_CAPACITY;
+	attr->max_msg = SHMQ_DEFAULT_MAX_MSG;
+	attr->mode = SHMQ_DEFAULT_MODE;
+}
+
+int shmq_create(const char *name, const struct shmq_attr *attr,
+		unsigned flags)
+{
+	struct shmq_wire_create req = { 0 };
+	struct shmq_wire_status rep;
+	struct shmq_attr def;
+	size_t len;
+	int rc;
+
+	if ((rc = put_name(req.name, name)) != SHMQ_OK)
+		return rc;
+	if (attr == NULL) {
+		shmq_attr_init(&def);
+		attr = &def;
+	}
+	if (flags & ~SHMQ_EXIST_OK || attr->flags & ~SHMQ_AUTO_CLOSE ||
+	    attr->mode & ~0777u)
+		return SHMQ_EINVAL;
+	req.capacity = attr->capacity;
+	req.max_msg = attr->max_msg;
+	req.max_bytes = attr->max_bytes;
+	req.mode = attr->mode;
+	req.config_flags = (attr->flags & SHMQ_AUTO_CLOSE) ? SHMQ_CFG_AUTO_CLOSE
+							   : 0;
+	req.flags = (flags & SHMQ_EXIST_OK) ? SHMQ_WIRE_EXIST_OK : 0;
+	return control_call(SHMQ_MSG_CREATE, &req, sizeof(req), &rep,
+			    sizeof(rep), &len, NULL);
+}
+
+static void release(const struct shmq *q)
+{
+	struct shmq_wire_detach req = {
+		.queue_id = q->queue_id,
+		.client = q->client,
+		.gen = q->gen,
+	};
+	struct shmq_wire_status rep;
+	size_t len;
+
+	control_call(SHMQ_MSG_DETACH, &req, sizeof(req), &rep, sizeof(rep),
+		     &len, NULL);
+}
+
+int shmq_open(const char *name, unsigned flags, shmq_t **qp)
+{
+	struct shmq_wire_open req = { 0 };
+	struct shmq_wire_open_reply rep;
+	struct shmq *q = NULL;
+	struct stat st;
+	size_t len;
+	int fd = -1, rc;
+
+	if (qp == NULL)
+		return SHMQ_EINVAL;
+	*qp = NULL;
+	if ((rc = put_name(req.name, name)) != SHMQ_OK)
+		return rc;
+	if (flags & ~(SHMQ_PRODUCER | SHMQ_CONSUMER))
+		return SHMQ_EINVAL;
+	req.role = ((flags & SHMQ_PRODUCER) ? SHMQ_ROLE_PRODUCER : 0) |
+		   ((flags & SHMQ_CONSUMER) ? SHMQ_ROLE_CONSUMER : 0);
+
+	q = calloc(1, sizeof(*q));
+	if (q == NULL)
+		return SHMQ_ENOMEM;
+	q->map = MAP_FAILED;
+	rc = control_call(SHMQ_MSG_OPEN, &req, sizeof(req), &rep, sizeof(rep),
+			  &len, &fd);
+	if (rc != SHMQ_OK)
+		goto fail;
+	q->queue_id = rep.queue_id;
+	q->client = rep.client;
+	q->gen = rep.gen;
+	q->access = rep.access;
+	q->flags = flags;
+	strcpy(q->name, name);
+	if (fd < 0) {
+		rc = SHMQ_EPROTO;
+		goto fail_attached;
+	}
+	/* The segment's own size, not the daemon's word, bounds the mapping. */
+	if (fstat(fd, &st) < 0 || st.st_size <= 0 ||
+	    (uint64_t)st.st_size < rep.seg_size) {
+		rc = SHMQ_ECORRUPT;
+		goto fail_attached;
+	}
+	q->map_size = (size_t)st.st_size;
+	q->map = mmap(NULL, q->map_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		      fd, 0);
+	if (q->map == MAP_FAILED) {
+		rc = errno == ENOMEM ? SHMQ_ENOMEM : SHMQ_ESYS;
+		goto fail_attached;
+	}
+	close(fd);
+	fd = -1;
+	rc = ring_attach(&q->ring, q->map, q->map_size);
+	if (rc == SHMQ_OK && q->ring.queue_id != q->queue_id)
+		rc = SHMQ_ECORRUPT;
+	if (rc == SHMQ_OK)
+		rc = ring_client_bind(&q->ring, q->client, q->gen);
+	if (rc != SHMQ_OK)
+		goto fail_attached;
+	*qp = q;
+	return SHMQ_OK;
+
+fail_attached:
+	release(q);
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (q->map != MAP_FAILED)
+		munmap(q->map, q->map_size);
+	free(q);
+	return rc;
+}
+
+int shmq_detach(shmq_t *q)
+{
+	struct shmq_wire_detach req;
+	struct shmq_wire_status rep;
+	size_t len;
+	int rc;
+
+	if (q == NULL)
+		return SHMQ_OK;
+	req.queue_id = q->queue_id;
+	req.client = q->client;
+	req.gen = q->gen;
+	rc = control_call(SHMQ_MSG_DETACH, &req, sizeof(req), &rep,
+			  sizeof(rep), &len, NULL);
+	munmap(q->map, q->map_size);
+	free(q);
+	return rc;
+}
+
+int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms)
+{
+	struct iovec iov = { (void *)msg, len };
+
+	if (q == NULL || (msg == NULL && len))
+		return SHMQ_EINVAL;
+	if (!(q->flags & SHMQ_PRODUCER))
+		return SHMQ_EROLE;
+	return ring_put(&q->ring, &iov, 1, NULL, timeout_ms);
+}
+
+int shmq_putv(shmq_t *q, const struct iovec *msgs, size_t n, size_t *nput,
+	      int timeout_ms)
+{
+	if (nput)
+		*nput = 0;
+	if (q == NULL || (msgs == NULL && n))
+		return SHMQ_EINVAL;
+	if (!(q->flags & SHMQ_PRODUCER))
+		return SHMQ_EROLE;
+	return ring_put(&q->ring, msgs, n, nput, timeout_ms);
+}
+
+int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms)
+{
+	struct iovec out;
+	int rc;
+
+	if (q == NULL || len == NULL || (buf == NULL && size))
+		return SHMQ_EINVAL;
+	if (!(q->flags & SHMQ_CONSUMER))
+		return SHMQ_EROLE;
+	rc = ring_get(&q->ring, buf, size, &out, 1, NULL, timeout_ms);
+	if (rc == SHMQ_OK || rc == SHMQ_EMSGSIZE)
+		*len = out.iov_len;
+	return rc;
+}
+
+int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
+	      size_t n, size_t *ngot, int timeout_ms)
+{
+	if (ngot)
+		*ngot = 0;
+	if (q == NULL || msgs == NULL || n == 0 || (buf == NULL && size))
+		return SHMQ_EINVAL;
+	if (!(q->flags & SHMQ_CONSUMER))
+		return SHMQ_EROLE;
+	return ring_get(&q->ring, buf, size, msgs, n, ngot, timeout_ms);
+}
+
+int shmq_close(shmq_t *q, unsigned how, uint64_t *discarded)
+{
+	if (discarded)
+		*discarded = 0;
+	if (q == NULL || how > SHMQ_CLOSE_NOW)
+		return SHMQ_EINVAL;
+	if (!(q->access & SHMQ_ACCESS_WRITE))
+		return SHMQ_EACCES;
+	return ring_close(&q->ring, how, discarded);
+}
+
+int shmq_stat(shmq_t *q, struct shmq_stat *st)
+{
+	if (q == NULL || st == NULL)
+		return SHMQ_EINVAL;
+	ring_stat(&q->ring, st);
+	/* The name is ours; the segment's copy is only informative. */
+	strcpy(st->name, q->name);
+	return SHMQ_OK;
+}
+
+size_t shmq_max_msg(const shmq_t *q)
+{
+	return q ? q->ring.max_msg : 0;
+}
+
+const char *shmq_name(const shmq_t *q)
+{
+	return q ? q->name : NULL;
+}
+
+int shmq_stat_name(const char *name, struct shmq_stat *st)
+{
+	struct shmq_wire_name req = { 0 };
+	struct shmq_wire_stat_reply rep;
+	size_t len;
+	int rc;
+
+	if (st == NULL)
+		return SHMQ_EINVAL;
+	if ((rc = put_name(req.name, name)) != SHMQ_OK)
+		return rc;
+	rc = control_call(SHMQ_MSG_STAT, &req, sizeof(req), &rep, sizeof(rep),
+			  &len, NULL);
+	if (rc == SHMQ_OK)
+		wire_stat_unpack(st, &rep.stat);
+	return rc;
+}
+
+int shmq_close_name(const char *name, unsigned how, uint64_t *discarded)
+{
+	struct shmq_wire_close req = { 0 };
+	struct shmq_wire_close_reply rep;
+	size_t len;
+	int rc;
+
+	if (discarded)
+		*discarded = 0;
+	if (how > SHMQ_CLOSE_NOW)
+		return SHMQ_EINVAL;
+	if ((rc = put_name(req.name, name)) != SHMQ_OK)
+		return rc;
+	req.how = how;
+	rc = control_call(SHMQ_MSG_CLOSE, &req, sizeof(req), &rep, sizeof(rep),
+			  &len, NULL);
+	if (rc == SHMQ_OK && discarded)
+		*discarded = rep.discarded;
+	return rc;
+}
+
+int shmq_delete(const char *name)
+{
+	struct shmq_wire_name req = { 0 };
+	struct shmq_wire_status rep;
+	size_t len;
+	int rc;
+
+	if ((rc = put_name(req.name, name)) != SHMQ_OK)
+		return rc;
+	return control_call(SHMQ_MSG_DELETE, &req, sizeof(req), &rep,
+			    sizeof(rep), &len, NULL);
+}
+
+int shmq_list(struct shmq_stat **list, size_t *n)
+{
+	struct shmq_wire_list req = { 0 };
+	struct shmq_wire_list_reply *rep;
+	struct shmq_stat *all = NULL;
+	size_t count = 0, len;
+	int rc;
+
+	if (list == NULL || n == NULL)
+		return SHMQ_EINVAL;
+	*list = NULL;
+	*n = 0;
+	rep = malloc(sizeof(*rep));
+	if (rep == NULL)
+		return SHMQ_ENOMEM;
+	for (;;) {
+		rc = control_call(SHMQ_MSG_LIST, &req, sizeof(req), rep,
+				  sizeof(*rep), &len, NULL);
+		if (rc != SHMQ_OK)
+			break;
+		if (rep->count) {
+			struct shmq_stat *grown = realloc(
+				all, (count + rep->count) * sizeof(*all));
+			if (grown == NULL) {
+				rc = SHMQ_ENOMEM;
+				break;
+			}
+			all = grown;
+			for (uint32_t i = 0; i < rep->count; i++)
+				wire_stat_unpack(&all[count + i],
+						 &rep->entries[i]);
+			count += rep->count;
+			memcpy(req.after, all[count - 1].name, sizeof(req.after));
+		}
+		if (!rep->more || rep->count == 0)
+			break;
+	}
+	free(rep);
+	if (rc != SHMQ_OK) {
+		free(all);
+		return rc;
+	}
+	*list = all;
+	*n = count;
+	return SHMQ_OK;
+}

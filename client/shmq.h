@@ -1,0 +1,202 @@
+/*
+ * shmq.h - named, bounded message queues in shared memory.
+ *
+ * A queue holds at most `capacity` messages (and, optionally, at most
+ * `max_bytes` bytes of them).  put() blocks while it is full, get() blocks
+ * while it is empty: that is the backpressure.  Closing a queue makes put()
+ * fail and lets get() drain what is left, then report end of stream.
+ *
+ * Queues are created and handed out by the shmqd daemon; put and get run in
+ * shared memory under process-shared robust mutexes and never talk to the
+ * daemon.  If no daemon answers, the library starts a private one for the
+ * current user (unless SHMQ_NO_AUTOSTART is set).
+ *
+ *   shmq_t *q;
+ *   shmq_create("jobs", NULL, SHMQ_EXIST_OK);
+ *   shmq_open("jobs", SHMQ_PRODUCER, &q);
+ *   shmq_put(q, "hello", 5, SHMQ_FOREVER);
+ *   shmq_close(q, SHMQ_CLOSE_DRAIN, NULL);
+ *   shmq_detach(q);
+ *
+ * and in another process:
+ *
+ *   char buf[4096]; size_t len; int rc;
+ *   shmq_open("jobs", SHMQ_CONSUMER, &q);
+ *   SHMQ_FOREACH(q, buf, sizeof buf, len, rc)
+ *           handle(buf, len);
+ *   if (rc != SHMQ_EOS) report(shmq_strerror(rc));
+ *   shmq_detach(q);
+ *
+ * Every function returns SHMQ_OK (0), a positive end-of-stream status, or a
+ * negative SHMQ_E* error; shmq_strerror() describes each.  Functions are
+ * thread-safe; a handle may be shared by the threads of one process but not
+ * across fork(): a child opens its own handles.
+ *
+ * Environment:
+ *   SHMQ_SOCKET         control socket of the daemon to use
+ *   SHMQ_NO_AUTOSTART   if set, never start a daemon
+ *   SHMQ_DAEMON         shmqd binary to start (default: the installed one)
+ */
+#ifndef SHMQ_H
+#define SHMQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMQ_VERSION_STRING "0.1.0"
+
+/* Statuses.  End of stream is positive so that `== SHMQ_OK` loops stop on
+ * it and `< 0` tests catch only errors. */
+enum shmq_status {
+	SHMQ_OK        =   0,
+	SHMQ_EOS       =   1,  /* closed and drained: no more messages */
+	SHMQ_EOS_LOST  =   2,  /* end of stream, and a producer died without
+				  detaching: the stream may be incomplete */
+	SHMQ_EINVAL    =  -1,  /* invalid argument */
+	SHMQ_ENAME     =  -2,  /* invalid queue name */
+	SHMQ_ECLOSED   =  -3,  /* put on a closed queue */
+	SHMQ_ETIMEDOUT =  -4,  /* the timeout expired */
+	SHMQ_EAGAIN    =  -5,  /* would block (timeout 0) */
+	SHMQ_E2BIG     =  -6,  /* message larger than the queue's maximum */
+	SHMQ_EMSGSIZE  =  -7,  /* receive buffer too small; message kept */
+	SHMQ_ENOENT    =  -8,  /* no such queue */
+	SHMQ_EEXIST    =  -9,  /* queue already exists */
+	SHMQ_EACCES    = -10,  /* permission denied */
+	SHMQ_ENODAEMON = -11,  /* daemon unreachable */
+	SHMQ_EPROTO    = -12,  /* protocol error or version mismatch */
+	SHMQ_ECORRUPT  = -13,  /* queue memory is corrupt */
+	SHMQ_ENOSPC    = -14,  /* out of shared memory */
+	SHMQ_ELIMIT    = -15,  /* a daemon limit was reached */
+	SHMQ_EROLE     = -16,  /* handle not opened for this operation */
+	SHMQ_EINTR     = -17,  /* interrupted by a signal handler */
+	SHMQ_EBUSY     = -18,  /* queue lock held by a stalled process */
+	SHMQ_ESYS      = -19,  /* system call failed; see errno */
+	SHMQ_ENOMEM    = -20,  /* out of memory */
+};
+
+/* Timeouts, in milliseconds, for every blocking call. */
+#define SHMQ_FOREVER  (-1)
+#define SHMQ_NOWAIT   0
+
+/* Limits. */
+#define SHMQ_NAME_MAX_LEN 255
+
+typedef struct shmq shmq_t;
+
+/* Creation attributes; shmq_attr_init() fills the defaults. */
+struct shmq_attr {
+	uint32_t capacity;      /* max queued messages (default 1024) */
+	uint32_t max_msg;       /* max message size in bytes (default 4096) */
+	uint64_t max_bytes;     /* byte budget, 0 = none (default) */
+	uint32_t mode;          /* permission bits (default 0600) */
+	uint32_t flags;         /* SHMQ_AUTO_CLOSE */
+};
+#define SHMQ_DEFAULT_CAPACITY 1024u
+#define SHMQ_DEFAULT_MAX_MSG  4096u
+#define SHMQ_DEFAULT_MODE     0600u
+
+#define SHMQ_AUTO_CLOSE 0x1u    /* attr.flags: close when the last producer
+				   detaches or dies */
+#define SHMQ_EXIST_OK   0x1u    /* shmq_create: an existing queue is fine */
+
+void shmq_attr_init(struct shmq_attr *attr);
+int shmq_create(const char *name, const struct shmq_attr *attr,
+		unsigned flags);
+
+/* Open flags: a producer may put and close, a consumer may get; a handle
+ * with neither may only stat and close.  Producers need write permission,
+ * consumers read permission. */
+#define SHMQ_PRODUCER 0x1u
+#define SHMQ_CONSUMER 0x2u
+
+int shmq_open(const char *name, unsigned flags, shmq_t **q);
+int shmq_detach(shmq_t *q);   /* frees the handle, whatever it returns */
+
+/* put: SHMQ_OK, SHMQ_ECLOSED, SHMQ_E2BIG, SHMQ_ETIMEDOUT, SHMQ_EAGAIN... */
+int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms);
+/* get: SHMQ_OK with *len set, SHMQ_EOS / SHMQ_EOS_LOST, or an error.  If
+ * the message does not fit in `size`, returns SHMQ_EMSGSIZE, sets *len to
+ * its length and leaves it queued. */
+int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms);
+
+/* Batches: one lock round trip for many messages.  putv puts msgs[0..n)
+ * in order, blocking until all are queued; on an error *nput says how many
+ * were.  getv waits until at least one message is there, then takes as
+ * many as fit in msgs[] and buf, setting msgs[i] to point into buf.  */
+int shmq_putv(shmq_t *q, const struct iovec *msgs, size_t n, size_t *nput,
+	      int timeout_ms);
+int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
+	      size_t n, size_t *ngot, int timeout_ms);
+
+/* Iterate until end of stream:
+ *   SHMQ_FOREACH(q, buf, sizeof buf, len, rc) { use(buf, len); }
+ * afterwards rc is SHMQ_EOS, SHMQ_EOS_LOST or an error. */
+#define SHMQ_FOREACH(q, buf, size, len, rc)                                   \
+	while (((rc) = shmq_get((q), (buf), (size), &(len), SHMQ_FOREVER)) ==  \
+	       SHMQ_OK)
+
+/* close: SHMQ_CLOSE_DRAIN lets consumers receive what is queued;
+ * SHMQ_CLOSE_NOW discards it (*discarded, if not NULL, says how many).
+ * Idempotent; wakes every blocked putter and getter. */
+#define SHMQ_CLOSE_DRAIN 0u
+#define SHMQ_CLOSE_NOW   1u
+int shmq_close(shmq_t *q, unsigned how, uint64_t *discarded);
+
+enum shmq_state {
+	SHMQ_STATE_OPEN = 0,
+	SHMQ_STATE_CLOSED = 1,      /* closed, draining */
+	SHMQ_STATE_CLOSED_NOW = 2,  /* closed immediately */
+};
+
+struct shmq_stat {
+	char     name[SHMQ_NAME_MAX_LEN + 1];
+	uint32_t capacity;
+	uint32_t max_msg;
+	uint64_t max_bytes;
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t flags;          /* SHMQ_AUTO_CLOSE */
+	uint64_t messages;       /* queued now */
+	uint64_t bytes;          /* bytes queued now */
+	uint32_t producers;
+	uint32_t consumers;
+	uint32_t put_blocked;    /* processes asleep in put */
+	uint32_t get_blocked;    /* processes asleep in get */
+	uint64_t total_put;
+	uint64_t total_got;
+	uint64_t discarded;      /* dropped by SHMQ_CLOSE_NOW */
+	int      state;          /* enum shmq_state */
+	int      auto_closed;    /* closed because the last producer left */
+	int      producer_lost;  /* a producer died without detaching */
+	int64_t  created_ns;     /* CLOCK_REALTIME, nanoseconds */
+	int64_t  closed_ns;      /* 0 while open */
+};
+
+int shmq_stat(shmq_t *q, struct shmq_stat *st);
+size_t shmq_max_msg(const shmq_t *q);
+const char *shmq_name(const shmq_t *q);
+
+/* By name, through the daemon. */
+int shmq_stat_name(const char *name, struct shmq_stat *st);
+int shmq_close_name(const char *name, unsigned how, uint64_t *discarded);
+/* Removes the name; open handles keep working until they detach. */
+int shmq_delete(const char *name);
+/* Every queue the caller may read, sorted by name; free with free(). */
+int shmq_list(struct shmq_stat **list, size_t *n);
+
+/* SHMQ_OK if `name` is 1-255 bytes of [A-Za-z0-9._-] not starting with
+ * '.', SHMQ_ENAME otherwise. */
+int shmq_check_name(const char *name);
+const char *shmq_strerror(int status);
+const char *shmq_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMQ_H */

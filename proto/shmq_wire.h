@@ -1,0 +1,180 @@
+/*
+ * shmq_wire.h - the control protocol between libshmq and shmqd.
+ *
+ * This is one of the two contracts between shmqd and libshmq (the other is
+ * shmq_layout.h).  Bump SHMQ_WIRE_VERSION when anything here changes.
+ *
+ * Transport: an AF_UNIX SOCK_SEQPACKET connection, so every request and
+ * every reply is one packet and needs no framing of its own.  A packet is a
+ * struct shmq_wire_hdr followed by exactly the body its type names below;
+ * any other length is malformed.  Strings are fixed-size, NUL-terminated
+ * fields.  Integers are in host byte order: both ends share one machine.
+ *
+ * The client sends HELLO first; the daemon answers every request with one
+ * reply of type (request | SHMQ_MSG_REPLY) that echoes its seq and starts
+ * with struct shmq_wire_status.  A malformed packet gets an error reply
+ * when its header can be trusted, and the connection is dropped when not.
+ * The only file descriptor ever passed is the queue segment, from the
+ * daemon to the client, with the reply to OPEN (SCM_RIGHTS).
+ */
+#ifndef SHMQ_WIRE_H
+#define SHMQ_WIRE_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmq_layout.h"
+
+#define SHMQ_WIRE_MAGIC    UINT32_C(0x51514d53)   /* "SMQQ" */
+#define SHMQ_WIRE_VERSION  1u
+#define SHMQ_WIRE_MAX      65536u                 /* largest packet */
+#define SHMQ_WIRE_NAME     (SHMQ_NAME_MAX + 1)
+
+struct shmq_wire_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;          /* enum shmq_msgtype */
+	uint32_t len;           /* whole packet, header included */
+	uint32_t seq;           /* chosen by the client, echoed in the reply */
+};
+
+enum shmq_msgtype {
+	/* Session. */
+	SHMQ_MSG_HELLO = 100,       /* struct shmq_wire_hello */
+
+	/* Queue lifecycle. */
+	SHMQ_MSG_CREATE = 200,      /* struct shmq_wire_create */
+	SHMQ_MSG_OPEN,              /* struct shmq_wire_open;
+				       reply carries the segment fd */
+	SHMQ_MSG_DETACH,            /* struct shmq_wire_detach */
+	SHMQ_MSG_CLOSE,             /* struct shmq_wire_close */
+	SHMQ_MSG_DELETE,            /* struct shmq_wire_name */
+
+	/* Inspection. */
+	SHMQ_MSG_STAT = 300,        /* struct shmq_wire_name */
+	SHMQ_MSG_LIST,              /* struct shmq_wire_list */
+};
+
+/* Set in the type of every reply. */
+#define SHMQ_MSG_REPLY 0x8000u
+
+/* --- request bodies ---------------------------------------------------- */
+
+struct shmq_wire_hello {
+	uint32_t wire_version;      /* SHMQ_WIRE_VERSION */
+	uint32_t layout_version;    /* SHMQ_LAYOUT_VERSION */
+};
+
+struct shmq_wire_name {
+	char name[SHMQ_WIRE_NAME];
+};
+
+#define SHMQ_WIRE_EXIST_OK 0x1u
+struct shmq_wire_create {
+	char     name[SHMQ_WIRE_NAME];
+	uint32_t capacity;
+	uint32_t max_msg;
+	uint64_t max_bytes;
+	uint32_t mode;
+	uint32_t config_flags;      /* SHMQ_CFG_* */
+	uint32_t flags;             /* SHMQ_WIRE_EXIST_OK */
+	uint32_t pad;
+};
+
+struct shmq_wire_open {
+	char     name[SHMQ_WIRE_NAME];
+	uint32_t role;              /* SHMQ_ROLE_* (0: observe only) */
+	uint32_t pad;
+};
+
+struct shmq_wire_detach {
+	uint64_t queue_id;
+	uint32_t client;            /* attachment table index */
+	uint32_t gen;               /* its generation, proves ownership */
+};
+
+struct shmq_wire_close {
+	char     name[SHMQ_WIRE_NAME];
+	uint32_t how;               /* 0 drain, 1 now */
+	uint32_t pad;
+};
+
+struct shmq_wire_list {
+	char     after[SHMQ_WIRE_NAME];  /* "" for the first page */
+};
+
+/* --- reply bodies ------------------------------------------------------ */
+
+/* Every reply starts with this; `status` is an SHMQ_* code. */
+struct shmq_wire_status {
+	int32_t  status;
+	uint32_t pad;
+};
+
+struct shmq_wire_hello_reply {
+	struct shmq_wire_status st;
+	uint32_t wire_version;
+	uint32_t layout_version;
+	uint32_t daemon_pid;
+	uint32_t pad;
+};
+
+#define SHMQ_ACCESS_READ  0x1u
+#define SHMQ_ACCESS_WRITE 0x2u
+struct shmq_wire_open_reply {
+	struct shmq_wire_status st;
+	uint64_t queue_id;
+	uint64_t seg_size;
+	uint32_t client;
+	uint32_t gen;
+	uint32_t access;            /* SHMQ_ACCESS_* granted */
+	uint32_t pad;
+};
+
+struct shmq_wire_close_reply {
+	struct shmq_wire_status st;
+	uint64_t discarded;
+};
+
+struct shmq_wire_stat {
+	char     name[SHMQ_WIRE_NAME];
+	uint32_t capacity;
+	uint32_t max_msg;
+	uint64_t max_bytes;
+	uint32_t mode, uid, gid, flags;
+	uint64_t messages, bytes;
+	uint32_t producers, consumers, put_blocked, get_blocked;
+	uint64_t total_put, total_got, discarded;
+	uint32_t state;
+	uint32_t auto_closed;
+	uint32_t producer_lost;
+	uint32_t pad;
+	int64_t  created_ns, closed_ns;
+};
+
+struct shmq_wire_stat_reply {
+	struct shmq_wire_status st;
+	struct shmq_wire_stat stat;
+};
+
+/* One page of a listing, in name order; ask again with `after` set to the
+ * last name until `more` is 0. */
+#define SHMQ_WIRE_LIST_PAGE 128u
+struct shmq_wire_list_reply {
+	struct shmq_wire_status st;
+	uint32_t count;
+	uint32_t more;
+	struct shmq_wire_stat entries[SHMQ_WIRE_LIST_PAGE];
+};
+
+static_assert(sizeof(struct shmq_wire_hdr) == 16, "header size");
+static_assert(sizeof(struct shmq_wire_create) == 288, "create size");
+static_assert(sizeof(struct shmq_wire_open) == 264, "open size");
+static_assert(sizeof(struct shmq_wire_detach) == 16, "detach size");
+static_assert(sizeof(struct shmq_wire_stat) == 376, "stat size");
+static_assert(sizeof(struct shmq_wire_hdr) +
+		      sizeof(struct shmq_wire_list_reply) <= SHMQ_WIRE_MAX,
+	      "a list page fits one packet");
+
+#endif /* SHMQ_WIRE_H */

@@ -1,0 +1,226 @@
+/*
+ * wire.c - building and checking control packets (see shmq_wire.h).
+ *
+ * Every check here is about shape: lengths, terminators, known values.
+ * Whether a request is allowed is the daemon's business, not this file's.
+ */
+#include <string.h>
+
+#include "wire.h"
+
+size_t wire_pack(void *buf, uint16_t type, uint32_t seq, const void *body,
+		 size_t body_len)
+{
+	struct shmq_wire_hdr h = {
+		.magic = SHMQ_WIRE_MAGIC,
+		.version = SHMQ_WIRE_VERSION,
+		.type = type,
+		.len = (uint32_t)(sizeof(h) + body_len),
+		.seq = seq,
+	};
+	memcpy(buf, &h, sizeof(h));
+	if (body_len)
+		memcpy((char *)buf + sizeof(h), body, body_len);
+	return sizeof(h) + body_len;
+}
+
+int wire_check_name(const char *field, size_t cap, int allow_empty)
+{
+	const char *end = memchr(field, '\0', cap);
+	size_t n;
+
+	if (end == NULL)
+		return SHMQ_ENAME;
+	n = (size_t)(end - field);
+	if (n == 0)
+		return allow_empty ? SHMQ_OK : SHMQ_ENAME;
+	if (n > SHMQ_NAME_MAX || field[0] == '.')
+		return SHMQ_ENAME;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)field[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return SHMQ_ENAME;
+	}
+	return SHMQ_OK;
+}
+
+static size_t request_size(uint16_t type)
+{
+	switch (type) {
+	case SHMQ_MSG_HELLO:  return sizeof(struct shmq_wire_hello);
+	case SHMQ_MSG_CREATE: return sizeof(struct shmq_wire_create);
+	case SHMQ_MSG_OPEN:   return sizeof(struct shmq_wire_open);
+	case SHMQ_MSG_DETACH: return sizeof(struct shmq_wire_detach);
+	case SHMQ_MSG_CLOSE:  return sizeof(struct shmq_wire_close);
+	case SHMQ_MSG_DELETE: return sizeof(struct shmq_wire_name);
+	case SHMQ_MSG_STAT:   return sizeof(struct shmq_wire_name);
+	case SHMQ_MSG_LIST:   return sizeof(struct shmq_wire_list);
+	default:              return 0;
+	}
+}
+
+static int check_body(uint16_t type, const void *body)
+{
+	switch (type) {
+	case SHMQ_MSG_HELLO:
+	case SHMQ_MSG_DETACH:
+		return SHMQ_OK;
+	case SHMQ_MSG_CREATE: {
+		const struct shmq_wire_create *c = body;
+		if (c->mode & ~0777u || c->config_flags & ~SHMQ_CFG_AUTO_CLOSE ||
+		    c->flags & ~SHMQ_WIRE_EXIST_OK || c->pad)
+			return SHMQ_EINVAL;
+		return wire_check_name(c->name, sizeof(c->name), 0);
+	}
+	case SHMQ_MSG_OPEN: {
+		const struct shmq_wire_open *o = body;
+		if (o->role & ~(SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER) ||
+		    o->pad)
+			return SHMQ_EINVAL;
+		return wire_check_name(o->name, sizeof(o->name), 0);
+	}
+	case SHMQ_MSG_CLOSE: {
+		const struct shmq_wire_close *c = body;
+		if (c->how > SHMQ_CLOSE_NOW || c->pad)
+			return SHMQ_EINVAL;
+		return wire_check_name(c->name, sizeof(c->name), 0);
+	}
+	case SHMQ_MSG_DELETE:
+	case SHMQ_MSG_STAT: {
+		const struct shmq_wire_name *n = body;
+		return wire_check_name(n->name, sizeof(n->name), 0);
+	}
+	case SHMQ_MSG_LIST: {
+		const struct shmq_wire_list *l = body;
+		return wire_check_name(l->after, sizeof(l->after), 1);
+	}
+	default:
+		return SHMQ_EPROTO;
+	}
+}
+
+int wire_check_request(const void *pkt, size_t len, uint16_t *type,
+		       uint32_t *seq, const void **body)
+{
+	struct shmq_wire_hdr h;
+
+	if (len < sizeof(h))
+		return SHMQ_EPROTO;
+	memcpy(&h, pkt, sizeof(h));
+	if (h.magic != SHMQ_WIRE_MAGIC || h.len != len)
+		return SHMQ_EPROTO;
+	*type = h.type;
+	*seq = h.seq;
+	if (h.version != SHMQ_WIRE_VERSION)
+		return SHMQ_EPROTO;
+	size_t want = request_size(h.type);
+	if (want == 0 || len - sizeof(h) != want)
+		return SHMQ_EINVAL;
+	*body = (const char *)pkt + sizeof(h);
+	return check_body(h.type, *body);
+}
+
+static size_t reply_min_size(uint16_t type)
+{
+	switch (type) {
+	case SHMQ_MSG_HELLO:  return sizeof(struct shmq_wire_hello_reply);
+	case SHMQ_MSG_OPEN:   return sizeof(struct shmq_wire_open_reply);
+	case SHMQ_MSG_CLOSE:  return sizeof(struct shmq_wire_close_reply);
+	case SHMQ_MSG_STAT:   return sizeof(struct shmq_wire_stat_reply);
+	case SHMQ_MSG_LIST:
+		return offsetof(struct shmq_wire_list_reply, entries);
+	default:              return sizeof(struct shmq_wire_status);
+	}
+}
+
+int wire_check_reply(const void *pkt, size_t len, uint16_t type,
+		     uint32_t seq, const void **body, size_t *body_len)
+{
+	struct shmq_wire_hdr h;
+	struct shmq_wire_status st;
+
+	if (len < sizeof(h) + sizeof(st))
+		return SHMQ_EPROTO;
+	memcpy(&h, pkt, sizeof(h));
+	if (h.magic != SHMQ_WIRE_MAGIC || h.version != SHMQ_WIRE_VERSION ||
+	    h.len != len || h.type != (type | SHMQ_MSG_REPLY) || h.seq != seq)
+		return SHMQ_EPROTO;
+	*body = (const char *)pkt + sizeof(h);
+	*body_len = len - sizeof(h);
+	memcpy(&st, *body, sizeof(st));
+	/* An error reply may be just the status. */
+	if (st.status != SHMQ_OK)
+		return SHMQ_OK;
+	if (*body_len < reply_min_size(type))
+		return SHMQ_EPROTO;
+	if (type == SHMQ_MSG_LIST) {
+		const struct shmq_wire_list_reply *l = *body;
+		uint32_t count;
+		memcpy(&count, &l->count, sizeof(count));
+		if (count > SHMQ_WIRE_LIST_PAGE ||
+		    *body_len != offsetof(struct shmq_wire_list_reply, entries) +
+					 count * sizeof(struct shmq_wire_stat))
+			return SHMQ_EPROTO;
+	} else if (*body_len != reply_min_size(type)) {
+		return SHMQ_EPROTO;
+	}
+	return SHMQ_OK;
+}
+
+void wire_stat_pack(struct shmq_wire_stat *w, const struct shmq_stat *s)
+{
+	memset(w, 0, sizeof(*w));
+	memcpy(w->name, s->name, sizeof(w->name));
+	w->name[SHMQ_NAME_MAX] = '\0';
+	w->capacity = s->capacity;
+	w->max_msg = s->max_msg;
+	w->max_bytes = s->max_bytes;
+	w->mode = s->mode;
+	w->uid = s->uid;
+	w->gid = s->gid;
+	w->flags = s->flags;
+	w->messages = s->messages;
+	w->bytes = s->bytes;
+	w->producers = s->producers;
+	w->consumers = s->consumers;
+	w->put_blocked = s->put_blocked;
+	w->get_blocked = s->get_blocked;
+	w->total_put = s->total_put;
+	w->total_got = s->total_got;
+	w->discarded = s->discarded;
+	w->state = (uint32_t)s->state;
+	w->auto_closed = (uint32_t)s->auto_closed;
+	w->producer_lost = (uint32_t)s->producer_lost;
+	w->created_ns = s->created_ns;
+	w->closed_ns = s->closed_ns;
+}
+
+void wire_stat_unpack(struct shmq_stat *s, const struct shmq_wire_stat *w)
+{
+	memset(s, 0, sizeof(*s));
+	memcpy(s->name, w->name, sizeof(s->name));
+	s->name[SHMQ_NAME_MAX] = '\0';
+	s->capacity = w->capacity;
+	s->max_msg = w->max_msg;
+	s->max_bytes = w->max_bytes;
+	s->mode = w->mode;
+	s->uid = w->uid;
+	s->gid = w->gid;
+	s->flags = w->flags;
+	s->messages = w->messages;
+	s->bytes = w->bytes;
+	s->producers = w->producers;
+	s->consumers = w->consumers;
+	s->put_blocked = w->put_blocked;
+	s->get_blocked = w->get_blocked;
+	s->total_put = w->total_put;
+	s->total_got = w->total_got;
+	s->discarded = w->discarded;
+	s->state = (int)w->state;
+	s->auto_closed = (int)w->auto_closed;
+	s->producer_lost = (int)w->producer_lost;
+	s->created_ns = w->created_ns;
+	s->closed_ns = w->closed_ns;
+}
