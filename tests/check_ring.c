@@ -1,0 +1,2 @@
+/* check_ring.c - placeholder */
+int main(void) { return 0; }

@@ -1,0 +1,2 @@
+/* qctl.c - placeholder */
+int main(void) { return 0; }
