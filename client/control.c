@@ -38,6 +38,22 @@ static int conn_fd = -1;
 static pid_t conn_pid;          /* process that opened conn_fd */
 static uint32_t conn_seq;
 
+static __thread char last_detail[SHMQ_WIRE_DETAIL];
+
+void control_set_detail(const char *detail, size_t size)
+{
+	size_t n = strnlen(detail, size);
+	if (n >= sizeof(last_detail))
+		n = sizeof(last_detail) - 1;
+	memcpy(last_detail, detail, n);
+	last_detail[n] = '\0';
+}
+
+const char *control_detail(void)
+{
+	return last_detail;
+}
+
 /* One packet out, one packet back. */
 static int exchange(int fd, uint16_t type, const void *req, size_t req_len,
 		    void *reply, size_t cap, size_t *reply_len, int *rfd,
@@ -87,7 +103,10 @@ static int exchange(int fd, uint16_t type, const void *req, size_t req_len,
 		body_len = cap;
 	memcpy(reply, body, body_len);
 	*reply_len = body_len;
-	rc = ((const struct shmq_wire_status *)reply)->status;
+	const struct shmq_wire_status *st = reply;
+	rc = st->status;
+	if (rc != SHMQ_OK)
+		control_set_detail(st->detail, sizeof(st->detail));
 	if (rfd && rc == SHMQ_OK) {
 		*rfd = passed;
 		passed = -1;
@@ -216,6 +235,7 @@ int control_call(uint16_t type, const void *req, size_t req_len,
 
 	if (fd)
 		*fd = -1;
+	last_detail[0] = '\0';
 	if (cap < sizeof(struct shmq_wire_status))
 		return SHMQ_EINVAL;
 	pthread_mutex_lock(&conn_lock);

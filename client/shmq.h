@@ -194,6 +194,9 @@ int shmq_list(struct shmq_stat **list, size_t *n);
  * '.', SHMQ_ENAME otherwise. */
 int shmq_check_name(const char *name);
 const char *shmq_strerror(int status);
+/* The daemon's own explanation of the last error it returned to this
+ * thread (e.g. which limit was hit), or "" if there is none. */
+const char *shmq_error_detail(void);
 const char *shmq_version(void);
 
 #ifdef __cplusplus

@@ -106,10 +106,13 @@ struct shmq_wire_list {
 
 /* --- reply bodies ------------------------------------------------------ */
 
-/* Every reply starts with this; `status` is an SHMQ_* code. */
+/* Every reply starts with this; `status` is an SHMQ_* code and `detail`
+ * a NUL-terminated human explanation of an error ("" when none). */
+#define SHMQ_WIRE_DETAIL 120u
 struct shmq_wire_status {
 	int32_t  status;
 	uint32_t pad;
+	char     detail[SHMQ_WIRE_DETAIL];
 };
 
 struct shmq_wire_hello_reply {
@@ -173,6 +176,7 @@ static_assert(sizeof(struct shmq_wire_create) == 288, "create size");
 static_assert(sizeof(struct shmq_wire_open) == 264, "open size");
 static_assert(sizeof(struct shmq_wire_detach) == 16, "detach size");
 static_assert(sizeof(struct shmq_wire_stat) == 376, "stat size");
+static_assert(sizeof(struct shmq_wire_status) == 128, "status size");
 static_assert(sizeof(struct shmq_wire_hdr) +
 		      sizeof(struct shmq_wire_list_reply) <= SHMQ_WIRE_MAX,
 	      "a list page fits one packet");

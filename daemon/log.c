@@ -1,0 +1,83 @@
+/*
+ * log.c - one line per event on stderr (see log.h).
+ */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static int log_verbose;
+static int log_journal;
+
+void log_init(int verbose)
+{
+	log_verbose = verbose;
+	log_journal = getenv("JOURNAL_STREAM") != NULL;
+}
+
+int log_open(const char *path)
+{
+	int fd;
+
+	if (path == NULL)
+		return 0;
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+	log_journal = 0;
+	return 0;
+}
+
+static void vlog(int prio, const char *tag, const char *fmt, va_list ap)
+{
+	char line[1024];
+	int n = 0;
+
+	if (log_journal) {
+		n = snprintf(line, sizeof(line), "<%d>", prio);
+	} else {
+		struct timeval tv;
+		struct tm tm;
+		gettimeofday(&tv, NULL);
+		localtime_r(&tv.tv_sec, &tm);
+		n = (int)strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+		n += snprintf(line + n, sizeof(line) - (size_t)n,
+			      ".%03ld shmqd[%ld]: %s", (long)tv.tv_usec / 1000,
+			      (long)getpid(), tag);
+	}
+	if (n < 0 || (size_t)n >= sizeof(line))
+		n = 0;
+	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	/* One write per line keeps lines whole when several processes
+	 * share the stream. */
+	size_t len = 0;
+	while (line[len] && len < sizeof(line) - 2)
+		len++;
+	line[len++] = '\n';
+	if (write(STDERR_FILENO, line, len) < 0) {
+		/* Nowhere left to report it. */
+	}
+}
+
+#define DEFINE_LOG(fn, prio, tag, cond)                                      \
+	void fn(const char *fmt, ...)                                        \
+	{                                                                    \
+		va_list ap;                                                  \
+		if (!(cond))                                                 \
+			return;                                              \
+		va_start(ap, fmt);                                           \
+		vlog(prio, tag, fmt, ap);                                    \
+		va_end(ap);                                                  \
+	}
+
+DEFINE_LOG(log_error, 3, "error: ", 1)
+DEFINE_LOG(log_warn, 4, "warning: ", 1)
+DEFINE_LOG(log_info, 6, "", 1)
+DEFINE_LOG(log_debug, 7, "debug: ", log_verbose)

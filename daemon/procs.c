@@ -1,0 +1,309 @@
+/*
+ * procs.c - client processes and what each of them has attached.
+ *
+ * Owns the process records and their pidfd events.  It must never release
+ * an attachment of a live process, and must release every attachment of a
+ * dead one: that is what auto-close and "producer lost" rest on.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <search.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "procs.h"
+
+struct attachment {
+	struct queue *q;
+	uint32_t index;
+	uint32_t gen;
+	struct attachment *next;
+};
+
+struct proc {
+	pid_t pid;
+	uint64_t start_time;
+	int pidfd;
+	struct event *ev;
+	struct attachment *att;
+};
+
+static struct event_base *evbase;
+static void *by_pid;
+static size_t nprocs;
+
+static int cmp_pid(const void *a, const void *b)
+{
+	pid_t x = ((const struct proc *)a)->pid;
+	pid_t y = ((const struct proc *)b)->pid;
+	return x < y ? -1 : x > y;
+}
+
+/* Field 22 of /proc/PID/stat: when the process started, in clock ticks
+ * since boot.  With the pid it names one process for good. */
+static uint64_t start_time_of(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long long t;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* The command name may contain spaces and parentheses: skip to the
+	 * last ')'. */
+	char *p = strrchr(buf, ')');
+	if (p == NULL)
+		return 0;
+	p++;
+	for (int field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL || sscanf(p, " %llu", &t) != 1)
+		return 0;
+	return t;
+}
+
+static int pidfd_open_(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int pidfd_exited(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+	return poll(&p, 1, 0) > 0;
+}
+
+static struct proc *find(pid_t pid)
+{
+	struct proc key = { .pid = pid };
+	void *node = tfind(&key, &by_pid, cmp_pid);
+	return node ? *(struct proc **)node : NULL;
+}
+
+static void forget(struct proc *p)
+{
+	tdelete(p, &by_pid, cmp_pid);
+	nprocs--;
+	if (p->ev)
+		event_free(p->ev);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	free(p);
+}
+
+static void release(struct attachment *a, int died)
+{
+	struct queue *q = a->q;
+
+	ring_client_remove(&q->ring, a->index, died);
+	q->attached--;
+	registry_release(q);
+	free(a);
+}
+
+static void died(struct proc *p)
+{
+	unsigned n = 0;
+
+	while (p->att) {
+		struct attachment *a = p->att;
+		p->att = a->next;
+		log_info("pid %ld died attached to '%s': released", (long)p->pid,
+			 a->q->name);
+		release(a, 1);
+		n++;
+	}
+	log_debug("pid %ld gone (%u attachments released)", (long)p->pid, n);
+	forget(p);
+}
+
+static void on_exit_event(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	died(arg);
+}
+
+/* Starts watching a process; NULL if it is gone or cannot be watched. */
+static struct proc *watch(pid_t pid, uint64_t want_start)
+{
+	struct proc *p = find(pid);
+	uint64_t st;
+	int fd;
+
+	if (p)
+		return (want_start && p->start_time != want_start) ? NULL : p;
+	fd = pidfd_open_(pid);
+	if (fd < 0)
+		return NULL;
+	/* Read the start time after opening the pidfd: if it still matches,
+	 * the pidfd is the process we mean and not a reuse of its pid. */
+	st = start_time_of(pid);
+	if (st == 0 || (want_start && st != want_start) || pidfd_exited(fd)) {
+		close(fd);
+		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		close(fd);
+		return NULL;
+	}
+	p->pid = pid;
+	p->start_time = st;
+	p->pidfd = fd;
+	p->ev = event_new(evbase, fd, EV_READ, on_exit_event, p);
+	if (p->ev == NULL || event_add(p->ev, NULL) < 0 ||
+	    tsearch(p, &by_pid, cmp_pid) == NULL) {
+		if (p->ev)
+			event_free(p->ev);
+		close(fd);
+		free(p);
+		return NULL;
+	}
+	nprocs++;
+	return p;
+}
+
+static int link_attachment(struct proc *p, struct queue *q, uint32_t index,
+			   uint32_t gen)
+{
+	struct attachment *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return SHMQ_ENOMEM;
+	a->q = q;
+	a->index = index;
+	a->gen = gen;
+	a->next = p->att;
+	p->att = a;
+	q->attached++;
+	return SHMQ_OK;
+}
+
+int procs_attach(pid_t pid, struct queue *q, uint32_t role, uint32_t *index,
+		 uint32_t *gen)
+{
+	struct proc *p = watch(pid, 0);
+	int rc;
+
+	if (p == NULL)
+		return SHMQ_ESYS;
+	rc = ring_client_add(&q->ring, (uint32_t)pid, p->start_time, role,
+			     index, gen);
+	if (rc == SHMQ_OK) {
+		rc = link_attachment(p, q, *index, *gen);
+		if (rc != SHMQ_OK)
+			ring_client_remove(&q->ring, *index, 0);
+	}
+	if (p->att == NULL)
+		forget(p);
+	return rc;
+}
+
+int procs_detach(pid_t pid, uint64_t queue_id, uint32_t index, uint32_t gen)
+{
+	struct proc *p = find(pid);
+
+	if (p == NULL)
+		return SHMQ_ENOENT;
+	for (struct attachment **ap = &p->att; *ap; ap = &(*ap)->next) {
+		struct attachment *a = *ap;
+		if (a->q->id != queue_id || a->index != index || a->gen != gen)
+			continue;
+		*ap = a->next;
+		release(a, 0);
+		if (p->att == NULL)
+			forget(p);
+		return SHMQ_OK;
+	}
+	return SHMQ_ENOENT;
+}
+
+void procs_adopt(struct queue *q)
+{
+	struct ring *r = &q->ring;
+
+	for (uint32_t i = 0; i < r->nclients; i++) {
+		struct shmq_client *c = &r->clients[i];
+		uint32_t pid = __atomic_load_n(&c->pid, __ATOMIC_ACQUIRE);
+		uint32_t gen = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
+		uint64_t st = __atomic_load_n(&c->start_time,
+					      __ATOMIC_RELAXED);
+		if (pid == 0)
+			continue;
+		struct proc *p = NULL;
+		if (pid <= INT32_MAX && st != 0)
+			p = watch((pid_t)pid, st);
+		if (p && link_attachment(p, q, i, gen) == SHMQ_OK) {
+			log_debug("queue '%s': pid %u still attached", q->name,
+				  pid);
+			continue;
+		}
+		log_info("queue '%s': pid %u died while no daemon ran: released",
+			 q->name, pid);
+		ring_client_remove(r, i, 1);
+		if (p && p->att == NULL)
+			forget(p);
+	}
+	ring_client_recount(r);
+	/* Whatever happened while nobody watched, let every sleeper look. */
+	ring_wake_all(r);
+}
+
+void procs_check(pid_t pid)
+{
+	struct proc *p = find(pid);
+
+	if (p && pidfd_exited(p->pidfd))
+		died(p);
+}
+
+size_t procs_count(void)
+{
+	return nprocs;
+}
+
+static void proc_free(void *arg)
+{
+	struct proc *p = arg;
+
+	while (p->att) {
+		struct attachment *a = p->att;
+		p->att = a->next;
+		free(a);
+	}
+	if (p->ev)
+		event_free(p->ev);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	free(p);
+}
+
+void procs_init(struct event_base *base)
+{
+	evbase = base;
+}
+
+void procs_shutdown(void)
+{
+	tdestroy(by_pid, proc_free);
+	by_pid = NULL;
+	nprocs = 0;
+}

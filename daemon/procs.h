@@ -1,0 +1,35 @@
+/*
+ * procs.h - client processes and what each of them has attached.
+ *
+ * A client is a process, not a connection: attachments are recorded in
+ * the segment with the process's pid and start time, and the daemon
+ * watches each process through a pidfd.  So it notices a death whether
+ * the process held one connection, shared it with a forked child, or
+ * attached under a previous daemon that was restarted since.
+ */
+#ifndef SHMQD_PROCS_H
+#define SHMQD_PROCS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "registry.h"
+
+struct event_base;
+
+void procs_init(struct event_base *base);
+/* Forgets every process without touching the segments: the attachments
+ * stay recorded there for the next daemon to adopt. */
+void procs_shutdown(void);
+
+int procs_attach(pid_t pid, struct queue *q, uint32_t role,
+		 uint32_t *index, uint32_t *gen);
+int procs_detach(pid_t pid, uint64_t queue_id, uint32_t index, uint32_t gen);
+/* Takes over the attachments recorded in an adopted queue: live
+ * processes are watched, dead ones released. */
+void procs_adopt(struct queue *q);
+/* If `pid` is a tracked process that has exited, releases it now. */
+void procs_check(pid_t pid);
+size_t procs_count(void);
+
+#endif /* SHMQD_PROCS_H */

@@ -1,0 +1,547 @@
+/*
+ * registry.c - the daemon's queues: names, segments, limits, adoption.
+ *
+ * Owns the shared-memory objects (see registry.h) and the two indexes over
+ * the queues, by name and by id.  It must never trust a segment's header
+ * for who owns a queue, and never hand a segment to anyone: session.c
+ * decides that, with registry_segment_fd().
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <search.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "registry.h"
+#include "wire.h"
+
+#define SHM_DIR      "/dev/shm"
+#define META_MAGIC   UINT64_C(0x4154454d51514853)   /* "SHQQMETA" */
+#define META_VERSION 1u
+
+/* The daemon's trusted record of a queue (the .meta object). */
+struct meta {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t size;
+	uint64_t id;
+	uint64_t max_bytes;
+	uint32_t capacity, max_msg, clients, config_flags;
+	uint32_t mode, uid, gid, pad;
+	char     name[SHMQ_NAME_MAX + 1];
+	uint64_t check;             /* FNV-1a of everything before it */
+};
+
+static char prefix[32];         /* "shmq.<hash>." */
+static struct registry_limits limits;
+static void *by_name;           /* tsearch roots */
+static void *by_id;
+static size_t nqueues;          /* live (not deleted) queues */
+
+static uint64_t fnv1a(const void *p, size_t n, uint64_t h)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= UINT64_C(0x100000001b3);
+	}
+	return h;
+}
+#define FNV_INIT UINT64_C(0xcbf29ce484222325)
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(((const struct queue *)a)->name,
+		      ((const struct queue *)b)->name);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	uint64_t x = ((const struct queue *)a)->id;
+	uint64_t y = ((const struct queue *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+static void shm_name(char *buf, size_t size, uint64_t id, int meta)
+{
+	snprintf(buf, size, "/%s%016" PRIx64 "%s", prefix, id,
+		 meta ? ".meta" : "");
+}
+
+int registry_init(const char *identity, const struct registry_limits *lim)
+{
+	uint64_t h = fnv1a(identity, strlen(identity), FNV_INIT);
+
+	snprintf(prefix, sizeof(prefix), "shmq.%016" PRIx64 ".", h);
+	limits = *lim;
+	return SHMQ_OK;
+}
+
+struct queue *registry_find(const char *name)
+{
+	struct queue key;
+	void *node;
+
+	if (strlen(name) > SHMQ_NAME_MAX)
+		return NULL;
+	strcpy(key.name, name);
+	node = tfind(&key, &by_name, cmp_name);
+	return node ? *(struct queue **)node : NULL;
+}
+
+struct queue *registry_find_id(uint64_t id)
+{
+	struct queue key = { .id = id };
+	void *node = tfind(&key, &by_id, cmp_id);
+	return node ? *(struct queue **)node : NULL;
+}
+
+size_t registry_count(void)
+{
+	return nqueues;
+}
+
+static int insert(struct queue *q)
+{
+	if (tsearch(q, &by_id, cmp_id) == NULL)
+		return SHMQ_ENOMEM;
+	if (tsearch(q, &by_name, cmp_name) == NULL) {
+		tdelete(q, &by_id, cmp_id);
+		return SHMQ_ENOMEM;
+	}
+	nqueues++;
+	return SHMQ_OK;
+}
+
+static void destroy(struct queue *q)
+{
+	if (q->map)
+		munmap(q->map, q->map_size);
+	free(q);
+}
+
+static void meta_fill(struct meta *m, const struct ring_config *cfg)
+{
+	memset(m, 0, sizeof(*m));
+	m->magic = META_MAGIC;
+	m->version = META_VERSION;
+	m->size = sizeof(*m);
+	m->id = cfg->queue_id;
+	m->max_bytes = cfg->max_bytes;
+	m->capacity = cfg->capacity;
+	m->max_msg = cfg->max_msg;
+	m->clients = cfg->clients;
+	m->config_flags = cfg->config_flags;
+	m->mode = cfg->mode;
+	m->uid = cfg->uid;
+	m->gid = cfg->gid;
+	strcpy(m->name, cfg->name);
+	m->check = fnv1a(m, offsetof(struct meta, check), FNV_INIT);
+}
+
+static int meta_write(uint64_t id, const struct meta *m)
+{
+	char path[64];
+	int fd, rc = SHMQ_OK;
+
+	shm_name(path, sizeof(path), id, 1);
+	fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errno == ENOSPC ? SHMQ_ENOSPC : SHMQ_ESYS;
+	if (fchmod(fd, 0600) < 0 ||
+	    pwrite(fd, m, sizeof(*m), 0) != (ssize_t)sizeof(*m))
+		rc = errno == ENOSPC ? SHMQ_ENOSPC : SHMQ_ESYS;
+	close(fd);
+	if (rc != SHMQ_OK)
+		shm_unlink(path);
+	return rc;
+}
+
+static void unlink_both(uint64_t id)
+{
+	char path[64];
+
+	shm_name(path, sizeof(path), id, 0);
+	shm_unlink(path);
+	shm_name(path, sizeof(path), id, 1);
+	shm_unlink(path);
+}
+
+static int map_segment(struct queue *q, int fd, uint64_t size)
+{
+	q->map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (q->map == MAP_FAILED) {
+		q->map = NULL;
+		return errno == ENOMEM ? SHMQ_ENOMEM : SHMQ_ESYS;
+	}
+	q->map_size = size;
+	return SHMQ_OK;
+}
+
+static uint64_t fresh_id(void)
+{
+	uint64_t id;
+
+	do {
+		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+			id = fnv1a(&id, sizeof(id), (uint64_t)getpid() ^
+						       (uint64_t)time(NULL));
+	} while (id == 0 || registry_find_id(id));
+	return id;
+}
+
+int registry_create(const struct shmq_wire_create *req, uint32_t uid,
+		    uint32_t gid, struct queue **out, char *detail,
+		    size_t detail_size)
+{
+	struct ring_config cfg = {
+		.capacity = req->capacity,
+		.max_msg = req->max_msg,
+		.max_bytes = req->max_bytes,
+		.clients = limits.max_attach,
+		.mode = req->mode,
+		.uid = uid,
+		.gid = gid,
+		.config_flags = req->config_flags,
+		.name = req->name,
+	};
+	struct queue *q = NULL;
+	struct meta m;
+	char path[64];
+	uint64_t size;
+	int fd = -1, rc, e;
+
+	if (registry_find(req->name)) {
+		snprintf(detail, detail_size, "queue exists");
+		return SHMQ_EEXIST;
+	}
+	if (nqueues >= limits.max_queues) {
+		snprintf(detail, detail_size, "limit of %u queues reached",
+			 limits.max_queues);
+		return SHMQ_ELIMIT;
+	}
+	rc = ring_plan(&cfg, &size);
+	if (rc != SHMQ_OK) {
+		snprintf(detail, detail_size,
+			 "need 1 <= capacity <= %u, max-msg <= %u and "
+			 "max-bytes 0 or >= max-msg",
+			 SHMQ_CAPACITY_MAX, SHMQ_MSG_MAX);
+		return rc;
+	}
+	if (size > limits.max_segment) {
+		snprintf(detail, detail_size,
+			 "segment of %" PRIu64 " bytes exceeds the limit of "
+			 "%" PRIu64, size, limits.max_segment);
+		return SHMQ_ELIMIT;
+	}
+	q = calloc(1, sizeof(*q));
+	if (q == NULL)
+		return SHMQ_ENOMEM;
+	cfg.queue_id = q->id = fresh_id();
+	strcpy(q->name, req->name);
+	q->uid = uid;
+	q->gid = gid;
+	q->mode = req->mode;
+
+	shm_name(path, sizeof(path), q->id, 0);
+	fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = errno == EMFILE || errno == ENFILE ? SHMQ_ELIMIT
+							 : SHMQ_ESYS;
+		snprintf(detail, detail_size, "shm_open: %s", strerror(errno));
+		goto fail;
+	}
+	/* Reserve every page now: a full /dev/shm must fail here, not as a
+	 * SIGBUS in the middle of somebody's put. */
+	if (fchmod(fd, 0600) < 0 ||
+	    (e = posix_fallocate(fd, 0, (off_t)size)) != 0) {
+		rc = SHMQ_ENOSPC;
+		snprintf(detail, detail_size,
+			 "cannot reserve %" PRIu64 " bytes in " SHM_DIR,
+			 size);
+		goto fail_unlink;
+	}
+	rc = map_segment(q, fd, size);
+	if (rc == SHMQ_OK)
+		rc = ring_format(q->map, size, &cfg);
+	if (rc == SHMQ_OK)
+		rc = ring_attach(&q->ring, q->map, size);
+	if (rc != SHMQ_OK) {
+		snprintf(detail, detail_size, "cannot map the segment");
+		goto fail_unlink;
+	}
+	meta_fill(&m, &cfg);
+	rc = meta_write(q->id, &m);
+	if (rc != SHMQ_OK) {
+		snprintf(detail, detail_size, "cannot write the queue record");
+		goto fail_unlink;
+	}
+	rc = insert(q);
+	if (rc != SHMQ_OK)
+		goto fail_unlink;
+	close(fd);
+	*out = q;
+	return SHMQ_OK;
+
+fail_unlink:
+	unlink_both(q->id);
+fail:
+	if (fd >= 0)
+		close(fd);
+	destroy(q);
+	return rc;
+}
+
+int registry_delete(struct queue *q)
+{
+	if (q->deleted)
+		return SHMQ_ENOENT;
+	unlink_both(q->id);
+	tdelete(q, &by_name, cmp_name);
+	q->deleted = 1;
+	nqueues--;
+	registry_release(q);
+	return SHMQ_OK;
+}
+
+void registry_release(struct queue *q)
+{
+	if (!q->deleted || q->attached > 0)
+		return;
+	tdelete(q, &by_id, cmp_id);
+	destroy(q);
+}
+
+int registry_segment_fd(const struct queue *q)
+{
+	char path[64];
+
+	shm_name(path, sizeof(path), q->id, 0);
+	return shm_open(path, O_RDWR | O_CLOEXEC, 0);
+}
+
+/* --- walking ----------------------------------------------------------- */
+
+struct walk {
+	const char *after;
+	int (*fn)(struct queue *, void *);
+	void *arg;
+	int stopped;
+};
+
+static void walk_node(const void *node, VISIT which, void *closure)
+{
+	struct walk *w = closure;
+	struct queue *q = *(struct queue *const *)node;
+
+	if (w->stopped || (which != postorder && which != leaf))
+		return;
+	if (w->after[0] && strcmp(q->name, w->after) <= 0)
+		return;
+	w->stopped = w->fn(q, w->arg);
+}
+
+void registry_walk(const char *after, int (*fn)(struct queue *, void *),
+		   void *arg)
+{
+	struct walk w = { after, fn, arg, 0 };
+	twalk_r(by_name, walk_node, &w);
+}
+
+/* --- adoption ---------------------------------------------------------- */
+
+/* Opens one of our objects, refusing anything we did not create: another
+ * user could plant a file with our prefix in the world-writable /dev/shm. */
+static int open_own(const char *path, struct stat *st)
+{
+	int fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) ||
+	    st->st_uid != geteuid() || (st->st_mode & 077) != 0) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	return fd;
+}
+
+static int meta_read(uint64_t id, struct meta *m)
+{
+	char path[64];
+	struct stat st;
+	int fd, rc = SHMQ_ECORRUPT;
+
+	shm_name(path, sizeof(path), id, 1);
+	fd = open_own(path, &st);
+	if (fd < 0)
+		return SHMQ_ESYS;
+	if (st.st_size == (off_t)sizeof(*m) &&
+	    pread(fd, m, sizeof(*m), 0) == (ssize_t)sizeof(*m) &&
+	    m->magic == META_MAGIC && m->version == META_VERSION &&
+	    m->size == sizeof(*m) && m->id == id &&
+	    m->check == fnv1a(m, offsetof(struct meta, check), FNV_INIT) &&
+	    wire_check_name(m->name, sizeof(m->name), 0) == SHMQ_OK)
+		rc = SHMQ_OK;
+	close(fd);
+	return rc;
+}
+
+static void adopt_one(uint64_t id)
+{
+	struct ring_config cfg;
+	struct queue *q;
+	struct stat st;
+	struct meta m;
+	char path[64];
+	uint64_t size;
+	int fd, rc;
+
+	if (meta_read(id, &m) != SHMQ_OK) {
+		log_warn("ignoring queue record %016" PRIx64 ": unreadable", id);
+		return;
+	}
+	if (registry_find(m.name)) {
+		log_warn("ignoring queue record %016" PRIx64
+			 ": duplicate name '%s'", id, m.name);
+		return;
+	}
+	cfg = (struct ring_config){
+		.capacity = m.capacity, .max_msg = m.max_msg,
+		.max_bytes = m.max_bytes, .clients = m.clients,
+		.config_flags = m.config_flags, .queue_id = id,
+	};
+	if (ring_plan(&cfg, &size) != SHMQ_OK) {
+		log_warn("ignoring queue '%s': bad geometry", m.name);
+		return;
+	}
+	shm_name(path, sizeof(path), id, 0);
+	fd = open_own(path, &st);
+	if (fd < 0) {
+		log_warn("queue '%s' has no segment: removing its record",
+			 m.name);
+		unlink_both(id);
+		return;
+	}
+	q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		close(fd);
+		return;
+	}
+	q->id = id;
+	strcpy(q->name, m.name);
+	q->uid = m.uid;
+	q->gid = m.gid;
+	q->mode = m.mode;
+	rc = SHMQ_ECORRUPT;
+	if ((uint64_t)st.st_size == size &&
+	    (rc = map_segment(q, fd, size)) == SHMQ_OK)
+		rc = ring_attach(&q->ring, q->map, size);
+	close(fd);
+	if (rc == SHMQ_OK &&
+	    (q->ring.capacity != m.capacity || q->ring.max_msg != m.max_msg ||
+	     q->ring.max_bytes != m.max_bytes || q->ring.nclients != m.clients ||
+	     q->ring.queue_id != id))
+		rc = SHMQ_ECORRUPT;
+	if (rc != SHMQ_OK || insert(q) != SHMQ_OK) {
+		log_error("cannot adopt queue '%s' (%016" PRIx64 "): %s", m.name,
+			  id, shmq_strerror(rc));
+		destroy(q);
+		return;
+	}
+	if (ring_check(&q->ring) != SHMQ_OK)
+		log_warn("queue '%s': shared state is inconsistent", m.name);
+	struct shmq_stat s;
+	ring_stat(&q->ring, &s);
+	log_info("adopted queue '%s' (%" PRIu64 " messages queued)", q->name,
+		 s.messages);
+}
+
+/* Parses "<prefix><16 hex>[.meta]". */
+static int parse_entry(const char *name, uint64_t *id, int *is_meta)
+{
+	size_t plen = strlen(prefix);
+	char *end;
+
+	if (strncmp(name, prefix, plen) != 0)
+		return -1;
+	name += plen;
+	if (strlen(name) < 16)
+		return -1;
+	errno = 0;
+	*id = strtoull(name, &end, 16);
+	if (errno || end != name + 16)
+		return -1;
+	if (*end == '\0')
+		*is_meta = 0;
+	else if (strcmp(end, ".meta") == 0)
+		*is_meta = 1;
+	else
+		return -1;
+	return 0;
+}
+
+void registry_adopt(void)
+{
+	DIR *d = opendir(SHM_DIR);
+	struct dirent *e;
+	uint64_t id;
+	int is_meta;
+
+	if (d == NULL) {
+		log_warn("cannot scan " SHM_DIR ": %s", strerror(errno));
+		return;
+	}
+	while ((e = readdir(d)) != NULL)
+		if (parse_entry(e->d_name, &id, &is_meta) == 0 && is_meta &&
+		    registry_find_id(id) == NULL)
+			adopt_one(id);
+	/* A segment without a record is a create that died half-way: no
+	 * client ever had it. */
+	rewinddir(d);
+	while ((e = readdir(d)) != NULL)
+		if (parse_entry(e->d_name, &id, &is_meta) == 0 && !is_meta &&
+		    registry_find_id(id) == NULL) {
+			char path[64];
+			struct stat st;
+			shm_name(path, sizeof(path), id, 1);
+			int fd = open_own(path, &st);
+			if (fd >= 0) {
+				close(fd);      /* has a (bad) record: keep */
+				continue;
+			}
+			log_info("removing orphan segment %s", e->d_name);
+			shm_name(path, sizeof(path), id, 0);
+			shm_unlink(path);
+		}
+	closedir(d);
+}
+
+static void noop_free(void *p)
+{
+	(void)p;
+}
+
+static void queue_free(void *p)
+{
+	destroy(p);
+}
+
+void registry_shutdown(void)
+{
+	tdestroy(by_name, noop_free);
+	tdestroy(by_id, queue_free);
+	by_name = by_id = NULL;
+	nqueues = 0;
+}

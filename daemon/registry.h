@@ -1,0 +1,68 @@
+/*
+ * registry.h - the daemon's queues: names, segments, limits, adoption.
+ *
+ * Every queue is two POSIX shared-memory objects owned by the daemon's user
+ * with mode 0600:
+ *
+ *   /shmq.<daemon>.<id>        the segment clients map (shmq_layout.h)
+ *   /shmq.<daemon>.<id>.meta   the daemon's own record of name, owner,
+ *                              mode and geometry, never handed out
+ *
+ * <daemon> is a hash of the control socket's path, so daemons on different
+ * sockets never adopt each other's queues.  The meta record is what the
+ * daemon trusts: clients can write any byte of the segment, so its copy of
+ * the owner or the name could be forged.
+ */
+#ifndef SHMQD_REGISTRY_H
+#define SHMQD_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ring.h"
+#include "shmq_wire.h"
+
+struct queue {
+	char name[SHMQ_NAME_MAX + 1];
+	uint64_t id;
+	uint32_t uid, gid, mode;    /* trusted copies (from meta) */
+	struct ring ring;
+	void *map;
+	size_t map_size;
+	unsigned attached;          /* attachments tracked by procs.c */
+	int deleted;                /* name removed, kept while attached */
+};
+
+struct registry_limits {
+	uint32_t max_queues;
+	uint64_t max_segment;       /* bytes */
+	uint32_t max_attach;        /* attachments per queue */
+};
+
+/* `identity` is the socket path; it names this daemon's segments. */
+int registry_init(const char *identity, const struct registry_limits *lim);
+/* Re-adopts the segments a previous daemon on this socket left. */
+void registry_adopt(void);
+void registry_shutdown(void);
+
+struct queue *registry_find(const char *name);
+struct queue *registry_find_id(uint64_t id);
+size_t registry_count(void);
+
+/* Creates a queue; on failure `detail` explains which limit or resource
+ * refused it. */
+int registry_create(const struct shmq_wire_create *req, uint32_t uid,
+		    uint32_t gid, struct queue **out, char *detail,
+		    size_t detail_size);
+int registry_delete(struct queue *q);
+/* A fresh read-write descriptor of the segment, to hand to a client. */
+int registry_segment_fd(const struct queue *q);
+/* Called when q->attached dropped: frees a deleted queue nobody uses. */
+void registry_release(struct queue *q);
+
+/* Calls fn for each live queue in name order, starting after `after`
+ * ("" = from the first); stops when fn returns non-zero. */
+void registry_walk(const char *after, int (*fn)(struct queue *, void *),
+		   void *arg);
+
+#endif /* SHMQD_REGISTRY_H */

@@ -1,0 +1,607 @@
+/*
+ * session.c - connections from clients: requests in, replies out.
+ *
+ * Owns the client connections and the meaning of every request: who may
+ * create, open, close, delete, stat and list what.  Every packet is
+ * checked by wire.c before it is looked at; credentials come from the
+ * kernel (SO_PEERCRED, SO_PEERGROUPS), never from the client.  A client
+ * that misbehaves loses its connection; it never stops the daemon from
+ * serving the others.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "procs.h"
+#include "registry.h"
+#include "session.h"
+#include "wire.h"
+
+struct session {
+	int fd;
+	struct event *ev;
+	struct peer peer;
+	LIST_ENTRY(session) link;
+};
+
+static struct event_base *evbase;
+static LIST_HEAD(, session) sessions = LIST_HEAD_INITIALIZER(sessions);
+static size_t nsessions;
+static uint32_t max_clients;
+static int spare_fd = -1;       /* given up to accept-and-close at EMFILE */
+
+/* Every reply body, for sizing the buffer they are built in. */
+union reply {
+	struct shmq_wire_status st;
+	struct shmq_wire_hello_reply hello;
+	struct shmq_wire_open_reply open;
+	struct shmq_wire_close_reply close;
+	struct shmq_wire_stat_reply stat;
+	struct shmq_wire_list_reply list;
+};
+
+static void set_status(union reply *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_status(union reply *r, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->st.status = status;
+	r->st.pad = 0;
+	memset(r->st.detail, 0, sizeof(r->st.detail));
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(r->st.detail, sizeof(r->st.detail), fmt, ap);
+		va_end(ap);
+	}
+}
+
+/* --- permissions ------------------------------------------------------- */
+
+static int in_group(const struct peer *p, uint32_t gid)
+{
+	if (p->gid == gid)
+		return 1;
+	for (int i = 0; i < p->ngroups; i++)
+		if (p->groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* The file-permission rule: owner bits, else group bits, else the rest;
+ * root may do anything. */
+static unsigned access_of(const struct peer *p, const struct queue *q)
+{
+	unsigned bits;
+
+	if (p->uid == 0)
+		return SHMQ_ACCESS_READ | SHMQ_ACCESS_WRITE;
+	if (p->uid == q->uid)
+		bits = q->mode >> 6;
+	else if (in_group(p, q->gid))
+		bits = q->mode >> 3;
+	else
+		bits = q->mode;
+	return ((bits & 4) ? SHMQ_ACCESS_READ : 0) |
+	       ((bits & 2) ? SHMQ_ACCESS_WRITE : 0);
+}
+
+/* Finds a queue the peer may use with `need`; sets the reply status if
+ * not.  A queue the peer may not even read is reported as missing only if
+ * it does not exist: "permission denied" is the truthful answer. */
+static struct queue *lookup(const struct peer *p, const char *name,
+			    unsigned need, union reply *r)
+{
+	struct queue *q = registry_find(name);
+
+	if (q == NULL) {
+		set_status(r, SHMQ_ENOENT, NULL);
+		return NULL;
+	}
+	if ((access_of(p, q) & need) != need) {
+		set_status(r, SHMQ_EACCES, "needs %s%s%s permission",
+			   need & SHMQ_ACCESS_READ ? "read" : "",
+			   need == (SHMQ_ACCESS_READ | SHMQ_ACCESS_WRITE)
+				   ? " and "
+				   : "",
+			   need & SHMQ_ACCESS_WRITE ? "write" : "");
+		return NULL;
+	}
+	return q;
+}
+
+static void trusted_stat(const struct queue *q, struct shmq_wire_stat *w)
+{
+	struct shmq_stat s;
+
+	ring_stat(&q->ring, &s);
+	/* Owner, mode and name from our own record, not the segment. */
+	strcpy(s.name, q->name);
+	s.uid = q->uid;
+	s.gid = q->gid;
+	s.mode = q->mode;
+	wire_stat_pack(w, &s);
+}
+
+/* --- requests ---------------------------------------------------------- */
+
+static size_t do_hello(struct peer *p, const struct shmq_wire_hello *h,
+		       union reply *r, int *hang_up)
+{
+	if (h->wire_version != SHMQ_WIRE_VERSION ||
+	    h->layout_version != SHMQ_LAYOUT_VERSION) {
+		set_status(r, SHMQ_EPROTO,
+			   "daemon speaks wire %u, layout %u; client %u, %u",
+			   SHMQ_WIRE_VERSION, SHMQ_LAYOUT_VERSION,
+			   h->wire_version, h->layout_version);
+		*hang_up = 1;
+		return sizeof(r->st);
+	}
+	p->hello = 1;
+	set_status(r, SHMQ_OK, NULL);
+	r->hello.wire_version = SHMQ_WIRE_VERSION;
+	r->hello.layout_version = SHMQ_LAYOUT_VERSION;
+	r->hello.daemon_pid = (uint32_t)getpid();
+	r->hello.pad = 0;
+	return sizeof(r->hello);
+}
+
+static size_t do_create(struct peer *p, const struct shmq_wire_create *c,
+			union reply *r)
+{
+	struct queue *q;
+	char detail[SHMQ_WIRE_DETAIL] = "";
+	int rc = registry_create(c, p->uid, p->gid, &q, detail,
+				 sizeof(detail));
+
+	if (rc == SHMQ_EEXIST && (c->flags & SHMQ_WIRE_EXIST_OK))
+		rc = SHMQ_OK;
+	else if (rc == SHMQ_OK)
+		log_info("created queue '%s' for uid %u: capacity %u, max-msg "
+			 "%u, max-bytes %" PRIu64 ", mode %03o%s",
+			 c->name, p->uid, c->capacity, c->max_msg,
+			 c->max_bytes, c->mode,
+			 c->config_flags & SHMQ_CFG_AUTO_CLOSE ? ", auto-close"
+							       : "");
+	else if (rc != SHMQ_EEXIST)
+		log_warn("uid %u cannot create queue '%s': %s (%s)", p->uid,
+			 c->name, shmq_strerror(rc), detail);
+	set_status(r, rc, "%s", rc == SHMQ_OK ? "" : detail);
+	return sizeof(r->st);
+}
+
+static size_t do_open(struct peer *p, const struct shmq_wire_open *o,
+		      union reply *r, int *fd)
+{
+	unsigned need = 0;
+	uint32_t index, gen;
+	struct queue *q;
+	int rc;
+
+	if (o->role & SHMQ_ROLE_PRODUCER)
+		need |= SHMQ_ACCESS_WRITE;
+	if (o->role & SHMQ_ROLE_CONSUMER || o->role == 0)
+		need |= SHMQ_ACCESS_READ;
+	if ((q = lookup(p, o->name, need, r)) == NULL)
+		return sizeof(r->st);
+	*fd = registry_segment_fd(q);
+	if (*fd < 0) {
+		rc = (errno == EMFILE || errno == ENFILE) ? SHMQ_ELIMIT
+							  : SHMQ_ESYS;
+		set_status(r, rc, "cannot open the segment: %s",
+			   strerror(errno));
+		return sizeof(r->st);
+	}
+	rc = procs_attach(p->pid, q, o->role, &index, &gen);
+	if (rc != SHMQ_OK) {
+		close(*fd);
+		*fd = -1;
+		if (rc == SHMQ_ELIMIT)
+			set_status(r, rc, "all %u attachments of '%s' in use",
+				   q->ring.nclients, q->name);
+		else
+			set_status(r, rc, "cannot track client pid %d",
+				   p->pid);
+		return sizeof(r->st);
+	}
+	log_debug("pid %d opened '%s' as %s", p->pid, q->name,
+		  o->role == 3 ? "producer+consumer"
+		  : o->role == 1 ? "producer"
+		  : o->role == 2 ? "consumer" : "observer");
+	set_status(r, SHMQ_OK, NULL);
+	r->open.queue_id = q->id;
+	r->open.seg_size = q->ring.seg_size;
+	r->open.client = index;
+	r->open.gen = gen;
+	r->open.access = access_of(p, q);
+	r->open.pad = 0;
+	return sizeof(r->open);
+}
+
+static size_t do_detach(struct peer *p, const struct shmq_wire_detach *d,
+			union reply *r)
+{
+	int rc = procs_detach(p->pid, d->queue_id, d->client, d->gen);
+
+	set_status(r, rc, rc == SHMQ_OK ? NULL : "no such attachment");
+	return sizeof(r->st);
+}
+
+static size_t do_close(struct peer *p, const struct shmq_wire_close *c,
+		       union reply *r)
+{
+	struct queue *q = lookup(p, c->name, SHMQ_ACCESS_WRITE, r);
+	uint64_t discarded = 0;
+	int rc;
+
+	if (q == NULL)
+		return sizeof(r->st);
+	rc = ring_close(&q->ring, c->how, &discarded);
+	log_info("uid %u closed '%s'%s%s", p->uid, q->name,
+		 c->how == SHMQ_CLOSE_NOW ? " now" : "",
+		 rc == SHMQ_OK ? "" : " (discarding incomplete)");
+	set_status(r, rc, NULL);
+	r->close.discarded = discarded;
+	return rc == SHMQ_OK ? sizeof(r->close) : sizeof(r->st);
+}
+
+static size_t do_delete(struct peer *p, const struct shmq_wire_name *n,
+			union reply *r)
+{
+	struct queue *q = registry_find(n->name);
+
+	if (q == NULL) {
+		set_status(r, SHMQ_ENOENT, NULL);
+	} else if (p->uid != 0 && p->uid != q->uid) {
+		set_status(r, SHMQ_EACCES, "only the owner may delete");
+	} else {
+		log_info("uid %u deleted '%s'", p->uid, q->name);
+		set_status(r, registry_delete(q), NULL);
+	}
+	return sizeof(r->st);
+}
+
+static size_t do_stat(struct peer *p, const struct shmq_wire_name *n,
+		      union reply *r)
+{
+	struct queue *q = lookup(p, n->name, SHMQ_ACCESS_READ, r);
+
+	if (q == NULL)
+		return sizeof(r->st);
+	set_status(r, SHMQ_OK, NULL);
+	trusted_stat(q, &r->stat.stat);
+	return sizeof(r->stat);
+}
+
+struct list_walk {
+	const struct peer *peer;
+	struct shmq_wire_list_reply *rep;
+};
+
+static int list_one(struct queue *q, void *arg)
+{
+	struct list_walk *w = arg;
+
+	if (!(access_of(w->peer, q) & SHMQ_ACCESS_READ))
+		return 0;
+	if (w->rep->count == SHMQ_WIRE_LIST_PAGE) {
+		w->rep->more = 1;
+		return 1;
+	}
+	trusted_stat(q, &w->rep->entries[w->rep->count++]);
+	return 0;
+}
+
+static size_t do_list(struct peer *p, const struct shmq_wire_list *l,
+		      union reply *r)
+{
+	struct list_walk w = { p, &r->list };
+
+	set_status(r, SHMQ_OK, NULL);
+	r->list.count = 0;
+	r->list.more = 0;
+	registry_walk(l->after, list_one, &w);
+	return offsetof(struct shmq_wire_list_reply, entries) +
+	       r->list.count * sizeof(struct shmq_wire_stat);
+}
+
+size_t session_handle(struct peer *p, const void *pkt, size_t len, void *out,
+		      int *fd, int *hang_up)
+{
+	static union reply r;
+	uint16_t type = 0;
+	uint32_t seq = 0;
+	const void *body = NULL;
+	size_t n;
+	int rc;
+
+	*fd = -1;
+	*hang_up = 0;
+	rc = wire_check_request(pkt, len, &type, &seq, &body);
+	if (rc == SHMQ_EPROTO && (len < sizeof(struct shmq_wire_hdr) ||
+				  ((const struct shmq_wire_hdr *)pkt)->magic !=
+					  SHMQ_WIRE_MAGIC)) {
+		/* Not our protocol at all: nothing to answer. */
+		return 0;
+	}
+	if (rc != SHMQ_OK) {
+		set_status(&r, rc, "malformed request (type %u, %zu bytes)",
+			   type, len);
+		*hang_up = rc == SHMQ_EPROTO;
+		n = sizeof(r.st);
+	} else if (p->refused) {
+		set_status(&r, SHMQ_ELIMIT, "limit of %u clients reached",
+			   max_clients);
+		*hang_up = 1;
+		n = sizeof(r.st);
+	} else if (!p->hello && type != SHMQ_MSG_HELLO) {
+		set_status(&r, SHMQ_EPROTO, "HELLO must come first");
+		*hang_up = 1;
+		n = sizeof(r.st);
+	} else {
+		switch (type) {
+		case SHMQ_MSG_HELLO:
+			n = do_hello(p, body, &r, hang_up);
+			break;
+		case SHMQ_MSG_CREATE:
+			n = do_create(p, body, &r);
+			break;
+		case SHMQ_MSG_OPEN:
+			n = do_open(p, body, &r, fd);
+			break;
+		case SHMQ_MSG_DETACH:
+			n = do_detach(p, body, &r);
+			break;
+		case SHMQ_MSG_CLOSE:
+			n = do_close(p, body, &r);
+			break;
+		case SHMQ_MSG_DELETE:
+			n = do_delete(p, body, &r);
+			break;
+		case SHMQ_MSG_STAT:
+			n = do_stat(p, body, &r);
+			break;
+		case SHMQ_MSG_LIST:
+			n = do_list(p, body, &r);
+			break;
+		default:        /* wire_check_request knows every type */
+			set_status(&r, SHMQ_EINVAL, "unknown request");
+			n = sizeof(r.st);
+			break;
+		}
+	}
+	return wire_pack(out, type | SHMQ_MSG_REPLY, seq, &r, n);
+}
+
+/* --- connections ------------------------------------------------------- */
+
+static void session_end(struct session *s)
+{
+	int pid = s->peer.pid;
+
+	LIST_REMOVE(s, link);
+	nsessions--;
+	event_free(s->ev);
+	close(s->fd);
+	free(s->peer.groups);
+	free(s);
+	/* A client that exited is released now, not when its pidfd event
+	 * comes round. */
+	procs_check(pid);
+}
+
+static void drop_fds(struct msghdr *mh)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			close(fd);
+		}
+	}
+}
+
+static int send_reply(struct session *s, const void *pkt, size_t len, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct iovec iov = { (void *)pkt, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (fd >= 0) {
+		memset(&cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = sizeof(cbuf.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	/* A client that does not read its replies is not waited for. */
+	return sendmsg(s->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) ==
+	       (ssize_t)len;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	static char in[SHMQ_WIRE_MAX], out[SHMQ_WIRE_MAX];
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 8)];
+		struct cmsghdr align;
+	} cbuf;
+	struct session *s = arg;
+	struct iovec iov = { in, sizeof(in) };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf.buf, .msg_controllen = sizeof(cbuf.buf),
+	};
+	int pass_fd, hang_up;
+	ssize_t n;
+	size_t rlen;
+
+	(void)what;
+	n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	drop_fds(&mh);
+	if (n <= 0) {
+		session_end(s);
+		return;
+	}
+	if ((size_t)n > sizeof(in) || (mh.msg_flags & MSG_TRUNC)) {
+		log_warn("pid %d sent an oversized packet (%zd bytes): "
+			 "disconnected", s->peer.pid, n);
+		session_end(s);
+		return;
+	}
+	rlen = session_handle(&s->peer, in, (size_t)n, out, &pass_fd,
+			      &hang_up);
+	if (rlen == 0) {
+		log_warn("pid %d sent a packet that is not shmq protocol: "
+			 "disconnected", s->peer.pid);
+		session_end(s);
+		return;
+	}
+	if (!send_reply(s, out, rlen, pass_fd)) {
+		if (pass_fd >= 0) {
+			/* The client never learnt of its attachment. */
+			const struct shmq_wire_open_reply *o =
+				(const void *)(out + sizeof(struct shmq_wire_hdr));
+			procs_detach(s->peer.pid, o->queue_id, o->client,
+				     o->gen);
+		}
+		hang_up = 1;
+	}
+	if (pass_fd >= 0)
+		close(pass_fd);
+	if (hang_up)
+		session_end(s);
+}
+
+static int read_peer(int fd, struct peer *p)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	memset(p, 0, sizeof(*p));
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -1;
+	p->pid = cred.pid;
+	p->uid = cred.uid;
+	p->gid = cred.gid;
+
+	/* Supplementary groups, for the group permission bits. */
+	len = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, NULL, &len) < 0 &&
+	    errno != ERANGE)
+		return 0;       /* old kernel: primary group only */
+	if (len == 0)
+		return 0;
+	p->groups = malloc(len);
+	if (p->groups == NULL)
+		return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p->groups, &len) < 0) {
+		free(p->groups);
+		p->groups = NULL;
+		return 0;
+	}
+	p->ngroups = (int)(len / sizeof(gid_t));
+	return 0;
+}
+
+static void session_new(int fd)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL || read_peer(fd, &s->peer) < 0) {
+		free(s);
+		close(fd);
+		return;
+	}
+	s->fd = fd;
+	s->ev = event_new(evbase, fd, EV_READ | EV_PERSIST, on_readable, s);
+	if (s->ev == NULL || event_add(s->ev, NULL) < 0) {
+		if (s->ev)
+			event_free(s->ev);
+		free(s->peer.groups);
+		free(s);
+		close(fd);
+		return;
+	}
+	/* Over the limit, the connection still gets one clear answer. */
+	s->peer.refused = nsessions >= max_clients;
+	if (s->peer.refused)
+		log_warn("pid %d refused: limit of %u clients reached",
+			 s->peer.pid, max_clients);
+	LIST_INSERT_HEAD(&sessions, s, link);
+	nsessions++;
+	log_debug("pid %d (uid %u) connected", s->peer.pid, s->peer.uid);
+}
+
+void sessions_accept(int lfd)
+{
+	for (int burst = 0; burst < 64; burst++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			session_new(fd);
+			continue;
+		}
+		if ((errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
+			/* Out of descriptors: take the pending connection and
+			 * close it, or the listener stays readable forever. */
+			close(spare_fd);
+			fd = accept(lfd, NULL, NULL);
+			if (fd >= 0)
+				close(fd);
+			spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			log_warn("out of file descriptors: refused a client");
+		}
+		return;
+	}
+}
+
+void sessions_init(struct event_base *base, uint32_t limit)
+{
+	evbase = base;
+	max_clients = limit;
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+size_t sessions_count(void)
+{
+	return nsessions;
+}
+
+void sessions_shutdown(void)
+{
+	while (!LIST_EMPTY(&sessions)) {
+		struct session *s = LIST_FIRST(&sessions);
+		LIST_REMOVE(s, link);
+		event_free(s->ev);
+		close(s->fd);
+		free(s->peer.groups);
+		free(s);
+	}
+	nsessions = 0;
+	if (spare_fd >= 0)
+		close(spare_fd);
+	spare_fd = -1;
+}
