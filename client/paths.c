@@ -2,6 +2,7 @@
  * paths.c - where the control socket lives (see paths.h).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,4 +74,15 @@ int paths_make_dir(const char *sock, unsigned mode)
 	if (mkdir(dir, mode) == 0 || errno == EEXIST)
 		return SHMQ_OK;
 	return SHMQ_ESYS;
+}
+
+void paths_segment_prefix(const char *sock, char *buf, size_t size)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);      /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)sock; *p; p++) {
+		h ^= *p;
+		h *= UINT64_C(0x100000001b3);
+	}
+	snprintf(buf, size, "shmq.%016" PRIx64 ".", h);
 }

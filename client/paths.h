@@ -22,4 +22,8 @@ int paths_user_socket(char *buf, size_t size);
 /* Creates the parent directory of `sock` (mode 0700) if it is missing. */
 int paths_make_dir(const char *sock, unsigned mode);
 
+/* "shmq.<hash>.": the prefix of every /dev/shm object of the daemon on
+ * socket `sock`, so that daemons on different sockets never share. */
+void paths_segment_prefix(const char *sock, char *buf, size_t size);
+
 #endif /* SHMQ_PATHS_H */

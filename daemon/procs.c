@@ -71,8 +71,9 @@ static uint64_t start_time_of(pid_t pid)
 	char *p = strrchr(buf, ')');
 	if (p == NULL)
 		return 0;
+	/* p is at the space before field 3; step to the one before 22. */
 	p++;
-	for (int field = 2; field < 22 && p; field++)
+	for (int field = 3; field < 22 && p; field++)
 		p = strchr(p + 1, ' ');
 	if (p == NULL || sscanf(p, " %llu", &t) != 1)
 		return 0;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "paths.h"
 #include "registry.h"
 #include "wire.h"
 
@@ -80,9 +81,7 @@ static void shm_name(char *buf, size_t size, uint64_t id, int meta)
 
 int registry_init(const char *identity, const struct registry_limits *lim)
 {
-	uint64_t h = fnv1a(identity, strlen(identity), FNV_INIT);
-
-	snprintf(prefix, sizeof(prefix), "shmq.%016" PRIx64 ".", h);
+	paths_segment_prefix(identity, prefix, sizeof(prefix));
 	limits = *lim;
 	return SHMQ_OK;
 }
