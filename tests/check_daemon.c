@@ -1,0 +1,2 @@
+/* check_daemon.c - placeholder */
+int main(void) { return 0; }

@@ -1,0 +1,25 @@
+#!/bin/sh
+# systemd-units.sh - the units must pass `systemd-analyze verify` cleanly:
+# no error and no warning (it reports parse errors as warnings only).
+set -u
+top=${SHMQ_SRCDIR:-.}
+build=${SHMQ_BUILDDIR:-.}
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+	echo "systemd-analyze not installed"
+	exit 77
+fi
+dir=$(mktemp -d) || exit 99
+trap 'rm -rf "$dir"' EXIT
+# ExecStart must name an executable that exists: the one just built.
+sed "s|@sbindir@|$build/daemon|g" "$top/systemd/shmqd.service.in" \
+	> "$dir/shmqd.service"
+cp "$top/systemd/shmqd.socket.in" "$dir/shmqd.socket"
+out=$(cd "$dir" && systemd-analyze verify --man=no ./shmqd.socket \
+	./shmqd.service 2>&1)
+rc=$?
+if [ $rc -ne 0 ] || [ -n "$out" ]; then
+	echo "systemd-analyze verify failed (status $rc):"
+	echo "$out"
+	exit 1
+fi
+echo "units verified"
