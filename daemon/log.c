@@ -36,6 +36,9 @@ int log_open(const char *path)
 }
 
 static void vlog(int prio, const char *tag, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void vlog(int prio, const char *tag, const char *fmt, va_list ap)
 {
 	char line[1024];
 	int n = 0;
@@ -70,7 +73,7 @@ static void vlog(int prio, const char *tag, const char *fmt, va_list ap)
 	void fn(const char *fmt, ...)                                        \
 	{                                                                    \
 		va_list ap;                                                  \
-		if (!(cond))                                                 \
+		if (!(cond) || log_verbose < 0)                              \
 			return;                                              \
 		va_start(ap, fmt);                                           \
 		vlog(prio, tag, fmt, ap);                                    \

@@ -7,6 +7,7 @@
 #ifndef SHMQD_LOG_H
 #define SHMQD_LOG_H
 
+/* verbose: 1 adds debug lines, 0 is normal, -1 silences everything. */
 void log_init(int verbose);
 /* Redirects stderr to `path` (appending); NULL keeps it. */
 int log_open(const char *path);

@@ -31,6 +31,7 @@
 struct options {
 	const char *socket;
 	const char *log;
+	const char *pid_file;
 	int foreground;
 	int system;
 	int verbose;
@@ -55,6 +56,7 @@ static void usage(FILE *f)
 "                          reachable by every local user\n"
 "  -l, --log FILE          append the log to FILE (default in the\n"
 "                          background: the socket path + \".log\")\n"
+"  -p, --pid-file FILE     write the daemon's pid to FILE once listening\n"
 "      --max-queues N      most queues at once (default 16384)\n"
 "      --max-clients N     most connected clients (default 4096)\n"
 "      --max-segment BYTES largest queue segment (default 1G)\n"
@@ -101,6 +103,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "socket", required_argument, NULL, 's' },
 		{ "system", no_argument, NULL, OPT_SYSTEM },
 		{ "log", required_argument, NULL, 'l' },
+		{ "pid-file", required_argument, NULL, 'p' },
 		{ "max-queues", required_argument, NULL, OPT_QUEUES },
 		{ "max-clients", required_argument, NULL, OPT_CLIENTS },
 		{ "max-segment", required_argument, NULL, OPT_SEGMENT },
@@ -113,12 +116,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 	uint64_t v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "fs:l:vhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fs:l:p:vhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': o->foreground = 1; break;
 		case 's': o->socket = optarg; break;
 		case OPT_SYSTEM: o->system = 1; break;
 		case 'l': o->log = optarg; break;
+		case 'p': o->pid_file = optarg; break;
 		case 'v': o->verbose = 1; break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf("shmqd (shmq) %s\n", PACKAGE_VERSION); exit(0);
@@ -212,6 +216,16 @@ static void raise_fd_limit(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+static int write_pid_file(const char *path)
+{
+	FILE *f = fopen(path, "we");
+
+	if (f == NULL)
+		return -1;
+	fprintf(f, "%ld\n", (long)getpid());
+	return fclose(f);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -315,6 +329,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	if (o.pid_file && write_pid_file(o.pid_file) < 0) {
+		log_error("cannot write %s: %s", o.pid_file, strerror(errno));
+		goto out;
+	}
 	log_info("listening on %s (%zu queues adopted)%s", l.path,
 		 registry_count(), inherited ? " [socket activation]" : "");
 	notify_systemd("READY=1\nSTATUS=listening");
@@ -342,6 +360,8 @@ out:
 		event_base_free(base);
 	if (ready_fd >= 0)
 		close(ready_fd);
+	if (o.pid_file && rc == 0)
+		unlink(o.pid_file);
 	if (rc == 0)
 		log_info("stopped");
 	return rc;
