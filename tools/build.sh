@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # build.sh - configure and build shmq out of tree: build.sh DIR [CONFIGURE ARGS]
 # Sourced helpers for demo.sh and check.sh; `make` output stays quiet.
 set -eu

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # demo.sh - the main job, from a fresh Debian 12 machine to a running
 # pipeline: install the dependencies if missing, build, start a private
 # shmqd in a temporary directory, run a real multi-process pipeline through

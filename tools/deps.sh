@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # deps.sh - install what building and testing shmq needs on Debian 12,
 # skipping what is already there.  Sourced by demo.sh and check.sh;
 # `deps.sh test` also installs the test-only tools.

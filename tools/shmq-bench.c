@@ -1,0 +1,2 @@
+/* shmq-bench.c - placeholder */
+int main(void) { return 0; }
