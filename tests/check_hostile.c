@@ -1,0 +1,294 @@
+/*
+ * check_hostile.c - a process with write access scribbles over a live
+ * queue while others use it.
+ *
+ * Any process that has a queue open can write any byte of its segment, so
+ * the library and the daemon treat the segment as hostile input.  Here a
+ * scribbler writes random bytes over header fields, head/tail and hints,
+ * slots (tickets, offsets, lengths), the attachment table and the data,
+ * while producers and consumers in other processes keep working with
+ * timeouts.  They may get errors or (garbled but well-formed) messages;
+ * they must never crash, read outside the mapping (the suite runs under
+ * AddressSanitizer in CI), or hang past their timeouts, and the daemon
+ * must keep serving everyone else.
+ *
+ * The two pthread mutexes are left alone: an opaque glibc mutex cannot be
+ * validated by its users, so a scribbled lock word can only be survived
+ * through timeouts, which the workers use anyway.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "shmq.h"
+#include "shmq_layout.h"
+
+#define RUN_MS   1500
+#define MSG_MAX  256
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Maps the segment of the daemon's only queue, as a scribbler would. */
+static void *map_segment(const struct daemon *d, size_t *size)
+{
+	DIR *dir = opendir("/dev/shm");
+	struct dirent *e;
+	void *map = NULL;
+
+	ck_assert_ptr_nonnull(dir);
+	while ((e = readdir(dir)) != NULL) {
+		size_t plen = strlen(d->prefix);
+		if (strncmp(e->d_name, d->prefix, plen) != 0 ||
+		    strstr(e->d_name, ".meta"))
+			continue;
+		char path[300];
+		struct stat st;
+		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+		int fd = open(path, O_RDWR);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(fstat(fd, &st), 0);
+		*size = (size_t)st.st_size;
+		map = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+			   0);
+		close(fd);
+		ck_assert_ptr_ne(map, MAP_FAILED);
+		break;
+	}
+	closedir(dir);
+	ck_assert_ptr_nonnull(map);
+	return map;
+}
+
+/* A worker: puts or gets with short timeouts until RUN_MS is over.  Every
+ * status is acceptable; only crashing or hanging is not.  Exit 0. */
+static void worker(const char *name, int producer, unsigned seed)
+{
+	char buf[MSG_MAX];
+	double until = now_s() + RUN_MS / 1000.0;
+	shmq_t *q;
+	int rc;
+
+	/* Opening a damaged queue may fail in several ways (corrupt header,
+	 * another layout version, a scribbled-full attachment table). */
+	rc = shmq_open(name, producer ? SHMQ_PRODUCER : SHMQ_CONSUMER, &q);
+	if (rc != SHMQ_OK)
+		_exit(rc < 0 ? 0 : 10);
+	while (now_s() < until) {
+		size_t len = (size_t)rand_r(&seed) % sizeof(buf);
+		if (producer) {
+			memset(buf, 'a' + (int)(len % 26), len);
+			rc = shmq_put(q, buf, len, 5);
+		} else {
+			rc = shmq_get(q, buf, sizeof(buf), &len, 5);
+			/* A message handed out must fit what we gave. */
+			if (rc == SHMQ_OK && len > sizeof(buf))
+				_exit(11);
+		}
+	}
+	shmq_detach(q);
+	_exit(0);
+}
+
+/* Offsets a scribbler may hit: everything but the two lock words. */
+static size_t random_target(unsigned *seed, size_t size)
+{
+	const size_t put_lock = offsetof(struct shmq_seg_hdr, put_lock);
+	const size_t get_lock = offsetof(struct shmq_seg_hdr, get_lock);
+	const size_t hot[] = {
+		offsetof(struct shmq_seg_hdr, tail),
+		offsetof(struct shmq_seg_hdr, head),
+		offsetof(struct shmq_seg_hdr, head_hint),
+		offsetof(struct shmq_seg_hdr, tail_hint),
+		offsetof(struct shmq_seg_hdr, discard_from),
+		offsetof(struct shmq_seg_hdr, data_futex),
+		offsetof(struct shmq_seg_hdr, space_futex),
+		offsetof(struct shmq_seg_hdr, producers),
+		offsetof(struct shmq_seg_hdr, capacity),
+		offsetof(struct shmq_seg_hdr, name_len),
+	};
+	size_t off;
+
+	do {
+		switch (rand_r(seed) % 4) {
+		case 0:     /* a field the data path reads */
+			off = hot[(size_t)rand_r(seed) % (sizeof(hot) /
+							  sizeof(hot[0]))];
+			break;
+		case 1:     /* the header */
+			off = (size_t)rand_r(seed) %
+			      sizeof(struct shmq_seg_hdr);
+			break;
+		case 2:     /* the slots and the attachment table */
+			off = sizeof(struct shmq_seg_hdr) +
+			      (size_t)rand_r(seed) % 8192;
+			break;
+		default:    /* anywhere */
+			off = (size_t)rand_r(seed) % size;
+			break;
+		}
+		off &= ~(size_t)7;
+	} while (off + 8 > size ||
+		 (off >= put_lock && off < put_lock + SHMQ_CACHELINE) ||
+		 (off >= get_lock && off < get_lock + SHMQ_CACHELINE));
+	return off;
+}
+
+static void scribble(void *map, size_t size, unsigned seed, double seconds)
+{
+	double until = now_s() + seconds;
+
+	while (now_s() < until) {
+		uint64_t v;
+		switch (rand_r(&seed) % 4) {
+		case 0: v = 0; break;
+		case 1: v = ~UINT64_C(0); break;
+		case 2: v = (uint64_t)rand_r(&seed) % 4096; break;
+		default:
+			v = (uint64_t)rand_r(&seed) << 32 |
+			    (uint64_t)rand_r(&seed);
+		}
+		memcpy((char *)map + random_target(&seed, size), &v, sizeof(v));
+		if (rand_r(&seed) % 64 == 0) {
+			struct timespec ts = { 0, 200000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+/* The daemon still serves: a fresh queue works end to end. */
+static void assert_daemon_serves(const struct daemon *d)
+{
+	char buf[16];
+	size_t len;
+	shmq_t *p, *c;
+
+	ck_assert_int_eq(kill(d->pid, 0), 0);
+	ck_assert_int_eq(shmq_create("healthy", NULL, SHMQ_EXIST_OK), SHMQ_OK);
+	ck_assert_int_eq(shmq_open("healthy", SHMQ_PRODUCER, &p), SHMQ_OK);
+	ck_assert_int_eq(shmq_open("healthy", SHMQ_CONSUMER, &c), SHMQ_OK);
+	ck_assert_int_eq(shmq_put(p, "ok", 2, 1000), SHMQ_OK);
+	ck_assert_int_eq(shmq_get(c, buf, sizeof(buf), &len, 1000), SHMQ_OK);
+	ck_assert_uint_eq(len, 2);
+	ck_assert_int_eq(memcmp(buf, "ok", 2), 0);
+	shmq_detach(p);
+	shmq_detach(c);
+}
+
+START_TEST(scribble_while_in_use)
+{
+	struct daemon d;
+	struct shmq_attr a;
+	pid_t kids[4];
+	size_t size;
+	void *map;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	shmq_attr_init(&a);
+	a.capacity = 16;
+	a.max_msg = MSG_MAX;
+	ck_assert_int_eq(shmq_create("victim", &a, 0), SHMQ_OK);
+	map = map_segment(&d, &size);
+
+	for (int i = 0; i < 4; i++) {
+		kids[i] = harness_fork();
+		if (kids[i] == 0)
+			worker("victim", i < 2, (unsigned)(_i * 100 + i));
+	}
+	scribble(map, size, (unsigned)_i + 1, RUN_MS / 1000.0 * 0.8);
+	for (int i = 0; i < 4; i++) {
+		int st = harness_wait(kids[i], RUN_MS + 10000);
+		ck_assert_msg(st != -1, "worker %d hung", i);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			      "worker %d: status %d", i, st);
+	}
+	/* Stat and reopen of the damaged queue: an answer, not a crash. */
+	struct shmq_stat s;
+	int rc = shmq_stat_name("victim", &s);
+	ck_assert(rc == SHMQ_OK || rc == SHMQ_ECORRUPT);
+	shmq_t *q;
+	rc = shmq_open("victim", SHMQ_CONSUMER, &q);
+	if (rc == SHMQ_OK) {
+		char buf[MSG_MAX];
+		size_t len;
+		rc = shmq_get(q, buf, sizeof(buf), &len, 10);
+		ck_assert(rc <= SHMQ_EOS_LOST);
+		shmq_detach(q);
+	}
+	assert_daemon_serves(&d);
+	munmap(map, size);
+	daemon_cleanup(&d);
+}
+END_TEST
+
+/* A restarted daemon meets a scribbled segment: it must start, keep or
+ * refuse that queue, and adopt the others. */
+START_TEST(adopt_scribbled_segment)
+{
+	struct daemon d;
+	size_t size;
+	void *map;
+	shmq_t *p;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	ck_assert_int_eq(shmq_create("victim", NULL, 0), SHMQ_OK);
+	ck_assert_int_eq(shmq_open("victim", SHMQ_PRODUCER, &p), SHMQ_OK);
+	ck_assert_int_eq(shmq_put(p, "x", 1, 100), SHMQ_OK);
+	map = map_segment(&d, &size);
+	scribble(map, size, (unsigned)_i + 7, 0.05);
+	ck_assert_int_eq(shmq_create("other", NULL, 0), SHMQ_OK);
+
+	ck_assert_int_eq(daemon_restart(&d), 0);
+	struct shmq_stat s;
+	ck_assert_int_eq(shmq_stat_name("other", &s), SHMQ_OK);
+	int rc = shmq_stat_name("victim", &s);
+	ck_assert(rc == SHMQ_OK || rc == SHMQ_ENOENT || rc == SHMQ_ECORRUPT);
+	assert_daemon_serves(&d);
+	shmq_detach(p);
+	munmap(map, size);
+	daemon_cleanup(&d);
+}
+END_TEST
+
+static Suite *hostile_suite(void)
+{
+	Suite *s = suite_create("hostile");
+	TCase *tc = tcase_create("scribble");
+
+	tcase_set_timeout(tc, 60);
+	/* Several seeds: each loop is a different scribbling. */
+	tcase_add_loop_test(tc, scribble_while_in_use, 0, 4);
+	tcase_add_loop_test(tc, adopt_scribbled_segment, 0, 4);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	harness_init("hostile");
+	sr = srunner_create(hostile_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	harness_sweep();
+	return failed ? 1 : 0;
+}
