@@ -201,8 +201,12 @@ static int open_connection(void)
 	int per_user, fd, rc;
 
 	rc = paths_client_socket(path, sizeof(path), &per_user);
-	if (rc != SHMQ_OK)
-		return rc;
+	if (rc != SHMQ_OK) {
+		static const char why[] = "SHMQ_SOCKET or the default socket "
+					  "path is too long";
+		control_set_detail(why, sizeof(why));
+		return SHMQ_ENODAEMON;
+	}
 	fd = connect_to(path);
 	if (fd < 0 && (errno == ENOENT || errno == ECONNREFUSED) && per_user &&
 	    getenv("SHMQ_NO_AUTOSTART") == NULL) {

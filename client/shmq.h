@@ -28,7 +28,10 @@
  *   shmq_detach(q);
  *
  * Every function returns SHMQ_OK (0), a positive end-of-stream status, or a
- * negative SHMQ_E* error; shmq_strerror() describes each.  Functions are
+ * negative SHMQ_E* error; shmq_strerror() describes each.  A blocking call
+ * interrupted by a signal handler returns SHMQ_EINTR (nothing was put or
+ * taken by the interrupted wait), so that a program can react to the
+ * signal; call again to go on waiting.  Functions are
  * thread-safe; a handle may be shared by the threads of one process but not
  * across fork(): a child opens its own handles.
  *
@@ -115,7 +118,10 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
 #define SHMQ_CONSUMER 0x2u
 
 int shmq_open(const char *name, unsigned flags, shmq_t **q);
-int shmq_detach(shmq_t *q);   /* frees the handle, whatever it returns */
+/* Releases the handle and frees it, whatever it returns.  SHMQ_ENODAEMON
+ * means the daemon could not be told; it then treats the handle as held
+ * until the process exits (for a producer: "producer lost"). */
+int shmq_detach(shmq_t *q);
 
 /* put: SHMQ_OK, SHMQ_ECLOSED, SHMQ_E2BIG, SHMQ_ETIMEDOUT, SHMQ_EAGAIN... */
 int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms);

@@ -220,10 +220,8 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 	uint64_t size;
 	int fd = -1, rc, e;
 
-	if (registry_find(req->name)) {
-		snprintf(detail, detail_size, "queue exists");
+	if (registry_find(req->name))
 		return SHMQ_EEXIST;
-	}
 	if (nqueues >= limits.max_queues) {
 		snprintf(detail, detail_size, "limit of %u queues reached",
 			 limits.max_queues);
