@@ -199,13 +199,20 @@ static int link_attachment(struct proc *p, struct queue *q, uint32_t index,
 }
 
 int procs_attach(pid_t pid, struct queue *q, uint32_t role, uint32_t *index,
-		 uint32_t *gen)
+		 uint32_t *gen, const char **why)
 {
 	struct proc *p = watch(pid, 0);
 	int rc;
 
-	if (p == NULL)
+	if (p == NULL) {
+		if (errno == EMFILE || errno == ENFILE) {
+			*why = "the daemon is out of file descriptors";
+			return SHMQ_ELIMIT;
+		}
+		*why = "cannot watch the client process (pidfd)";
 		return SHMQ_ESYS;
+	}
+	*why = "all attachments of the queue are in use";
 	rc = ring_client_add(&q->ring, (uint32_t)pid, p->start_time, role,
 			     index, gen);
 	if (rc == SHMQ_OK) {

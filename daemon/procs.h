@@ -22,8 +22,9 @@ void procs_init(struct event_base *base);
  * stay recorded there for the next daemon to adopt. */
 void procs_shutdown(void);
 
+/* Records an attachment of process `pid`; on failure *why says why. */
 int procs_attach(pid_t pid, struct queue *q, uint32_t role,
-		 uint32_t *index, uint32_t *gen);
+		 uint32_t *index, uint32_t *gen, const char **why);
 int procs_detach(pid_t pid, uint64_t queue_id, uint32_t index, uint32_t gen);
 /* Takes over the attachments recorded in an adopted queue: live
  * processes are watched, dead ones released. */

@@ -187,6 +187,7 @@ static size_t do_open(struct peer *p, const struct shmq_wire_open *o,
 {
 	unsigned need = 0;
 	uint32_t index, gen;
+	const char *why = "";
 	struct queue *q;
 	int rc;
 
@@ -204,16 +205,13 @@ static size_t do_open(struct peer *p, const struct shmq_wire_open *o,
 			   strerror(errno));
 		return sizeof(r->st);
 	}
-	rc = procs_attach(p->pid, q, o->role, &index, &gen);
+	rc = procs_attach(p->pid, q, o->role, &index, &gen, &why);
 	if (rc != SHMQ_OK) {
 		close(*fd);
 		*fd = -1;
-		if (rc == SHMQ_ELIMIT)
-			set_status(r, rc, "all %u attachments of '%s' in use",
-				   q->ring.nclients, q->name);
-		else
-			set_status(r, rc, "cannot track client pid %d",
-				   p->pid);
+		set_status(r, rc, "%s (pid %d, limit %u per queue)", why,
+			   p->pid, q->ring.nclients);
+		log_warn("pid %d cannot open '%s': %s", p->pid, q->name, why);
 		return sizeof(r->st);
 	}
 	log_debug("pid %d opened '%s' as %s", p->pid, q->name,
