@@ -239,8 +239,12 @@ static int fail(const struct args *a, int rc)
 		report(a, "reading standard input: %s", strerror(e));
 		break;
 	case SHMQ_ESYS:
-		report(a, "%s: %s%s%s%s", shmq_strerror(rc), strerror(e),
-		       *d ? " (" : "", d, *d ? ")" : "");
+		/* With the daemon's detail, the failed call was the daemon's
+		 * and our errno says nothing about it. */
+		if (*d)
+			report(a, "%s (%s)", shmq_strerror(rc), d);
+		else
+			report(a, "%s: %s", shmq_strerror(rc), strerror(e));
 		break;
 	default:
 		report(a, "%s%s%s%s", shmq_strerror(rc), *d ? " (" : "", d,
