@@ -172,7 +172,13 @@ static int plan_segment(uint32_t capacity, uint32_t max_msg,
 		size = SHMQ_CACHELINE;
 	size = align_up(size, SHMQ_CACHELINE);
 
-	p->ring_slots = pow2_at_least(capacity);
+	/* More slots than capacity: a producer writes slots for tickets up to
+	 * head + capacity - 1 before it commits, and must never reach the slot
+	 * of ticket tail - 1, which next_wpos() reads to place the next
+	 * message (with ring_slots == capacity, a batch filling an empty
+	 * queue, or any put at capacity 1, would overwrite it, and a crash
+	 * before the commit would leave it naming a foreign ticket). */
+	p->ring_slots = pow2_at_least(capacity + 1);
 	p->slots_off = align_up(sizeof(struct shmq_seg_hdr), SHMQ_CACHELINE);
 	p->clients_off = p->slots_off +
 			 (uint64_t)p->ring_slots * sizeof(struct shmq_slot);
@@ -415,8 +421,11 @@ static int repair(struct ring *r, enum side side)
 	if (head > tail || tail - head > r->capacity)
 		return SHMQ_ECORRUPT;
 	if (side == PUT_SIDE) {
-		if (READ_ONCE(h->head_hint) > head)
-			WRITE_ONCE(h->head_hint, head);
+		/* The dead holder may have looked up the real head and written
+		 * slots up to it + capacity - 1, over the slot of the older
+		 * head_hint, which room_for() would then read as corrupt: the
+		 * real head is always a valid hint and its slot is intact. */
+		WRITE_ONCE(h->head_hint, head);
 		return next_wpos(r, tail, &w);
 	}
 	if (READ_ONCE(h->tail_hint) > tail)
