@@ -811,7 +811,9 @@ static int get_locked(struct ring *r, uint8_t *buf, size_t size,
 		}
 		if (s.len)
 			memcpy(buf + used, r->data + s.pos, s.len);
-		out[k].iov_base = buf + used;
+		/* shmq_get() accepts buf NULL with size 0 (for empty messages);
+		 * NULL + 0 is undefined, and fatal under UBSan. */
+		out[k].iov_base = buf ? buf + used : NULL;
 		out[k].iov_len = s.len;
 		used += s.len;
 		k++;

@@ -882,6 +882,9 @@ START_TEST(test_too_big)
 }
 END_TEST
 
+/* Includes a regression test: a get into no buffer at all (NULL, size 0,
+ * which shmq_get() accepts) used to compute NULL + 0, which only a clang
+ * --enable-sanitizers build (UBSan) reports. */
 START_TEST(test_binary_and_empty_messages)
 {
 	struct ring_config c = config(8, 256, 0, 0);
@@ -917,9 +920,13 @@ START_TEST(test_binary_and_empty_messages)
 		ck_assert_int_eq(get_buf(&R, buf, sizeof(buf), &len, 0), 0);
 		ck_assert_uint_eq(len, 256);
 		ck_assert_mem_eq(buf, rev, 256);
+		/* ...and no buffer at all. */
+		ck_assert_int_eq(put_buf(&R, "", 0, 0), SHMQ_OK);
+		ck_assert_int_eq(get_buf(&R, NULL, 0, &len, 0), SHMQ_OK);
+		ck_assert_uint_eq(len, 0);
 	}
 	expect_empty(&R);
-	ck_assert_uint_eq(stat_now().total_got, 100);
+	ck_assert_uint_eq(stat_now().total_got, 120);
 }
 END_TEST
 
