@@ -459,7 +459,12 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	drop_fds(&mh);
+	/* A failed call (ECONNRESET: the client left with a reply unread)
+	 * received no descriptors and did not update msg_controllen: cbuf
+	 * still holds what an earlier call left there, numbers that are
+	 * now other clients' sockets and pidfds. */
+	if (n >= 0)
+		drop_fds(&mh);
 	if (n <= 0) {
 		session_end(s);
 		return;
