@@ -557,28 +557,12 @@ static void adapt_spin(struct ring *r, int paid_off)
 	r->spin_ns = s;
 }
 
-static void count_sleep(struct ring *r, enum side side, int delta)
+/* Marks our attachment entry as asleep in put or get (the statistics
+ * count these marks), or awake again. */
+static void mark_sleep(struct ring *r, uint32_t state)
 {
-	uint32_t *ctr = side == PUT_SIDE ? &r->hdr->put_blocked
-					 : &r->hdr->get_blocked;
-	uint32_t state = side == PUT_SIDE ? SHMQ_WAIT_PUT : SHMQ_WAIT_GET;
-
-	/* Order matters for shmqd's repair of a dead sleeper: it only
-	 * decrements for an entry marked waiting, so the mark is set after the
-	 * increment and cleared before the decrement. */
-	if (delta > 0) {
-		__atomic_add_fetch(ctr, 1, __ATOMIC_RELAXED);
-		if (r->self)
-			WRITE_ONCE(r->self->wait, state);
-	} else {
-		if (r->self)
-			WRITE_ONCE(r->self->wait, SHMQ_WAIT_NONE);
-		uint32_t v = READ_ONCE(*ctr);
-		while (v > 0 && !__atomic_compare_exchange_n(
-				    ctr, &v, v - 1, 0, __ATOMIC_RELAXED,
-				    __ATOMIC_RELAXED))
-			;
-	}
+	if (r->self)
+		WRITE_ONCE(r->self->wait, state);
 }
 
 /* Waits until `side` may be able to make progress: spins for the adaptive
@@ -617,9 +601,9 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 
 		const struct timespec *dl = timeout_deadline(to);
 		HOOK(RING_HOOK_SLEEP);
-		count_sleep(r, side, +1);
+		mark_sleep(r, side == PUT_SIDE ? SHMQ_WAIT_PUT : SHMQ_WAIT_GET);
 		int e = futex_wait(word, w, dl);
-		count_sleep(r, side, -1);
+		mark_sleep(r, SHMQ_WAIT_NONE);
 		if (e == ETIMEDOUT)
 			return SHMQ_ETIMEDOUT;
 		if (e == EINTR)
@@ -801,6 +785,14 @@ static int get_locked(struct ring *r, uint8_t *buf, size_t size,
 			rc = SHMQ_ECORRUPT;
 			break;
 		}
+		/* In a batch, each message starts 16-aligned (relative to
+		 * buf), so that a caller may read it as a struct. */
+		if (k > 0) {
+			size_t a = align_up(used, SHMQ_DATA_ALIGN);
+			if (a > size)
+				break;
+			used = a;
+		}
 		if (s.len > size - used) {
 			if (k == 0) {
 				out[0].iov_base = NULL;
@@ -966,8 +958,14 @@ void ring_stat(const struct ring *r, struct shmq_stat *st)
 	st->producer_lost = !!(sf & SHMQ_ST_PRODUCER_LOST);
 	st->producers = READ_ONCE(h->producers);
 	st->consumers = READ_ONCE(h->consumers);
-	st->put_blocked = READ_ONCE(h->put_blocked);
-	st->get_blocked = READ_ONCE(h->get_blocked);
+	for (uint32_t i = 0; i < r->nclients; i++) {
+		const struct shmq_client *c = &r->clients[i];
+		if (READ_ONCE(c->pid) == 0)
+			continue;
+		uint32_t wait = READ_ONCE(c->wait);
+		st->put_blocked += wait == SHMQ_WAIT_PUT;
+		st->get_blocked += wait == SHMQ_WAIT_GET;
+	}
 	st->created_ns = READ_ONCE(h->created_ns);
 	st->closed_ns = READ_ONCE(h->closed_ns);
 }
@@ -1063,12 +1061,7 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 		return;
 	struct shmq_client *c = &r->clients[index];
 	uint32_t role = READ_ONCE(c->role);
-	uint32_t wait = READ_ONCE(c->wait);
 
-	if (wait == SHMQ_WAIT_PUT)
-		dec_floor0(&h->put_blocked);
-	else if (wait == SHMQ_WAIT_GET)
-		dec_floor0(&h->get_blocked);
 	if (role & SHMQ_ROLE_CONSUMER)
 		dec_floor0(&h->consumers);
 	if (role & SHMQ_ROLE_PRODUCER) {

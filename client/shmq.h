@@ -133,7 +133,8 @@ int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms);
 /* Batches: one lock round trip for many messages.  putv puts msgs[0..n)
  * in order, blocking until all are queued; on an error *nput says how many
  * were.  getv waits until at least one message is there, then takes as
- * many as fit in msgs[] and buf, setting msgs[i] to point into buf.  */
+ * many as fit in msgs[] and buf, setting msgs[i] to point into buf; each
+ * message starts at a multiple of 16 bytes from buf.  */
 int shmq_putv(shmq_t *q, const struct iovec *msgs, size_t n, size_t *nput,
 	      int timeout_ms);
 int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
@@ -172,8 +173,8 @@ struct shmq_stat {
 	uint64_t bytes;          /* bytes queued now */
 	uint32_t producers;
 	uint32_t consumers;
-	uint32_t put_blocked;    /* processes asleep in put */
-	uint32_t get_blocked;    /* processes asleep in get */
+	uint32_t put_blocked;    /* handles asleep in put */
+	uint32_t get_blocked;    /* handles asleep in get */
 	uint64_t total_put;
 	uint64_t total_got;
 	uint64_t discarded;      /* dropped by SHMQ_CLOSE_NOW */

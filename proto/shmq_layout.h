@@ -50,7 +50,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 1u
+#define SHMQ_LAYOUT_VERSION 2u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -134,9 +134,8 @@ struct shmq_seg_hdr {
 	_Alignas(SHMQ_CACHELINE) uint32_t state_flags;  /* SHMQ_ST_* */
 	uint32_t producers;         /* attached producers (shmqd writes) */
 	uint32_t consumers;         /* attached consumers (shmqd writes) */
-	uint32_t put_blocked;       /* processes asleep in put (statistic) */
-	uint32_t get_blocked;       /* processes asleep in get (statistic) */
 	uint32_t client_gen;        /* generation counter for client entries */
+	uint32_t pad;
 	int64_t  closed_ns;         /* CLOCK_REALTIME of the first close, or 0 */
 };
 
@@ -156,7 +155,9 @@ struct shmq_slot {
 };
 
 /* Attachment table entry: one per open handle, written by shmqd except
- * `wait`, which the handle's own process sets while it sleeps. */
+ * `wait`, which the handle's own process sets while it sleeps.  The
+ * "blocked in put/get" statistics count these marks, so an entry that
+ * shmqd removes for a dead process can never leave a count behind. */
 #define SHMQ_ROLE_PRODUCER  0x1u
 #define SHMQ_ROLE_CONSUMER  0x2u
 #define SHMQ_WAIT_NONE      0u

@@ -225,11 +225,13 @@ static void producer(unsigned k)
 static void check_message(const uint8_t *buf, size_t len,
 			  uint64_t *last_seen)
 {
-	const struct message *m = (const struct message *)buf;
+	struct message head, *m = &head;
 	uint64_t sum = 0;
 
-	if (len < sizeof(*m) || m->len != len || m->producer >= MAX_PROCS ||
-	    m->seq >= MAX_SEQ)
+	if (len < sizeof(*m))
+		goto bad;
+	memcpy(m, buf, sizeof(*m));
+	if (m->len != len || m->producer >= MAX_PROCS || m->seq >= MAX_SEQ)
 		goto bad;
 	for (size_t i = sizeof(*m); i < len; i++)
 		sum = sum * 31 + buf[i];
