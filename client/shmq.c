@@ -28,6 +28,7 @@ struct shmq {
 	uint32_t gen;
 	unsigned flags;         /* SHMQ_PRODUCER | SHMQ_CONSUMER */
 	unsigned access;        /* SHMQ_ACCESS_* granted by the daemon */
+	uint32_t uid, gid, mode;        /* the daemon's word, not the segment's */
 	char name[SHMQ_NAME_MAX + 1];
 };
 
@@ -142,6 +143,9 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 	q->client = rep.client;
 	q->gen = rep.gen;
 	q->access = rep.access;
+	q->uid = rep.uid;
+	q->gid = rep.gid;
+	q->mode = rep.mode;
 	q->flags = flags;
 	strcpy(q->name, name);
 	if (fd < 0) {
@@ -269,8 +273,12 @@ int shmq_stat(shmq_t *q, struct shmq_stat *st)
 	if (q == NULL || st == NULL)
 		return SHMQ_EINVAL;
 	ring_stat(&q->ring, st);
-	/* The name is ours; the segment's copy is only informative. */
+	/* Identity from the daemon: any attached process can write the
+	 * segment's copy. */
 	strcpy(st->name, q->name);
+	st->uid = q->uid;
+	st->gid = q->gid;
+	st->mode = q->mode;
 	return SHMQ_OK;
 }
 
@@ -302,24 +310,23 @@ int shmq_stat_name(const char *name, struct shmq_stat *st)
 	return rc;
 }
 
+/* Closing by name is closing through a handle: the daemon grants the
+ * handle (checking write permission below) but never touches the queue's
+ * locks itself. */
 int shmq_close_name(const char *name, unsigned how, uint64_t *discarded)
 {
-	struct shmq_wire_close req = { 0 };
-	struct shmq_wire_close_reply rep;
-	size_t len;
+	shmq_t *q;
 	int rc;
 
 	if (discarded)
 		*discarded = 0;
 	if (how > SHMQ_CLOSE_NOW)
 		return SHMQ_EINVAL;
-	if ((rc = put_name(req.name, name)) != SHMQ_OK)
+	rc = shmq_open(name, 0, &q);
+	if (rc != SHMQ_OK)
 		return rc;
-	req.how = how;
-	rc = control_call(SHMQ_MSG_CLOSE, &req, sizeof(req), &rep, sizeof(rep),
-			  &len, NULL);
-	if (rc == SHMQ_OK && discarded)
-		*discarded = rep.discarded;
+	rc = shmq_close(q, how, discarded);
+	shmq_detach(q);
 	return rc;
 }
 

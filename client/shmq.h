@@ -189,7 +189,8 @@ int shmq_stat(shmq_t *q, struct shmq_stat *st);
 size_t shmq_max_msg(const shmq_t *q);
 const char *shmq_name(const shmq_t *q);
 
-/* By name, through the daemon. */
+/* By name, through the daemon.  shmq_close_name opens a handle, closes
+ * and detaches: it needs read and write permission. */
 int shmq_stat_name(const char *name, struct shmq_stat *st);
 int shmq_close_name(const char *name, unsigned how, uint64_t *discarded);
 /* Removes the name; open handles keep working until they detach. */

@@ -266,6 +266,7 @@ int main(int argc, char **argv)
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
+	registry_guard_init();
 	log_init(o.verbose);
 
 	inherited = listener_inherit(&l);

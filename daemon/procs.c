@@ -109,11 +109,23 @@ static void forget(struct proc *p)
 	free(p);
 }
 
+struct removal {
+	uint32_t index;
+	int died;
+};
+
+static void remove_entry(struct queue *q, void *arg)
+{
+	const struct removal *rm = arg;
+	ring_client_remove(&q->ring, rm->index, rm->died);
+}
+
 static void release(struct attachment *a, int died)
 {
 	struct queue *q = a->q;
+	struct removal rm = { a->index, died };
 
-	ring_client_remove(&q->ring, a->index, died);
+	registry_access(q, remove_entry, &rm);
 	q->attached--;
 	registry_release(q);
 	free(a);
@@ -198,6 +210,19 @@ static int link_attachment(struct proc *p, struct queue *q, uint32_t index,
 	return SHMQ_OK;
 }
 
+struct addition {
+	uint32_t pid, role, index, gen;
+	uint64_t start_time;
+	int rc;
+};
+
+static void add_entry(struct queue *q, void *arg)
+{
+	struct addition *ad = arg;
+	ad->rc = ring_client_add(&q->ring, ad->pid, ad->start_time, ad->role,
+				 &ad->index, &ad->gen);
+}
+
 int procs_attach(pid_t pid, struct queue *q, uint32_t role, uint32_t *index,
 		 uint32_t *gen, const char **why)
 {
@@ -213,12 +238,21 @@ int procs_attach(pid_t pid, struct queue *q, uint32_t role, uint32_t *index,
 		return SHMQ_ESYS;
 	}
 	*why = "all attachments of the queue are in use";
-	rc = ring_client_add(&q->ring, (uint32_t)pid, p->start_time, role,
-			     index, gen);
+	struct addition ad = { .pid = (uint32_t)pid, .role = role,
+			       .start_time = p->start_time };
+	rc = registry_access(q, add_entry, &ad);
+	if (rc == SHMQ_OK)
+		rc = ad.rc;
+	else
+		*why = "the queue's segment was destroyed";
 	if (rc == SHMQ_OK) {
+		*index = ad.index;
+		*gen = ad.gen;
 		rc = link_attachment(p, q, *index, *gen);
-		if (rc != SHMQ_OK)
-			ring_client_remove(&q->ring, *index, 0);
+		if (rc != SHMQ_OK) {
+			struct removal rm = { *index, 0 };
+			registry_access(q, remove_entry, &rm);
+		}
 	}
 	if (p->att == NULL)
 		forget(p);
@@ -244,10 +278,12 @@ int procs_detach(pid_t pid, uint64_t queue_id, uint32_t index, uint32_t gen)
 	return SHMQ_ENOENT;
 }
 
-void procs_adopt(struct queue *q)
+/* Under registry_access(): one pass over an adopted queue's table. */
+static void adopt_entries(struct queue *q, void *arg)
 {
 	struct ring *r = &q->ring;
 
+	(void)arg;
 	for (uint32_t i = 0; i < r->nclients; i++) {
 		struct shmq_client *c = &r->clients[i];
 		uint32_t pid = __atomic_load_n(&c->pid, __ATOMIC_ACQUIRE);
@@ -273,6 +309,11 @@ void procs_adopt(struct queue *q)
 	ring_client_recount(r);
 	/* Whatever happened while nobody watched, let every sleeper look. */
 	ring_wake_all(r);
+}
+
+void procs_adopt(struct queue *q)
+{
+	registry_access(q, adopt_entries, NULL);
 }
 
 void procs_check(pid_t pid)

@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <search.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,6 +329,60 @@ int registry_segment_fd(const struct queue *q)
 	return shm_open(path, O_RDWR | O_CLOEXEC, 0);
 }
 
+/* --- touching segments ------------------------------------------------ */
+
+/* A client holds a read-write descriptor of its queue's segment and may
+ * ftruncate() it; the daemon's next access to the lost pages would raise
+ * SIGBUS.  Every access runs under this guard instead, which turns the
+ * signal into "this queue is broken". */
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_armed;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)si;
+	(void)uc;
+	if (bus_armed) {
+		bus_armed = 0;
+		siglongjmp(bus_jmp, 1);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void registry_guard_init(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigbus,
+				.sa_flags = SA_SIGINFO };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+static void break_queue(struct queue *q)
+{
+	q->broken = 1;
+	log_error("queue '%s': its segment was truncated by a client; the "
+		  "queue is unusable and removed", q->name);
+	if (!q->deleted && registry_find_id(q->id) == q)
+		registry_delete(q);
+}
+
+int registry_access(struct queue *q, void (*fn)(struct queue *, void *),
+		    void *arg)
+{
+	if (q->broken)
+		return SHMQ_ECORRUPT;
+	if (sigsetjmp(bus_jmp, 1) != 0) {
+		break_queue(q);
+		return SHMQ_ECORRUPT;
+	}
+	bus_armed = 1;
+	fn(q, arg);
+	bus_armed = 0;
+	return SHMQ_OK;
+}
+
 /* --- walking ----------------------------------------------------------- */
 
 struct walk {
@@ -395,6 +451,35 @@ static int meta_read(uint64_t id, struct meta *m)
 	return rc;
 }
 
+struct adopt_check {
+	uint64_t size;
+	const struct meta *meta;
+	int rc;
+	int consistent;
+	uint64_t messages;
+};
+
+/* Under registry_access(): the segment must be the queue its record says. */
+static void check_adopted(struct queue *q, void *arg)
+{
+	struct adopt_check *ac = arg;
+	const struct meta *m = ac->meta;
+	struct shmq_stat s;
+
+	ac->rc = ring_attach(&q->ring, q->map, ac->size);
+	if (ac->rc != SHMQ_OK)
+		return;
+	if (q->ring.capacity != m->capacity || q->ring.max_msg != m->max_msg ||
+	    q->ring.max_bytes != m->max_bytes ||
+	    q->ring.nclients != m->clients || q->ring.queue_id != m->id) {
+		ac->rc = SHMQ_ECORRUPT;
+		return;
+	}
+	ac->consistent = ring_check(&q->ring) == SHMQ_OK;
+	ring_stat(&q->ring, &s);
+	ac->messages = s.messages;
+}
+
 static void adopt_one(uint64_t id)
 {
 	struct ring_config cfg;
@@ -441,28 +526,23 @@ static void adopt_one(uint64_t id)
 	q->uid = m.uid;
 	q->gid = m.gid;
 	q->mode = m.mode;
+	struct adopt_check ac = { .size = size, .meta = &m };
 	rc = SHMQ_ECORRUPT;
 	if ((uint64_t)st.st_size == size &&
-	    (rc = map_segment(q, fd, size)) == SHMQ_OK)
-		rc = ring_attach(&q->ring, q->map, size);
+	    (rc = map_segment(q, fd, size)) == SHMQ_OK &&
+	    (rc = registry_access(q, check_adopted, &ac)) == SHMQ_OK)
+		rc = ac.rc;
 	close(fd);
-	if (rc == SHMQ_OK &&
-	    (q->ring.capacity != m.capacity || q->ring.max_msg != m.max_msg ||
-	     q->ring.max_bytes != m.max_bytes || q->ring.nclients != m.clients ||
-	     q->ring.queue_id != id))
-		rc = SHMQ_ECORRUPT;
 	if (rc != SHMQ_OK || insert(q) != SHMQ_OK) {
 		log_error("cannot adopt queue '%s' (%016" PRIx64 "): %s", m.name,
 			  id, shmq_strerror(rc));
 		destroy(q);
 		return;
 	}
-	if (ring_check(&q->ring) != SHMQ_OK)
+	if (!ac.consistent)
 		log_warn("queue '%s': shared state is inconsistent", m.name);
-	struct shmq_stat s;
-	ring_stat(&q->ring, &s);
 	log_info("adopted queue '%s' (%" PRIu64 " messages queued)", q->name,
-		 s.messages);
+		 ac.messages);
 }
 
 /* Parses "<prefix><16 hex>[.meta]". */

@@ -31,6 +31,8 @@ struct queue {
 	size_t map_size;
 	unsigned attached;          /* attachments tracked by procs.c */
 	int deleted;                /* name removed, kept while attached */
+	int broken;                 /* segment truncated under us: never
+				       touched again */
 };
 
 struct registry_limits {
@@ -59,6 +61,18 @@ int registry_delete(struct queue *q);
 int registry_segment_fd(const struct queue *q);
 /* Called when q->attached dropped: frees a deleted queue nobody uses. */
 void registry_release(struct queue *q);
+
+/* Runs fn(q, arg), which may read and write q's segment, so that a
+ * segment truncated by a client (any access would raise SIGBUS) breaks
+ * only that queue: it is marked broken, unlinked, and never touched
+ * again.  fn is abandoned at the faulting access, so it must never hold a
+ * lock across a segment access and must leave the daemon's own state
+ * consistent at each one.  Returns SHMQ_OK, or SHMQ_ECORRUPT for a broken
+ * queue. */
+int registry_access(struct queue *q, void (*fn)(struct queue *, void *),
+		    void *arg);
+/* Installs the SIGBUS handler registry_access() relies on. */
+void registry_guard_init(void);
 
 /* Calls fn for each live queue in name order, starting after `after`
  * ("" = from the first); stops when fn returns non-zero. */

@@ -46,7 +46,6 @@ union reply {
 	struct shmq_wire_status st;
 	struct shmq_wire_hello_reply hello;
 	struct shmq_wire_open_reply open;
-	struct shmq_wire_close_reply close;
 	struct shmq_wire_stat_reply stat;
 	struct shmq_wire_list_reply list;
 };
@@ -122,17 +121,24 @@ static struct queue *lookup(const struct peer *p, const char *name,
 	return q;
 }
 
-static void trusted_stat(const struct queue *q, struct shmq_wire_stat *w)
+static void read_stat(struct queue *q, void *arg)
+{
+	ring_stat(&q->ring, arg);
+}
+
+static int trusted_stat(struct queue *q, struct shmq_wire_stat *w)
 {
 	struct shmq_stat s;
 
-	ring_stat(&q->ring, &s);
+	if (registry_access(q, read_stat, &s) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
 	/* Owner, mode and name from our own record, not the segment. */
 	strcpy(s.name, q->name);
 	s.uid = q->uid;
 	s.gid = q->gid;
 	s.mode = q->mode;
 	wire_stat_pack(w, &s);
+	return SHMQ_OK;
 }
 
 /* --- requests ---------------------------------------------------------- */
@@ -224,7 +230,9 @@ static size_t do_open(struct peer *p, const struct shmq_wire_open *o,
 	r->open.client = index;
 	r->open.gen = gen;
 	r->open.access = access_of(p, q);
-	r->open.pad = 0;
+	r->open.uid = q->uid;
+	r->open.gid = q->gid;
+	r->open.mode = q->mode;
 	return sizeof(r->open);
 }
 
@@ -235,24 +243,6 @@ static size_t do_detach(struct peer *p, const struct shmq_wire_detach *d,
 
 	set_status(r, rc, rc == SHMQ_OK ? NULL : "no such attachment");
 	return sizeof(r->st);
-}
-
-static size_t do_close(struct peer *p, const struct shmq_wire_close *c,
-		       union reply *r)
-{
-	struct queue *q = lookup(p, c->name, SHMQ_ACCESS_WRITE, r);
-	uint64_t discarded = 0;
-	int rc;
-
-	if (q == NULL)
-		return sizeof(r->st);
-	rc = ring_close(&q->ring, c->how, &discarded);
-	log_info("uid %u closed '%s'%s%s", p->uid, q->name,
-		 c->how == SHMQ_CLOSE_NOW ? " now" : "",
-		 rc == SHMQ_OK ? "" : " (discarding incomplete)");
-	set_status(r, rc, NULL);
-	r->close.discarded = discarded;
-	return rc == SHMQ_OK ? sizeof(r->close) : sizeof(r->st);
 }
 
 static size_t do_delete(struct peer *p, const struct shmq_wire_name *n,
@@ -278,8 +268,11 @@ static size_t do_stat(struct peer *p, const struct shmq_wire_name *n,
 
 	if (q == NULL)
 		return sizeof(r->st);
+	if (trusted_stat(q, &r->stat.stat) != SHMQ_OK) {
+		set_status(r, SHMQ_ECORRUPT, "the queue's segment was destroyed");
+		return sizeof(r->st);
+	}
 	set_status(r, SHMQ_OK, NULL);
-	trusted_stat(q, &r->stat.stat);
 	return sizeof(r->stat);
 }
 
@@ -298,7 +291,8 @@ static int list_one(struct queue *q, void *arg)
 		w->rep->more = 1;
 		return 1;
 	}
-	trusted_stat(q, &w->rep->entries[w->rep->count++]);
+	if (trusted_stat(q, &w->rep->entries[w->rep->count]) == SHMQ_OK)
+		w->rep->count++;
 	return 0;
 }
 
@@ -361,9 +355,6 @@ size_t session_handle(struct peer *p, const void *pkt, size_t len, void *out,
 			break;
 		case SHMQ_MSG_DETACH:
 			n = do_detach(p, body, &r);
-			break;
-		case SHMQ_MSG_CLOSE:
-			n = do_close(p, body, &r);
 			break;
 		case SHMQ_MSG_DELETE:
 			n = do_delete(p, body, &r);

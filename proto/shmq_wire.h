@@ -27,7 +27,7 @@
 #include "shmq_layout.h"
 
 #define SHMQ_WIRE_MAGIC    UINT32_C(0x51514d53)   /* "SMQQ" */
-#define SHMQ_WIRE_VERSION  1u
+#define SHMQ_WIRE_VERSION  2u
 #define SHMQ_WIRE_MAX      65536u                 /* largest packet */
 #define SHMQ_WIRE_NAME     (SHMQ_NAME_MAX + 1)
 
@@ -48,8 +48,9 @@ enum shmq_msgtype {
 	SHMQ_MSG_OPEN,              /* struct shmq_wire_open;
 				       reply carries the segment fd */
 	SHMQ_MSG_DETACH,            /* struct shmq_wire_detach */
-	SHMQ_MSG_CLOSE,             /* struct shmq_wire_close */
-	SHMQ_MSG_DELETE,            /* struct shmq_wire_name */
+	SHMQ_MSG_DELETE = 204,      /* struct shmq_wire_name */
+	/* Closing is done by clients in the segment itself, never by the
+	 * daemon: it must not take a queue's locks in its event loop. */
 
 	/* Inspection. */
 	SHMQ_MSG_STAT = 300,        /* struct shmq_wire_name */
@@ -94,12 +95,6 @@ struct shmq_wire_detach {
 	uint32_t gen;               /* its generation, proves ownership */
 };
 
-struct shmq_wire_close {
-	char     name[SHMQ_WIRE_NAME];
-	uint32_t how;               /* 0 drain, 1 now */
-	uint32_t pad;
-};
-
 struct shmq_wire_list {
 	char     after[SHMQ_WIRE_NAME];  /* "" for the first page */
 };
@@ -132,12 +127,9 @@ struct shmq_wire_open_reply {
 	uint32_t client;
 	uint32_t gen;
 	uint32_t access;            /* SHMQ_ACCESS_* granted */
-	uint32_t pad;
-};
-
-struct shmq_wire_close_reply {
-	struct shmq_wire_status st;
-	uint64_t discarded;
+	uint32_t uid;               /* owner, group and mode from the */
+	uint32_t gid;               /* daemon's own record: the copy in */
+	uint32_t mode;              /* the segment can be forged */
 };
 
 struct shmq_wire_stat {

@@ -53,7 +53,6 @@ static size_t request_size(uint16_t type)
 	case SHMQ_MSG_CREATE: return sizeof(struct shmq_wire_create);
 	case SHMQ_MSG_OPEN:   return sizeof(struct shmq_wire_open);
 	case SHMQ_MSG_DETACH: return sizeof(struct shmq_wire_detach);
-	case SHMQ_MSG_CLOSE:  return sizeof(struct shmq_wire_close);
 	case SHMQ_MSG_DELETE: return sizeof(struct shmq_wire_name);
 	case SHMQ_MSG_STAT:   return sizeof(struct shmq_wire_name);
 	case SHMQ_MSG_LIST:   return sizeof(struct shmq_wire_list);
@@ -80,12 +79,6 @@ static int check_body(uint16_t type, const void *body)
 		    o->pad)
 			return SHMQ_EINVAL;
 		return wire_check_name(o->name, sizeof(o->name), 0);
-	}
-	case SHMQ_MSG_CLOSE: {
-		const struct shmq_wire_close *c = body;
-		if (c->how > SHMQ_CLOSE_NOW || c->pad)
-			return SHMQ_EINVAL;
-		return wire_check_name(c->name, sizeof(c->name), 0);
 	}
 	case SHMQ_MSG_DELETE:
 	case SHMQ_MSG_STAT: {
@@ -127,7 +120,6 @@ static size_t reply_min_size(uint16_t type)
 	switch (type) {
 	case SHMQ_MSG_HELLO:  return sizeof(struct shmq_wire_hello_reply);
 	case SHMQ_MSG_OPEN:   return sizeof(struct shmq_wire_open_reply);
-	case SHMQ_MSG_CLOSE:  return sizeof(struct shmq_wire_close_reply);
 	case SHMQ_MSG_STAT:   return sizeof(struct shmq_wire_stat_reply);
 	case SHMQ_MSG_LIST:
 		return offsetof(struct shmq_wire_list_reply, entries);

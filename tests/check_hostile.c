@@ -266,6 +266,107 @@ START_TEST(adopt_scribbled_segment)
 }
 END_TEST
 
+/* Truncates every segment (not the meta records) of daemon `d`. */
+static void truncate_segments(const struct daemon *d)
+{
+	DIR *dir = opendir("/dev/shm");
+	struct dirent *e;
+
+	ck_assert_ptr_nonnull(dir);
+	while ((e = readdir(dir)) != NULL) {
+		if (strncmp(e->d_name, d->prefix, strlen(d->prefix)) != 0 ||
+		    strstr(e->d_name, ".meta"))
+			continue;
+		char path[300];
+		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+		ck_assert_int_eq(truncate(path, 0), 0);
+	}
+	closedir(dir);
+}
+
+static int log_says(const struct daemon *d, const char *what)
+{
+	char buf[65536];
+	int fd = open(d->log, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strstr(buf, what) != NULL;
+}
+
+/* A client with a queue open truncates its segment: every later access
+ * to those pages raises SIGBUS.  The daemon, which maps every segment,
+ * must lose that queue, not its life. */
+START_TEST(truncated_segment)
+{
+	struct daemon d;
+	struct shmq_stat s;
+	int ready[2], go[2];
+	char c;
+	shmq_t *q;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	ck_assert_int_eq(shmq_create("victim", NULL, 0), SHMQ_OK);
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		/* A producer that will touch the truncated pages. */
+		if (shmq_open("victim", SHMQ_PRODUCER, &q) != SHMQ_OK ||
+		    shmq_put(q, "x", 1, 100) != SHMQ_OK)
+			_exit(10);
+		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(11);
+		shmq_put(q, "y", 1, 100);       /* SIGBUS here */
+		_exit(0);
+	}
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	truncate_segments(&d);
+
+	/* The daemon meets the truncated queue: an error, the queue gone. */
+	int rc = shmq_stat_name("victim", &s);
+	ck_assert_msg(rc == SHMQ_ECORRUPT || rc == SHMQ_ENOENT, "stat: %d", rc);
+	ck_assert_int_eq(shmq_stat_name("victim", &s), SHMQ_ENOENT);
+	ck_assert_int_eq(shmq_open("victim", SHMQ_CONSUMER, &q), SHMQ_ENOENT);
+	ck_assert(log_says(&d, "truncated by a client"));
+	assert_daemon_serves(&d);
+
+	/* The client dies of its own access; releasing its attachment must
+	 * not touch the segment again. */
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	int st = harness_wait(kid, 10000);
+	ck_assert_msg(st != -1, "client hung");
+	/* Killed by SIGBUS (or, under ASan, reported and exited 1). */
+	ck_assert_msg(!(WIFEXITED(st) && WEXITSTATUS(st) >= 10),
+		      "client setup failed: status %d", st);
+	assert_daemon_serves(&d);
+	ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
+	daemon_cleanup(&d);
+}
+END_TEST
+
+/* A segment truncated while no daemon ran is refused at adoption. */
+START_TEST(truncated_while_down)
+{
+	struct daemon d;
+	struct shmq_stat s;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	ck_assert_int_eq(shmq_create("victim", NULL, 0), SHMQ_OK);
+	daemon_stop(&d, SIGKILL);
+	truncate_segments(&d);
+	ck_assert_int_eq(daemon_restart(&d), 0);
+	ck_assert_int_eq(shmq_stat_name("victim", &s), SHMQ_ENOENT);
+	ck_assert(log_says(&d, "cannot adopt queue 'victim'"));
+	assert_daemon_serves(&d);
+	daemon_cleanup(&d);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("hostile");
@@ -275,6 +376,8 @@ static Suite *hostile_suite(void)
 	/* Several seeds: each loop is a different scribbling. */
 	tcase_add_loop_test(tc, scribble_while_in_use, 0, 4);
 	tcase_add_loop_test(tc, adopt_scribbled_segment, 0, 4);
+	tcase_add_test(tc, truncated_segment);
+	tcase_add_test(tc, truncated_while_down);
 	suite_add_tcase(s, tc);
 	return s;
 }
