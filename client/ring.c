@@ -63,6 +63,7 @@ void (*ring_test_hook)(enum ring_hook_point point);
 #define SPIN_MAX_NS      50000u
 #define SPIN_MIN_NS        500u
 #define SPIN_INIT_NS     20000u
+#define SPIN_POLL_MAX       32          /* pauses between looks */
 #define LOCK_SPINS         200
 #define TRY_LOCK_GRACE_NS  10000000ll   /* timeout 0 still waits for a lock
 					   holder, but not for a stalled one */
@@ -377,8 +378,12 @@ static int room_for(const struct ring *r, uint64_t head, uint64_t tail,
 {
 	if (tail - head >= r->capacity)
 		return 0;
-	if (tail == head)
-		return 1;       /* empty: any message up to max_msg fits */
+	/* Empty: any message up to max_msg fits.  Without a byte budget the
+	 * data ring holds capacity + 1 messages of the largest size (see
+	 * plan_segment), so the count is the only limit: no need to read the
+	 * consumers' slot, a cache line they are working on. */
+	if (tail == head || r->max_bytes == 0)
+		return 1;
 	if (oldest->ticket != head &&
 	    read_slot(r, head, oldest) != SHMQ_OK)
 		return SHMQ_ECORRUPT;
@@ -574,15 +579,26 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 					  : &r->hdr->data_futex;
 
 	if (r->spin_ns) {
+		/* Look again after 1, 2, 4, ... pauses, then every
+		 * SPIN_POLL_MAX: each look pulls the other side's cache line
+		 * away from it, and it pays for that on its next commit, so a
+		 * busy stream is polled rarely while a quiet one still gets
+		 * an answer within a few hundred nanoseconds. */
 		uint64_t until = mono_ns() + r->spin_ns;
+		unsigned gap = 1;
 		for (unsigned i = 1;; i++) {
 			cpu_relax();
-			if ((i & 15) == 0 && ready(r, side, len)) {
+			if (i < gap)
+				continue;
+			if (ready(r, side, len)) {
 				adapt_spin(r, 1);
 				return SHMQ_OK;
 			}
-			if ((i & 255) == 0 && mono_ns() >= until)
+			if (mono_ns() >= until)
 				break;
+			i = 0;
+			if (gap < SPIN_POLL_MAX)
+				gap *= 2;
 		}
 		adapt_spin(r, 0);
 	}
