@@ -856,7 +856,7 @@ START_TEST(test_create)
 	RC_EQ(shmq_stat_name("missing", &st), SHMQ_ENOENT);
 	/* Two shared-memory objects per queue: segment and record. */
 	ck_assert_int_eq(daemon_segments(&d), 2 * 3);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -922,7 +922,7 @@ START_TEST(test_names)
 	}
 	free(list);
 	ck_assert_int_eq(daemon_segments(&d), (int)(2 * ngood));
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -963,7 +963,7 @@ START_TEST(test_bad_attrs)
 	RC_EQ(shmq_put(q, big, 1, SHMQ_NOWAIT), SHMQ_EAGAIN);
 	ck_assert_uint_eq(stat_name("x").bytes, 64);
 	RC_EQ(shmq_detach(q), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1067,7 +1067,7 @@ START_TEST(test_roles_and_io)
 	st = stat_name("io");
 	ck_assert_uint_eq(st.producers, 0);
 	ck_assert_uint_eq(st.consumers, 0);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1192,7 +1192,7 @@ START_TEST(test_stat_counts)
 	chan_done(&w);
 	RC_EQ(shmq_detach(p), SHMQ_OK);
 	RC_EQ(shmq_detach(c), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1255,7 +1255,7 @@ START_TEST(test_list)
 		ck_assert_int_lt(strcmp(list[i - 1].name, list[i].name), 0);
 	free(list);
 	RC_EQ(shmq_detach(p), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1316,7 +1316,7 @@ START_TEST(test_delete_open)
 	RC_EQ(shmq_detach(p2), SHMQ_OK);
 	RC_EQ(shmq_detach(c2), SHMQ_OK);
 	ck_assert_int_eq(daemon_segments(&d), 2);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1418,7 +1418,7 @@ START_TEST(test_close)
 	RC_EQ(shmq_detach(pn), SHMQ_OK);
 	RC_EQ(shmq_detach(cn), SHMQ_OK);
 	RC_EQ(shmq_detach(pw), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1544,7 +1544,7 @@ START_TEST(test_auto_close)
 	st = stat_name("manual");
 	ck_assert_int_eq(st.state, SHMQ_STATE_OPEN);
 	ck_assert_uint_eq(st.producers, 0);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1611,7 +1611,7 @@ START_TEST(test_producer_killed_streaming)
 	RC_EQ(shmq_get(c, buf, sizeof(buf), &len, SHMQ_NOWAIT), SHMQ_EOS_LOST);
 	chan_done(&ch);
 	RC_EQ(shmq_detach(c), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1658,7 +1658,7 @@ START_TEST(test_producer_killed_blocked)
 	ck_assert_int_eq(st.producer_lost, 1);
 	ck_assert_int_eq(st.auto_closed, 1);
 	RC_EQ(shmq_detach(c), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1700,7 +1700,7 @@ START_TEST(test_producer_killed_idle)
 	st = stat_name("idle");
 	ck_assert_int_eq(st.producer_lost, 1);
 	ck_assert_uint_eq(st.get_blocked, 0);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1751,7 +1751,7 @@ START_TEST(test_consumer_killed_blocked)
 	get_str(c, "still");
 	RC_EQ(shmq_detach(c), SHMQ_OK);
 	RC_EQ(shmq_detach(p), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1875,7 +1875,7 @@ START_TEST(test_restart_kill9)
 	RC_EQ(shmq_detach(co), SHMQ_OK);
 	RC_EQ(shmq_detach(cw), SHMQ_OK);
 	ck_assert_uint_eq(stat_name("flow").consumers, 0);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -1940,7 +1940,7 @@ START_TEST(test_restart_sigterm)
 
 	status = daemon_stop(&d, SIGTERM);
 	ck_assert_msg(exited_with(status, 0), "SIGTERM: %s", describe(status));
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -2158,7 +2158,7 @@ START_TEST(test_permissions)
 	free(list);
 	ck_assert_int_eq(each_segment(&d, private_to_daemon), 10);
 	RC_EQ(shmq_delete("mine"), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -2397,7 +2397,7 @@ START_TEST(test_proto_framing)
 	for (int i = 0; i < 50; i++)
 		close(connect_ok(d.sock));
 	live_stop(&l, &d);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -2538,7 +2538,7 @@ START_TEST(test_proto_bodies)
 	ck_assert_uint_eq(stat_name("rawq").capacity, 4);
 	close(fd);
 	live_stop(&l, &d);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -2660,7 +2660,7 @@ START_TEST(test_proto_fds)
 	settle();
 	ck_assert_int_eq(count_fds(d.pid), before);
 	live_stop(&l, &d);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -2809,7 +2809,7 @@ START_TEST(test_proto_reset_keeps_fds)
 	ck_assert_int_eq(stat_name("victim").state, SHMQ_STATE_CLOSED);
 	close(a);
 	RC_EQ(shmq_detach(c), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -2855,7 +2855,7 @@ START_TEST(test_proto_flood)
 	ck_assert_int_lt(got, sent);
 	close(fd);
 	live_stop(&l, &d);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -2906,7 +2906,7 @@ START_TEST(test_limit_queues)
 	get_str(c, "keep");
 	RC_EQ(shmq_detach(p), SHMQ_OK);
 	RC_EQ(shmq_detach(c), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -2969,7 +2969,7 @@ START_TEST(test_limit_clients)
 	get_str(c, "A000000");
 	RC_EQ(shmq_detach(p), SHMQ_OK);
 	RC_EQ(shmq_detach(c), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -3002,7 +3002,7 @@ START_TEST(test_limit_segment)
 	get_str(c, "kept");
 	RC_EQ(shmq_detach(p), SHMQ_OK);
 	RC_EQ(shmq_detach(c), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -3050,7 +3050,7 @@ START_TEST(test_limit_attach)
 	get_str(c, "y");
 	RC_EQ(shmq_detach(p), SHMQ_OK);
 	RC_EQ(shmq_detach(c), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -3178,7 +3178,7 @@ START_TEST(test_socket_activation)
 	ck_assert_msg(exited_with(status, 0), "SIGTERM: %s", describe(status));
 	ck_assert_int_eq(stat(d.sock, &sb), 0);
 	ck_assert(S_ISSOCK(sb.st_mode));
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -3202,7 +3202,7 @@ START_TEST(test_socket_activation_wrong_type)
 	ck_assert_int_eq(wait_ready(nfd, 0), 0);
 	close(nfd);
 	ck_assert(file_contains(log, "SOCK_SEQPACKET"));
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -3239,7 +3239,7 @@ START_TEST(test_second_daemon_refused)
 	ck_assert_uint_eq(stat_name("first").messages, 1);
 	get_str(c, "x");
 	RC_EQ(shmq_detach(c), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -3274,7 +3274,7 @@ START_TEST(test_stale_socket)
 	ck_assert_uint_eq(stat_name("q").messages, 1);
 	get_str(c, "x");
 	RC_EQ(shmq_detach(c), SHMQ_OK);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -3338,7 +3338,7 @@ START_TEST(test_autostart)
 	ck_assert(file_contains(log, "listening on"));
 	ck_assert_msg(stop_foreign(daemon), "autostarted shmqd ignored "
 		      "SIGTERM");
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -3395,7 +3395,7 @@ START_TEST(test_autostart_race)
 	ck_assert(is_shmqd(daemon));
 	ck_assert_uint_eq(stat_name("race").capacity, SHMQ_DEFAULT_CAPACITY);
 	ck_assert(stop_foreign(daemon));
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -3438,7 +3438,7 @@ START_TEST(test_no_daemon)
 	setenv("SHMQ_SOCKET", dead, 1);
 	RC_EQ(shmq_create("q", NULL, 0), SHMQ_ENODAEMON);
 	ck_assert_int_eq(lock_holders(dead, NULL), 0);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 

@@ -233,7 +233,7 @@ START_TEST(scribble_while_in_use)
 	}
 	assert_daemon_serves(&d);
 	munmap(map, size);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -262,7 +262,7 @@ START_TEST(adopt_scribbled_segment)
 	assert_daemon_serves(&d);
 	shmq_detach(p);
 	munmap(map, size);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -345,7 +345,7 @@ START_TEST(truncated_segment)
 		      "client setup failed: status %d", st);
 	assert_daemon_serves(&d);
 	ck_assert_int_eq(daemon_stop(&d, SIGTERM), 0);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
@@ -363,7 +363,7 @@ START_TEST(truncated_while_down)
 	ck_assert_int_eq(shmq_stat_name("victim", &s), SHMQ_ENOENT);
 	ck_assert(log_says(&d, "cannot adopt queue 'victim'"));
 	assert_daemon_serves(&d);
-	daemon_cleanup(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 

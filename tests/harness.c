@@ -269,14 +269,35 @@ static void remove_tree(const char *path)
 	rmdir(path);
 }
 
-void daemon_cleanup(struct daemon *d)
+static void show_log(const struct daemon *d)
 {
-	if (d->pid > 0)
-		daemon_stop(d, SIGKILL);
+	char line[512];
+	FILE *f = fopen(d->log, "r");
+
+	fprintf(stderr, "harness: shmqd did not exit cleanly; its log:\n");
+	while (f && fgets(line, sizeof(line), f))
+		fprintf(stderr, "  %s", line);
+	if (f)
+		fclose(f);
+}
+
+int daemon_cleanup(struct daemon *d)
+{
+	int rc = 0;
+
+	if (d->pid > 0) {
+		int status = daemon_stop(d, SIGTERM);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			fprintf(stderr, "harness: shmqd status %d\n", status);
+			show_log(d);
+			rc = -1;
+		}
+	}
 	if (d->prefix[0])
 		for_each_segment(d->prefix, 1);
 	if (d->dir[0])
 		remove_tree(d->dir);
+	return rc;
 }
 
 void harness_sweep(void)

@@ -37,8 +37,10 @@ int daemon_start(struct daemon *d, char *const *args);
 int daemon_restart(struct daemon *d);
 /* Sends `sig` and reaps it (SIGKILL after 10 s). Returns the wait status. */
 int daemon_stop(struct daemon *d, int sig);
-/* Stops the daemon if running and removes its segments and directory. */
-void daemon_cleanup(struct daemon *d);
+/* Stops the daemon if running (SIGTERM) and removes its segments and
+ * directory.  Returns 0 if it exited cleanly with status 0: under
+ * LeakSanitizer a leak is a non-zero exit, so tests assert on this. */
+int daemon_cleanup(struct daemon *d);
 /* Number of /dev/shm objects belonging to this daemon. */
 int daemon_segments(const struct daemon *d);
 
