@@ -631,116 +631,252 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 /* ------------------------------------------------------------------ */
 /* Put                                                                */
 
-static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
-		      size_t *done)
+/* A put in progress under put_lock: what the producer saw when it took
+ * the lock, and where it has got to. */
+struct put_state {
+	uint64_t tw;            /* tail word when we started */
+	uint64_t t;             /* next ticket to write */
+	uint64_t head;          /* a head known to be <= the real one */
+	int fresh;              /* head was read from the real head */
+	struct wpos w;          /* where the next message goes */
+	struct shmq_slot oldest;
+};
+
+static int put_begin(struct ring *r, struct put_state *ps)
 {
 	struct shmq_seg_hdr *h = r->hdr;
-	uint64_t tw = LOAD_ACQ(h->tail);
-	struct shmq_slot oldest = { .ticket = ~UINT64_C(0) };
-	struct wpos w;
-	int rc = SHMQ_OK, fresh = 0;
 
-	*done = 0;
-	if (tw & SHMQ_TAIL_CLOSED)
+	ps->tw = LOAD_ACQ(h->tail);
+	if (ps->tw & SHMQ_TAIL_CLOSED)
 		return SHMQ_ECLOSED;
-	uint64_t t0 = tw & SHMQ_TAIL_COUNT, t = t0;
-	uint64_t head = READ_ONCE(h->head_hint);
-	if (head > t0 || t0 - head > r->capacity) {
-		head = LOAD_ACQ(h->head);
-		fresh = 1;
-		if (head > t0 || t0 - head > r->capacity)
+	ps->t = ps->tw & SHMQ_TAIL_COUNT;
+	ps->head = READ_ONCE(h->head_hint);
+	ps->fresh = 0;
+	ps->oldest.ticket = ~UINT64_C(0);
+	if (ps->head > ps->t || ps->t - ps->head > r->capacity) {
+		ps->head = LOAD_ACQ(h->head);
+		ps->fresh = 1;
+		if (ps->head > ps->t || ps->t - ps->head > r->capacity)
 			return SHMQ_ECORRUPT;
 	}
-	if (next_wpos(r, t0, &w) != SHMQ_OK)
-		return SHMQ_ECORRUPT;
+	return next_wpos(r, ps->t, &ps->w) == SHMQ_OK ? SHMQ_OK
+						      : SHMQ_ECORRUPT;
+}
 
-	for (size_t i = 0; i < n; i++) {
-		uint64_t len = msgs[i].iov_len;
-		if (len > r->max_msg) {
-			rc = SHMQ_E2BIG;
-			break;
-		}
-		int fit = room_for(r, head, t, &w, len, &oldest);
-		if (fit == 0 && !fresh) {
-			/* The hint said full; ask the real head once. */
-			uint64_t real = LOAD_ACQ(h->head);
-			fresh = 1;
-			if (real < head || real > t0)
-				return SHMQ_ECORRUPT;
-			head = real;
-			fit = room_for(r, head, t, &w, len, &oldest);
-		}
-		if (fit < 0)
-			return fit;
-		if (fit == 0) {
-			rc = RING_WAIT;
-			break;
-		}
-		if (w.pos + len > r->data_size) {
-			w.off += r->data_size - w.pos;
-			w.pos = 0;
-		}
-		if (len)
-			memcpy(r->data + w.pos, msgs[i].iov_base, len);
-		struct shmq_slot *s = &r->slots[t & r->mask];
-		s->ticket = t;
-		s->off = w.off;
-		s->bytes = w.bytes;
-		s->pos = (uint32_t)w.pos;
-		s->len = (uint32_t)len;
-		uint64_t a = align_up(len, SHMQ_DATA_ALIGN);
-		w.off += a;
-		w.pos += a;
-		w.bytes += len;
-		t++;
+/* Finds room for one more message of `len` bytes and writes its slot;
+ * *data is where its bytes go.  SHMQ_OK, RING_WAIT when full, or an
+ * error. */
+static int put_place(struct ring *r, struct put_state *ps, uint64_t len,
+		     uint8_t **data)
+{
+	uint64_t t0 = ps->tw & SHMQ_TAIL_COUNT;
+
+	if (len > r->max_msg)
+		return SHMQ_E2BIG;
+	int fit = room_for(r, ps->head, ps->t, &ps->w, len, &ps->oldest);
+	if (fit == 0 && !ps->fresh) {
+		/* The hint said full; ask the real head once. */
+		uint64_t real = LOAD_ACQ(r->hdr->head);
+		ps->fresh = 1;
+		if (real < ps->head || real > t0)
+			return SHMQ_ECORRUPT;
+		ps->head = real;
+		fit = room_for(r, ps->head, ps->t, &ps->w, len, &ps->oldest);
 	}
-	if (t == t0)
-		return rc;
+	if (fit < 0)
+		return fit;
+	if (fit == 0)
+		return RING_WAIT;
+	if (ps->w.pos + len > r->data_size) {
+		ps->w.off += r->data_size - ps->w.pos;
+		ps->w.pos = 0;
+	}
+	struct shmq_slot *s = &r->slots[ps->t & r->mask];
+	s->ticket = ps->t;
+	s->off = ps->w.off;
+	s->bytes = ps->w.bytes;
+	s->pos = (uint32_t)ps->w.pos;
+	s->len = (uint32_t)len;
+	*data = r->data + ps->w.pos;
+	uint64_t a = align_up(len, SHMQ_DATA_ALIGN);
+	ps->w.off += a;
+	ps->w.pos += a;
+	ps->w.bytes += len;
+	ps->t++;
+	return SHMQ_OK;
+}
 
+/* Makes everything placed since put_begin visible, with one CAS. */
+static int put_commit(struct ring *r, struct put_state *ps, size_t *done)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t n = ps->t - (ps->tw & SHMQ_TAIL_COUNT);
+	uint64_t tw = ps->tw;
+
+	*done = 0;
+	if (n == 0)
+		return SHMQ_OK;
 	HOOK(RING_HOOK_PUT_COPIED);
 	/* The commit.  It fails only if close set a bit since we loaded tail:
 	 * then nothing we wrote becomes visible. */
-	if (!__atomic_compare_exchange_n(&h->tail, &tw, tw + (t - t0), 0,
+	if (!__atomic_compare_exchange_n(&h->tail, &tw, tw + n, 0,
 					 __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
 		return (tw & SHMQ_TAIL_CLOSED) ? SHMQ_ECLOSED : SHMQ_ECORRUPT;
-	WRITE_ONCE(h->head_hint, head);
+	WRITE_ONCE(h->head_hint, ps->head);
 	HOOK(RING_HOOK_PUT_COMMITTED);
-	*done = t - t0;
+	*done = n;
+	return SHMQ_OK;
+}
+
+static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
+		      size_t *done)
+{
+	struct put_state ps;
+	uint8_t *data;
+	int rc;
+
+	*done = 0;
+	rc = put_begin(r, &ps);
+	if (rc != SHMQ_OK)
+		return rc;
+	for (size_t i = 0; rc == SHMQ_OK && i < n; i++) {
+		uint64_t len = msgs[i].iov_len;
+		rc = put_place(r, &ps, len, &data);
+		if (rc == SHMQ_OK && len)
+			memcpy(data, msgs[i].iov_base, len);
+	}
+	if (rc == SHMQ_ECORRUPT)
+		return rc;
+	/* Commit what was placed, then report why the batch stopped. */
+	int crc = put_commit(r, &ps, done);
+	return crc != SHMQ_OK ? crc : rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Blocking                                                           */
+
+/* One attempt, made with the side's lock held: returns RING_WAIT to wait
+ * for the queue to change and try again, RING_HOLD to return SHMQ_OK with
+ * the lock still held (zero copy), anything else to return it. */
+typedef int (*attempt_fn)(struct ring *r, void *ctx);
+#define RING_HOLD 101
+
+/* Every blocking operation: lock, attempt, and while the queue is full
+ * (empty), wait and attempt again.  *wait_len is the length of the
+ * message a put waits to place (0 for get); the attempt may update it. */
+static int run_locked(struct ring *r, enum side side, int timeout_ms,
+		      const uint64_t *wait_len, attempt_fn attempt, void *ctx)
+{
+	struct timeout to;
+	int rc;
+
+	timeout_init(&to, timeout_ms);
+	for (;;) {
+		rc = side_lock(r, side, &to);
+		if (rc != SHMQ_OK)
+			return rc;
+		HOOK(side == PUT_SIDE ? RING_HOOK_PUT_LOCKED
+				      : RING_HOOK_GET_LOCKED);
+		rc = attempt(r, ctx);
+		if (rc == RING_HOLD)
+			return SHMQ_OK;
+		side_unlock(r, side);
+		if (rc != RING_WAIT)
+			return rc;
+		if (to.ms == SHMQ_NOWAIT)
+			return SHMQ_EAGAIN;
+		rc = wait_for(r, side, *wait_len, &to);
+		if (rc != SHMQ_OK)
+			return rc;
+	}
+}
+
+struct put_args {
+	const struct iovec *msgs;
+	size_t n, done;
+	uint64_t next_len;
+};
+
+static int attempt_put(struct ring *r, void *ctx)
+{
+	struct put_args *a = ctx;
+	size_t k;
+	int rc = put_locked(r, a->msgs + a->done, a->n - a->done, &k);
+
+	if (k) {
+		a->done += k;
+		/* Consumers need get_lock, not ours: wake them right away. */
+		notify(&r->hdr->data_futex);
+	}
+	if (rc == RING_WAIT)
+		a->next_len = a->msgs[a->done].iov_len;
 	return rc;
 }
 
 int ring_put(struct ring *r, const struct iovec *msgs, size_t n,
 	     size_t *done, int timeout_ms)
 {
-	struct timeout to;
-	size_t total = 0;
+	struct put_args a = { .msgs = msgs, .n = n };
 	int rc = SHMQ_OK;
 
-	timeout_init(&to, timeout_ms);
-	while (total < n) {
-		size_t k;
-		rc = side_lock(r, PUT_SIDE, &to);
-		if (rc != SHMQ_OK)
-			break;
-		HOOK(RING_HOOK_PUT_LOCKED);
-		rc = put_locked(r, msgs + total, n - total, &k);
-		side_unlock(r, PUT_SIDE);
-		if (k) {
-			total += k;
-			notify(&r->hdr->data_futex);
-		}
-		if (rc != RING_WAIT)
-			break;
-		if (to.ms == SHMQ_NOWAIT) {
-			rc = SHMQ_EAGAIN;
-			break;
-		}
-		rc = wait_for(r, PUT_SIDE, msgs[total].iov_len, &to);
-		if (rc != SHMQ_OK)
-			break;
-	}
+	if (n)
+		rc = run_locked(r, PUT_SIDE, timeout_ms, &a.next_len,
+				attempt_put, &a);
 	if (done)
-		*done = total;
+		*done = a.done;
+	return rc;
+}
+
+/* Zero copy, put side: place one message and keep the lock until it is
+ * committed or cancelled. */
+struct reserve_args {
+	uint64_t len;
+	uint8_t *data;
+	struct put_state ps;
+};
+
+static int attempt_reserve(struct ring *r, void *ctx)
+{
+	struct reserve_args *a = ctx;
+	int rc = put_begin(r, &a->ps);
+
+	if (rc == SHMQ_OK)
+		rc = put_place(r, &a->ps, a->len, &a->data);
+	return rc == SHMQ_OK ? RING_HOLD : rc;
+}
+
+int ring_reserve(struct ring *r, size_t len, void **data, int timeout_ms)
+{
+	struct reserve_args a = { .len = len };
+	int rc;
+
+	if (r->held)
+		return SHMQ_EINVAL;
+	rc = run_locked(r, PUT_SIDE, timeout_ms, &a.len, attempt_reserve, &a);
+	if (rc == SHMQ_OK) {
+		r->held = PUT_SIDE + 1;
+		r->held_tw = a.ps.tw;
+		r->held_head = a.ps.head;
+		*data = a.data;
+	}
+	return rc;
+}
+
+int ring_commit(struct ring *r, int cancel)
+{
+	struct put_state ps = { .tw = r->held_tw, .head = r->held_head };
+	size_t done;
+	int rc = SHMQ_OK;
+
+	if (r->held != PUT_SIDE + 1)
+		return SHMQ_EINVAL;
+	ps.t = (ps.tw & SHMQ_TAIL_COUNT) + !cancel;
+	if (!cancel)
+		rc = put_commit(r, &ps, &done);
+	r->held = 0;
+	side_unlock(r, PUT_SIDE);
+	if (!cancel && rc == SHMQ_OK)
+		notify(&r->hdr->data_futex);
 	return rc;
 }
 
@@ -769,33 +905,59 @@ static void complete_discard(struct ring *r, uint64_t tail_word)
 	__atomic_store_n(&h->head, tail, __ATOMIC_SEQ_CST);
 }
 
-static int get_locked(struct ring *r, uint8_t *buf, size_t size,
-		      struct iovec *out, size_t n, size_t *got)
+/* Under get_lock: is there something to take?  SHMQ_OK with [*head,
+ * *tail) known to be queued, RING_WAIT, end of stream, or an error. */
+static int get_begin(struct ring *r, uint64_t *head, uint64_t *tail)
 {
 	struct shmq_seg_hdr *h = r->hdr;
-	uint64_t head = READ_ONCE(h->head), h0 = head;
-	uint64_t tail = READ_ONCE(h->tail_hint);
-	size_t used = 0, k = 0;
-	int rc = SHMQ_OK;
 
-	*got = 0;
-	if (tail <= head || tail - head > r->capacity) {
-		/* Nothing known to be queued: look at the real tail. */
-		uint64_t tw = LOAD_ACQ(h->tail);
-		if (tw & SHMQ_TAIL_NOW) {
-			complete_discard(r, tw);
-			return end_of_stream(r);
-		}
-		tail = tw & SHMQ_TAIL_COUNT;
-		if (tail < head || tail - head > r->capacity)
-			return SHMQ_ECORRUPT;
-		if (tail == head)
-			return (tw & SHMQ_TAIL_CLOSED) ? end_of_stream(r)
-						       : RING_WAIT;
-		WRITE_ONCE(h->tail_hint, tail);
+	*head = READ_ONCE(h->head);
+	*tail = READ_ONCE(h->tail_hint);
+	if (*tail > *head && *tail - *head <= r->capacity)
+		return SHMQ_OK;
+	/* Nothing known to be queued: look at the real tail. */
+	uint64_t tw = LOAD_ACQ(h->tail);
+	if (tw & SHMQ_TAIL_NOW) {
+		complete_discard(r, tw);
+		return end_of_stream(r);
 	}
+	*tail = tw & SHMQ_TAIL_COUNT;
+	if (*tail < *head || *tail - *head > r->capacity)
+		return SHMQ_ECORRUPT;
+	if (*tail == *head)
+		return (tw & SHMQ_TAIL_CLOSED) ? end_of_stream(r) : RING_WAIT;
+	WRITE_ONCE(h->tail_hint, *tail);
+	return SHMQ_OK;
+}
 
-	while (k < n && head < tail) {
+/* The get commit, and the barrier that orders it before notify's look at
+ * the producers' futex. */
+static void get_commit(struct ring *r, uint64_t head)
+{
+	HOOK(RING_HOOK_GET_COPIED);
+	__atomic_store_n(&r->hdr->head, head, __ATOMIC_SEQ_CST);
+	HOOK(RING_HOOK_GET_COMMITTED);
+	/* Producers need put_lock, not ours: wake them right away. */
+	notify(&r->hdr->space_futex);
+}
+
+struct get_args {
+	uint8_t *buf;
+	size_t size;
+	struct iovec *out;
+	size_t n, got;
+};
+
+static int attempt_get(struct ring *r, void *ctx)
+{
+	struct get_args *a = ctx;
+	uint64_t head, tail;
+	size_t used = 0, k = 0;
+	int rc = get_begin(r, &head, &tail);
+
+	if (rc != SHMQ_OK)
+		return rc;
+	while (k < a->n && head < tail) {
 		struct shmq_slot s;
 		if (read_slot(r, head, &s) != SHMQ_OK) {
 			rc = SHMQ_ECORRUPT;
@@ -804,77 +966,102 @@ static int get_locked(struct ring *r, uint8_t *buf, size_t size,
 		/* In a batch, each message starts 16-aligned (relative to
 		 * buf), so that a caller may read it as a struct. */
 		if (k > 0) {
-			size_t a = align_up(used, SHMQ_DATA_ALIGN);
-			if (a > size)
+			size_t al = align_up(used, SHMQ_DATA_ALIGN);
+			if (al > a->size)
 				break;
-			used = a;
+			used = al;
 		}
-		if (s.len > size - used) {
+		if (s.len > a->size - used) {
 			if (k == 0) {
-				out[0].iov_base = NULL;
-				out[0].iov_len = s.len;
+				a->out[0].iov_base = NULL;
+				a->out[0].iov_len = s.len;
 				rc = SHMQ_EMSGSIZE;
 			}
 			break;
 		}
 		if (s.len)
-			memcpy(buf + used, r->data + s.pos, s.len);
+			memcpy(a->buf + used, r->data + s.pos, s.len);
 		/* shmq_get() accepts buf NULL with size 0 (for empty messages);
 		 * NULL + 0 is undefined, and fatal under UBSan. */
-		out[k].iov_base = buf ? buf + used : NULL;
-		out[k].iov_len = s.len;
+		a->out[k].iov_base = a->buf ? a->buf + used : NULL;
+		a->out[k].iov_len = s.len;
 		used += s.len;
 		k++;
 		head++;
 	}
-	if (head != h0) {
-		HOOK(RING_HOOK_GET_COPIED);
-		/* The commit, and the barrier that orders it before notify's
-		 * look at the producers' futex. */
-		__atomic_store_n(&h->head, head, __ATOMIC_SEQ_CST);
-		HOOK(RING_HOOK_GET_COMMITTED);
+	if (k) {
+		get_commit(r, head);
+		a->got = k;
+		return SHMQ_OK;
 	}
-	*got = k;
-	return k ? SHMQ_OK : rc;
+	return rc;
 }
 
 int ring_get(struct ring *r, void *buf, size_t size, struct iovec *out,
 	     size_t n, size_t *got, int timeout_ms)
 {
-	struct timeout to;
-	size_t k = 0;
+	struct get_args a = { .buf = buf, .size = size, .out = out, .n = n };
+	static const uint64_t zero;
+	int rc = SHMQ_EINVAL;
+
+	if (n)
+		rc = run_locked(r, GET_SIDE, timeout_ms, &zero, attempt_get, &a);
+	if (got)
+		*got = a.got;
+	return rc;
+}
+
+/* Zero copy, get side: find the oldest message and keep the lock until it
+ * is released (taken) or left. */
+struct view_args {
+	const uint8_t *data;
+	size_t len;
+	uint64_t head;
+};
+
+static int attempt_view(struct ring *r, void *ctx)
+{
+	struct view_args *a = ctx;
+	struct shmq_slot s;
+	uint64_t tail;
+	int rc = get_begin(r, &a->head, &tail);
+
+	if (rc != SHMQ_OK)
+		return rc;
+	if (read_slot(r, a->head, &s) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
+	a->data = r->data + s.pos;
+	a->len = s.len;
+	return RING_HOLD;
+}
+
+int ring_view(struct ring *r, const void **data, size_t *len, int timeout_ms)
+{
+	struct view_args a = { 0 };
+	static const uint64_t zero;
 	int rc;
 
-	timeout_init(&to, timeout_ms);
-	if (n == 0) {
-		rc = SHMQ_EINVAL;
-		goto out;
+	if (r->held)
+		return SHMQ_EINVAL;
+	rc = run_locked(r, GET_SIDE, timeout_ms, &zero, attempt_view, &a);
+	if (rc == SHMQ_OK) {
+		r->held = GET_SIDE + 1;
+		r->held_head = a.head;
+		*data = a.data;
+		*len = a.len;
 	}
-	for (;;) {
-		rc = side_lock(r, GET_SIDE, &to);
-		if (rc != SHMQ_OK)
-			break;
-		HOOK(RING_HOOK_GET_LOCKED);
-		rc = get_locked(r, buf, size, out, n, &k);
-		side_unlock(r, GET_SIDE);
-		if (k) {
-			notify(&r->hdr->space_futex);
-			break;
-		}
-		if (rc != RING_WAIT)
-			break;
-		if (to.ms == SHMQ_NOWAIT) {
-			rc = SHMQ_EAGAIN;
-			break;
-		}
-		rc = wait_for(r, GET_SIDE, 0, &to);
-		if (rc != SHMQ_OK)
-			break;
-	}
-out:
-	if (got)
-		*got = k;
 	return rc;
+}
+
+int ring_release(struct ring *r, int leave)
+{
+	if (r->held != GET_SIDE + 1)
+		return SHMQ_EINVAL;
+	if (!leave)
+		get_commit(r, r->held_head + 1);
+	r->held = 0;
+	side_unlock(r, GET_SIDE);
+	return SHMQ_OK;
 }
 
 /* ------------------------------------------------------------------ */

@@ -50,6 +50,10 @@ struct ring {
 	uint32_t config_flags;
 	struct shmq_client *self;   /* our attachment entry, or NULL */
 	uint32_t spin_ns;           /* adaptive spin window before sleeping */
+	/* A zero-copy operation in progress holds a side's lock: */
+	int held;                   /* 0, or 1 + the side (put 0, get 1) */
+	uint64_t held_tw;           /* put: tail word when reserved */
+	uint64_t held_head;         /* put: head hint; get: the head viewed */
 };
 
 /* Checks `cfg` and computes the size of its segment. */
@@ -69,6 +73,15 @@ int ring_put(struct ring *r, const struct iovec *msgs, size_t n,
  * set to its length. */
 int ring_get(struct ring *r, void *buf, size_t size, struct iovec *out,
 	     size_t n, size_t *got, int timeout_ms);
+/* Zero copy.  ring_reserve places a message of `len` bytes and returns
+ * where to write it, keeping put_lock; ring_commit makes it visible (or,
+ * with cancel, drops it) and unlocks.  ring_view returns the oldest
+ * message in place, keeping get_lock; ring_release takes it (or, with
+ * leave, leaves it queued) and unlocks. */
+int ring_reserve(struct ring *r, size_t len, void **data, int timeout_ms);
+int ring_commit(struct ring *r, int cancel);
+int ring_view(struct ring *r, const void **data, size_t *len, int timeout_ms);
+int ring_release(struct ring *r, int leave);
 int ring_close(struct ring *r, unsigned how, uint64_t *discarded);
 void ring_stat(const struct ring *r, struct shmq_stat *st);
 /* Wakes every sleeper so that each re-checks the queue. */

@@ -197,6 +197,9 @@ int shmq_detach(shmq_t *q)
 
 	if (q == NULL)
 		return SHMQ_OK;
+	/* A zero-copy operation left open ends here: nothing committed. */
+	ring_commit(&q->ring, 1);
+	ring_release(&q->ring, 1);
 	req.queue_id = q->queue_id;
 	req.client = q->client;
 	req.gen = q->gen;
@@ -215,6 +218,8 @@ int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms)
 		return SHMQ_EINVAL;
 	if (!(q->flags & SHMQ_PRODUCER))
 		return SHMQ_EROLE;
+	if (q->ring.held)       /* would wait for our own lock */
+		return SHMQ_EINVAL;
 	return ring_put(&q->ring, &iov, 1, NULL, timeout_ms);
 }
 
@@ -227,6 +232,8 @@ int shmq_putv(shmq_t *q, const struct iovec *msgs, size_t n, size_t *nput,
 		return SHMQ_EINVAL;
 	if (!(q->flags & SHMQ_PRODUCER))
 		return SHMQ_EROLE;
+	if (q->ring.held)
+		return SHMQ_EINVAL;
 	return ring_put(&q->ring, msgs, n, nput, timeout_ms);
 }
 
@@ -239,6 +246,8 @@ int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms)
 		return SHMQ_EINVAL;
 	if (!(q->flags & SHMQ_CONSUMER))
 		return SHMQ_EROLE;
+	if (q->ring.held)
+		return SHMQ_EINVAL;
 	rc = ring_get(&q->ring, buf, size, &out, 1, NULL, timeout_ms);
 	if (rc == SHMQ_OK || rc == SHMQ_EMSGSIZE)
 		*len = out.iov_len;
@@ -254,7 +263,49 @@ int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
 		return SHMQ_EINVAL;
 	if (!(q->flags & SHMQ_CONSUMER))
 		return SHMQ_EROLE;
+	if (q->ring.held)
+		return SHMQ_EINVAL;
 	return ring_get(&q->ring, buf, size, msgs, n, ngot, timeout_ms);
+}
+
+int shmq_put_reserve(shmq_t *q, size_t len, void **data, int timeout_ms)
+{
+	if (q == NULL || data == NULL)
+		return SHMQ_EINVAL;
+	if (!(q->flags & SHMQ_PRODUCER))
+		return SHMQ_EROLE;
+	if (len > q->ring.max_msg)
+		return SHMQ_E2BIG;
+	return ring_reserve(&q->ring, len, data, timeout_ms);
+}
+
+int shmq_put_commit(shmq_t *q)
+{
+	return q ? ring_commit(&q->ring, 0) : SHMQ_EINVAL;
+}
+
+int shmq_put_cancel(shmq_t *q)
+{
+	return q ? ring_commit(&q->ring, 1) : SHMQ_EINVAL;
+}
+
+int shmq_get_view(shmq_t *q, const void **data, size_t *len, int timeout_ms)
+{
+	if (q == NULL || data == NULL || len == NULL)
+		return SHMQ_EINVAL;
+	if (!(q->flags & SHMQ_CONSUMER))
+		return SHMQ_EROLE;
+	return ring_view(&q->ring, data, len, timeout_ms);
+}
+
+int shmq_get_take(shmq_t *q)
+{
+	return q ? ring_release(&q->ring, 0) : SHMQ_EINVAL;
+}
+
+int shmq_get_leave(shmq_t *q)
+{
+	return q ? ring_release(&q->ring, 1) : SHMQ_EINVAL;
 }
 
 int shmq_close(shmq_t *q, unsigned how, uint64_t *discarded)

@@ -140,6 +140,27 @@ int shmq_putv(shmq_t *q, const struct iovec *msgs, size_t n, size_t *nput,
 int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
 	      size_t n, size_t *ngot, int timeout_ms);
 
+/* Zero copy, for large messages.  shmq_put_reserve() waits for room for
+ * a message of `len` bytes (like shmq_put) and points *data at it, in the
+ * queue's memory: write it there, then shmq_put_commit() makes it visible
+ * (shmq_put_cancel() drops it).  shmq_get_view() waits for a message (like
+ * shmq_get) and points *data at it without taking it: read it there, then
+ * shmq_get_take() removes it (shmq_get_leave() leaves it for the next
+ * consumer).  In between, the handle holds the queue's producer (consumer)
+ * lock, so other producers (consumers) wait: keep it short, call nothing
+ * else on this handle, and do not share it with other threads meanwhile.
+ * A process that dies in between changes nothing: the reserved message
+ * never appears, the viewed one stays queued.  The memory is shared with
+ * every process that has the queue open: copy what you must trust.
+ * commit on a queue closed meanwhile returns SHMQ_ECLOSED (dropped). */
+int shmq_put_reserve(shmq_t *q, size_t len, void **data, int timeout_ms);
+int shmq_put_commit(shmq_t *q);
+int shmq_put_cancel(shmq_t *q);
+int shmq_get_view(shmq_t *q, const void **data, size_t *len,
+		  int timeout_ms);
+int shmq_get_take(shmq_t *q);
+int shmq_get_leave(shmq_t *q);
+
 /* Iterate until end of stream:
  *   SHMQ_FOREACH(q, buf, sizeof buf, len, rc) { use(buf, len); }
  * afterwards rc is SHMQ_EOS, SHMQ_EOS_LOST or an error. */

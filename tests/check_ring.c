@@ -2601,6 +2601,114 @@ START_TEST(test_corrupt_random_bytes)
 END_TEST
 
 /* ================================================================== */
+/* Zero copy                                                          */
+
+START_TEST(test_zero_copy)
+{
+	struct ring_config c = config(2, 32, 0, 0);
+	const void *view;
+	void *data;
+	size_t len;
+
+	q_create(&c);
+	/* Written in place, visible only once committed. */
+	ck_assert_int_eq(ring_reserve(&R, 5, &data, 0), SHMQ_OK);
+	memcpy(data, "hello", 5);
+	ck_assert_uint_eq(stat_now().messages, 0);
+	ck_assert_int_eq(ring_reserve(&R, 1, &data, 0), SHMQ_EINVAL);
+	ck_assert_int_eq(ring_commit(&R, 0), SHMQ_OK);
+	ck_assert_int_eq(ring_commit(&R, 0), SHMQ_EINVAL);
+	/* Cancelled: never seen. */
+	ck_assert_int_eq(ring_reserve(&R, 3, &data, 0), SHMQ_OK);
+	memcpy(data, "bad", 3);
+	ck_assert_int_eq(ring_commit(&R, 1), SHMQ_OK);
+	ck_assert_uint_eq(stat_now().messages, 1);
+	ck_assert_int_eq(ring_reserve(&R, 33, &data, 0), SHMQ_E2BIG);
+	put_ok(&R, "two");
+	ck_assert_int_eq(ring_reserve(&R, 1, &data, 0), SHMQ_EAGAIN);
+	ck_assert_int_eq(ring_reserve(&R, 1, &data, 20), SHMQ_ETIMEDOUT);
+
+	/* Read in place; left, it stays first; taken, it is gone. */
+	ck_assert_int_eq(ring_view(&R, &view, &len, 0), SHMQ_OK);
+	ck_assert_uint_eq(len, 5);
+	ck_assert_mem_eq(view, "hello", 5);
+	ck_assert_int_eq(ring_view(&R, &view, &len, 0), SHMQ_EINVAL);
+	ck_assert_int_eq(ring_release(&R, 1), SHMQ_OK);
+	ck_assert_int_eq(ring_release(&R, 1), SHMQ_EINVAL);
+	ck_assert_int_eq(ring_view(&R, &view, &len, 0), SHMQ_OK);
+	ck_assert_mem_eq(view, "hello", 5);
+	ck_assert_int_eq(ring_release(&R, 0), SHMQ_OK);
+	expect_msg(&R, "two");
+	ck_assert_int_eq(ring_view(&R, &view, &len, 0), SHMQ_EAGAIN);
+
+	/* Closed while reserved: the commit fails and nothing appears. */
+	ck_assert_int_eq(ring_reserve(&R, 4, &data, 0), SHMQ_OK);
+	memcpy(data, "late", 4);
+	ck_assert_int_eq(ring_close(&R, SHMQ_CLOSE_DRAIN, NULL), SHMQ_OK);
+	ck_assert_int_eq(ring_commit(&R, 0), SHMQ_ECLOSED);
+	ck_assert_int_eq(ring_reserve(&R, 1, &data, 0), SHMQ_ECLOSED);
+	ck_assert_int_eq(ring_view(&R, &view, &len, SHMQ_FOREVER), SHMQ_EOS);
+}
+END_TEST
+
+static int kid_reserve_and_park(struct kctx *c)
+{
+	void *data;
+
+	if (ring_reserve(&c->r, 4, &data, SHMQ_FOREVER) != SHMQ_OK)
+		return KID_FAIL;
+	memcpy(data, "dead", 4);
+	if (write(c->evt, "P", 1) != 1)
+		return KID_FAIL;
+	for (;;)
+		pause();
+}
+
+static int kid_view_and_park(struct kctx *c)
+{
+	const void *data;
+	size_t len;
+
+	if (ring_view(&c->r, &data, &len, SHMQ_FOREVER) != SHMQ_OK)
+		return KID_FAIL;
+	if (write(c->evt, "P", 1) != 1)
+		return KID_FAIL;
+	for (;;)
+		pause();
+}
+
+/* A process killed between reserve and commit, or between view and take,
+ * holds a lock when it dies; the next holder repairs, and the queue is as
+ * if the dead one had never started. */
+START_TEST(test_crash_zero_copy)
+{
+	struct ring_config c = config(4, 32, 0, 0);
+
+	q_create(&c);
+	put_ok(&R, "m0");
+	struct kid *k = kid_start(SHMQ_ROLE_PRODUCER, kid_reserve_and_park,
+				  NULL);
+	kid_expect_parked(k);
+	ck_assert_int_eq(put_str(&R, "x", SHMQ_NOWAIT), SHMQ_EAGAIN);
+	kid_kill(k);
+	ring_client_remove(&R, k->idx, 1);
+	put_ok(&R, "m1");               /* inherits put_lock, repairs */
+	expect_msg(&R, "m0");
+	expect_msg(&R, "m1");           /* "dead" never appeared */
+	expect_empty(&R);
+
+	put_ok(&R, "m2");
+	k = kid_start(SHMQ_ROLE_CONSUMER, kid_view_and_park, NULL);
+	kid_expect_parked(k);
+	kid_kill(k);
+	ring_client_remove(&R, k->idx, 1);
+	expect_msg(&R, "m2");           /* still there for the next one */
+	expect_empty(&R);
+	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
+}
+END_TEST
+
+/* ================================================================== */
 
 static TCase *tcase(Suite *s, const char *name, double timeout)
 {
@@ -2637,6 +2745,10 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_batch_put_get);
 	tcase_add_test(tc, test_batch_blocks_across_processes);
 	tcase_add_test(tc, test_batch_get_blocks);
+
+	tc = tcase(s, "zerocopy", 10);
+	tcase_add_test(tc, test_zero_copy);
+	tcase_add_test(tc, test_crash_zero_copy);
 
 	tc = tcase(s, "close", 10);
 	tcase_add_test(tc, test_close_drain_then_eos);
