@@ -255,6 +255,11 @@ int ring_format(void *mem, uint64_t size, const struct ring_config *cfg)
 		memcpy(h->name, cfg->name, name_len);
 	h->discard_from = SHMQ_NO_DISCARD;
 
+	struct shmq_slot *slots = (struct shmq_slot *)((uint8_t *)mem +
+						       p.slots_off);
+	for (uint32_t i = 0; i < p.ring_slots; i++)
+		slots[i].published = SHMQ_UNPUBLISHED;
+
 	if ((rc = init_lock(&h->put_lock.mutex)) != SHMQ_OK ||
 	    (rc = init_lock(&h->get_lock.mutex)) != SHMQ_OK)
 		return rc;
@@ -339,10 +344,24 @@ static int read_slot(const struct ring *r, uint64_t ticket,
 	s->pos = READ_ONCE(p->pos);
 	s->len = READ_ONCE(p->len);
 	if (s->ticket != ticket || s->len > r->max_msg ||
-	    s->pos > r->data_size || s->len > r->data_size - s->pos ||
-	    s->pos % SHMQ_DATA_ALIGN != 0)
+	    s->pos > r->data_size || s->pos % SHMQ_DATA_ALIGN != 0 ||
+	    (s->len > SHMQ_INLINE_MAX && s->len > r->data_size - s->pos))
 		return SHMQ_ECORRUPT;
 	return SHMQ_OK;
+}
+
+/* Bytes a message takes in the data ring: none if it lives in its slot. */
+static inline uint64_t ring_bytes(uint64_t len)
+{
+	return len > SHMQ_INLINE_MAX ? align_up(len, SHMQ_DATA_ALIGN) : 0;
+}
+
+/* Where the bytes of a message (checked by read_slot) are. */
+static inline const uint8_t *slot_data(const struct ring *r, uint64_t ticket,
+				       const struct shmq_slot *s)
+{
+	return s->len > SHMQ_INLINE_MAX ? r->data + s->pos
+					: r->slots[ticket & r->mask].inline_data;
 }
 
 /* Where the next message goes: just after the message before it. */
@@ -362,7 +381,7 @@ static int next_wpos(const struct ring *r, uint64_t tail, struct wpos *w)
 	}
 	if (read_slot(r, tail - 1, &s) != SHMQ_OK)
 		return SHMQ_ECORRUPT;
-	uint64_t a = align_up(s.len, SHMQ_DATA_ALIGN);
+	uint64_t a = ring_bytes(s.len);
 	w->off = s.off + a;
 	w->pos = s.pos + a;     /* <= data_size: both are 16-aligned */
 	w->bytes = s.bytes + s.len;
@@ -389,8 +408,9 @@ static int room_for(const struct ring *r, uint64_t head, uint64_t tail,
 		return SHMQ_ECORRUPT;
 	if (oldest->off > w->off || oldest->bytes > w->bytes)
 		return SHMQ_ECORRUPT;
-	uint64_t end = w->off + len;
-	if (w->pos + len > r->data_size)
+	uint64_t dlen = ring_bytes(len);
+	uint64_t end = w->off + dlen;
+	if (w->pos + dlen > r->data_size)
 		end += r->data_size - w->pos;   /* wraps: skip the tail end */
 	if (end - oldest->off > r->data_size)
 		return 0;
@@ -532,6 +552,14 @@ void ring_wake_all(struct ring *r)
 static int ready(struct ring *r, enum side side, uint64_t len)
 {
 	struct shmq_seg_hdr *h = r->hdr;
+
+	/* The next message's own mark first: the line a consumer is about
+	 * to need anyway, instead of the producers' busy tail. */
+	if (side == GET_SIDE) {
+		uint64_t head = LOAD_SC(h->head);
+		if (LOAD_SC(r->slots[head & r->mask].published) == head)
+			return 1;
+	}
 	uint64_t tw = LOAD_SC(h->tail);
 
 	if (tw & SHMQ_TAIL_CLOSED)
@@ -547,6 +575,13 @@ static int ready(struct ring *r, enum side side, uint64_t len)
 	if (next_wpos(r, tail, &w) != SHMQ_OK)
 		return 1;
 	return room_for(r, head, tail, &w, len, &oldest) != 0;
+}
+
+/* A consumer's cheap look while spinning: is the next message there? */
+static inline int spin_hint(struct ring *r)
+{
+	uint64_t head = LOAD_ACQ(r->hdr->head);
+	return LOAD_ACQ(r->slots[head & r->mask].published) == head;
 }
 
 static void adapt_spin(struct ring *r, int paid_off)
@@ -585,12 +620,15 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 		 * busy stream is polled rarely while a quiet one still gets
 		 * an answer within a few hundred nanoseconds. */
 		uint64_t until = mono_ns() + r->spin_ns;
-		unsigned gap = 1;
+		unsigned gap = 1, looks = 0;
 		for (unsigned i = 1;; i++) {
 			cpu_relax();
 			if (i < gap)
 				continue;
-			if (ready(r, side, len)) {
+			/* A consumer mostly watches the next slot's mark; the
+			 * full look (which notices a close) only now and then. */
+			if (side == GET_SIDE && ++looks % 8 != 0 ?
+				    spin_hint(r) : ready(r, side, len)) {
 				adapt_spin(r, 1);
 				return SHMQ_OK;
 			}
@@ -687,7 +725,8 @@ static int put_place(struct ring *r, struct put_state *ps, uint64_t len,
 		return fit;
 	if (fit == 0)
 		return RING_WAIT;
-	if (ps->w.pos + len > r->data_size) {
+	uint64_t a = ring_bytes(len);
+	if (ps->w.pos + a > r->data_size) {
 		ps->w.off += r->data_size - ps->w.pos;
 		ps->w.pos = 0;
 	}
@@ -697,8 +736,7 @@ static int put_place(struct ring *r, struct put_state *ps, uint64_t len,
 	s->bytes = ps->w.bytes;
 	s->pos = (uint32_t)ps->w.pos;
 	s->len = (uint32_t)len;
-	*data = r->data + ps->w.pos;
-	uint64_t a = align_up(len, SHMQ_DATA_ALIGN);
+	*data = a ? r->data + ps->w.pos : s->inline_data;
 	ps->w.off += a;
 	ps->w.pos += a;
 	ps->w.bytes += len;
@@ -722,6 +760,10 @@ static int put_commit(struct ring *r, struct put_state *ps, size_t *done)
 	if (!__atomic_compare_exchange_n(&h->tail, &tw, tw + n, 0,
 					 __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
 		return (tw & SHMQ_TAIL_CLOSED) ? SHMQ_ECLOSED : SHMQ_ECORRUPT;
+	/* Tell consumers through the slots they will read anyway. */
+	for (uint64_t t = ps->t - n; t < ps->t; t++)
+		__atomic_store_n(&r->slots[t & r->mask].published, t,
+				 __ATOMIC_RELEASE);
 	WRITE_ONCE(h->head_hint, ps->head);
 	HOOK(RING_HOOK_PUT_COMMITTED);
 	*done = n;
@@ -905,29 +947,47 @@ static void complete_discard(struct ring *r, uint64_t tail_word)
 	__atomic_store_n(&h->head, tail, __ATOMIC_SEQ_CST);
 }
 
-/* Under get_lock: is there something to take?  SHMQ_OK with [*head,
- * *tail) known to be queued, RING_WAIT, end of stream, or an error. */
-static int get_begin(struct ring *r, uint64_t *head, uint64_t *tail)
+/* Under get_lock: is message `head` queued?  Asks, cheapest first, the
+ * known tail (*tail), the slot's published mark, and (once per call,
+ * *looked) the real tail, which is the producers' busiest cache line.
+ * SHMQ_OK, RING_WAIT, end of stream, or an error. */
+static int get_avail(struct ring *r, uint64_t head, uint64_t *tail,
+		     int *looked)
 {
 	struct shmq_seg_hdr *h = r->hdr;
 
-	*head = READ_ONCE(h->head);
-	*tail = READ_ONCE(h->tail_hint);
-	if (*tail > *head && *tail - *head <= r->capacity)
+	if (head < *tail)
 		return SHMQ_OK;
-	/* Nothing known to be queued: look at the real tail. */
+	if (LOAD_ACQ(r->slots[head & r->mask].published) == head) {
+		*tail = head + 1;
+		return SHMQ_OK;
+	}
+	if (*looked)
+		return RING_WAIT;
+	*looked = 1;
 	uint64_t tw = LOAD_ACQ(h->tail);
 	if (tw & SHMQ_TAIL_NOW) {
 		complete_discard(r, tw);
 		return end_of_stream(r);
 	}
 	*tail = tw & SHMQ_TAIL_COUNT;
-	if (*tail < *head || *tail - *head > r->capacity)
+	if (*tail < head || *tail - head > r->capacity)
 		return SHMQ_ECORRUPT;
-	if (*tail == *head)
+	if (*tail == head)
 		return (tw & SHMQ_TAIL_CLOSED) ? end_of_stream(r) : RING_WAIT;
 	WRITE_ONCE(h->tail_hint, *tail);
 	return SHMQ_OK;
+}
+
+/* Under get_lock: our head, and the tail hint if it is believable. */
+static uint64_t get_start(struct ring *r, uint64_t *tail)
+{
+	uint64_t head = READ_ONCE(r->hdr->head);
+
+	*tail = READ_ONCE(r->hdr->tail_hint);
+	if (*tail < head || *tail - head > r->capacity)
+		*tail = head;
+	return head;
 }
 
 /* The get commit, and the barrier that orders it before notify's look at
@@ -951,13 +1011,12 @@ struct get_args {
 static int attempt_get(struct ring *r, void *ctx)
 {
 	struct get_args *a = ctx;
-	uint64_t head, tail;
+	uint64_t tail, head = get_start(r, &tail);
 	size_t used = 0, k = 0;
-	int rc = get_begin(r, &head, &tail);
+	int rc = SHMQ_OK, looked = 0;
 
-	if (rc != SHMQ_OK)
-		return rc;
-	while (k < a->n && head < tail) {
+	while (k < a->n &&
+	       (rc = get_avail(r, head, &tail, &looked)) == SHMQ_OK) {
 		struct shmq_slot s;
 		if (read_slot(r, head, &s) != SHMQ_OK) {
 			rc = SHMQ_ECORRUPT;
@@ -980,7 +1039,7 @@ static int attempt_get(struct ring *r, void *ctx)
 			break;
 		}
 		if (s.len)
-			memcpy(a->buf + used, r->data + s.pos, s.len);
+			memcpy(a->buf + used, slot_data(r, head, &s), s.len);
 		/* shmq_get() accepts buf NULL with size 0 (for empty messages);
 		 * NULL + 0 is undefined, and fatal under UBSan. */
 		a->out[k].iov_base = a->buf ? a->buf + used : NULL;
@@ -1024,13 +1083,15 @@ static int attempt_view(struct ring *r, void *ctx)
 	struct view_args *a = ctx;
 	struct shmq_slot s;
 	uint64_t tail;
-	int rc = get_begin(r, &a->head, &tail);
+	int looked = 0;
 
+	a->head = get_start(r, &tail);
+	int rc = get_avail(r, a->head, &tail, &looked);
 	if (rc != SHMQ_OK)
 		return rc;
 	if (read_slot(r, a->head, &s) != SHMQ_OK)
 		return SHMQ_ECORRUPT;
-	a->data = r->data + s.pos;
+	a->data = slot_data(r, a->head, &s);
 	a->len = s.len;
 	return RING_HOLD;
 }

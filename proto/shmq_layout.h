@@ -26,7 +26,8 @@
  *  - A message is written (data, then its slot) before `tail` is advanced
  *    by a single atomic compare-and-swap: that store is the commit.  A
  *    producer that dies before it leaves an invisible, half-written message
- *    that the next producer overwrites.
+ *    that the next producer overwrites.  (Each slot's `published` mark,
+ *    written after the commit, is a hint for consumers, never the commit.)
  *  - A consumer copies a message out before it advances `head` with a
  *    single store: that store is the commit.  A consumer that dies before it
  *    leaves the message queued for the next consumer.
@@ -50,7 +51,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 2u
+#define SHMQ_LAYOUT_VERSION 3u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -140,18 +141,31 @@ struct shmq_seg_hdr {
 };
 
 /*
- * One queued message.  `ticket` is the message's position in the stream
- * (its tail count); a slot whose ticket does not match the index a reader
- * expects is corrupt.  `off` is the message's start in the endless byte
- * stream of the data ring (including wrap padding), `pos` the same modulo
- * data_size; `bytes` is the sum of the lengths of all earlier messages.
+ * One queued message, one cache line.  `ticket` is the message's position
+ * in the stream (its tail count); a slot whose ticket does not match the
+ * index a reader expects is corrupt.  `off` is where the data ring stood
+ * for it in the endless byte stream (wrap padding included), `pos` the
+ * same modulo data_size; `bytes` is the sum of the lengths of all earlier
+ * messages.  A message of at most SHMQ_INLINE_MAX bytes lives in `inline`
+ * and takes no room in the data ring; a longer one lives at `pos`.
+ *
+ * `published` is set to the ticket after the commit.  It is only a hint:
+ * a consumer that finds it equal to the ticket it wants knows the message
+ * is committed without reading `tail`, so `tail` stays in the producer's
+ * cache.  A producer killed between commit and publish leaves the hint
+ * unset, and consumers then learn of the message from `tail` as always.
  */
+#define SHMQ_INLINE_MAX     24u
+#define SHMQ_UNPUBLISHED    UINT64_MAX
+
 struct shmq_slot {
 	uint64_t ticket;
+	uint64_t published;
 	uint64_t off;
 	uint64_t bytes;
 	uint32_t pos;
 	uint32_t len;
+	uint8_t  inline_data[SHMQ_INLINE_MAX];
 };
 
 /* Attachment table entry: one per open handle, written by shmqd except
@@ -176,7 +190,7 @@ struct shmq_client {
 static_assert(sizeof(pthread_mutex_t) <= SHMQ_CACHELINE,
 	      "pthread_mutex_t must fit one cache line");
 static_assert(sizeof(union shmq_lock) == SHMQ_CACHELINE, "lock padding");
-static_assert(sizeof(struct shmq_slot) == 32, "slot size");
+static_assert(sizeof(struct shmq_slot) == SHMQ_CACHELINE, "slot size");
 static_assert(sizeof(struct shmq_client) == 32, "client entry size");
 static_assert(offsetof(struct shmq_seg_hdr, name) == 116, "name offset");
 static_assert(offsetof(struct shmq_seg_hdr, put_lock) == 384, "put side");

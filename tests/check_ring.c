@@ -2600,6 +2600,52 @@ START_TEST(test_corrupt_random_bytes)
 }
 END_TEST
 
+/* Messages up to SHMQ_INLINE_MAX bytes live in their slot, longer ones in
+ * the data ring: mixed sizes around the boundary, over many laps of both
+ * rings, singly and in batches, keep their order and their bytes. */
+START_TEST(test_inline_boundary)
+{
+	static const size_t sizes[] = { 0, 1, 23, 24, 25, 31, 32, 40, 63, 64 };
+	const size_t nsizes = sizeof(sizes) / sizeof(sizes[0]);
+	struct ring_config c = config(4, 64, 0, 0);
+	uint8_t msg[64], buf[64 * 4 + 64];
+	struct iovec v[3], out[3];
+	size_t len, done, got;
+
+	q_create(&c);
+	for (size_t i = 0; i < 200; i++) {
+		size_t n = sizes[i % nsizes];
+		for (size_t b = 0; b < n; b++)
+			msg[b] = (uint8_t)(i * 7 + b);
+		ck_assert_int_eq(put_buf(&R, msg, n, 0), SHMQ_OK);
+		ck_assert_int_eq(get_buf(&R, buf, sizeof(buf), &len, 0), SHMQ_OK);
+		ck_assert_uint_eq(len, n);
+		ck_assert_mem_eq(buf, msg, n);
+	}
+	/* Batches of three: slot, ring and slot again, in one call. */
+	for (size_t i = 0; i < 60; i++) {
+		uint8_t m[3][64];
+		for (int k = 0; k < 3; k++) {
+			size_t n = sizes[(i + (size_t)k * 3) % nsizes];
+			memset(m[k], 'a' + k, n);
+			v[k].iov_base = m[k];
+			v[k].iov_len = n;
+		}
+		ck_assert_int_eq(ring_put(&R, v, 3, &done, 0), SHMQ_OK);
+		ck_assert_uint_eq(done, 3);
+		ck_assert_int_eq(ring_get(&R, buf, sizeof(buf), out, 3, &got, 0),
+				 SHMQ_OK);
+		ck_assert_uint_eq(got, 3);
+		for (int k = 0; k < 3; k++) {
+			ck_assert_uint_eq(out[k].iov_len, v[k].iov_len);
+			ck_assert_mem_eq(out[k].iov_base, m[k], v[k].iov_len);
+		}
+	}
+	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
+	expect_empty(&R);
+}
+END_TEST
+
 /* ================================================================== */
 /* Zero copy                                                          */
 
@@ -2745,6 +2791,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_batch_put_get);
 	tcase_add_test(tc, test_batch_blocks_across_processes);
 	tcase_add_test(tc, test_batch_get_blocks);
+	tcase_add_test(tc, test_inline_boundary);
 
 	tc = tcase(s, "zerocopy", 10);
 	tcase_add_test(tc, test_zero_copy);
