@@ -1250,7 +1250,7 @@ int ring_check(struct ring *r)
 	for (uint64_t t = head; t < tail; t++) {
 		if (read_slot(r, t, &s) != SHMQ_OK)
 			return SHMQ_ECORRUPT;
-		if (t > head && (s.off < prev.off + prev.len ||
+		if (t > head && (s.off < prev.off + ring_bytes(prev.len) ||
 				 s.bytes != prev.bytes + prev.len))
 			return SHMQ_ECORRUPT;
 		prev = s;
@@ -1295,6 +1295,7 @@ int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
 		while (g == 0);
 		WRITE_ONCE(c->role, role);
 		WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
+		WRITE_ONCE(c->detached, 0);
 		WRITE_ONCE(c->start_time, start_time);
 		__atomic_store_n(&c->gen, g, __ATOMIC_RELEASE);
 		if (role & SHMQ_ROLE_PRODUCER)
@@ -1317,6 +1318,13 @@ int ring_client_bind(struct ring *r, uint32_t index, uint32_t gen)
 	return SHMQ_OK;
 }
 
+void ring_client_mark_detached(struct ring *r)
+{
+	if (r->self)
+		__atomic_store_n(&r->self->detached, SHMQ_CLIENT_DETACHED,
+				 __ATOMIC_RELEASE);
+}
+
 void ring_client_remove(struct ring *r, uint32_t index, int died)
 {
 	struct shmq_seg_hdr *h = r->hdr;
@@ -1326,6 +1334,10 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 	struct shmq_client *c = &r->clients[index];
 	uint32_t role = READ_ONCE(c->role);
 
+	/* A handle that marked itself detached did not die attached, even
+	 * if shmqd only hears of it from the process's exit. */
+	if (READ_ONCE(c->detached) == SHMQ_CLIENT_DETACHED)
+		died = 0;
 	if (role & SHMQ_ROLE_CONSUMER)
 		dec_floor0(&h->consumers);
 	if (role & SHMQ_ROLE_PRODUCER) {
@@ -1347,6 +1359,7 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 	}
 	WRITE_ONCE(c->role, 0);
 	WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
+	WRITE_ONCE(c->detached, 0);
 	WRITE_ONCE(c->gen, 0);
 	WRITE_ONCE(c->start_time, 0);
 	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);

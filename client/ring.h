@@ -92,7 +92,10 @@ int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
 		    uint32_t role, uint32_t *index, uint32_t *gen);
 /* Binds r->self to entry `index` after checking that `gen` owns it. */
 int ring_client_bind(struct ring *r, uint32_t index, uint32_t gen);
-/* Removes an entry; `died` marks a producer as lost.  Applies auto-close
+/* Marks our own entry detached (before telling shmqd, see shmq_layout.h). */
+void ring_client_mark_detached(struct ring *r);
+/* Removes an entry; `died` marks a producer as lost, unless the entry
+ * was marked detached by its own process.  Applies auto-close
  * and repairs the sleep statistics the entry still held. */
 void ring_client_remove(struct ring *r, uint32_t index, int died);
 /* Recomputes producer and consumer counts from the table. */

@@ -200,6 +200,9 @@ int shmq_detach(shmq_t *q)
 	/* A zero-copy operation left open ends here: nothing committed. */
 	ring_commit(&q->ring, 1);
 	ring_release(&q->ring, 1);
+	/* Say so in the segment first: a daemon that is down now, or that
+	 * hears of us only when we exit, still releases us as detached. */
+	ring_client_mark_detached(&q->ring);
 	req.queue_id = q->queue_id;
 	req.client = q->client;
 	req.gen = q->gen;
@@ -207,7 +210,8 @@ int shmq_detach(shmq_t *q)
 			  sizeof(rep), &len, NULL);
 	munmap(q->map, q->map_size);
 	free(q);
-	return rc;
+	/* Unreachable, the daemon will learn of it from the mark. */
+	return rc == SHMQ_ENODAEMON ? SHMQ_OK : rc;
 }
 
 int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms)

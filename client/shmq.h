@@ -118,9 +118,10 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
 #define SHMQ_CONSUMER 0x2u
 
 int shmq_open(const char *name, unsigned flags, shmq_t **q);
-/* Releases the handle and frees it, whatever it returns.  SHMQ_ENODAEMON
- * means the daemon could not be told; it then treats the handle as held
- * until the process exits (for a producer: "producer lost"). */
+/* Releases the handle and frees it, whatever it returns.  The handle is
+ * marked detached in the queue itself first, so if the daemon cannot be
+ * told now (it is being restarted), it releases the handle as detached,
+ * not as a lost producer, once it learns of it; that is not an error. */
 int shmq_detach(shmq_t *q);
 
 /* put: SHMQ_OK, SHMQ_ECLOSED, SHMQ_E2BIG, SHMQ_ETIMEDOUT, SHMQ_EAGAIN... */

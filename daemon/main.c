@@ -273,6 +273,9 @@ int main(int argc, char **argv)
 	if (inherited < 0)
 		return 1;
 	if (!inherited) {
+		/* Whatever the starter left open (a pipe's write end, say)
+		 * must not be held open for the daemon's lifetime. */
+		closefrom(3);
 		if (o.system)
 			snprintf(path, sizeof(path), "%s", SHMQ_SYSTEM_SOCKET);
 		else if (o.socket)

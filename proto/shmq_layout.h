@@ -51,7 +51,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 3u
+#define SHMQ_LAYOUT_VERSION 4u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -178,13 +178,20 @@ struct shmq_slot {
 #define SHMQ_WAIT_PUT       1u
 #define SHMQ_WAIT_GET       2u
 
+/* `detached`: set by the handle's process when it detaches, before it
+ * tells shmqd, so that a daemon that only learns of it later (it was down,
+ * or the process exited right after) releases the entry as detached, not
+ * as a producer lost. */
+#define SHMQ_CLIENT_DETACHED 1u
+
 struct shmq_client {
 	uint32_t pid;               /* 0 = free entry */
 	uint32_t role;              /* SHMQ_ROLE_* */
 	uint32_t gen;               /* matches the handle's token */
 	uint32_t wait;              /* SHMQ_WAIT_* */
 	uint64_t start_time;        /* process start time, guards pid reuse */
-	uint64_t reserved;
+	uint32_t detached;          /* SHMQ_CLIENT_DETACHED, set by the handle */
+	uint32_t pad;
 };
 
 static_assert(sizeof(pthread_mutex_t) <= SHMQ_CACHELINE,

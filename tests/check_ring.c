@@ -2641,6 +2641,17 @@ START_TEST(test_inline_boundary)
 			ck_assert_mem_eq(out[k].iov_base, m[k], v[k].iov_len);
 		}
 	}
+	/* A full check with short and long messages queued side by side
+	 * (inline ones take no room in the data ring). */
+	for (size_t k = 0; k < 4; k++) {
+		memset(msg, 'q', sizeof(msg));
+		ck_assert_int_eq(put_buf(&R, msg, k % 2 ? 40 : 8, 0), SHMQ_OK);
+	}
+	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
+	for (size_t k = 0; k < 4; k++) {
+		ck_assert_int_eq(get_buf(&R, buf, sizeof(buf), &len, 0), SHMQ_OK);
+		ck_assert_uint_eq(len, k % 2 ? 40 : 8);
+	}
 	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
 	expect_empty(&R);
 }
