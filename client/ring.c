@@ -31,6 +31,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +65,7 @@ void (*ring_test_hook)(enum ring_hook_point point);
 #define SPIN_MIN_NS        500u
 #define SPIN_INIT_NS     20000u
 #define SPIN_POLL_MAX       32          /* pauses between looks */
+#define SPIN_YIELD_NS     4000u         /* then give the CPU away */
 #define LOCK_SPINS         200
 #define TRY_LOCK_GRACE_NS  10000000ll   /* timeout 0 still waits for a lock
 					   holder, but not for a stalled one */
@@ -469,6 +471,10 @@ static int side_lock(struct ring *r, enum side side, struct timeout *to)
 
 	for (int i = 0; rc == EBUSY && i < LOCK_SPINS; i++) {
 		cpu_relax();
+		/* Critical sections last a copy; a lock held this long
+		 * belongs to a process that lost its CPU, maybe to us. */
+		if ((i & 31) == 31)
+			sched_yield();
 		rc = pthread_mutex_trylock(m);
 	}
 	if (rc == EBUSY) {
@@ -619,7 +625,7 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 		 * away from it, and it pays for that on its next commit, so a
 		 * busy stream is polled rarely while a quiet one still gets
 		 * an answer within a few hundred nanoseconds. */
-		uint64_t until = mono_ns() + r->spin_ns;
+		uint64_t start = mono_ns(), until = start + r->spin_ns;
 		unsigned gap = 1, looks = 0;
 		for (unsigned i = 1;; i++) {
 			cpu_relax();
@@ -632,8 +638,14 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 				adapt_spin(r, 1);
 				return SHMQ_OK;
 			}
-			if (mono_ns() >= until)
+			uint64_t t = mono_ns();
+			if (t >= until)
 				break;
+			/* Waiting this long on a two-CPU machine usually means
+			 * more runnable processes than CPUs: let the one we wait
+			 * for run. */
+			if (t - start > SPIN_YIELD_NS)
+				sched_yield();
 			i = 0;
 			if (gap < SPIN_POLL_MAX)
 				gap *= 2;
