@@ -159,8 +159,11 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 		goto fail_attached;
 	}
 	q->map_size = (size_t)st.st_size;
-	q->map = mmap(NULL, q->map_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		      fd, 0);
+	/* Producers and consumers map every page now, once: a put or get
+	 * should never stop for a page fault (64 KiB messages would take 16
+	 * each on a fresh ring). */
+	q->map = mmap(NULL, q->map_size, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | (flags ? MAP_POPULATE : 0), fd, 0);
 	if (q->map == MAP_FAILED) {
 		rc = errno == ENOMEM ? SHMQ_ENOMEM : SHMQ_ESYS;
 		goto fail_attached;

@@ -45,7 +45,7 @@
 #define MAX_PROCS   16
 #define MAX_QUEUES  8
 #define MAX_BATCH   8
-#define MAX_SEQ     (1u << 22)      /* per producer slot */
+#define MAX_SEQ     (1u << 24)      /* per producer slot */
 #define MSG_MAX     1024
 
 struct message {                    /* the head of every message */
@@ -218,6 +218,9 @@ static void producer(unsigned k)
 			_exit(4);
 		}
 	}
+	/* Out of sequence numbers: idle (as a live producer) until the end. */
+	while (!book->stop)
+		sleep_ms(10);
 	shmq_detach(q);
 	_exit(0);
 }
