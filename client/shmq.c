@@ -126,7 +126,7 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 	*qp = NULL;
 	if ((rc = put_name(req.name, name)) != SHMQ_OK)
 		return rc;
-	if (flags & ~(SHMQ_PRODUCER | SHMQ_CONSUMER))
+	if (flags & ~(SHMQ_PRODUCER | SHMQ_CONSUMER | SHMQ_PREFAULT))
 		return SHMQ_EINVAL;
 	req.role = ((flags & SHMQ_PRODUCER) ? SHMQ_ROLE_PRODUCER : 0) |
 		   ((flags & SHMQ_CONSUMER) ? SHMQ_ROLE_CONSUMER : 0);
@@ -146,7 +146,7 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 	q->uid = rep.uid;
 	q->gid = rep.gid;
 	q->mode = rep.mode;
-	q->flags = flags;
+	q->flags = flags & (SHMQ_PRODUCER | SHMQ_CONSUMER);
 	strcpy(q->name, name);
 	if (fd < 0) {
 		rc = SHMQ_EPROTO;
@@ -159,11 +159,9 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 		goto fail_attached;
 	}
 	q->map_size = (size_t)st.st_size;
-	/* Producers and consumers map every page now, once: a put or get
-	 * should never stop for a page fault (64 KiB messages would take 16
-	 * each on a fresh ring). */
 	q->map = mmap(NULL, q->map_size, PROT_READ | PROT_WRITE,
-		      MAP_SHARED | (flags ? MAP_POPULATE : 0), fd, 0);
+		      MAP_SHARED | (flags & SHMQ_PREFAULT ? MAP_POPULATE : 0),
+		      fd, 0);
 	if (q->map == MAP_FAILED) {
 		rc = errno == ENOMEM ? SHMQ_ENOMEM : SHMQ_ESYS;
 		goto fail_attached;

@@ -116,6 +116,11 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
  * consumers read permission. */
 #define SHMQ_PRODUCER 0x1u
 #define SHMQ_CONSUMER 0x2u
+/* Map every page of the queue at open, so that no put or get ever stops
+ * for a page fault (a fresh queue otherwise faults in its pages during
+ * its first lap).  Costs time at open in proportion to the queue's size:
+ * for long-running, latency-sensitive users. */
+#define SHMQ_PREFAULT 0x4u
 
 int shmq_open(const char *name, unsigned flags, shmq_t **q);
 /* Releases the handle and frees it, whatever it returns.  The handle is

@@ -993,7 +993,13 @@ START_TEST(test_roles_and_io)
 	RC_EQ(shmq_put(c, "x", 1, SHMQ_NOWAIT), SHMQ_EROLE);
 	RC_EQ(shmq_put(o, "x", 1, SHMQ_NOWAIT), SHMQ_EROLE);
 	RC_EQ(shmq_get(o, buf, sizeof(buf), &len, SHMQ_NOWAIT), SHMQ_EROLE);
-	RC_EQ(shmq_open("io", 0x4, &q), SHMQ_EINVAL);
+	RC_EQ(shmq_open("io", 0x8, &q), SHMQ_EINVAL);
+	/* Prefaulting changes nothing but when the pages are mapped. */
+	RC_EQ(shmq_open("io", SHMQ_CONSUMER | SHMQ_PREFAULT, &q), SHMQ_OK);
+	RC_EQ(shmq_put(q, "x", 1, SHMQ_NOWAIT), SHMQ_EROLE);
+	RC_EQ(shmq_get(q, buf, sizeof(buf), &len, SHMQ_NOWAIT), SHMQ_EAGAIN);
+	RC_EQ(shmq_detach(q), SHMQ_OK);
+	q = NULL;
 	RC_EQ(shmq_open("nope", SHMQ_CONSUMER, &q), SHMQ_ENOENT);
 	ck_assert_ptr_null(q);
 	st = stat_q(o);

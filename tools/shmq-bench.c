@@ -1354,7 +1354,8 @@ static int shmq_create_chan(struct chan *c)
 	snprintf(c->name, sizeof(c->name), "bench.%u", serial++);
 	if ((rc = shmq_create(c->name, &a, 0)) != SHMQ_OK)
 		return fail_shmq(c, "shmq_create", rc);
-	if ((rc = shmq_open(c->name, SHMQ_PRODUCER, &c->q)) != SHMQ_OK) {
+	if ((rc = shmq_open(c->name, SHMQ_PRODUCER | SHMQ_PREFAULT,
+			    &c->q)) != SHMQ_OK) {
 		shmq_delete(c->name);
 		return fail_shmq(c, "shmq_open", rc);
 	}
@@ -1365,8 +1366,10 @@ static int shmq_create_chan(struct chan *c)
  * handle, still mapped here, is simply never used. */
 static int shmq_open_chan(struct chan *c, enum role r)
 {
-	int rc = shmq_open(c->name, r == TX ? SHMQ_PRODUCER : SHMQ_CONSUMER,
-			   &c->q);
+	/* Warm mappings, as a long-running pipeline's are: a fresh ring
+	 * would otherwise fault in its pages during the short timed runs. */
+	int rc = shmq_open(c->name, (r == TX ? SHMQ_PRODUCER : SHMQ_CONSUMER) |
+					    SHMQ_PREFAULT, &c->q);
 
 	return rc == SHMQ_OK ? 0 : fail_shmq(c, "shmq_open", rc);
 }
