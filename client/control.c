@@ -31,6 +31,7 @@
 #endif
 
 #define REPLY_TIMEOUT_S  10     /* a daemon that does not answer is gone */
+#define REPLY_POLL_NS  100000L  /* look without sleeping this long first */
 #define START_WAIT_MS  5000     /* how long a started daemon may take */
 
 static pthread_mutex_t conn_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -54,7 +55,32 @@ const char *control_detail(void)
 	return last_detail;
 }
 
-/* One packet out, one packet back. */
+/* Receives the reply.  It usually comes within tens of microseconds;
+ * look for it without sleeping for a little longer than that first,
+ * because on a VM a CPU that goes idle to wait takes tens of microseconds
+ * more to wake up again. */
+static ssize_t wait_reply(int fd, struct msghdr *mh)
+{
+	struct timespec t0, t;
+	ssize_t got;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		got = recvmsg(fd, mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (got >= 0 || (errno != EAGAIN && errno != EINTR))
+			return got;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000000000L +
+			    (t.tv_nsec - t0.tv_nsec) > REPLY_POLL_NS)
+			break;
+	}
+	do
+		got = recvmsg(fd, mh, MSG_CMSG_CLOEXEC);
+	while (got < 0 && errno == EINTR);
+	return got;
+}
+
+/* One packet out, one packet back (none for a NOREPLY request). */
 static int exchange(int fd, uint16_t type, const void *req, size_t req_len,
 		    void *reply, size_t cap, size_t *reply_len, int *rfd,
 		    int *unsent)
@@ -78,13 +104,13 @@ static int exchange(int fd, uint16_t type, const void *req, size_t req_len,
 		*unsent = 1;
 		return SHMQ_ENODAEMON;
 	}
+	if (type & SHMQ_MSG_NOREPLY)
+		return SHMQ_OK;
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
 	mh.msg_control = cbuf.buf;
 	mh.msg_controllen = sizeof(cbuf.buf);
-	do
-		got = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-	while (got < 0 && errno == EINTR);
+	got = wait_reply(fd, &mh);
 	if (got <= 0)
 		return SHMQ_ENODAEMON;
 

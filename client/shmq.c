@@ -207,8 +207,8 @@ int shmq_detach(shmq_t *q)
 	req.queue_id = q->queue_id;
 	req.client = q->client;
 	req.gen = q->gen;
-	rc = control_call(SHMQ_MSG_DETACH, &req, sizeof(req), &rep,
-			  sizeof(rep), &len, NULL);
+	rc = control_call(SHMQ_MSG_DETACH | SHMQ_MSG_NOREPLY, &req,
+			  sizeof(req), &rep, sizeof(rep), &len, NULL);
 	munmap(q->map, q->map_size);
 	free(q);
 	/* Unreachable, the daemon will learn of it from the mark. */

@@ -354,6 +354,7 @@ size_t session_handle(struct peer *p, const void *pkt, size_t len, void *out,
 			n = do_open(p, body, &r, fd);
 			break;
 		case SHMQ_MSG_DETACH:
+		case SHMQ_MSG_DETACH | SHMQ_MSG_NOREPLY:
 			n = do_detach(p, body, &r);
 			break;
 		case SHMQ_MSG_DELETE:
@@ -468,6 +469,16 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	rlen = session_handle(&s->peer, in, (size_t)n, out, &pass_fd,
 			      &hang_up);
+	/* A well-formed DETACH that asked for no reply gets none; anything
+	 * else with that bit is malformed and answered as such. */
+	const struct shmq_wire_hdr *req = (const void *)in;
+	if (rlen > 0 && !hang_up &&
+	    req->type == (SHMQ_MSG_DETACH | SHMQ_MSG_NOREPLY) &&
+	    (size_t)n == sizeof(*req) + sizeof(struct shmq_wire_detach)) {
+		if (pass_fd >= 0)
+			close(pass_fd);
+		return;
+	}
 	if (rlen == 0) {
 		log_warn("pid %d sent a packet that is not shmq protocol: "
 			 "disconnected", s->peer.pid);

@@ -27,7 +27,7 @@
 #include "shmq_layout.h"
 
 #define SHMQ_WIRE_MAGIC    UINT32_C(0x51514d53)   /* "SMQQ" */
-#define SHMQ_WIRE_VERSION  2u
+#define SHMQ_WIRE_VERSION  3u
 #define SHMQ_WIRE_MAX      65536u                 /* largest packet */
 #define SHMQ_WIRE_NAME     (SHMQ_NAME_MAX + 1)
 
@@ -59,6 +59,11 @@ enum shmq_msgtype {
 
 /* Set in the type of every reply. */
 #define SHMQ_MSG_REPLY 0x8000u
+/* Set by the client in a DETACH (the only request allowed it): the daemon
+ * sends no reply.  The handle has marked itself detached in the segment
+ * already, so the client need not wait, and open+detach costs one round
+ * trip instead of two. */
+#define SHMQ_MSG_NOREPLY 0x4000u
 
 /* --- request bodies ---------------------------------------------------- */
 

@@ -108,11 +108,14 @@ int wire_check_request(const void *pkt, size_t len, uint16_t *type,
 	*seq = h.seq;
 	if (h.version != SHMQ_WIRE_VERSION)
 		return SHMQ_EPROTO;
-	size_t want = request_size(h.type);
+	uint16_t base = h.type;
+	if (h.type == (SHMQ_MSG_DETACH | SHMQ_MSG_NOREPLY))
+		base = SHMQ_MSG_DETACH;
+	size_t want = request_size(base);
 	if (want == 0 || len - sizeof(h) != want)
 		return SHMQ_EINVAL;
 	*body = (const char *)pkt + sizeof(h);
-	return check_body(h.type, *body);
+	return check_body(base, *body);
 }
 
 static size_t reply_min_size(uint16_t type)

@@ -2474,6 +2474,10 @@ START_TEST(test_proto_bodies)
 	expect_error(fd, SHMQ_MSG_DELETE, &nm, sizeof(nm), SHMQ_ENAME);
 	/* 203 was CLOSE in wire version 1; closing is the clients' now. */
 	expect_error(fd, 203, &nm, sizeof(nm), SHMQ_EINVAL);
+	/* Only DETACH may ask for no reply: anything else with the bit is
+	 * malformed, and is answered. */
+	expect_error(fd, SHMQ_MSG_STAT | SHMQ_MSG_NOREPLY, &nm, sizeof(nm),
+		     SHMQ_EINVAL);
 	memset(&ls, 'l', sizeof(ls));
 	expect_error(fd, SHMQ_MSG_LIST, &ls, sizeof(ls), SHMQ_ENAME);
 	memset(&ls, 0, sizeof(ls));
