@@ -66,6 +66,7 @@ void (*ring_test_hook)(enum ring_hook_point point);
 #define SPIN_INIT_NS     20000u
 #define SPIN_POLL_MAX       32          /* pauses between looks */
 #define SPIN_YIELD_NS     4000u         /* then give the CPU away */
+#define SLEEP_CAP_NS      1000000000ull /* longest single futex sleep */
 #define LOCK_SPINS         200
 #define TRY_LOCK_GRACE_NS  10000000ll   /* timeout 0 still waits for a lock
 					   holder, but not for a stalled one */
@@ -174,6 +175,9 @@ static int plan_segment(uint32_t capacity, uint32_t max_msg,
 	if (size < SHMQ_CACHELINE)
 		size = SHMQ_CACHELINE;
 	size = align_up(size, SHMQ_CACHELINE);
+	/* A slot's `pos` is 32 bits: the data ring must stay below 4 GiB. */
+	if (size > UINT32_MAX)
+		return SHMQ_EINVAL;
 
 	/* More slots than capacity: a producer writes slots for tickets up to
 	 * head + capacity - 1 before it commits, and must never reach the slot
@@ -458,7 +462,7 @@ static int repair(struct ring *r, enum side side)
 	if (READ_ONCE(h->tail_hint) > tail)
 		WRITE_ONCE(h->tail_hint, tail);
 	if (tw & SHMQ_TAIL_NOW)
-		complete_discard(r, tw);
+		complete_discard(r, tw);        /* also after now_pending */
 	return SHMQ_OK;
 }
 
@@ -559,19 +563,18 @@ static int ready(struct ring *r, enum side side, uint64_t len)
 {
 	struct shmq_seg_hdr *h = r->hdr;
 
+	uint64_t head = LOAD_SC(h->head);
+
 	/* The next message's own mark first: the line a consumer is about
 	 * to need anyway, instead of the producers' busy tail. */
-	if (side == GET_SIDE) {
-		uint64_t head = LOAD_SC(h->head);
-		if (LOAD_SC(r->slots[head & r->mask].published) == head)
-			return 1;
-	}
+	if (side == GET_SIDE &&
+	    LOAD_SC(r->slots[head & r->mask].published) == head)
+		return 1;
 	uint64_t tw = LOAD_SC(h->tail);
 
 	if (tw & SHMQ_TAIL_CLOSED)
 		return 1;
 	uint64_t tail = tw & SHMQ_TAIL_COUNT;
-	uint64_t head = LOAD_SC(h->head);
 	if (side == GET_SIDE)
 		return head != tail;
 	if (head > tail)
@@ -592,7 +595,7 @@ static inline int spin_hint(struct ring *r)
 
 static void adapt_spin(struct ring *r, int paid_off)
 {
-	uint32_t s = r->spin_ns;
+	uint32_t s = __atomic_load_n(&r->spin_ns, __ATOMIC_RELAXED);
 
 	if (cpus_online() < 2)
 		return;
@@ -600,7 +603,7 @@ static void adapt_spin(struct ring *r, int paid_off)
 		s = s * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : s * 2;
 	else
 		s = s / 2 < SPIN_MIN_NS ? SPIN_MIN_NS : s / 2;
-	r->spin_ns = s;
+	__atomic_store_n(&r->spin_ns, s, __ATOMIC_RELAXED);
 }
 
 /* Marks our attachment entry as asleep in put or get (the statistics
@@ -619,13 +622,14 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 	uint32_t *word = side == PUT_SIDE ? &r->hdr->space_futex
 					  : &r->hdr->data_futex;
 
-	if (r->spin_ns) {
+	uint32_t spin_ns = __atomic_load_n(&r->spin_ns, __ATOMIC_RELAXED);
+	if (spin_ns) {
 		/* Look again after 1, 2, 4, ... pauses, then every
 		 * SPIN_POLL_MAX: each look pulls the other side's cache line
 		 * away from it, and it pays for that on its next commit, so a
 		 * busy stream is polled rarely while a quiet one still gets
 		 * an answer within a few hundred nanoseconds. */
-		uint64_t start = mono_ns(), until = start + r->spin_ns;
+		uint64_t start = mono_ns(), until = start + spin_ns;
 		unsigned gap = 1, looks = 0;
 		for (unsigned i = 1;; i++) {
 			cpu_relax();
@@ -665,12 +669,20 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 		if (ready(r, side, len))
 			return SHMQ_OK;
 
+		/* Never sleep more than a second at a time: a process killed
+		 * between its commit and its wake-up would otherwise strand us
+		 * until shmqd notices the death (not at all while it is down);
+		 * waking to look again costs nothing that matters. */
 		const struct timespec *dl = timeout_deadline(to);
+		struct timespec cap;
+		ns_to_ts(mono_ns() + SLEEP_CAP_NS, &cap);
+		int capped = dl == NULL || cap.tv_sec < dl->tv_sec ||
+			     (cap.tv_sec == dl->tv_sec && cap.tv_nsec < dl->tv_nsec);
 		HOOK(RING_HOOK_SLEEP);
 		mark_sleep(r, side == PUT_SIDE ? SHMQ_WAIT_PUT : SHMQ_WAIT_GET);
-		int e = futex_wait(word, w, dl);
+		int e = futex_wait(word, w, capped ? &cap : dl);
 		mark_sleep(r, SHMQ_WAIT_NONE);
-		if (e == ETIMEDOUT)
+		if (e == ETIMEDOUT && !capped)
 			return SHMQ_ETIMEDOUT;
 		if (e == EINTR)
 			return SHMQ_EINTR;
@@ -776,7 +788,8 @@ static int put_commit(struct ring *r, struct put_state *ps, size_t *done)
 	for (uint64_t t = ps->t - n; t < ps->t; t++)
 		__atomic_store_n(&r->slots[t & r->mask].published, t,
 				 __ATOMIC_RELEASE);
-	WRITE_ONCE(h->head_hint, ps->head);
+	if (ps->fresh)
+		WRITE_ONCE(h->head_hint, ps->head);
 	HOOK(RING_HOOK_PUT_COMMITTED);
 	*done = n;
 	return SHMQ_OK;
@@ -811,8 +824,9 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
 
 /* One attempt, made with the side's lock held: returns RING_WAIT to wait
  * for the queue to change and try again, RING_HOLD to return SHMQ_OK with
- * the lock still held (zero copy), anything else to return it. */
-typedef int (*attempt_fn)(struct ring *r, void *ctx);
+ * the lock still held (zero copy), anything else to return it.  It sets
+ * *progressed when it committed something the other side may wait for. */
+typedef int (*attempt_fn)(struct ring *r, void *ctx, int *progressed);
 #define RING_HOLD 101
 
 /* Every blocking operation: lock, attempt, and while the queue is full
@@ -831,10 +845,16 @@ static int run_locked(struct ring *r, enum side side, int timeout_ms,
 			return rc;
 		HOOK(side == PUT_SIDE ? RING_HOOK_PUT_LOCKED
 				      : RING_HOOK_GET_LOCKED);
-		rc = attempt(r, ctx);
+		int progressed = 0;
+		rc = attempt(r, ctx, &progressed);
 		if (rc == RING_HOLD)
 			return SHMQ_OK;
 		side_unlock(r, side);
+		/* Wake the other side after unlocking, so that our own side
+		 * does not queue behind the system call. */
+		if (progressed)
+			notify(side == PUT_SIDE ? &r->hdr->data_futex
+						: &r->hdr->space_futex);
 		if (rc != RING_WAIT)
 			return rc;
 		if (to.ms == SHMQ_NOWAIT)
@@ -851,7 +871,7 @@ struct put_args {
 	uint64_t next_len;
 };
 
-static int attempt_put(struct ring *r, void *ctx)
+static int attempt_put(struct ring *r, void *ctx, int *progressed)
 {
 	struct put_args *a = ctx;
 	size_t k;
@@ -859,8 +879,7 @@ static int attempt_put(struct ring *r, void *ctx)
 
 	if (k) {
 		a->done += k;
-		/* Consumers need get_lock, not ours: wake them right away. */
-		notify(&r->hdr->data_futex);
+		*progressed = 1;
 	}
 	if (rc == RING_WAIT)
 		a->next_len = a->msgs[a->done].iov_len;
@@ -889,8 +908,9 @@ struct reserve_args {
 	struct put_state ps;
 };
 
-static int attempt_reserve(struct ring *r, void *ctx)
+static int attempt_reserve(struct ring *r, void *ctx, int *progressed)
 {
+	(void)progressed;
 	struct reserve_args *a = ctx;
 	int rc = put_begin(r, &a->ps);
 
@@ -991,6 +1011,20 @@ static int get_avail(struct ring *r, uint64_t head, uint64_t *tail,
 	return SHMQ_OK;
 }
 
+/* Under get_lock: has close --now been asked for?  Then finish its
+ * discard (its closer may have died or given up on our lock) and report
+ * end of stream at once. */
+static int closed_now(struct ring *r)
+{
+	if (!READ_ONCE(r->hdr->now_pending))
+		return 0;
+	uint64_t tw = LOAD_ACQ(r->hdr->tail);
+	if (!(tw & SHMQ_TAIL_NOW))
+		return 0;       /* asked, not yet set: keep going */
+	complete_discard(r, tw);
+	return 1;
+}
+
 /* Under get_lock: our head, and the tail hint if it is believable. */
 static uint64_t get_start(struct ring *r, uint64_t *tail)
 {
@@ -1009,8 +1043,6 @@ static void get_commit(struct ring *r, uint64_t head)
 	HOOK(RING_HOOK_GET_COPIED);
 	__atomic_store_n(&r->hdr->head, head, __ATOMIC_SEQ_CST);
 	HOOK(RING_HOOK_GET_COMMITTED);
-	/* Producers need put_lock, not ours: wake them right away. */
-	notify(&r->hdr->space_futex);
 }
 
 struct get_args {
@@ -1020,13 +1052,15 @@ struct get_args {
 	size_t n, got;
 };
 
-static int attempt_get(struct ring *r, void *ctx)
+static int attempt_get(struct ring *r, void *ctx, int *progressed)
 {
 	struct get_args *a = ctx;
 	uint64_t tail, head = get_start(r, &tail);
 	size_t used = 0, k = 0;
 	int rc = SHMQ_OK, looked = 0;
 
+	if (closed_now(r))
+		return end_of_stream(r);
 	while (k < a->n &&
 	       (rc = get_avail(r, head, &tail, &looked)) == SHMQ_OK) {
 		struct shmq_slot s;
@@ -1063,6 +1097,7 @@ static int attempt_get(struct ring *r, void *ctx)
 	if (k) {
 		get_commit(r, head);
 		a->got = k;
+		*progressed = 1;
 		return SHMQ_OK;
 	}
 	return rc;
@@ -1090,13 +1125,16 @@ struct view_args {
 	uint64_t head;
 };
 
-static int attempt_view(struct ring *r, void *ctx)
+static int attempt_view(struct ring *r, void *ctx, int *progressed)
 {
 	struct view_args *a = ctx;
 	struct shmq_slot s;
 	uint64_t tail;
 	int looked = 0;
 
+	(void)progressed;
+	if (closed_now(r))
+		return end_of_stream(r);
 	a->head = get_start(r, &tail);
 	int rc = get_avail(r, a->head, &tail, &looked);
 	if (rc != SHMQ_OK)
@@ -1134,6 +1172,8 @@ int ring_release(struct ring *r, int leave)
 		get_commit(r, r->held_head + 1);
 	r->held = 0;
 	side_unlock(r, GET_SIDE);
+	if (!leave)
+		notify(&r->hdr->space_futex);
 	return SHMQ_OK;
 }
 
@@ -1151,6 +1191,8 @@ int ring_close(struct ring *r, unsigned how, uint64_t *discarded)
 		bits |= SHMQ_TAIL_NOW;
 	else if (how != SHMQ_CLOSE_DRAIN)
 		return SHMQ_EINVAL;
+	if (how == SHMQ_CLOSE_NOW)
+		__atomic_store_n(&h->now_pending, 1, __ATOMIC_SEQ_CST);
 
 	uint64_t old = __atomic_fetch_or(&h->tail, bits, __ATOMIC_SEQ_CST);
 	if (!(old & SHMQ_TAIL_CLOSED)) {

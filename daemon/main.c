@@ -323,6 +323,7 @@ int main(int argc, char **argv)
 	sessions_init(base, o.max_clients);
 	registry_adopt();
 	registry_walk("", adopt_one, NULL);
+	registry_reap();
 
 	ev_accept = event_new(base, l.fd, EV_READ | EV_PERSIST, on_accept,
 			      NULL);

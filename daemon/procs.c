@@ -152,6 +152,7 @@ static void on_exit_event(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	died(arg);
+	registry_reap();
 }
 
 /* Starts watching a process; NULL if it is gone or cannot be watched. */
@@ -292,6 +293,13 @@ static void adopt_entries(struct queue *q, void *arg)
 					      __ATOMIC_RELAXED);
 		if (pid == 0)
 			continue;
+		/* Detached while no daemon could be told: release it now,
+		 * live process or not. */
+		if (__atomic_load_n(&c->detached, __ATOMIC_ACQUIRE) ==
+		    SHMQ_CLIENT_DETACHED) {
+			ring_client_remove(r, i, 0);
+			continue;
+		}
 		struct proc *p = NULL;
 		if (pid <= INT32_MAX && st != 0)
 			p = watch((pid_t)pid, st);

@@ -90,14 +90,15 @@ int registry_init(const char *identity, const struct registry_limits *lim)
 
 struct queue *registry_find(const char *name)
 {
-	struct queue key;
+	struct queue key, *q;
 	void *node;
 
 	if (strlen(name) > SHMQ_NAME_MAX)
 		return NULL;
 	strcpy(key.name, name);
 	node = tfind(&key, &by_name, cmp_name);
-	return node ? *(struct queue **)node : NULL;
+	q = node ? *(struct queue **)node : NULL;
+	return q && !q->broken ? q : NULL;
 }
 
 struct queue *registry_find_id(uint64_t id)
@@ -232,8 +233,8 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 	rc = ring_plan(&cfg, &size);
 	if (rc != SHMQ_OK) {
 		snprintf(detail, detail_size,
-			 "need 1 <= capacity <= %u, max-msg <= %u and "
-			 "max-bytes 0 or >= max-msg",
+			 "need 1 <= capacity <= %u, max-msg <= %u, max-bytes "
+			 "0 or >= max-msg, and capacity x max-msg under 4 GiB",
 			 SHMQ_CAPACITY_MAX, SHMQ_MSG_MAX);
 		return rc;
 	}
@@ -359,13 +360,31 @@ void registry_guard_init(void)
 	sigaction(SIGBUS, &sa, NULL);
 }
 
+static struct queue *broken_list;
+
+/* Only marks: the caller (or a walk in progress) may still hold q. */
 static void break_queue(struct queue *q)
 {
 	q->broken = 1;
 	log_error("queue '%s': its segment was truncated by a client; the "
 		  "queue is unusable and removed", q->name);
-	if (!q->deleted && registry_find_id(q->id) == q)
-		registry_delete(q);
+	unlink_both(q->id);
+	q->next_broken = broken_list;
+	broken_list = q;
+}
+
+void registry_reap(void)
+{
+	while (broken_list) {
+		struct queue *q = broken_list;
+		broken_list = q->next_broken;
+		if (!q->deleted) {
+			tdelete(q, &by_name, cmp_name);
+			q->deleted = 1;
+			nqueues--;
+		}
+		registry_release(q);
+	}
 }
 
 int registry_access(struct queue *q, void (*fn)(struct queue *, void *),
@@ -404,7 +423,7 @@ static void walk_node(const void *node, VISIT which, void *closure)
 	struct walk *w = closure;
 	struct queue *q = *(struct queue *const *)node;
 
-	if (w->stopped || (which != postorder && which != leaf))
+	if (w->stopped || (which != postorder && which != leaf) || q->broken)
 		return;
 	if (w->after[0] && strcmp(q->name, w->after) <= 0)
 		return;
@@ -540,6 +559,13 @@ static void adopt_one(uint64_t id)
 	    (rc = registry_access(q, check_adopted, &ac)) == SHMQ_OK)
 		rc = ac.rc;
 	close(fd);
+	if (q->broken) {
+		/* Truncated under us while we looked: the reaper frees it,
+		 * as a deleted queue nobody has attached. */
+		q->deleted = 1;
+		registry_reap();
+		return;
+	}
 	if (rc != SHMQ_OK || insert(q) != SHMQ_OK) {
 		log_error("cannot adopt queue '%s' (%016" PRIx64 "): %s", m.name,
 			  id, shmq_strerror(rc));

@@ -32,7 +32,9 @@ struct queue {
 	unsigned attached;          /* attachments tracked by procs.c */
 	int deleted;                /* name removed, kept while attached */
 	int broken;                 /* segment truncated under us: never
-				       touched again */
+				       touched again, removed by
+				       registry_reap() */
+	struct queue *next_broken;
 };
 
 struct registry_limits {
@@ -73,6 +75,10 @@ int registry_access(struct queue *q, void (*fn)(struct queue *, void *),
 		    void *arg);
 /* Installs the SIGBUS handler registry_access() relies on. */
 void registry_guard_init(void);
+/* Removes the queues found broken since the last call.  A broken queue is
+ * only marked where it is found (a caller, or a walk of the registry, may
+ * still be using it); call this where nobody is: between requests. */
+void registry_reap(void);
 
 /* Calls fn for each live queue in name order, starting after `after`
  * ("" = from the first); stops when fn returns non-zero. */

@@ -469,6 +469,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	rlen = session_handle(&s->peer, in, (size_t)n, out, &pass_fd,
 			      &hang_up);
+	registry_reap();        /* between requests, nobody holds a queue */
 	/* A well-formed DETACH that asked for no reply gets none; anything
 	 * else with that bit is malformed and answered as such. */
 	const struct shmq_wire_hdr *req = (const void *)in;

@@ -51,7 +51,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 4u
+#define SHMQ_LAYOUT_VERSION 5u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -124,6 +124,12 @@ struct shmq_seg_hdr {
 	/* head at the moment close --now discarded the rest, or
 	 * SHMQ_NO_DISCARD: tail - discard_from messages were dropped. */
 	uint64_t discard_from;
+	/* Set by close --now before it sets its bit in `tail`, on the line
+	 * consumers read anyway: a consumer that sees it looks at `tail` and
+	 * finishes the discard itself, even if the closer died or gave up
+	 * waiting for get_lock. */
+	uint32_t now_pending;
+	uint32_t pad2;
 	/* Consumer-private hint (under get_lock): a tail count seen earlier. */
 	_Alignas(SHMQ_CACHELINE) uint64_t tail_hint;
 

@@ -1764,6 +1764,55 @@ END_TEST
 /* ======================================================================= */
 /* 4. Restarts                                                              */
 
+/* A producer that detaches while no daemon runs, and lives on: the
+ * daemon that comes back honours the detach (it is marked in the
+ * segment), so the auto-close queue ends cleanly, not "producer lost". */
+START_TEST(test_detach_while_down)
+{
+	struct shmq_attr a = attr_of(8, 64, 0600, SHMQ_AUTO_CLOSE);
+	struct daemon d;
+	int ready[2], go[2], done[2];
+	char ch, buf[64];
+	size_t len;
+	shmq_t *c, *p;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	RC_EQ(shmq_create("dd", &a, 0), SHMQ_OK);
+	RC_EQ(shmq_open("dd", SHMQ_CONSUMER, &c), SHMQ_OK);
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(done), 0);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		CHILD_RC(shmq_open("dd", SHMQ_PRODUCER, &p), SHMQ_OK);
+		CHILD_RC(shmq_put(p, "x", 1, 1000), SHMQ_OK);
+		CHILD_CHECK(write(ready[1], "r", 1) == 1);
+		CHILD_CHECK(read(go[0], &ch, 1) == 1);
+		/* The daemon is down: still a successful detach. */
+		CHILD_RC(shmq_detach(p), SHMQ_OK);
+		CHILD_CHECK(write(done[1], "d", 1) == 1);
+		CHILD_CHECK(read(go[0], &ch, 1) == 1);   /* alive until told */
+		_exit(0);
+	}
+	ck_assert_int_eq(read(ready[0], &ch, 1), 1);
+	daemon_stop(&d, SIGKILL);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(read(done[0], &ch, 1), 1);
+	ck_assert_int_eq(daemon_restart(&d), 0);
+
+	RC_EQ(shmq_get(c, buf, sizeof(buf), &len, 5000), SHMQ_OK);
+	RC_EQ(shmq_get(c, buf, sizeof(buf), &len, 5000), SHMQ_EOS);
+	struct shmq_stat st = stat_q(c);
+	ck_assert_uint_eq(st.producers, 0);
+	ck_assert_int_eq(st.producer_lost, 0);
+	ck_assert_int_eq(st.auto_closed, 1);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(harness_wait(kid, 5000), 0);
+	shmq_detach(c);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 START_TEST(test_restart_kill9)
 {
 	struct producer pf, po, pk;
@@ -2499,9 +2548,13 @@ START_TEST(test_proto_bodies)
 	expect_error(fd, SHMQ_MSG_CREATE, &c, sizeof(c), SHMQ_EINVAL);
 	c.max_bytes = 0;
 	c.capacity = SHMQ_CAPACITY_MAX;
-	c.max_msg = SHMQ_MSG_MAX;       /* valid, but a 16 PiB segment */
+	c.max_msg = SHMQ_MSG_MAX;       /* a 16 PiB data ring: beyond the
+					   layout's 4 GiB */
+	expect_error(fd, SHMQ_MSG_CREATE, &c, sizeof(c), SHMQ_EINVAL);
+	c.capacity = 1024;
+	c.max_msg = 2u << 20;           /* 2 GiB: a layout, not a limit */
 	expect_error(fd, SHMQ_MSG_CREATE, &c, sizeof(c), SHMQ_ELIMIT);
-	a = attr_of(SHMQ_CAPACITY_MAX, SHMQ_MSG_MAX, 0600, 0);
+	a = attr_of(1024, 2u << 20, 0600, 0);
 	RC_EQ(shmq_create("huge", &a, 0), SHMQ_ELIMIT);
 	ck_assert_msg(shmq_error_detail()[0] != '\0', "no detail");
 	/* Bits nobody defined. */
@@ -3483,6 +3536,7 @@ static Suite *daemon_suite(void)
 	tc = tcase_create("restart");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_restart_kill9);
+	tcase_add_test(tc, test_detach_while_down);
 	tcase_add_test(tc, test_restart_sigterm);
 	suite_add_tcase(s, tc);
 

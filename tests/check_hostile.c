@@ -349,6 +349,39 @@ START_TEST(truncated_segment)
 }
 END_TEST
 
+/* The first the daemon hears of truncated segments is an OPEN, then a
+ * LIST that walks over several of them: the broken queues must be
+ * dropped without the daemon touching them (or their memory) again. */
+START_TEST(truncated_then_open_and_list)
+{
+	static const char *const names[] = { "t1", "t2", "t3" };
+	struct shmq_stat *list;
+	struct daemon d;
+	size_t n;
+	shmq_t *q;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(shmq_create(names[i], NULL, 0), SHMQ_OK);
+	truncate_segments(&d);
+	ck_assert_int_eq(shmq_create("zz.healthy", NULL, 0), SHMQ_OK);
+	int rc = shmq_open("t1", SHMQ_CONSUMER, &q);
+	ck_assert_msg(rc == SHMQ_ECORRUPT || rc == SHMQ_ENOENT, "open: %d", rc);
+	ck_assert_int_eq(shmq_list(&list, &n), SHMQ_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(list[0].name, "zz.healthy");
+	free(list);
+	for (int i = 0; i < 3; i++) {
+		struct shmq_stat st;
+		ck_assert_int_eq(shmq_stat_name(names[i], &st), SHMQ_ENOENT);
+		/* The name is free again. */
+		ck_assert_int_eq(shmq_create(names[i], NULL, 0), SHMQ_OK);
+	}
+	assert_daemon_serves(&d);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* A segment truncated while no daemon ran is refused at adoption. */
 START_TEST(truncated_while_down)
 {
@@ -377,6 +410,7 @@ static Suite *hostile_suite(void)
 	tcase_add_loop_test(tc, scribble_while_in_use, 0, 4);
 	tcase_add_loop_test(tc, adopt_scribbled_segment, 0, 4);
 	tcase_add_test(tc, truncated_segment);
+	tcase_add_test(tc, truncated_then_open_and_list);
 	tcase_add_test(tc, truncated_while_down);
 	suite_add_tcase(s, tc);
 	return s;

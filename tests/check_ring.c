@@ -2081,6 +2081,75 @@ START_TEST(test_crash_close_now_busy)
 }
 END_TEST
 
+/* A consumer that holds get_lock past close --now's patience, then goes
+ * on normally: the close still takes effect at the next get. */
+static int go_pipe[2] = { -1, -1 };
+
+static int kid_view_then_leave(struct kctx *c)
+{
+	const void *data;
+	size_t len;
+	char ch;
+
+	if (ring_view(&c->r, &data, &len, SHMQ_FOREVER) != SHMQ_OK)
+		return KID_FAIL;
+	if (write(c->evt, "P", 1) != 1 || read(go_pipe[0], &ch, 1) != 1)
+		return KID_FAIL;
+	return ring_release(&c->r, 1) == SHMQ_OK ? 0 : KID_FAIL;
+}
+
+START_TEST(test_close_now_outwaited)
+{
+	struct ring_config c = config(8, 64, 0, 0);
+	uint64_t disc = 99;
+	char buf[64];
+	size_t len;
+
+	q_create(&c);
+	put_ok(&R, "a");
+	put_ok(&R, "b");
+	put_ok(&R, "c");
+	ck_assert_int_eq(pipe(go_pipe), 0);
+	struct kid *k = kid_start(SHMQ_ROLE_CONSUMER, kid_view_then_leave,
+				  NULL);
+	kid_expect_parked(k);
+	ck_assert_int_eq(ring_close(&R, SHMQ_CLOSE_NOW, &disc), SHMQ_EBUSY);
+	ck_assert_int_eq(write(go_pipe[1], "g", 1), 1);
+	kid_ok(k);
+	/* Nothing more is delivered: the discard happens now. */
+	ck_assert_int_eq(get_buf(&R, buf, sizeof(buf), &len, 0), SHMQ_EOS);
+	struct shmq_stat st = stat_now();
+	ck_assert_uint_eq(st.messages, 0);
+	ck_assert_uint_eq(st.discarded, 3);
+	close(go_pipe[0]);
+	close(go_pipe[1]);
+}
+END_TEST
+
+/* A producer killed between its commit and its wake-up call must not
+ * strand a consumer asleep on an empty queue: sleeps are capped, so the
+ * sleeper looks again within about a second. */
+START_TEST(test_crash_before_wakeup)
+{
+	struct ring_config c = config(8, 64, 0, 0);
+	struct op sleeper = OP(.timeout = SHMQ_FOREVER);
+	struct op dead = OP(.timeout = SHMQ_FOREVER,
+			    .park = AT(RING_HOOK_PUT_COMMITTED), .n = 1,
+			    .msgs = { "stranded?" });
+
+	q_create(&c);
+	struct kid *g = kid_op(SHMQ_ROLE_CONSUMER, kid_get, &sleeper);
+	EVENTUALLY(entry_wait(g->idx) == SHMQ_WAIT_GET);
+	struct kid *p = kid_op(SHMQ_ROLE_PRODUCER, kid_put, &dead);
+	kid_expect_parked(p);           /* committed, nobody woken */
+	kid_kill(p);
+	/* No shmqd here to wake anyone on the producer's death. */
+	struct kres res = kid_result(g);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "stranded?", 9);
+}
+END_TEST
+
 /* SIGKILL at random instructions.  Producers and consumers run flat out
  * while the parent kills one at random every few hundred microseconds and
  * starts a replacement.  No message may be received twice or torn, each
@@ -2840,6 +2909,8 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_crash_at_sleep_hook);
 	tcase_add_test(tc, test_crash_woken_getter);
 	tcase_add_test(tc, test_crash_close_now_busy);
+	tcase_add_test(tc, test_close_now_outwaited);
+	tcase_add_test(tc, test_crash_before_wakeup);
 	tcase_add_test(tc, test_crash_storm);
 
 	tc = tcase(s, "corrupt", 30);

@@ -155,7 +155,7 @@ fi
 dir=$top/huge
 start_daemon "$dir" --max-segment 64M
 export SHMQ_SOCKET=$dir/s.sock SHMQ_NO_AUTOSTART=1
-out=$("$qctl" create huge --capacity 100000 --max-msg 1M 2>&1)
+out=$("$qctl" create huge --capacity 1000 --max-msg 1M 2>&1)
 rc=$?
 check "huge segment refused (exit 1, limit named): $out" \
 	[ $rc -eq 1 ] && [[ $out == *"exceeds the limit"* ]]

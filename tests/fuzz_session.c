@@ -103,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int fd, hang_up;
 		memcpy(pkt, data, len);
 		size_t n = session_handle(&peer, pkt, len, out, &fd, &hang_up);
+		registry_reap();
 		free(pkt);
 		if (fd >= 0)
 			close(fd);
