@@ -176,7 +176,10 @@ int shmq_get_leave(shmq_t *q);
 
 /* close: SHMQ_CLOSE_DRAIN lets consumers receive what is queued;
  * SHMQ_CLOSE_NOW discards it (*discarded, if not NULL, says how many).
- * Idempotent; wakes every blocked putter and getter. */
+ * Idempotent; wakes every blocked putter and getter.  If a stalled
+ * consumer holds the consumers' lock for over a second, SHMQ_CLOSE_NOW
+ * returns SHMQ_EBUSY: the queue is closed all the same, and the next get
+ * discards what is left (stat's `discarded` then counts it). */
 #define SHMQ_CLOSE_DRAIN 0u
 #define SHMQ_CLOSE_NOW   1u
 int shmq_close(shmq_t *q, unsigned how, uint64_t *discarded);
