@@ -71,6 +71,11 @@ void (*ring_test_hook)(enum ring_hook_point point);
 #define TRY_LOCK_GRACE_NS  10000000ll   /* timeout 0 still waits for a lock
 					   holder, but not for a stalled one */
 #define CLOSE_LOCK_MS    1000
+/* A batch commits as it goes once it has moved this many payload bytes:
+ * the other side can start on the first messages while this one copies
+ * the rest (with a small capacity it would otherwise wait for the whole
+ * batch).  Batches of small messages still commit once per call. */
+#define BATCH_COMMIT_BYTES (32u << 10)
 
 static inline void cpu_relax(void)
 {
@@ -790,6 +795,7 @@ static int put_commit(struct ring *r, struct put_state *ps, size_t *done)
 				 __ATOMIC_RELEASE);
 	if (ps->fresh)
 		WRITE_ONCE(h->head_hint, ps->head);
+	ps->tw = tw + n;
 	HOOK(RING_HOOK_PUT_COMMITTED);
 	*done = n;
 	return SHMQ_OK;
@@ -800,6 +806,8 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
 {
 	struct put_state ps;
 	uint8_t *data;
+	uint64_t since = 0;
+	size_t k;
 	int rc;
 
 	*done = 0;
@@ -809,13 +817,24 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
 	for (size_t i = 0; rc == SHMQ_OK && i < n; i++) {
 		uint64_t len = msgs[i].iov_len;
 		rc = put_place(r, &ps, len, &data);
-		if (rc == SHMQ_OK && len)
+		if (rc != SHMQ_OK)
+			break;
+		if (len)
 			memcpy(data, msgs[i].iov_base, len);
+		since += len;
+		if (since >= BATCH_COMMIT_BYTES && i + 1 < n) {
+			since = 0;
+			rc = put_commit(r, &ps, &k);
+			*done += k;
+			if (rc == SHMQ_OK)
+				notify(&r->hdr->data_futex);
+		}
 	}
 	if (rc == SHMQ_ECORRUPT)
 		return rc;
 	/* Commit what was placed, then report why the batch stopped. */
-	int crc = put_commit(r, &ps, done);
+	int crc = put_commit(r, &ps, &k);
+	*done += k;
 	return crc != SHMQ_OK ? crc : rc;
 }
 
@@ -1055,7 +1074,8 @@ struct get_args {
 static int attempt_get(struct ring *r, void *ctx, int *progressed)
 {
 	struct get_args *a = ctx;
-	uint64_t tail, head = get_start(r, &tail);
+	uint64_t tail, head = get_start(r, &tail), committed = head;
+	uint64_t since = 0;
 	size_t used = 0, k = 0;
 	int rc = SHMQ_OK, looked = 0;
 
@@ -1093,9 +1113,17 @@ static int attempt_get(struct ring *r, void *ctx, int *progressed)
 		used += s.len;
 		k++;
 		head++;
+		since += s.len;
+		if (since >= BATCH_COMMIT_BYTES && k < a->n) {
+			since = 0;
+			get_commit(r, head);
+			committed = head;
+			notify(&r->hdr->space_futex);
+		}
 	}
 	if (k) {
-		get_commit(r, head);
+		if (head != committed)
+			get_commit(r, head);
 		a->got = k;
 		*progressed = 1;
 		return SHMQ_OK;

@@ -1867,6 +1867,95 @@ START_TEST(test_crash_in_get)
 }
 END_TEST
 
+/* A batch of large messages commits as it goes (every 32 KiB of
+ * payload): the first messages of a batch reach consumers while its
+ * caller is still copying the rest, and a caller killed mid-batch leaves
+ * exactly what it had committed.  Three 20 KiB messages: the commit after
+ * the second is the first of the batch. */
+#define BIG 20000u
+
+static void big_fill(uint8_t *m, unsigned tag)
+{
+	for (unsigned i = 0; i < BIG; i++)
+		m[i] = (uint8_t)(tag * 31 + i * 7);
+}
+
+static int kid_put_big(struct kctx *c)
+{
+	static uint8_t m[3][BIG];
+	struct iovec v[3];
+	size_t done = 0;
+
+	for (unsigned i = 0; i < 3; i++) {
+		big_fill(m[i], i);
+		v[i] = (struct iovec){ m[i], BIG };
+	}
+	park_arm(c, c->arg);
+	KCHECK_EQ(ring_put(&c->r, v, 3, &done, SHMQ_FOREVER), SHMQ_OK);
+	return 0;
+}
+
+static int kid_get_big(struct kctx *c)
+{
+	static uint8_t buf[4 * BIG];
+	struct iovec out[3];
+	size_t got = 0;
+
+	park_arm(c, c->arg);
+	KCHECK_EQ(ring_get(&c->r, buf, sizeof(buf), out, 3, &got,
+			   SHMQ_FOREVER), SHMQ_OK);
+	return 0;
+}
+
+static void expect_big(unsigned tag)
+{
+	static uint8_t want[BIG], buf[BIG];
+	size_t len = 0;
+
+	big_fill(want, tag);
+	ck_assert_int_eq(get_buf(&R, buf, sizeof(buf), &len, WAIT_MS),
+			 SHMQ_OK);
+	ck_assert_uint_eq(len, BIG);
+	ck_assert_msg(memcmp(buf, want, BIG) == 0, "message %u garbled", tag);
+}
+
+START_TEST(test_large_batch_commits_as_it_goes)
+{
+	struct ring_config c = config(8, BIG, 0, 0);
+	struct op at_commit = OP(.park = AT(RING_HOOK_PUT_COMMITTED));
+	struct op at_take = OP(.park = AT(RING_HOOK_GET_COMMITTED));
+	static uint8_t m[BIG];
+
+	q_create(&c);
+	/* Put side: parked inside the batch, after its first commit. */
+	struct kid *k = kid_op(SHMQ_ROLE_PRODUCER, kid_put_big, &at_commit);
+	kid_expect_parked(k);
+	ck_assert_uint_eq(stat_now().messages, 2);
+	expect_big(0);
+	expect_big(1);
+	kid_kill(k);
+	ring_client_remove(&R, k->idx, 1);
+	expect_empty(&R);       /* the third was never committed */
+
+	/* Get side: three queued, a consumer parked after taking two. */
+	for (unsigned i = 0; i < 3; i++) {
+		big_fill(m, 10 + i);
+		ck_assert_int_eq(put_buf(&R, m, BIG, SHMQ_NOWAIT), SHMQ_OK);
+	}
+	k = kid_op(SHMQ_ROLE_CONSUMER, kid_get_big, &at_take);
+	kid_expect_parked(k);
+	ck_assert_uint_eq(stat_now().messages, 1);
+	kid_kill(k);
+	ring_client_remove(&R, k->idx, 1);
+	expect_big(12);
+	expect_empty(&R);
+	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
+	struct shmq_stat st = stat_now();
+	ck_assert_uint_eq(st.total_put, 5);
+	ck_assert_uint_eq(st.total_got, 5);
+}
+END_TEST
+
 /* Regression: on a capacity-1 queue every new message lands in the one
  * slot that also records where the previous message ended.  A producer
  * killed after writing it but before committing must not leave the queue
@@ -2905,6 +2994,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_crash_put_capacity_one);
 	tcase_add_test(tc, test_crash_batch_fills_queue);
 	tcase_add_test(tc, test_crash_batch_stale_hint);
+	tcase_add_test(tc, test_large_batch_commits_as_it_goes);
 	tcase_add_test(tc, test_crash_asleep_in_get);
 	tcase_add_test(tc, test_crash_at_sleep_hook);
 	tcase_add_test(tc, test_crash_woken_getter);
