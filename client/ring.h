@@ -54,6 +54,7 @@ struct ring {
 	int held;                   /* 0, or 1 + the side (put 0, get 1) */
 	uint64_t held_tw;           /* put: tail word when reserved */
 	uint64_t held_head;         /* put: head hint; get: the head viewed */
+	uint64_t held_off, held_bytes, held_pos;   /* put: the next wpos */
 };
 
 /* Checks `cfg` and computes the size of its segment. */

@@ -51,7 +51,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 5u
+#define SHMQ_LAYOUT_VERSION 6u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -114,9 +114,18 @@ struct shmq_seg_hdr {
 	/* --- put side: producers, under put_lock --------------------------- */
 	_Alignas(SHMQ_CACHELINE) union shmq_lock put_lock;
 	_Alignas(SHMQ_CACHELINE) uint64_t tail;   /* count | CLOSED | NOW */
-	/* Producer-private hint (under put_lock): a head value seen earlier.
-	 * It can only lag the real head, so it is safe to trust for "room". */
+	/* Producer-private hints (under put_lock), on their own line.
+	 * head_hint: a head value seen earlier; it can only lag the real head,
+	 * so it is safe to trust for "room".  wpos_*: where the message of
+	 * ticket wpos_ticket goes (its slot's off, bytes and pos), written
+	 * after each commit, so that a put need not read the slot before its
+	 * own, a line consumers are reading.  Trusted only while wpos_ticket
+	 * is the tail, never after a producer died holding put_lock. */
 	_Alignas(SHMQ_CACHELINE) uint64_t head_hint;
+	uint64_t wpos_ticket;
+	uint64_t wpos_off;
+	uint64_t wpos_bytes;
+	uint64_t wpos_pos;
 
 	/* --- get side: consumers, under get_lock --------------------------- */
 	_Alignas(SHMQ_CACHELINE) union shmq_lock get_lock;
