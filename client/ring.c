@@ -355,8 +355,8 @@ int ring_attach(struct ring *r, void *mem, uint64_t size)
 
 /* Reads the slot of `ticket` once and checks it.  A slot is trusted only
  * if it names its own ticket and its bytes lie inside the data ring. */
-static int read_slot(const struct ring *r, uint64_t ticket,
-		     struct shmq_slot *s)
+static inline __attribute__((always_inline)) int
+read_slot(const struct ring *r, uint64_t ticket, struct shmq_slot *s)
 {
 	const struct shmq_slot *p = &r->slots[ticket & r->mask];
 
@@ -386,15 +386,18 @@ static inline const uint8_t *slot_data(const struct ring *r, uint64_t ticket,
 					: r->slots[ticket & r->mask].inline_data;
 }
 
-/* Where the next message goes: just after the message before it. */
+/* Where the next message goes: just after the message before it.  (off
+ * and bytes are kept apart so that the compiler does not fetch them as one
+ * 16-byte load of values it has just stored one by one: such a load waits
+ * until those stores reach the cache, behind the slot line in flight.) */
 struct wpos {
 	uint64_t off;       /* in the endless byte stream */
-	uint64_t bytes;     /* payload bytes before it */
 	uint64_t pos;       /* off modulo data_size */
+	uint64_t bytes;     /* payload bytes before it */
 };
 
-static int next_wpos_slot(const struct ring *r, uint64_t tail,
-			  struct wpos *w)
+static inline int next_wpos_slot(const struct ring *r, uint64_t tail,
+				 struct wpos *w)
 {
 	struct shmq_slot s;
 
@@ -413,7 +416,8 @@ static int next_wpos_slot(const struct ring *r, uint64_t tail,
 
 /* The same under put_lock, from the producers' own hint when it is for
  * this tail: the slot before is on a line the consumers are reading. */
-static int next_wpos(const struct ring *r, uint64_t tail, struct wpos *w)
+static inline __attribute__((always_inline)) int
+next_wpos(const struct ring *r, uint64_t tail, struct wpos *w)
 {
 	const struct shmq_seg_hdr *h = r->hdr;
 
@@ -441,7 +445,7 @@ static void save_wpos(struct ring *r, uint64_t tail, const struct wpos *w)
 /* Does a message of `len` bytes fit at `w`, with the oldest queued message
  * at ticket `head` and `tail` the next ticket?  1 yes, 0 no, or an error.
  * `oldest` caches the head slot across the messages of one batch. */
-static int room_for(const struct ring *r, uint64_t head, uint64_t tail,
+static inline int room_for(const struct ring *r, uint64_t head, uint64_t tail,
 		    const struct wpos *w, uint64_t len,
 		    struct shmq_slot *oldest)
 {
@@ -750,7 +754,8 @@ struct put_state {
 	struct shmq_slot oldest;
 };
 
-static int put_begin(struct ring *r, struct put_state *ps)
+static inline __attribute__((always_inline)) int
+put_begin(struct ring *r, struct put_state *ps)
 {
 	struct shmq_seg_hdr *h = r->hdr;
 
@@ -771,11 +776,10 @@ static int put_begin(struct ring *r, struct put_state *ps)
 						      : SHMQ_ECORRUPT;
 }
 
-/* Finds room for one more message of `len` bytes and writes its slot;
- * *data is where its bytes go.  SHMQ_OK, RING_WAIT when full, or an
- * error. */
-static int put_place(struct ring *r, struct put_state *ps, uint64_t len,
-		     uint8_t **data)
+/* Finds room for one more message of `len` bytes and moves ps->w past a
+ * wrap if it needs one.  SHMQ_OK, RING_WAIT when full, or an error. */
+static inline __attribute__((always_inline)) int
+put_room(struct ring *r, struct put_state *ps, uint64_t len)
 {
 	uint64_t t0 = ps->tw & SHMQ_TAIL_COUNT;
 
@@ -795,18 +799,115 @@ static int put_place(struct ring *r, struct put_state *ps, uint64_t len,
 		return fit;
 	if (fit == 0)
 		return RING_WAIT;
-	uint64_t a = ring_bytes(len);
-	if (ps->w.pos + a > r->data_size) {
+	if (ps->w.pos + ring_bytes(len) > r->data_size) {
 		ps->w.off += r->data_size - ps->w.pos;
 		ps->w.pos = 0;
 	}
-	struct shmq_slot *s = &r->slots[ps->t & r->mask];
-	s->ticket = ps->t;
-	s->off = ps->w.off;
-	s->bytes = ps->w.bytes;
-	s->pos = (uint32_t)ps->w.pos;
+	return SHMQ_OK;
+}
+
+/*
+ * Writing a slot.  A put builds its slot in registers, inline bytes
+ * included, and writes it with one 8-byte and three 16-byte stores.  Why
+ * it matters: x86 commits stores in order, the store to a slot line waits
+ * until that line has come back from the consumers' CPU, and every later
+ * store waits behind it in a store buffer of limited size.  The fewer
+ * stores a message costs, the more slot lines a batch has on their way at
+ * once (measured here: eight more stores per message took a minimal batch
+ * loop from ~110 to ~40 M msg/s).  `published` is left alone: it still
+ * names an older ticket until the commit.
+ */
+typedef uint64_t slot_vec __attribute__((vector_size(16), may_alias));
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* n <= 8 bytes at p, read exactly (never past p + n), as the low bytes of
+ * a word. */
+static inline uint64_t load_word(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+
+	if (n == 8) {
+		memcpy(&v, p, 8);
+		return v;
+	}
+	if (n & 4) {
+		uint32_t x;
+		memcpy(&x, p, 4);
+		v = x;
+		i = 4;
+	}
+	if (n & 2) {
+		uint16_t x;
+		memcpy(&x, p + i, 2);
+		v |= (uint64_t)x << (i * 8);
+		i += 2;
+	}
+	if (n & 1)
+		v |= (uint64_t)p[i] << (i * 8);
+	return v;
+}
+
+static inline __attribute__((always_inline)) void
+slot_write(struct shmq_slot *s, uint64_t ticket, const struct wpos *w,
+	   uint64_t len, const uint8_t *src)
+{
+	uint64_t in0 = 0, in1 = 0, in2 = 0;
+
+	static_assert(SHMQ_INLINE_MAX == 24, "three words inline");
+	if (src && len <= SHMQ_INLINE_MAX) {
+		in0 = load_word(src, len < 8 ? len : 8);
+		if (len > 8)
+			in1 = load_word(src + 8, len < 16 ? len - 8 : 8);
+		if (len > 16)
+			in2 = load_word(src + 16, len - 16);
+	}
+	WRITE_ONCE(s->ticket, ticket);
+	slot_vec *v = (slot_vec *)(void *)s;
+	v[1] = (slot_vec){ w->off, w->bytes };
+	v[2] = (slot_vec){ w->pos | len << 32, in0 };
+	v[3] = (slot_vec){ in1, in2 };
+}
+#else
+static inline void slot_write(struct shmq_slot *s, uint64_t ticket,
+			      const struct wpos *w, uint64_t len,
+			      const uint8_t *src)
+{
+	s->ticket = ticket;
+	s->off = w->off;
+	s->bytes = w->bytes;
+	s->pos = (uint32_t)w->pos;
 	s->len = (uint32_t)len;
-	*data = a ? r->data + ps->w.pos : s->inline_data;
+	if (src && len <= SHMQ_INLINE_MAX && len)
+		memcpy(s->inline_data, src, len);
+}
+#endif
+
+static_assert(offsetof(struct shmq_slot, off) == 16 &&
+	      offsetof(struct shmq_slot, bytes) == 24 &&
+	      offsetof(struct shmq_slot, pos) == 32 &&
+	      offsetof(struct shmq_slot, len) == 36 &&
+	      offsetof(struct shmq_slot, inline_data) == 40,
+	      "slot_write's picture of a slot");
+
+/* Places one message of `len` bytes after the ones placed so far: its
+ * slot, and its bytes from `src` unless src is NULL (zero copy: *data is
+ * where the caller writes them).  SHMQ_OK, RING_WAIT, or an error. */
+static inline __attribute__((always_inline)) int
+put_place(struct ring *r, struct put_state *ps, uint64_t len,
+	  const void *src, uint8_t **data)
+{
+	int rc = put_room(r, ps, len);
+
+	if (rc != SHMQ_OK)
+		return rc;
+	uint64_t a = ring_bytes(len);
+	struct shmq_slot *s = &r->slots[ps->t & r->mask];
+	slot_write(s, ps->t, &ps->w, len, src);
+	if (a && src)
+		memcpy(r->data + ps->w.pos, src, len);
+	if (data)
+		*data = a ? r->data + ps->w.pos : s->inline_data;
 	ps->w.off += a;
 	ps->w.pos += a;
 	ps->w.bytes += len;
@@ -815,7 +916,8 @@ static int put_place(struct ring *r, struct put_state *ps, uint64_t len,
 }
 
 /* Makes everything placed since put_begin visible, with one CAS. */
-static int put_commit(struct ring *r, struct put_state *ps, size_t *done)
+static inline __attribute__((always_inline)) int
+put_commit(struct ring *r, struct put_state *ps, size_t *done)
 {
 	struct shmq_seg_hdr *h = r->hdr;
 	uint64_t n = ps->t - (ps->tw & SHMQ_TAIL_COUNT);
@@ -847,7 +949,6 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
 		      size_t *done)
 {
 	struct put_state ps;
-	uint8_t *data;
 	uint64_t since = 0;
 	size_t k;
 	int rc;
@@ -858,11 +959,11 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
 		return rc;
 	for (size_t i = 0; rc == SHMQ_OK && i < n; i++) {
 		uint64_t len = msgs[i].iov_len;
-		rc = put_place(r, &ps, len, &data);
+		/* (An empty message may come with iov_base NULL, which
+		 * put_place would take for zero copy.) */
+		rc = put_place(r, &ps, len, len ? msgs[i].iov_base : "", NULL);
 		if (rc != SHMQ_OK)
 			break;
-		if (len)
-			memcpy(data, msgs[i].iov_base, len);
 		since += len;
 		if (since >= BATCH_COMMIT_BYTES && i + 1 < n) {
 			since = 0;
@@ -976,7 +1077,7 @@ static int attempt_reserve(struct ring *r, void *ctx, int *progressed)
 	int rc = put_begin(r, &a->ps);
 
 	if (rc == SHMQ_OK)
-		rc = put_place(r, &a->ps, a->len, &a->data);
+		rc = put_place(r, &a->ps, a->len, NULL, &a->data);
 	return rc == SHMQ_OK ? RING_HOLD : rc;
 }
 
@@ -1005,7 +1106,8 @@ int ring_commit(struct ring *r, int cancel)
 	struct put_state ps = {
 		.tw = r->held_tw,
 		.head = r->held_head,
-		.w = { r->held_off, r->held_bytes, r->held_pos },
+		.w = { .off = r->held_off, .pos = r->held_pos,
+		       .bytes = r->held_bytes },
 	};
 	size_t done;
 	int rc = SHMQ_OK;

@@ -126,7 +126,10 @@ int shmq_open(const char *name, unsigned flags, shmq_t **q);
 /* Releases the handle and frees it, whatever it returns.  The handle is
  * marked detached in the queue itself first, so if the daemon cannot be
  * told now (it is being restarted), it releases the handle as detached,
- * not as a lost producer, once it learns of it; that is not an error. */
+ * not as a lost producer, once it learns of it; that is not an error.
+ * It does not wait for the daemon's answer: for the moment the daemon
+ * takes to read the detach, shmq_stat() may still count the handle, and
+ * an auto-close queue may still be open. */
 int shmq_detach(shmq_t *q);
 
 /* put: SHMQ_OK, SHMQ_ECLOSED, SHMQ_E2BIG, SHMQ_ETIMEDOUT, SHMQ_EAGAIN... */

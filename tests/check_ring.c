@@ -2835,6 +2835,25 @@ START_TEST(test_inline_boundary)
 		ck_assert_uint_eq(len, n);
 		ck_assert_mem_eq(buf, msg, n);
 	}
+	/* Every inline length, from the very end of a page followed by an
+	 * inaccessible one: put reads exactly the message's bytes (into
+	 * registers, a word at a time), never past them. */
+	long pg = sysconf(_SC_PAGESIZE);
+	uint8_t *two = mmap(NULL, 2 * (size_t)pg, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(two, MAP_FAILED);
+	ck_assert_int_eq(mprotect(two + pg, (size_t)pg, PROT_NONE), 0);
+	for (size_t n = 0; n <= SHMQ_INLINE_MAX + 1; n++) {
+		uint8_t *end = two + pg - n;
+		for (size_t b = 0; b < n; b++)
+			end[b] = (uint8_t)(n * 13 + b + 1);
+		ck_assert_int_eq(put_buf(&R, end, n, 0), SHMQ_OK);
+		memset(buf, 0xee, sizeof(buf));
+		ck_assert_int_eq(get_buf(&R, buf, sizeof(buf), &len, 0), SHMQ_OK);
+		ck_assert_uint_eq(len, n);
+		ck_assert_mem_eq(buf, end, n);
+	}
+	munmap(two, 2 * (size_t)pg);
 	/* Batches of three: slot, ring and slot again, in one call. */
 	for (size_t i = 0; i < 60; i++) {
 		uint8_t m[3][64];
