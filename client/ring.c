@@ -672,6 +672,18 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 	uint32_t *word = side == PUT_SIDE ? &r->hdr->space_futex
 					  : &r->hdr->data_futex;
 
+	/* The deadline holds even if every look says "try again" and every
+	 * attempt finds nothing to do (a damaged segment can do that). */
+	const struct timespec *due = timeout_deadline(to);
+	if (due) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > due->tv_sec ||
+		    (now.tv_sec == due->tv_sec &&
+		     now.tv_nsec >= due->tv_nsec))
+			return SHMQ_ETIMEDOUT;
+	}
+
 	uint32_t spin_ns = __atomic_load_n(&r->spin_ns, __ATOMIC_RELAXED);
 	if (spin_ns) {
 		/* Look again after 1, 2, 4, ... pauses, then every
@@ -797,8 +809,13 @@ put_room(struct ring *r, struct put_state *ps, uint64_t len)
 	}
 	if (fit < 0)
 		return fit;
-	if (fit == 0)
+	if (fit == 0) {
+		/* The wait asks ready(), which works from the slots: drop the
+		 * hint, so that a damaged one cannot make the two disagree
+		 * (the put saying "full", ready() "room") for ever. */
+		WRITE_ONCE(r->hdr->wpos_ticket, UINT64_MAX);
 		return RING_WAIT;
+	}
 	if (ps->w.pos + ring_bytes(len) > r->data_size) {
 		ps->w.off += r->data_size - ps->w.pos;
 		ps->w.pos = 0;
@@ -969,8 +986,9 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
 			since = 0;
 			rc = put_commit(r, &ps, &k);
 			*done += k;
-			if (rc == SHMQ_OK)
-				notify(&r->hdr->data_futex);
+			if (rc != SHMQ_OK)
+				return rc;      /* closed: nothing placed since */
+			notify(&r->hdr->data_futex);
 		}
 	}
 	if (rc == SHMQ_ECORRUPT)
@@ -1013,7 +1031,9 @@ static int run_locked(struct ring *r, enum side side, int timeout_ms,
 			return SHMQ_OK;
 		side_unlock(r, side);
 		/* Wake the other side after unlocking, so that our own side
-		 * does not queue behind the system call. */
+		 * does not queue behind the system call.  (A batch that
+		 * commits as it goes also wakes as it goes, lock held: the
+		 * other side's early start is the point of it.) */
 		if (progressed)
 			notify(side == PUT_SIDE ? &r->hdr->data_futex
 						: &r->hdr->space_futex);

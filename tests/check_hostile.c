@@ -118,6 +118,7 @@ static size_t random_target(unsigned *seed, size_t size)
 		offsetof(struct shmq_seg_hdr, wpos_ticket),
 		offsetof(struct shmq_seg_hdr, wpos_off),
 		offsetof(struct shmq_seg_hdr, wpos_pos),
+		offsetof(struct shmq_seg_hdr, wpos_bytes),
 		offsetof(struct shmq_seg_hdr, tail_hint),
 		offsetof(struct shmq_seg_hdr, discard_from),
 		offsetof(struct shmq_seg_hdr, data_futex),

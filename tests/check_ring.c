@@ -172,6 +172,14 @@ static uint8_t *map_guarded(int fd, uint64_t size, uint8_t **region,
 	return mem;
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static struct ring_config config(uint32_t capacity, uint32_t max_msg,
 				 uint64_t max_bytes, uint32_t flags)
 {
@@ -1919,6 +1927,53 @@ static void expect_big(unsigned tag)
 	ck_assert_msg(memcmp(buf, want, BIG) == 0, "message %u garbled", tag);
 }
 
+/* The same batches run to the end, across their partial commits: the
+ * counts add up, every byte arrives, and the producers' hint names the
+ * tail afterwards.  A batch larger than the room commits what fits. */
+START_TEST(test_large_batch_completes)
+{
+	static uint8_t m[3][BIG], buf[4 * BIG];
+	struct iovec v[3], out[3];
+	size_t done = 0, got = 0;
+
+	struct ring_config c = config(8, BIG, 0, 0);
+	q_create(&c);
+	for (unsigned i = 0; i < 3; i++) {
+		big_fill(m[i], 20 + i);
+		v[i] = (struct iovec){ m[i], BIG };
+	}
+	for (int round = 0; round < 3; round++) {
+		ck_assert_int_eq(ring_put(&R, v, 3, &done, SHMQ_NOWAIT),
+				 SHMQ_OK);
+		ck_assert_uint_eq(done, 3);
+		ck_assert_uint_eq(R.hdr->wpos_ticket,
+				  R.hdr->tail & SHMQ_TAIL_COUNT);
+		ck_assert_int_eq(ring_get(&R, buf, sizeof(buf), out, 3, &got,
+					  SHMQ_NOWAIT), SHMQ_OK);
+		ck_assert_uint_eq(got, 3);
+		for (unsigned i = 0; i < 3; i++) {
+			ck_assert_uint_eq(out[i].iov_len, BIG);
+			ck_assert(memcmp(out[i].iov_base, m[i], BIG) == 0);
+		}
+		expect_empty(&R);
+		ck_assert_int_eq(ring_check(&R), SHMQ_OK);
+	}
+	teardown();
+	setup();
+
+	/* Room for two: the first two are committed, the third waits. */
+	c = config(2, BIG, 0, 0);
+	q_create(&c);
+	ck_assert_int_eq(ring_put(&R, v, 3, &done, SHMQ_NOWAIT), SHMQ_EAGAIN);
+	ck_assert_uint_eq(done, 2);
+	ck_assert_int_eq(ring_get(&R, buf, sizeof(buf), out, 3, &got,
+				  SHMQ_NOWAIT), SHMQ_OK);
+	ck_assert_uint_eq(got, 2);
+	ck_assert(memcmp(out[1].iov_base, m[1], BIG) == 0);
+	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
+}
+END_TEST
+
 START_TEST(test_large_batch_commits_as_it_goes)
 {
 	struct ring_config c = config(8, BIG, 0, 0);
@@ -2711,6 +2766,29 @@ START_TEST(test_corrupt_slot_refused)
 }
 END_TEST
 
+/* A producers' hint that says "no room" where the slots say there is
+ * (here: a byte count far ahead, on a queue with a byte budget) must not
+ * make a put and its wait disagree for ever: the put drops the hint, and
+ * a put that waits is bounded by its timeout whatever the segment says. */
+START_TEST(test_corrupt_wpos_hint_no_spin)
+{
+	struct ring_config c = config(8, 64, 256, 0);
+	uint64_t t0;
+
+	q_create(&c);
+	put_ok(&R, "one");
+	put_ok(&R, "two");
+	R.hdr->wpos_bytes = UINT64_MAX / 2;
+	t0 = now_ms();
+	ck_assert_int_eq(put_str(&R, "three", 2000), SHMQ_OK);
+	ck_assert_uint_lt(now_ms() - t0, 1000);
+	expect_msg(&R, "one");
+	expect_msg(&R, "two");
+	expect_msg(&R, "three");
+	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
+}
+END_TEST
+
 /* Any value in any field of any queued slot, and of the slots around. */
 START_TEST(test_corrupt_slots_random)
 {
@@ -2774,14 +2852,6 @@ END_TEST
 /* Messages up to SHMQ_INLINE_MAX bytes live in their slot, longer ones in
  * the data ring: mixed sizes around the boundary, over many laps of both
  * rings, singly and in batches, keep their order and their bytes. */
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Consumers learn of a message from its slot's published mark and look
  * at `tail` only when the mark is missing.  A producer killed between its
  * commit and the mark must not make its message invisible: not to a get
@@ -3070,6 +3140,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_crash_batch_fills_queue);
 	tcase_add_test(tc, test_crash_batch_stale_hint);
 	tcase_add_test(tc, test_large_batch_commits_as_it_goes);
+	tcase_add_test(tc, test_large_batch_completes);
 	tcase_add_test(tc, test_crash_asleep_in_get);
 	tcase_add_test(tc, test_crash_at_sleep_hook);
 	tcase_add_test(tc, test_crash_woken_getter);
@@ -3083,6 +3154,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_corrupt_header_after_attach);
 	tcase_add_test(tc, test_corrupt_head_tail);
 	tcase_add_test(tc, test_corrupt_slot_refused);
+	tcase_add_test(tc, test_corrupt_wpos_hint_no_spin);
 	tcase_add_test(tc, test_corrupt_slots_random);
 	tcase_add_test(tc, test_corrupt_random_bytes);
 	return s;

@@ -3597,8 +3597,9 @@ static void report_machine(void)
 		    "a few µs instead, so the kernel transports' numbers move "
 		    "with the load of the machine.\n",
 		    facts.wake_med / 1000, facts.wake_p90 / 1000, facts.idle);
-	say("- Capacity: shmq %u messages in every case (max-msg = the "
-	    "message size). Pipe and socket: the default buffers — pipe "
+	say("- Capacity: shmq %u messages in every case, and POSIX mq's "
+	    "where that is smaller (max-msg = the message size). Pipe and "
+	    "socket: the default buffers — pipe "
 	    "%d bytes, SOCK_SEQPACKET SO_SNDBUF %d / SO_RCVBUF %d bytes.\n",
 	    SHMQ_CAP, facts.pipe_buf, facts.sock_snd, facts.sock_rcv);
 	say("- POSIX mq: asked for %u messages; fs.mqueue.msg_max = %ld, "
