@@ -134,6 +134,12 @@ static void ns_to_ts(uint64_t ns, struct timespec *ts)
 	ts->tv_nsec = (long)(ns % 1000000000u);
 }
 
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec ||
+	       (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 /* The deadline for sleeping, or NULL for none. */
 static const struct timespec *timeout_deadline(struct timeout *to)
 {
@@ -396,8 +402,8 @@ struct wpos {
 	uint64_t bytes;     /* payload bytes before it */
 };
 
-static inline int next_wpos_slot(const struct ring *r, uint64_t tail,
-				 struct wpos *w)
+static int next_wpos_slot(const struct ring *r, uint64_t tail,
+			  struct wpos *w)
 {
 	struct shmq_slot s;
 
@@ -445,7 +451,7 @@ static void save_wpos(struct ring *r, uint64_t tail, const struct wpos *w)
 /* Does a message of `len` bytes fit at `w`, with the oldest queued message
  * at ticket `head` and `tail` the next ticket?  1 yes, 0 no, or an error.
  * `oldest` caches the head slot across the messages of one batch. */
-static inline int room_for(const struct ring *r, uint64_t head, uint64_t tail,
+static int room_for(const struct ring *r, uint64_t head, uint64_t tail,
 		    const struct wpos *w, uint64_t len,
 		    struct shmq_slot *oldest)
 {
@@ -678,9 +684,7 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 	if (due) {
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec > due->tv_sec ||
-		    (now.tv_sec == due->tv_sec &&
-		     now.tv_nsec >= due->tv_nsec))
+		if (!ts_before(&now, due))
 			return SHMQ_ETIMEDOUT;
 	}
 
@@ -738,8 +742,7 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 		const struct timespec *dl = timeout_deadline(to);
 		struct timespec cap;
 		ns_to_ts(mono_ns() + SLEEP_CAP_NS, &cap);
-		int capped = dl == NULL || cap.tv_sec < dl->tv_sec ||
-			     (cap.tv_sec == dl->tv_sec && cap.tv_nsec < dl->tv_nsec);
+		int capped = dl == NULL || ts_before(&cap, dl);
 		HOOK(RING_HOOK_SLEEP);
 		mark_sleep(r, side == PUT_SIDE ? SHMQ_WAIT_PUT : SHMQ_WAIT_GET);
 		int e = futex_wait(word, w, capped ? &cap : dl);
