@@ -50,6 +50,10 @@ struct ring {
 	uint32_t config_flags;
 	struct shmq_client *self;   /* our attachment entry, or NULL */
 	uint32_t spin_ns;           /* adaptive spin window before sleeping */
+	int prefetchw;              /* the CPU can prefetch for writing */
+	uint32_t stride;            /* messages a waiter lets the other side
+				       get ahead while both stream, or 0 */
+	uint32_t stride_skip;       /* waits left without a stride */
 	/* A zero-copy operation in progress holds a side's lock: */
 	int held;                   /* 0, or 1 + the side (put 0, get 1) */
 	uint64_t held_tw;           /* put: tail word when reserved */

@@ -2780,6 +2780,30 @@ START_TEST(test_corrupt_wpos_hint_no_spin)
 }
 END_TEST
 
+/* A waiting consumer first looks a stride ahead (see ring.c).  A forged
+ * mark there, on an empty queue, must not keep it spinning: it goes to
+ * sleep as on any empty queue, and still gets the next real message. */
+START_TEST(test_forged_stride_mark_no_spin)
+{
+	struct ring_config c = config(64, 64, 0, 0);
+	struct op op = OP(.timeout = SHMQ_FOREVER);
+
+	q_create(&c);
+	put_ok(&R, "a");
+	expect_msg(&R, "a");
+	for (uint64_t t = 2; t < 40; t++)
+		slot_of(t)->published = t;
+	struct kid *k = kid_op(SHMQ_ROLE_CONSUMER, kid_get, &op);
+	EVENTUALLY(entry_wait(k->idx) == SHMQ_WAIT_GET);
+	kid_silent(k);
+	put_ok(&R, "real");
+	struct kres res = kid_result(k);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_uint_eq(res.len, 4);
+	ck_assert_mem_eq(res.data, "real", 4);
+}
+END_TEST
+
 /* Any value in any field of any queued slot, and of the slots around. */
 START_TEST(test_corrupt_slots_random)
 {
@@ -3157,6 +3181,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_corrupt_head_tail);
 	tcase_add_test(tc, test_corrupt_slot_refused);
 	tcase_add_test(tc, test_corrupt_wpos_hint_no_spin);
+	tcase_add_test(tc, test_forged_stride_mark_no_spin);
 	tcase_add_test(tc, test_corrupt_slots_random);
 	tcase_add_test(tc, test_corrupt_random_bytes);
 	return s;
