@@ -108,8 +108,8 @@ void (*ring_test_hook)(enum ring_hook_point point);
  * reply) pays for this about once in STRIDE_SKIP waits.
  */
 #define STRIDE_MAX   16u
-#define STRIDE_NS    1000u
-#define STRIDE_SKIP  64u
+#define STRIDE_NS    4000u
+#define STRIDE_SKIP  1024u
 
 static uint32_t stride_for(uint32_t capacity)
 {
