@@ -415,7 +415,11 @@ int ring_attach(struct ring *r, void *mem, uint64_t size)
 	r->nclients = clients;
 	r->config_flags = READ_ONCE(h->config_flags);
 	r->spin_ns = cpus_online() > 1 ? SPIN_INIT_NS : 0;
-	r->prefetchw = cpu_has_prefetchw();
+	/* The slot asked for must never hold a queued message: with fewer
+	 * spare slots than that, a nearly full queue would have the put take
+	 * a line that a consumer is reading. */
+	r->prefetchw = cpu_has_prefetchw() &&
+		       p.ring_slots - capacity >= PREFETCH_SLOTS_AHEAD;
 	r->stride = stride_for(capacity);
 	return SHMQ_OK;
 }

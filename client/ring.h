@@ -50,7 +50,7 @@ struct ring {
 	uint32_t config_flags;
 	struct shmq_client *self;   /* our attachment entry, or NULL */
 	uint32_t spin_ns;           /* adaptive spin window before sleeping */
-	int prefetchw;              /* the CPU can prefetch for writing */
+	int prefetchw;              /* put asks for slots ahead (ring.c) */
 	uint32_t stride;            /* messages a waiter lets the other side
 				       get ahead while both stream, or 0 */
 	uint32_t stride_skip;       /* waits left without a stride */
