@@ -98,14 +98,15 @@ void (*ring_test_hook)(enum ring_hook_point point);
  * full) would look for the very next message or free slot, which is the
  * line the other side is writing at that moment: each look takes that line
  * away from it, and the two then trade it for every message at a fraction
- * of the speed.  So a waiter first waits, for at most STRIDE_NS, until the
- * other side is a stride ahead: a consumer looks at the mark of the
- * message `stride` after the next one (marks are set after the commit,
- * and commits are in order), a producer for room for `stride` messages.
- * Then the two work on lines `stride` apart.  A stride that does not come
- * in time means the stream is not that busy: the next STRIDE_SKIP waits
- * look for one message at once, so a sparse stream (a request and its
- * reply) pays for this about once in STRIDE_SKIP waits.
+ * of the speed.  So a waiter first waits, for at most STRIDE_NS and half
+ * its spin window, until the other side is a stride ahead: a consumer
+ * looks at the mark of the message `stride` after the next one (marks are
+ * set after the commit, and commits are in order), a producer for room
+ * for `stride` messages.  Then the two work on lines `stride` apart.  A
+ * stride that does not come in time means the stream is not that busy:
+ * that side's next STRIDE_SKIP waits look for one message at once, so a
+ * sparse stream (a request and its reply) pays for this about once in
+ * STRIDE_SKIP waits.
  */
 #define STRIDE_MAX   16u
 #define STRIDE_NS    4000u
@@ -129,10 +130,10 @@ static inline void cpu_relax(void)
 }
 
 /*
- * Asking for a line before writing it.  Every slot and data line is read
- * by the other side once per lap, and a store to it cannot complete until
- * the line has been taken back from that CPU's cache; the locked
- * instruction of the commit waits for it.  Measured here, that wait was
+ * Asking for a line before writing it.  Every slot line is read by the
+ * consumers once per lap, and a store to it cannot complete until the line
+ * has been taken back from that CPU's cache; the locked instruction of the
+ * commit waits for it.  Measured here, that wait was
  * half of a single-message put (~50 of ~100 ns).  Asked for a few
  * messages ahead, ownership arrives while the puts in between run.  A
  * read prefetch would do the opposite (the line arrives shared, and the
@@ -143,8 +144,15 @@ static inline void cpu_relax(void)
 static int cpu_has_prefetchw(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	unsigned a, b, c, d;
-	return __get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & bit_PRFCHW);
+	static int known;       /* 0 unknown, 1 no, 2 yes */
+	int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+	if (v == 0) {
+		unsigned a, b, c, d;
+		v = (__get_cpuid(0x80000001u, &a, &b, &c, &d) &&
+		     (c & bit_PRFCHW)) ? 2 : 1;
+		__atomic_store_n(&known, v, __ATOMIC_RELAXED);
+	}
+	return v == 2;
 #else
 	return 1;
 #endif
@@ -152,11 +160,11 @@ static int cpu_has_prefetchw(void)
 
 static inline void prefetch_for_write(const struct ring *r, const void *p)
 {
+	if (!r->prefetchw)
+		return;
 #if defined(__x86_64__) || defined(__i386__)
-	if (r->prefetchw)
-		__asm__("prefetchw %0" : : "m"(*(const char *)p));
+	__asm__("prefetchw %0" : : "m"(*(const char *)p));
 #else
-	(void)r;
 	__builtin_prefetch(p, 1, 3);
 #endif
 }
@@ -717,28 +725,28 @@ static inline int spin_hint(struct ring *r)
 	return LOAD_ACQ(r->slots[head & r->mask].published) == head;
 }
 
-/* Should this wait start with a stride? */
-static int stride_begin(struct ring *r)
+/* Should this wait on `side` start with a stride? */
+static int stride_begin(struct ring *r, enum side side)
 {
-	uint32_t skip = __atomic_load_n(&r->stride_skip, __ATOMIC_RELAXED);
+	uint32_t *skip = &r->stride_skip[side];
+	uint32_t v = __atomic_load_n(skip, __ATOMIC_RELAXED);
 
 	if (r->stride == 0)
 		return 0;
-	if (skip) {
-		__atomic_store_n(&r->stride_skip, skip - 1, __ATOMIC_RELAXED);
+	if (v) {
+		__atomic_store_n(skip, v - 1, __ATOMIC_RELAXED);
 		return 0;
 	}
 	return 1;
 }
 
-static void stride_missed(struct ring *r)
+static void stride_missed(struct ring *r, enum side side)
 {
-	__atomic_store_n(&r->stride_skip, STRIDE_SKIP, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->stride_skip[side], STRIDE_SKIP, __ATOMIC_RELAXED);
 }
 
-static int ready(struct ring *r, enum side side, uint64_t len);
-
-/* Is the other side a stride ahead (or the queue closed)?  A "yes" must
+/* Is the other side a stride ahead (for a producer: or the queue closed;
+ * a consumer notices a close once the stride window is over)?  A "yes" must
  * also be a yes of ready(), or a waiter would spin on it: a consumer also
  * checks the next message's mark (a line the producer has left by then),
  * a producer with a byte budget also asks for room in bytes. */
@@ -807,7 +815,12 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 		 * busy stream is polled rarely while a quiet one still gets
 		 * an answer within a few hundred nanoseconds. */
 		uint64_t start = mono_ns(), until = start + spin_ns;
-		uint64_t stride_until = stride_begin(r) ? start + STRIDE_NS : 0;
+		/* At most half the window: the rest is for the next message
+		 * alone, and a stride that did not come is always seen. */
+		uint64_t stride_until = 0;
+		if (stride_begin(r, side))
+			stride_until = start + (spin_ns / 2 < STRIDE_NS
+							? spin_ns / 2 : STRIDE_NS);
 		unsigned gap = 1, looks = 0;
 		for (unsigned i = 1;; i++) {
 			cpu_relax();
@@ -827,15 +840,17 @@ static int wait_for(struct ring *r, enum side side, uint64_t len,
 				return SHMQ_OK;
 			}
 			uint64_t t = mono_ns();
+			if (stride_until && t >= stride_until) {
+				stride_missed(r, side);
+				stride_until = 0;
+				if (t < until) {
+					i = 0;
+					gap = 1;
+					continue;
+				}
+			}
 			if (t >= until)
 				break;
-			if (stride_until && t >= stride_until) {
-				stride_missed(r);
-				stride_until = 0;
-				i = 0;
-				gap = 1;
-				continue;
-			}
 			/* Waiting this long on a two-CPU machine usually means
 			 * more runnable processes than CPUs: let the one we wait
 			 * for run. */

@@ -53,7 +53,8 @@ struct ring {
 	int prefetchw;              /* put asks for slots ahead (ring.c) */
 	uint32_t stride;            /* messages a waiter lets the other side
 				       get ahead while both stream, or 0 */
-	uint32_t stride_skip;       /* waits left without a stride */
+	uint32_t stride_skip[2];    /* waits left without a stride: [0] put,
+				       [1] get */
 	/* A zero-copy operation in progress holds a side's lock: */
 	int held;                   /* 0, or 1 + the side (put 0, get 1) */
 	uint64_t held_tw;           /* put: tail word when reserved */

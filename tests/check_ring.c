@@ -2791,7 +2791,8 @@ START_TEST(test_forged_stride_mark_no_spin)
 	q_create(&c);
 	put_ok(&R, "a");
 	expect_msg(&R, "a");
-	for (uint64_t t = 2; t < 40; t++)
+	/* Every mark but the next message's, whatever the stride is. */
+	for (uint64_t t = 2; t < 1 + R.mask + 1; t++)
 		slot_of(t)->published = t;
 	struct kid *k = kid_op(SHMQ_ROLE_CONSUMER, kid_get, &op);
 	EVENTUALLY(entry_wait(k->idx) == SHMQ_WAIT_GET);
@@ -2801,6 +2802,33 @@ START_TEST(test_forged_stride_mark_no_spin)
 	ck_assert_int_eq(res.rc, SHMQ_OK);
 	ck_assert_uint_eq(res.len, 4);
 	ck_assert_mem_eq(res.data, "real", 4);
+}
+END_TEST
+
+/* A stride takes at most half of a waiter's spin window, so that a stride
+ * that does not come is always seen as missed (and strides are then left
+ * off for a while, on that side only).  Were the stride window longer
+ * than a short spin window, every wait would spend its whole spin on
+ * strides and a request-reply stream would go to sleep every time. */
+START_TEST(test_stride_missed_in_short_spin)
+{
+	struct ring_config c = config(8, 64, 0, 0);
+	char buf[64];
+	size_t len;
+
+	q_create(&c);
+	ck_assert_uint_gt(R.stride, 0);
+	R.spin_ns = 2000;
+	ck_assert_int_eq(get_buf(&R, buf, sizeof(buf), &len, 5),
+			 SHMQ_ETIMEDOUT);
+	ck_assert_uint_gt(R.stride_skip[1], 0);
+	ck_assert_uint_eq(R.stride_skip[0], 0);
+
+	for (int i = 0; i < 8; i++)
+		put_ok(&R, "x");
+	R.spin_ns = 2000;
+	ck_assert_int_eq(put_str(&R, "y", 5), SHMQ_ETIMEDOUT);
+	ck_assert_uint_gt(R.stride_skip[0], 0);
 }
 END_TEST
 
@@ -3182,6 +3210,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_corrupt_slot_refused);
 	tcase_add_test(tc, test_corrupt_wpos_hint_no_spin);
 	tcase_add_test(tc, test_forged_stride_mark_no_spin);
+	tcase_add_test(tc, test_stride_missed_in_short_spin);
 	tcase_add_test(tc, test_corrupt_slots_random);
 	tcase_add_test(tc, test_corrupt_random_bytes);
 	return s;
