@@ -5,6 +5,10 @@
  * `max_bytes` bytes of them).  put() blocks while it is full, get() blocks
  * while it is empty: that is the backpressure.  Closing a queue makes put()
  * fail and lets get() drain what is left, then report end of stream.
+ * A call that has to wait spins first, for at most 50 µs (the window adapts
+ * to how often spinning pays; no spinning on a one-CPU machine), then
+ * sleeps in the kernel: a hand-off between running processes makes no
+ * system call, and a caller blocked for longer uses no CPU.
  *
  * Queues are created and handed out by the shmqd daemon; put and get run in
  * shared memory under process-shared robust mutexes and never talk to the
