@@ -27,7 +27,9 @@
  * writes), and the get path learns of new messages from the slot it is
  * about to read (its published mark) and reads `tail` only when it must:
  * to tell "empty" from "closed" and to cover a producer that died between
- * its commit and the mark.
+ * its commit and the mark.  A put also asks for the slot it will write a
+ * few messages later (prefetch_for_write), and a waiter lets a busy other
+ * side get a stride ahead before it looks (see "Strides").
  *
  * Sleeping uses one futex word per direction.  Bit 0 says "someone sleeps
  * here"; a sleeper sets it with a CAS (a full barrier) and re-checks the
@@ -133,11 +135,11 @@ static inline void cpu_relax(void)
  * Asking for a line before writing it.  Every slot line is read by the
  * consumers once per lap, and a store to it cannot complete until the line
  * has been taken back from that CPU's cache; the locked instruction of the
- * commit waits for it.  Measured here, that wait was
- * half of a single-message put (~50 of ~100 ns).  Asked for a few
- * messages ahead, ownership arrives while the puts in between run.  A
- * read prefetch would do the opposite (the line arrives shared, and the
- * store still waits), so on x86 this is PREFETCHW or nothing.
+ * commit waits for it.  Measured here, that wait was half of a
+ * single-message put (~50 of ~100 ns).  Asked for a few messages ahead,
+ * ownership arrives while the puts in between run.  A read prefetch would
+ * do the opposite (the line arrives shared, and the store still waits),
+ * so on x86 this is PREFETCHW or nothing.
  */
 #define PREFETCH_SLOTS_AHEAD 4
 
