@@ -3421,17 +3421,26 @@ static void report_control(void)
 static void target(const char *what, int known, int pass, const char *fmt,
 		   ...) __attribute__((format(printf, 4, 5)));
 
+/* Targets without a measurement (their case was not selected, or failed
+ * and said so above) are listed after the table instead of as rows. */
+static const char *unmeasured[32];
+static unsigned n_unmeasured;
+
 static void target(const char *what, int known, int pass, const char *fmt,
 		   ...)
 {
 	char m[256];
 	va_list ap;
 
+	if (!known) {
+		if (n_unmeasured < sizeof(unmeasured) / sizeof(unmeasured[0]))
+			unmeasured[n_unmeasured++] = what;
+		return;
+	}
 	va_start(ap, fmt);
 	vsnprintf(m, sizeof(m), fmt, ap);
 	va_end(ap);
-	say("| %s | %s | %s |\n", what, m,
-	    !known ? "n/a" : pass ? "PASS" : "**MISS**");
+	say("| %s | %s | %s |\n", what, m, pass ? "PASS" : "**MISS**");
 }
 
 static void target_ratio(const char *what, int ci, int t, double want)
@@ -3554,11 +3563,18 @@ static void report_targets(void)
 	    "included, on each of two cores.\n\n| target | measured | result |\n"
 	    "|---|---|---|\n", opt.quick ? "*Quick mode: counts too small "
 	    "for these to mean anything.*\n\n" : "");
+	n_unmeasured = 0;
 	targets_throughput();
 	targets_latency();
 	targets_mpmc();
 	targets_other();
 	say("\n");
+	if (n_unmeasured) {
+		say("Not measured in this run:");
+		for (unsigned i = 0; i < n_unmeasured; i++)
+			say("%s %s", i ? ";" : "", unmeasured[i]);
+		say(".\n\n");
+	}
 }
 
 static void report_machine(void)
