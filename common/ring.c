@@ -49,10 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
-
+#include "cpu.h"
 #include "futex.h"
 #include "ring.h"
 
@@ -120,17 +117,6 @@ static uint32_t stride_for(uint32_t capacity)
 	return k >= 2 ? k : 0;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#else
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-#endif
-}
-
 /*
  * Asking for a line before writing it.  Every slot line is read by the
  * consumers once per lap, and a store to it cannot complete until the line
@@ -143,32 +129,11 @@ static inline void cpu_relax(void)
  */
 #define PREFETCH_SLOTS_AHEAD 4
 
-static int cpu_has_prefetchw(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	static int known;       /* 0 unknown, 1 no, 2 yes */
-	int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
-	if (v == 0) {
-		unsigned a, b, c, d;
-		v = (__get_cpuid(0x80000001u, &a, &b, &c, &d) &&
-		     (c & bit_PRFCHW)) ? 2 : 1;
-		__atomic_store_n(&known, v, __ATOMIC_RELAXED);
-	}
-	return v == 2;
-#else
-	return 1;
-#endif
-}
-
 static inline void prefetch_for_write(const struct ring *r, const void *p)
 {
 	if (!r->prefetchw)
 		return;
-#if defined(__x86_64__) || defined(__i386__)
-	__asm__("prefetchw %0" : : "m"(*(const char *)p));
-#else
-	__builtin_prefetch(p, 1, 3);
-#endif
+	cpu_prefetchw(p);
 }
 
 static inline uint64_t align_up(uint64_t v, uint64_t a)
@@ -366,19 +331,6 @@ int ring_format(void *mem, uint64_t size, const struct ring_config *cfg)
 	/* The magic goes last: a segment is valid only once complete. */
 	__atomic_store_n(&h->magic, SHMQ_LAYOUT_MAGIC, __ATOMIC_RELEASE);
 	return SHMQ_OK;
-}
-
-static long cpus_online(void)
-{
-	static long n;
-	long v = __atomic_load_n(&n, __ATOMIC_RELAXED);
-	if (v == 0) {
-		v = sysconf(_SC_NPROCESSORS_ONLN);
-		if (v < 1)
-			v = 1;
-		__atomic_store_n(&n, v, __ATOMIC_RELAXED);
-	}
-	return v;
 }
 
 int ring_attach(struct ring *r, void *mem, uint64_t size)
