@@ -31,15 +31,8 @@
  * few messages later (prefetch_for_write), and a waiter lets a busy other
  * side get a stride ahead before it looks (see "Strides").
  *
- * Sleeping uses one futex word per direction.  Bit 0 says "someone sleeps
- * here"; a sleeper sets it with a CAS (a full barrier) and re-checks the
- * queue before sleeping; a committer, after its own full barrier, only
- * makes a system call if it finds the bit set, then clears it, bumps the
- * epoch and wakes everybody.  Either the sleeper sees the commit or the
- * committer sees the bit, so no wake-up is lost; and a sleeper killed while
- * asleep costs at most one extra wake-up, because the next committer clears
- * its bit.  Waking all instead of one means that a woken process that dies
- * before it takes the message cannot strand the other sleepers.
+ * Waiting and waking are wait.c's (wait.h); segment geometry, attach and
+ * statistics segment.c's; the attachment table clients.c's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,40 +40,13 @@
 #include <sched.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cpu.h"
-#include "futex.h"
-#include "ring.h"
+#include "ring_impl.h"
+#include "wait.h"
 
 void (*ring_test_hook)(enum ring_hook_point point);
 
-#define HOOK(point)                                                          \
-	do {                                                                 \
-		if (__builtin_expect(ring_test_hook != NULL, 0))             \
-			ring_test_hook(point);                               \
-	} while (0)
-
-/* Single reads of shared memory: the compiler must neither repeat nor
- * tear them, or a value could change between its check and its use. */
-#define READ_ONCE(x)      __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define WRITE_ONCE(x, v)  __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
-#define LOAD_ACQ(x)       __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
-#define LOAD_SC(x)        __atomic_load_n(&(x), __ATOMIC_SEQ_CST)
-
-/* Internal status: the operation must wait for room or data. */
-#define RING_WAIT 100
-
-/* Spinning before sleeping: on a two-core machine a futex round trip costs
- * tens of microseconds, far more than a hand-off between two running
- * processes, so a waiter spins for a window that adapts to how often
- * spinning pays off. */
-#define SPIN_MAX_NS      50000u
-#define SPIN_MIN_NS        500u
-#define SPIN_INIT_NS     20000u
-#define SPIN_POLL_MAX       32          /* pauses between looks */
-#define SPIN_YIELD_NS     4000u         /* then give the CPU away */
-#define SLEEP_CAP_NS      1000000000ull /* longest single futex sleep */
 #define LOCK_SPINS         200
 #define TRY_LOCK_GRACE_NS  10000000ll   /* timeout 0 still waits for a lock
 					   holder, but not for a stalled one */
@@ -90,32 +56,6 @@ void (*ring_test_hook)(enum ring_hook_point point);
  * the rest (with a small capacity it would otherwise wait for the whole
  * batch).  Batches of small messages still commit once per call. */
 #define BATCH_COMMIT_BYTES (32u << 10)
-
-/*
- * Strides.  While both sides run flat out, the one that catches up with
- * the other (a consumer finding the queue empty, a producer finding it
- * full) would look for the very next message or free slot, which is the
- * line the other side is writing at that moment: each look takes that line
- * away from it, and the two then trade it for every message at a fraction
- * of the speed.  So a waiter first waits, for at most STRIDE_NS and half
- * its spin window, until the other side is a stride ahead: a consumer
- * looks at the mark of the message `stride` after the next one (marks are
- * set after the commit, and commits are in order), a producer for room
- * for `stride` messages.  Then the two work on lines `stride` apart.  A
- * stride that does not come in time means the stream is not that busy:
- * that side's next STRIDE_SKIP waits look for one message at once, so a
- * sparse stream (a request and its reply) pays for this about once in
- * STRIDE_SKIP waits.
- */
-#define STRIDE_MAX   16u
-#define STRIDE_NS    4000u
-#define STRIDE_SKIP  1024u
-
-static uint32_t stride_for(uint32_t capacity)
-{
-	uint32_t k = capacity / 4 < STRIDE_MAX ? capacity / 4 : STRIDE_MAX;
-	return k >= 2 ? k : 0;
-}
 
 /*
  * Asking for a line before writing it.  Every slot line is read by the
@@ -136,291 +76,18 @@ static inline void prefetch_for_write(const struct ring *r, const void *p)
 	cpu_prefetchw(p);
 }
 
-static inline uint64_t align_up(uint64_t v, uint64_t a)
+void ring_tune(struct ring *r)
 {
-	return (v + a - 1) & ~(a - 1);
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* ------------------------------------------------------------------ */
-/* Deadlines                                                          */
-
-/* A caller's timeout, turned into an absolute CLOCK_MONOTONIC deadline the
- * first time something has to wait, so the fast path never reads a clock. */
-struct timeout {
-	int ms;                 /* SHMQ_FOREVER, SHMQ_NOWAIT or > 0 */
-	int have;
-	struct timespec at;
-};
-
-static void timeout_init(struct timeout *to, int ms)
-{
-	to->ms = ms < 0 ? SHMQ_FOREVER : ms;
-	to->have = 0;
-}
-
-static void ns_to_ts(uint64_t ns, struct timespec *ts)
-{
-	ts->tv_sec = (time_t)(ns / 1000000000u);
-	ts->tv_nsec = (long)(ns % 1000000000u);
-}
-
-static int ts_before(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec < b->tv_sec ||
-	       (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
-/* The deadline for sleeping, or NULL for none. */
-static const struct timespec *timeout_deadline(struct timeout *to)
-{
-	if (to->ms == SHMQ_FOREVER)
-		return NULL;
-	if (!to->have) {
-		ns_to_ts(mono_ns() + (uint64_t)to->ms * 1000000u, &to->at);
-		to->have = 1;
-	}
-	return &to->at;
-}
-
-/* ------------------------------------------------------------------ */
-/* Segment geometry                                                   */
-
-struct plan {
-	uint32_t ring_slots;
-	uint64_t slots_off, clients_off, data_off, data_size, seg_size;
-};
-
-static uint32_t pow2_at_least(uint32_t v)
-{
-	uint32_t p = 1;
-	while (p < v)
-		p <<= 1;
-	return p;
-}
-
-static int plan_segment(uint32_t capacity, uint32_t max_msg,
-			uint64_t max_bytes, uint32_t clients, struct plan *p)
-{
-	if (capacity < 1 || capacity > SHMQ_CAPACITY_MAX)
-		return SHMQ_EINVAL;
-	if (max_msg > SHMQ_MSG_MAX)
-		return SHMQ_EINVAL;
-	if (clients < 1 || clients > SHMQ_CLIENTS_MAX)
-		return SHMQ_EINVAL;
-	/* A budget smaller than one message could never admit it. */
-	if (max_bytes != 0 && max_bytes < max_msg)
-		return SHMQ_EINVAL;
-	if (max_bytes > (UINT64_C(1) << 48))
-		return SHMQ_EINVAL;
-
-	/* The data ring must hold `capacity` messages of the largest size
-	 * plus the padding of one wrap; with a budget it need only hold the
-	 * budget plus alignment and one wrap. */
-	uint64_t a = align_up(max_msg, SHMQ_DATA_ALIGN);
-	uint64_t size = ((uint64_t)capacity + 1) * a;
-	if (max_bytes) {
-		uint64_t budget = align_up(max_bytes, SHMQ_DATA_ALIGN) +
-				  (uint64_t)capacity * SHMQ_DATA_ALIGN + a;
-		if (budget < size)
-			size = budget;
-	}
-	if (size < SHMQ_CACHELINE)
-		size = SHMQ_CACHELINE;
-	size = align_up(size, SHMQ_CACHELINE);
-	/* A slot's `pos` is 32 bits: the data ring must stay below 4 GiB. */
-	if (size > UINT32_MAX)
-		return SHMQ_EINVAL;
-
-	/* More slots than capacity: a producer writes slots for tickets up to
-	 * head + capacity - 1 before it commits, and must never reach the slot
-	 * of ticket tail - 1, which next_wpos() reads to place the next
-	 * message (with ring_slots == capacity, a batch filling an empty
-	 * queue, or any put at capacity 1, would overwrite it, and a crash
-	 * before the commit would leave it naming a foreign ticket). */
-	p->ring_slots = pow2_at_least(capacity + 1);
-	p->slots_off = align_up(sizeof(struct shmq_seg_hdr), SHMQ_CACHELINE);
-	p->clients_off = p->slots_off +
-			 (uint64_t)p->ring_slots * sizeof(struct shmq_slot);
-	p->data_off = align_up(p->clients_off +
-			       (uint64_t)clients * sizeof(struct shmq_client),
-			       4096);
-	p->data_size = size;
-	p->seg_size = align_up(p->data_off + size, 4096);
-	return SHMQ_OK;
-}
-
-int ring_plan(const struct ring_config *cfg, uint64_t *seg_size)
-{
-	struct plan p;
-	int rc = plan_segment(cfg->capacity, cfg->max_msg, cfg->max_bytes,
-			      cfg->clients, &p);
-	if (rc == SHMQ_OK)
-		*seg_size = p.seg_size;
-	return rc;
-}
-
-static int init_lock(pthread_mutex_t *m)
-{
-	pthread_mutexattr_t a;
-	int rc = pthread_mutexattr_init(&a);
-	if (rc == 0)
-		rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-	if (rc == 0)
-		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-	if (rc == 0)
-		rc = pthread_mutex_init(m, &a);
-	pthread_mutexattr_destroy(&a);
-	return rc == 0 ? SHMQ_OK : SHMQ_ESYS;
-}
-
-int ring_format(void *mem, uint64_t size, const struct ring_config *cfg)
-{
-	struct shmq_seg_hdr *h = mem;
-	struct plan p;
-	size_t name_len = cfg->name ? strlen(cfg->name) : 0;
-	int rc;
-
-	rc = plan_segment(cfg->capacity, cfg->max_msg, cfg->max_bytes,
-			  cfg->clients, &p);
-	if (rc != SHMQ_OK)
-		return rc;
-	if (size < p.seg_size || name_len > SHMQ_NAME_MAX)
-		return SHMQ_EINVAL;
-
-	memset(h, 0, sizeof(*h));
-	h->version = SHMQ_LAYOUT_VERSION;
-	h->hdr_size = sizeof(*h);
-	h->seg_size = p.seg_size;
-	h->queue_id = cfg->queue_id;
-	h->capacity = cfg->capacity;
-	h->ring_slots = p.ring_slots;
-	h->max_msg = cfg->max_msg;
-	h->clients = cfg->clients;
-	h->max_bytes = cfg->max_bytes;
-	h->data_size = p.data_size;
-	h->slots_off = p.slots_off;
-	h->clients_off = p.clients_off;
-	h->data_off = p.data_off;
-	h->config_flags = cfg->config_flags & SHMQ_CFG_AUTO_CLOSE;
-	h->mode = cfg->mode & 0777;
-	h->uid = cfg->uid;
-	h->gid = cfg->gid;
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	h->created_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-	h->name_len = (uint32_t)name_len;
-	if (name_len)
-		memcpy(h->name, cfg->name, name_len);
-	h->discard_from = SHMQ_NO_DISCARD;
-
-	struct shmq_slot *slots = (struct shmq_slot *)((uint8_t *)mem +
-						       p.slots_off);
-	for (uint32_t i = 0; i < p.ring_slots; i++)
-		slots[i].published = SHMQ_UNPUBLISHED;
-
-	if ((rc = init_lock(&h->put_lock.mutex)) != SHMQ_OK ||
-	    (rc = init_lock(&h->get_lock.mutex)) != SHMQ_OK)
-		return rc;
-	/* The magic goes last: a segment is valid only once complete. */
-	__atomic_store_n(&h->magic, SHMQ_LAYOUT_MAGIC, __ATOMIC_RELEASE);
-	return SHMQ_OK;
-}
-
-int ring_attach(struct ring *r, void *mem, uint64_t size)
-{
-	struct shmq_seg_hdr *h = mem;
-	struct plan p;
-
-	memset(r, 0, sizeof(*r));
-	if (size < sizeof(*h))
-		return SHMQ_ECORRUPT;
-	if (LOAD_ACQ(h->magic) != SHMQ_LAYOUT_MAGIC)
-		return SHMQ_ECORRUPT;
-	if (READ_ONCE(h->version) != SHMQ_LAYOUT_VERSION)
-		return SHMQ_EPROTO;
-
-	/* Copy the configuration once, then check the copy: the geometry it
-	 * implies must be exactly what is written and fit in our mapping. */
-	uint32_t capacity = READ_ONCE(h->capacity);
-	uint32_t max_msg = READ_ONCE(h->max_msg);
-	uint64_t max_bytes = READ_ONCE(h->max_bytes);
-	uint32_t clients = READ_ONCE(h->clients);
-	if (plan_segment(capacity, max_msg, max_bytes, clients, &p) != SHMQ_OK)
-		return SHMQ_ECORRUPT;
-	if (READ_ONCE(h->hdr_size) != sizeof(*h) ||
-	    READ_ONCE(h->ring_slots) != p.ring_slots ||
-	    READ_ONCE(h->slots_off) != p.slots_off ||
-	    READ_ONCE(h->clients_off) != p.clients_off ||
-	    READ_ONCE(h->data_off) != p.data_off ||
-	    READ_ONCE(h->data_size) != p.data_size ||
-	    READ_ONCE(h->seg_size) != p.seg_size || p.seg_size > size)
-		return SHMQ_ECORRUPT;
-
-	r->hdr = h;
-	r->slots = (struct shmq_slot *)((uint8_t *)mem + p.slots_off);
-	r->clients = (struct shmq_client *)((uint8_t *)mem + p.clients_off);
-	r->data = (uint8_t *)mem + p.data_off;
-	r->seg_size = p.seg_size;
-	r->data_size = p.data_size;
-	r->max_bytes = max_bytes;
-	r->queue_id = READ_ONCE(h->queue_id);
-	r->capacity = capacity;
-	r->mask = p.ring_slots - 1;
-	r->max_msg = max_msg;
-	r->nclients = clients;
-	r->config_flags = READ_ONCE(h->config_flags);
-	r->spin_ns = cpus_online() > 1 ? SPIN_INIT_NS : 0;
 	/* The slot asked for must never hold a queued message: with fewer
 	 * spare slots than that, a nearly full queue would have the put take
 	 * a line that a consumer is reading. */
 	r->prefetchw = cpu_has_prefetchw() &&
-		       p.ring_slots - capacity >= PREFETCH_SLOTS_AHEAD;
-	r->stride = stride_for(capacity);
-	return SHMQ_OK;
+		       r->mask + 1 - r->capacity >= PREFETCH_SLOTS_AHEAD;
 }
 
 /* ------------------------------------------------------------------ */
 /* Slots                                                              */
 
-/* Reads the slot of `ticket` once and checks it.  A slot is trusted only
- * if it names its own ticket and its bytes lie inside the data ring. */
-static inline __attribute__((always_inline)) int
-read_slot(const struct ring *r, uint64_t ticket, struct shmq_slot *s)
-{
-	const struct shmq_slot *p = &r->slots[ticket & r->mask];
-
-	s->ticket = READ_ONCE(p->ticket);
-	s->off = READ_ONCE(p->off);
-	s->bytes = READ_ONCE(p->bytes);
-	s->pos = READ_ONCE(p->pos);
-	s->len = READ_ONCE(p->len);
-	if (s->ticket != ticket || s->len > r->max_msg ||
-	    s->pos > r->data_size || s->pos % SHMQ_DATA_ALIGN != 0 ||
-	    (s->len > SHMQ_INLINE_MAX && s->len > r->data_size - s->pos))
-		return SHMQ_ECORRUPT;
-	return SHMQ_OK;
-}
-
-/* Bytes a message takes in the data ring: none if it lives in its slot. */
-static inline uint64_t ring_bytes(uint64_t len)
-{
-	return len > SHMQ_INLINE_MAX ? align_up(len, SHMQ_DATA_ALIGN) : 0;
-}
-
-/* Where the bytes of a message (checked by read_slot) are. */
-static inline const uint8_t *slot_data(const struct ring *r, uint64_t ticket,
-				       const struct shmq_slot *s)
-{
-	return s->len > SHMQ_INLINE_MAX ? r->data + s->pos
-					: r->slots[ticket & r->mask].inline_data;
-}
 
 /* Where the next message goes: just after the message before it.  (off
  * and bytes are kept apart so that the compiler does not fetch them as one
@@ -512,8 +179,6 @@ static int room_for(const struct ring *r, uint64_t head, uint64_t tail,
 /* ------------------------------------------------------------------ */
 /* Locks                                                              */
 
-enum side { PUT_SIDE, GET_SIDE };
-
 static pthread_mutex_t *side_mutex(const struct ring *r, enum side side)
 {
 	return side == PUT_SIDE ? &r->hdr->put_lock.mutex
@@ -603,49 +268,11 @@ static void side_unlock(struct ring *r, enum side side)
 	pthread_mutex_unlock(side_mutex(r, side));
 }
 
-/* ------------------------------------------------------------------ */
-/* Waking and sleeping                                                */
-
-/* Called after a commit (which is a full barrier): wake the other side,
- * but only if somebody announced that they sleep. */
-static void notify(uint32_t *word)
-{
-	uint32_t w = LOAD_SC(*word);
-
-	while (w & SHMQ_WAIT_SLEEPER) {
-		uint32_t next = (w & ~SHMQ_WAIT_SLEEPER) + SHMQ_WAIT_EPOCH;
-		if (__atomic_compare_exchange_n(word, &w, next, 0,
-						__ATOMIC_SEQ_CST,
-						__ATOMIC_SEQ_CST)) {
-			futex_wake_all(word);
-			return;
-		}
-	}
-}
-
-static void wake_all(uint32_t *word)
-{
-	uint32_t w = LOAD_SC(*word);
-	uint32_t next;
-
-	do
-		next = (w & ~SHMQ_WAIT_SLEEPER) + SHMQ_WAIT_EPOCH;
-	while (!__atomic_compare_exchange_n(word, &w, next, 0, __ATOMIC_SEQ_CST,
-					    __ATOMIC_SEQ_CST));
-	futex_wake_all(word);
-}
-
-void ring_wake_all(struct ring *r)
-{
-	wake_all(&r->hdr->data_futex);
-	wake_all(&r->hdr->space_futex);
-}
-
 /* Could an operation on `side` make progress now?  For put, `len` is the
  * next message's length.  A "yes" only costs a retry under the lock; a
  * "no" must be right about every commit that came before it, which holds
  * because it reads the same fields the lock holders commit. */
-static int ready(struct ring *r, enum side side, uint64_t len)
+int ring_ready(struct ring *r, enum side side, uint64_t len)
 {
 	struct shmq_seg_hdr *h = r->hdr;
 
@@ -670,183 +297,6 @@ static int ready(struct ring *r, enum side side, uint64_t len)
 	if (next_wpos_slot(r, tail, &w) != SHMQ_OK)
 		return 1;
 	return room_for(r, head, tail, &w, len, &oldest) != 0;
-}
-
-/* A consumer's cheap look while spinning: is the next message there? */
-static inline int spin_hint(struct ring *r)
-{
-	uint64_t head = LOAD_ACQ(r->hdr->head);
-	return LOAD_ACQ(r->slots[head & r->mask].published) == head;
-}
-
-/* Should this wait on `side` start with a stride? */
-static int stride_begin(struct ring *r, enum side side)
-{
-	uint32_t *skip = &r->stride_skip[side];
-	uint32_t v = __atomic_load_n(skip, __ATOMIC_RELAXED);
-
-	if (r->stride == 0)
-		return 0;
-	if (v) {
-		__atomic_store_n(skip, v - 1, __ATOMIC_RELAXED);
-		return 0;
-	}
-	return 1;
-}
-
-static void stride_missed(struct ring *r, enum side side)
-{
-	__atomic_store_n(&r->stride_skip[side], STRIDE_SKIP, __ATOMIC_RELAXED);
-}
-
-/* Is the other side a stride ahead (for a producer: or the queue closed;
- * a consumer notices a close once the stride window is over)?  A "yes" must
- * also be a yes of ready(), or a waiter would spin on it: a consumer also
- * checks the next message's mark (a line the producer has left by then),
- * a producer with a byte budget also asks for room in bytes. */
-static int stride_look(struct ring *r, enum side side, uint64_t len)
-{
-	struct shmq_seg_hdr *h = r->hdr;
-	uint64_t head = LOAD_ACQ(h->head);
-
-	if (side == GET_SIDE) {
-		uint64_t t = head + r->stride;
-		return LOAD_ACQ(r->slots[t & r->mask].published) == t &&
-		       LOAD_ACQ(r->slots[head & r->mask].published) == head;
-	}
-	uint64_t tw = LOAD_ACQ(h->tail), tail = tw & SHMQ_TAIL_COUNT;
-	if ((tw & SHMQ_TAIL_CLOSED) || head > tail)
-		return 1;
-	if (tail - head + r->stride > r->capacity)
-		return 0;
-	return r->max_bytes == 0 || ready(r, side, len);
-}
-
-static void adapt_spin(struct ring *r, int paid_off)
-{
-	uint32_t s = __atomic_load_n(&r->spin_ns, __ATOMIC_RELAXED);
-
-	if (cpus_online() < 2)
-		return;
-	if (paid_off)
-		s = s * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : s * 2;
-	else
-		s = s / 2 < SPIN_MIN_NS ? SPIN_MIN_NS : s / 2;
-	__atomic_store_n(&r->spin_ns, s, __ATOMIC_RELAXED);
-}
-
-/* Marks our attachment entry as asleep in put or get (the statistics
- * count these marks), or awake again. */
-static void mark_sleep(struct ring *r, uint32_t state)
-{
-	if (r->self)
-		WRITE_ONCE(r->self->wait, state);
-}
-
-/* Waits until `side` may be able to make progress: spins for the adaptive
- * window, then sleeps on the side's futex.  0 means "try again". */
-static int wait_for(struct ring *r, enum side side, uint64_t len,
-		    struct timeout *to)
-{
-	uint32_t *word = side == PUT_SIDE ? &r->hdr->space_futex
-					  : &r->hdr->data_futex;
-
-	/* The deadline holds even if every look says "try again" and every
-	 * attempt finds nothing to do (a damaged segment can do that). */
-	const struct timespec *due = timeout_deadline(to);
-	if (due) {
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (!ts_before(&now, due))
-			return SHMQ_ETIMEDOUT;
-	}
-
-	uint32_t spin_ns = __atomic_load_n(&r->spin_ns, __ATOMIC_RELAXED);
-	if (spin_ns) {
-		/* Look again after 1, 2, 4, ... pauses, then every
-		 * SPIN_POLL_MAX: each look pulls the other side's cache line
-		 * away from it, and it pays for that on its next commit, so a
-		 * busy stream is polled rarely while a quiet one still gets
-		 * an answer within a few hundred nanoseconds. */
-		uint64_t start = mono_ns(), until = start + spin_ns;
-		/* At most half the window: the rest is for the next message
-		 * alone, and a stride that did not come is always seen. */
-		uint64_t stride_until = 0;
-		if (stride_begin(r, side))
-			stride_until = start + (spin_ns / 2 < STRIDE_NS
-							? spin_ns / 2 : STRIDE_NS);
-		unsigned gap = 1, looks = 0;
-		for (unsigned i = 1;; i++) {
-			cpu_relax();
-			if (i < gap)
-				continue;
-			int ok;
-			if (stride_until)
-				ok = stride_look(r, side, len);
-			/* A consumer mostly watches the next slot's mark; the
-			 * full look (which notices a close) only now and then. */
-			else if (side == GET_SIDE && ++looks % 8 != 0)
-				ok = spin_hint(r);
-			else
-				ok = ready(r, side, len);
-			if (ok) {
-				adapt_spin(r, 1);
-				return SHMQ_OK;
-			}
-			uint64_t t = mono_ns();
-			if (stride_until && t >= stride_until) {
-				stride_missed(r, side);
-				stride_until = 0;
-				if (t < until) {
-					i = 0;
-					gap = 1;
-					continue;
-				}
-			}
-			if (t >= until)
-				break;
-			/* Waiting this long on a two-CPU machine usually means
-			 * more runnable processes than CPUs: let the one we wait
-			 * for run. */
-			if (t - start > SPIN_YIELD_NS)
-				sched_yield();
-			i = 0;
-			if (gap < SPIN_POLL_MAX)
-				gap *= 2;
-		}
-		adapt_spin(r, 0);
-	}
-
-	for (;;) {
-		uint32_t w = LOAD_SC(*word);
-		if (!(w & SHMQ_WAIT_SLEEPER)) {
-			if (!__atomic_compare_exchange_n(
-				    word, &w, w | SHMQ_WAIT_SLEEPER, 0,
-				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-				continue;
-			w |= SHMQ_WAIT_SLEEPER;
-		}
-		if (ready(r, side, len))
-			return SHMQ_OK;
-
-		/* Never sleep more than a second at a time: a process killed
-		 * between its commit and its wake-up would otherwise strand us
-		 * until shmqd notices the death (not at all while it is down);
-		 * waking to look again costs nothing that matters. */
-		const struct timespec *dl = timeout_deadline(to);
-		struct timespec cap;
-		ns_to_ts(mono_ns() + SLEEP_CAP_NS, &cap);
-		int capped = dl == NULL || ts_before(&cap, dl);
-		HOOK(RING_HOOK_SLEEP);
-		mark_sleep(r, side == PUT_SIDE ? SHMQ_WAIT_PUT : SHMQ_WAIT_GET);
-		int e = futex_wait(word, w, capped ? &cap : dl);
-		mark_sleep(r, SHMQ_WAIT_NONE);
-		if (e == ETIMEDOUT && !capped)
-			return SHMQ_ETIMEDOUT;
-		if (e == EINTR)
-			return SHMQ_EINTR;
-		return SHMQ_OK;
-	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -907,9 +357,9 @@ put_room(struct ring *r, struct put_state *ps, uint64_t len)
 	if (fit < 0)
 		return fit;
 	if (fit == 0) {
-		/* The wait asks ready(), which works from the slots: drop the
+		/* The wait asks ring_ready(), which works from the slots: drop the
 		 * hint, so that a damaged one cannot make the two disagree
-		 * (the put saying "full", ready() "room") for ever. */
+		 * (the put saying "full", ring_ready() "room") for ever. */
 		WRITE_ONCE(r->hdr->wpos_ticket, UINT64_MAX);
 		return RING_WAIT;
 	}
@@ -1087,7 +537,7 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
 			*done += k;
 			if (rc != SHMQ_OK)
 				return rc;      /* closed: nothing placed since */
-			notify(&r->hdr->data_futex);
+			wait_notify(&r->hdr->data_futex);
 		}
 	}
 	if (rc == SHMQ_ECORRUPT)
@@ -1106,7 +556,6 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
  * the lock still held (zero copy), anything else to return it.  It sets
  * *progressed when it committed something the other side may wait for. */
 typedef int (*attempt_fn)(struct ring *r, void *ctx, int *progressed);
-#define RING_HOLD 101
 
 /* Every blocking operation: lock, attempt, and while the queue is full
  * (empty), wait and attempt again.  *wait_len is the length of the
@@ -1134,7 +583,7 @@ static int run_locked(struct ring *r, enum side side, int timeout_ms,
 		 * commits as it goes also wakes as it goes, lock held: the
 		 * other side's early start is the point of it.) */
 		if (progressed)
-			notify(side == PUT_SIDE ? &r->hdr->data_futex
+			wait_notify(side == PUT_SIDE ? &r->hdr->data_futex
 						: &r->hdr->space_futex);
 		if (rc != RING_WAIT)
 			return rc;
@@ -1239,7 +688,7 @@ int ring_commit(struct ring *r, int cancel)
 	r->held = 0;
 	side_unlock(r, PUT_SIDE);
 	if (!cancel && rc == SHMQ_OK)
-		notify(&r->hdr->data_futex);
+		wait_notify(&r->hdr->data_futex);
 	return rc;
 }
 
@@ -1395,7 +844,7 @@ static int attempt_get(struct ring *r, void *ctx, int *progressed)
 			since = 0;
 			get_commit(r, head);
 			committed = head;
-			notify(&r->hdr->space_futex);
+			wait_notify(&r->hdr->space_futex);
 		}
 	}
 	if (k) {
@@ -1479,7 +928,7 @@ int ring_release(struct ring *r, int leave)
 	r->held = 0;
 	side_unlock(r, GET_SIDE);
 	if (!leave)
-		notify(&r->hdr->space_futex);
+		wait_notify(&r->hdr->space_futex);
 	return SHMQ_OK;
 }
 
@@ -1532,215 +981,3 @@ int ring_close(struct ring *r, unsigned how, uint64_t *discarded)
 	return rc;
 }
 
-/* ------------------------------------------------------------------ */
-/* Statistics and checks                                              */
-
-void ring_stat(const struct ring *r, struct shmq_stat *st)
-{
-	const struct shmq_seg_hdr *h = r->hdr;
-
-	memset(st, 0, sizeof(*st));
-	uint32_t nl = READ_ONCE(h->name_len);
-	if (nl > SHMQ_NAME_MAX)
-		nl = 0;
-	for (uint32_t i = 0; i < nl; i++)
-		st->name[i] = READ_ONCE(h->name[i]);
-	st->capacity = r->capacity;
-	st->max_msg = r->max_msg;
-	st->max_bytes = r->max_bytes;
-	st->mode = READ_ONCE(h->mode) & 0777;
-	st->uid = READ_ONCE(h->uid);
-	st->gid = READ_ONCE(h->gid);
-	st->flags = (r->config_flags & SHMQ_CFG_AUTO_CLOSE) ? SHMQ_AUTO_CLOSE
-							    : 0;
-
-	/* head first: both only grow, so tail read later is >= head. */
-	uint64_t head = LOAD_ACQ(h->head);
-	uint64_t tw = LOAD_ACQ(h->tail);
-	uint64_t tail = tw & SHMQ_TAIL_COUNT;
-	uint64_t from = READ_ONCE(h->discard_from);
-	if (tail >= head && tail - head <= r->capacity) {
-		st->messages = tail - head;
-		struct shmq_slot first, last;
-		if (tail > head && read_slot(r, head, &first) == SHMQ_OK &&
-		    read_slot(r, tail - 1, &last) == SHMQ_OK &&
-		    last.bytes + last.len >= first.bytes)
-			st->bytes = last.bytes + last.len - first.bytes;
-	}
-	st->total_put = tail;
-	if (from != SHMQ_NO_DISCARD && from <= tail) {
-		st->discarded = tail - from;
-		st->total_got = from < head ? from : head;
-	} else {
-		st->total_got = head;
-	}
-	st->state = (tw & SHMQ_TAIL_NOW)      ? SHMQ_STATE_CLOSED_NOW
-		    : (tw & SHMQ_TAIL_CLOSED) ? SHMQ_STATE_CLOSED
-					      : SHMQ_STATE_OPEN;
-	uint32_t sf = READ_ONCE(h->state_flags);
-	st->auto_closed = !!(sf & SHMQ_ST_AUTO_CLOSED);
-	st->producer_lost = !!(sf & SHMQ_ST_PRODUCER_LOST);
-	st->producers = READ_ONCE(h->producers);
-	st->consumers = READ_ONCE(h->consumers);
-	for (uint32_t i = 0; i < r->nclients; i++) {
-		const struct shmq_client *c = &r->clients[i];
-		if (READ_ONCE(c->pid) == 0)
-			continue;
-		uint32_t wait = READ_ONCE(c->wait);
-		st->put_blocked += wait == SHMQ_WAIT_PUT;
-		st->get_blocked += wait == SHMQ_WAIT_GET;
-	}
-	st->created_ns = READ_ONCE(h->created_ns);
-	st->closed_ns = READ_ONCE(h->closed_ns);
-}
-
-int ring_check(struct ring *r)
-{
-	struct shmq_seg_hdr *h = r->hdr;
-	uint64_t head = LOAD_ACQ(h->head);
-	uint64_t tail = LOAD_ACQ(h->tail) & SHMQ_TAIL_COUNT;
-	struct shmq_slot prev = { 0 }, s;
-
-	if (head > tail || tail - head > r->capacity)
-		return SHMQ_ECORRUPT;
-	if (READ_ONCE(h->name_len) > SHMQ_NAME_MAX ||
-	    READ_ONCE(h->name[SHMQ_NAME_MAX]) != '\0')
-		return SHMQ_ECORRUPT;
-	/* Every queued message, in order, must follow the one before it. */
-	for (uint64_t t = head; t < tail; t++) {
-		if (read_slot(r, t, &s) != SHMQ_OK)
-			return SHMQ_ECORRUPT;
-		if (t > head && (s.off < prev.off + ring_bytes(prev.len) ||
-				 s.bytes != prev.bytes + prev.len))
-			return SHMQ_ECORRUPT;
-		prev = s;
-	}
-	if (tail > 0 && read_slot(r, tail - 1, &s) != SHMQ_OK)
-		return SHMQ_ECORRUPT;
-	return SHMQ_OK;
-}
-
-/* ------------------------------------------------------------------ */
-/* Attachment table                                                   */
-
-static uint32_t dec_floor0(uint32_t *ctr)
-{
-	uint32_t v = READ_ONCE(*ctr);
-	while (v > 0 && !__atomic_compare_exchange_n(ctr, &v, v - 1, 0,
-						     __ATOMIC_SEQ_CST,
-						     __ATOMIC_RELAXED))
-		;
-	return v > 0 ? v - 1 : 0;
-}
-
-int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
-		    uint32_t role, uint32_t *index, uint32_t *gen)
-{
-	struct shmq_seg_hdr *h = r->hdr;
-
-	if (pid == 0)
-		return SHMQ_EINVAL;
-	for (uint32_t i = 0; i < r->nclients; i++) {
-		struct shmq_client *c = &r->clients[i];
-		uint32_t free_pid = 0;
-		if (READ_ONCE(c->pid) != 0 ||
-		    !__atomic_compare_exchange_n(&c->pid, &free_pid, pid, 0,
-						 __ATOMIC_ACQ_REL,
-						 __ATOMIC_RELAXED))
-			continue;
-		uint32_t g;
-		do
-			g = __atomic_add_fetch(&h->client_gen, 1,
-					       __ATOMIC_RELAXED);
-		while (g == 0);
-		WRITE_ONCE(c->role, role);
-		WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
-		WRITE_ONCE(c->detached, 0);
-		WRITE_ONCE(c->start_time, start_time);
-		__atomic_store_n(&c->gen, g, __ATOMIC_RELEASE);
-		if (role & SHMQ_ROLE_PRODUCER)
-			__atomic_add_fetch(&h->producers, 1, __ATOMIC_SEQ_CST);
-		if (role & SHMQ_ROLE_CONSUMER)
-			__atomic_add_fetch(&h->consumers, 1, __ATOMIC_SEQ_CST);
-		*index = i;
-		*gen = g;
-		return SHMQ_OK;
-	}
-	return SHMQ_ELIMIT;
-}
-
-int ring_client_bind(struct ring *r, uint32_t index, uint32_t gen)
-{
-	if (index >= r->nclients || gen == 0 ||
-	    LOAD_ACQ(r->clients[index].gen) != gen)
-		return SHMQ_ECORRUPT;
-	r->self = &r->clients[index];
-	return SHMQ_OK;
-}
-
-void ring_client_mark_detached(struct ring *r)
-{
-	if (r->self)
-		__atomic_store_n(&r->self->detached, SHMQ_CLIENT_DETACHED,
-				 __ATOMIC_RELEASE);
-}
-
-void ring_client_remove(struct ring *r, uint32_t index, int died)
-{
-	struct shmq_seg_hdr *h = r->hdr;
-
-	if (index >= r->nclients)
-		return;
-	struct shmq_client *c = &r->clients[index];
-	uint32_t role = READ_ONCE(c->role);
-
-	/* A handle that marked itself detached did not die attached, even
-	 * if shmqd only hears of it from the process's exit. */
-	if (READ_ONCE(c->detached) == SHMQ_CLIENT_DETACHED)
-		died = 0;
-	if (role & SHMQ_ROLE_CONSUMER)
-		dec_floor0(&h->consumers);
-	if (role & SHMQ_ROLE_PRODUCER) {
-		/* The lost mark goes first, so that a consumer that sees the
-		 * close also sees why. */
-		if (died)
-			__atomic_fetch_or(&h->state_flags,
-					  SHMQ_ST_PRODUCER_LOST,
-					  __ATOMIC_SEQ_CST);
-		if (dec_floor0(&h->producers) == 0 &&
-		    (r->config_flags & SHMQ_CFG_AUTO_CLOSE)) {
-			uint64_t tw = LOAD_ACQ(h->tail);
-			if (!(tw & SHMQ_TAIL_CLOSED))
-				__atomic_fetch_or(&h->state_flags,
-						  SHMQ_ST_AUTO_CLOSED,
-						  __ATOMIC_SEQ_CST);
-			ring_close(r, SHMQ_CLOSE_DRAIN, NULL);
-		}
-	}
-	WRITE_ONCE(c->role, 0);
-	WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
-	WRITE_ONCE(c->detached, 0);
-	WRITE_ONCE(c->gen, 0);
-	WRITE_ONCE(c->start_time, 0);
-	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);
-	/* A process that died just after being woken may have taken a
-	 * wake-up with it: let every sleeper look again. */
-	if (died)
-		ring_wake_all(r);
-}
-
-void ring_client_recount(struct ring *r)
-{
-	uint32_t producers = 0, consumers = 0;
-
-	for (uint32_t i = 0; i < r->nclients; i++) {
-		const struct shmq_client *c = &r->clients[i];
-		if (READ_ONCE(c->pid) == 0)
-			continue;
-		uint32_t role = READ_ONCE(c->role);
-		producers += !!(role & SHMQ_ROLE_PRODUCER);
-		consumers += !!(role & SHMQ_ROLE_CONSUMER);
-	}
-	__atomic_store_n(&r->hdr->producers, producers, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&r->hdr->consumers, consumers, __ATOMIC_SEQ_CST);
-}

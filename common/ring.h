@@ -1,10 +1,11 @@
 /*
  * ring.h - operations on one mapped queue segment (proto/shmq_layout.h).
  *
- * ring.c owns everything that reads or writes a segment: formatting a new
- * one, checking one that was handed to us, put, get, close, statistics and
- * the attachment table.  It never talks to the daemon and never allocates:
- * the caller maps the segment and keeps the struct ring.
+ * The queue core, linked into both libshmq and shmqd: formatting a new
+ * segment and checking one that was handed to us (segment.c), put, get
+ * and close (ring.c, the data path), waiting and waking (wait.c), and the
+ * attachment table (clients.c).  None of it talks to the daemon or
+ * allocates: the caller maps the segment and keeps the struct ring.
  *
  * All functions return SHMQ_OK, SHMQ_EOS/SHMQ_EOS_LOST or a negative
  * SHMQ_E* status from <shmq.h>.

@@ -1,0 +1,133 @@
+/*
+ * clients.c - the attachment table of a segment: one entry per open handle.
+ *
+ * Entries are added and removed by shmqd only (a client binds to the entry
+ * the daemon gave it, marks it detached, and marks its own sleeps).  The
+ * producer and consumer counts, auto-close and "producer lost" follow from
+ * the entries, so removing one is where those happen.  It must never
+ * release an entry on a client's word alone: the daemon decides.
+ */
+#include "ring_impl.h"
+#include "wait.h"
+
+static uint32_t dec_floor0(uint32_t *ctr)
+{
+	uint32_t v = READ_ONCE(*ctr);
+	while (v > 0 && !__atomic_compare_exchange_n(ctr, &v, v - 1, 0,
+						     __ATOMIC_SEQ_CST,
+						     __ATOMIC_RELAXED))
+		;
+	return v > 0 ? v - 1 : 0;
+}
+
+int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
+		    uint32_t role, uint32_t *index, uint32_t *gen)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+
+	if (pid == 0)
+		return SHMQ_EINVAL;
+	for (uint32_t i = 0; i < r->nclients; i++) {
+		struct shmq_client *c = &r->clients[i];
+		uint32_t free_pid = 0;
+		if (READ_ONCE(c->pid) != 0 ||
+		    !__atomic_compare_exchange_n(&c->pid, &free_pid, pid, 0,
+						 __ATOMIC_ACQ_REL,
+						 __ATOMIC_RELAXED))
+			continue;
+		uint32_t g;
+		do
+			g = __atomic_add_fetch(&h->client_gen, 1,
+					       __ATOMIC_RELAXED);
+		while (g == 0);
+		WRITE_ONCE(c->role, role);
+		WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
+		WRITE_ONCE(c->detached, 0);
+		WRITE_ONCE(c->start_time, start_time);
+		__atomic_store_n(&c->gen, g, __ATOMIC_RELEASE);
+		if (role & SHMQ_ROLE_PRODUCER)
+			__atomic_add_fetch(&h->producers, 1, __ATOMIC_SEQ_CST);
+		if (role & SHMQ_ROLE_CONSUMER)
+			__atomic_add_fetch(&h->consumers, 1, __ATOMIC_SEQ_CST);
+		*index = i;
+		*gen = g;
+		return SHMQ_OK;
+	}
+	return SHMQ_ELIMIT;
+}
+
+int ring_client_bind(struct ring *r, uint32_t index, uint32_t gen)
+{
+	if (index >= r->nclients || gen == 0 ||
+	    LOAD_ACQ(r->clients[index].gen) != gen)
+		return SHMQ_ECORRUPT;
+	r->self = &r->clients[index];
+	return SHMQ_OK;
+}
+
+void ring_client_mark_detached(struct ring *r)
+{
+	if (r->self)
+		__atomic_store_n(&r->self->detached, SHMQ_CLIENT_DETACHED,
+				 __ATOMIC_RELEASE);
+}
+
+void ring_client_remove(struct ring *r, uint32_t index, int died)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+
+	if (index >= r->nclients)
+		return;
+	struct shmq_client *c = &r->clients[index];
+	uint32_t role = READ_ONCE(c->role);
+
+	/* A handle that marked itself detached did not die attached, even
+	 * if shmqd only hears of it from the process's exit. */
+	if (READ_ONCE(c->detached) == SHMQ_CLIENT_DETACHED)
+		died = 0;
+	if (role & SHMQ_ROLE_CONSUMER)
+		dec_floor0(&h->consumers);
+	if (role & SHMQ_ROLE_PRODUCER) {
+		/* The lost mark goes first, so that a consumer that sees the
+		 * close also sees why. */
+		if (died)
+			__atomic_fetch_or(&h->state_flags,
+					  SHMQ_ST_PRODUCER_LOST,
+					  __ATOMIC_SEQ_CST);
+		if (dec_floor0(&h->producers) == 0 &&
+		    (r->config_flags & SHMQ_CFG_AUTO_CLOSE)) {
+			uint64_t tw = LOAD_ACQ(h->tail);
+			if (!(tw & SHMQ_TAIL_CLOSED))
+				__atomic_fetch_or(&h->state_flags,
+						  SHMQ_ST_AUTO_CLOSED,
+						  __ATOMIC_SEQ_CST);
+			ring_close(r, SHMQ_CLOSE_DRAIN, NULL);
+		}
+	}
+	WRITE_ONCE(c->role, 0);
+	WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
+	WRITE_ONCE(c->detached, 0);
+	WRITE_ONCE(c->gen, 0);
+	WRITE_ONCE(c->start_time, 0);
+	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);
+	/* A process that died just after being woken may have taken a
+	 * wake-up with it: let every sleeper look again. */
+	if (died)
+		ring_wake_all(r);
+}
+
+void ring_client_recount(struct ring *r)
+{
+	uint32_t producers = 0, consumers = 0;
+
+	for (uint32_t i = 0; i < r->nclients; i++) {
+		const struct shmq_client *c = &r->clients[i];
+		if (READ_ONCE(c->pid) == 0)
+			continue;
+		uint32_t role = READ_ONCE(c->role);
+		producers += !!(role & SHMQ_ROLE_PRODUCER);
+		consumers += !!(role & SHMQ_ROLE_CONSUMER);
+	}
+	__atomic_store_n(&r->hdr->producers, producers, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&r->hdr->consumers, consumers, __ATOMIC_SEQ_CST);
+}

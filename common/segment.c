@@ -1,0 +1,296 @@
+/*
+ * segment.c - one queue segment as a whole: its geometry, formatting a new
+ * one, checking one that was handed to us, and reading its statistics.
+ *
+ * Everything here runs once per queue or per request (create, open,
+ * adopt, stat), never per message.  It must never trust the segment: the
+ * configuration is copied out of the header once, at attach, and checked
+ * against the size of the mapping; the shared copy is never read again.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "ring_impl.h"
+#include "wait.h"
+
+/* ------------------------------------------------------------------ */
+/* Segment geometry                                                   */
+
+struct plan {
+	uint32_t ring_slots;
+	uint64_t slots_off, clients_off, data_off, data_size, seg_size;
+};
+
+static uint32_t pow2_at_least(uint32_t v)
+{
+	uint32_t p = 1;
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+static int plan_segment(uint32_t capacity, uint32_t max_msg,
+			uint64_t max_bytes, uint32_t clients, struct plan *p)
+{
+	if (capacity < 1 || capacity > SHMQ_CAPACITY_MAX)
+		return SHMQ_EINVAL;
+	if (max_msg > SHMQ_MSG_MAX)
+		return SHMQ_EINVAL;
+	if (clients < 1 || clients > SHMQ_CLIENTS_MAX)
+		return SHMQ_EINVAL;
+	/* A budget smaller than one message could never admit it. */
+	if (max_bytes != 0 && max_bytes < max_msg)
+		return SHMQ_EINVAL;
+	if (max_bytes > (UINT64_C(1) << 48))
+		return SHMQ_EINVAL;
+
+	/* The data ring must hold `capacity` messages of the largest size
+	 * plus the padding of one wrap; with a budget it need only hold the
+	 * budget plus alignment and one wrap. */
+	uint64_t a = align_up(max_msg, SHMQ_DATA_ALIGN);
+	uint64_t size = ((uint64_t)capacity + 1) * a;
+	if (max_bytes) {
+		uint64_t budget = align_up(max_bytes, SHMQ_DATA_ALIGN) +
+				  (uint64_t)capacity * SHMQ_DATA_ALIGN + a;
+		if (budget < size)
+			size = budget;
+	}
+	if (size < SHMQ_CACHELINE)
+		size = SHMQ_CACHELINE;
+	size = align_up(size, SHMQ_CACHELINE);
+	/* A slot's `pos` is 32 bits: the data ring must stay below 4 GiB. */
+	if (size > UINT32_MAX)
+		return SHMQ_EINVAL;
+
+	/* More slots than capacity: a producer writes slots for tickets up to
+	 * head + capacity - 1 before it commits, and must never reach the slot
+	 * of ticket tail - 1, which next_wpos() reads to place the next
+	 * message (with ring_slots == capacity, a batch filling an empty
+	 * queue, or any put at capacity 1, would overwrite it, and a crash
+	 * before the commit would leave it naming a foreign ticket). */
+	p->ring_slots = pow2_at_least(capacity + 1);
+	p->slots_off = align_up(sizeof(struct shmq_seg_hdr), SHMQ_CACHELINE);
+	p->clients_off = p->slots_off +
+			 (uint64_t)p->ring_slots * sizeof(struct shmq_slot);
+	p->data_off = align_up(p->clients_off +
+			       (uint64_t)clients * sizeof(struct shmq_client),
+			       4096);
+	p->data_size = size;
+	p->seg_size = align_up(p->data_off + size, 4096);
+	return SHMQ_OK;
+}
+
+int ring_plan(const struct ring_config *cfg, uint64_t *seg_size)
+{
+	struct plan p;
+	int rc = plan_segment(cfg->capacity, cfg->max_msg, cfg->max_bytes,
+			      cfg->clients, &p);
+	if (rc == SHMQ_OK)
+		*seg_size = p.seg_size;
+	return rc;
+}
+
+static int init_lock(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	int rc = pthread_mutexattr_init(&a);
+	if (rc == 0)
+		rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (rc == 0)
+		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (rc == 0)
+		rc = pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+	return rc == 0 ? SHMQ_OK : SHMQ_ESYS;
+}
+
+int ring_format(void *mem, uint64_t size, const struct ring_config *cfg)
+{
+	struct shmq_seg_hdr *h = mem;
+	struct plan p;
+	size_t name_len = cfg->name ? strlen(cfg->name) : 0;
+	int rc;
+
+	rc = plan_segment(cfg->capacity, cfg->max_msg, cfg->max_bytes,
+			  cfg->clients, &p);
+	if (rc != SHMQ_OK)
+		return rc;
+	if (size < p.seg_size || name_len > SHMQ_NAME_MAX)
+		return SHMQ_EINVAL;
+
+	memset(h, 0, sizeof(*h));
+	h->version = SHMQ_LAYOUT_VERSION;
+	h->hdr_size = sizeof(*h);
+	h->seg_size = p.seg_size;
+	h->queue_id = cfg->queue_id;
+	h->capacity = cfg->capacity;
+	h->ring_slots = p.ring_slots;
+	h->max_msg = cfg->max_msg;
+	h->clients = cfg->clients;
+	h->max_bytes = cfg->max_bytes;
+	h->data_size = p.data_size;
+	h->slots_off = p.slots_off;
+	h->clients_off = p.clients_off;
+	h->data_off = p.data_off;
+	h->config_flags = cfg->config_flags & SHMQ_CFG_AUTO_CLOSE;
+	h->mode = cfg->mode & 0777;
+	h->uid = cfg->uid;
+	h->gid = cfg->gid;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	h->created_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	h->name_len = (uint32_t)name_len;
+	if (name_len)
+		memcpy(h->name, cfg->name, name_len);
+	h->discard_from = SHMQ_NO_DISCARD;
+
+	struct shmq_slot *slots = (struct shmq_slot *)((uint8_t *)mem +
+						       p.slots_off);
+	for (uint32_t i = 0; i < p.ring_slots; i++)
+		slots[i].published = SHMQ_UNPUBLISHED;
+
+	if ((rc = init_lock(&h->put_lock.mutex)) != SHMQ_OK ||
+	    (rc = init_lock(&h->get_lock.mutex)) != SHMQ_OK)
+		return rc;
+	/* The magic goes last: a segment is valid only once complete. */
+	__atomic_store_n(&h->magic, SHMQ_LAYOUT_MAGIC, __ATOMIC_RELEASE);
+	return SHMQ_OK;
+}
+
+int ring_attach(struct ring *r, void *mem, uint64_t size)
+{
+	struct shmq_seg_hdr *h = mem;
+	struct plan p;
+
+	memset(r, 0, sizeof(*r));
+	if (size < sizeof(*h))
+		return SHMQ_ECORRUPT;
+	if (LOAD_ACQ(h->magic) != SHMQ_LAYOUT_MAGIC)
+		return SHMQ_ECORRUPT;
+	if (READ_ONCE(h->version) != SHMQ_LAYOUT_VERSION)
+		return SHMQ_EPROTO;
+
+	/* Copy the configuration once, then check the copy: the geometry it
+	 * implies must be exactly what is written and fit in our mapping. */
+	uint32_t capacity = READ_ONCE(h->capacity);
+	uint32_t max_msg = READ_ONCE(h->max_msg);
+	uint64_t max_bytes = READ_ONCE(h->max_bytes);
+	uint32_t clients = READ_ONCE(h->clients);
+	if (plan_segment(capacity, max_msg, max_bytes, clients, &p) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
+	if (READ_ONCE(h->hdr_size) != sizeof(*h) ||
+	    READ_ONCE(h->ring_slots) != p.ring_slots ||
+	    READ_ONCE(h->slots_off) != p.slots_off ||
+	    READ_ONCE(h->clients_off) != p.clients_off ||
+	    READ_ONCE(h->data_off) != p.data_off ||
+	    READ_ONCE(h->data_size) != p.data_size ||
+	    READ_ONCE(h->seg_size) != p.seg_size || p.seg_size > size)
+		return SHMQ_ECORRUPT;
+
+	r->hdr = h;
+	r->slots = (struct shmq_slot *)((uint8_t *)mem + p.slots_off);
+	r->clients = (struct shmq_client *)((uint8_t *)mem + p.clients_off);
+	r->data = (uint8_t *)mem + p.data_off;
+	r->seg_size = p.seg_size;
+	r->data_size = p.data_size;
+	r->max_bytes = max_bytes;
+	r->queue_id = READ_ONCE(h->queue_id);
+	r->capacity = capacity;
+	r->mask = p.ring_slots - 1;
+	r->max_msg = max_msg;
+	r->nclients = clients;
+	r->config_flags = READ_ONCE(h->config_flags);
+	ring_tune(r);
+	wait_tune(r);
+	return SHMQ_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Statistics and checks                                              */
+
+void ring_stat(const struct ring *r, struct shmq_stat *st)
+{
+	const struct shmq_seg_hdr *h = r->hdr;
+
+	memset(st, 0, sizeof(*st));
+	uint32_t nl = READ_ONCE(h->name_len);
+	if (nl > SHMQ_NAME_MAX)
+		nl = 0;
+	for (uint32_t i = 0; i < nl; i++)
+		st->name[i] = READ_ONCE(h->name[i]);
+	st->capacity = r->capacity;
+	st->max_msg = r->max_msg;
+	st->max_bytes = r->max_bytes;
+	st->mode = READ_ONCE(h->mode) & 0777;
+	st->uid = READ_ONCE(h->uid);
+	st->gid = READ_ONCE(h->gid);
+	st->flags = (r->config_flags & SHMQ_CFG_AUTO_CLOSE) ? SHMQ_AUTO_CLOSE
+							    : 0;
+
+	/* head first: both only grow, so tail read later is >= head. */
+	uint64_t head = LOAD_ACQ(h->head);
+	uint64_t tw = LOAD_ACQ(h->tail);
+	uint64_t tail = tw & SHMQ_TAIL_COUNT;
+	uint64_t from = READ_ONCE(h->discard_from);
+	if (tail >= head && tail - head <= r->capacity) {
+		st->messages = tail - head;
+		struct shmq_slot first, last;
+		if (tail > head && read_slot(r, head, &first) == SHMQ_OK &&
+		    read_slot(r, tail - 1, &last) == SHMQ_OK &&
+		    last.bytes + last.len >= first.bytes)
+			st->bytes = last.bytes + last.len - first.bytes;
+	}
+	st->total_put = tail;
+	if (from != SHMQ_NO_DISCARD && from <= tail) {
+		st->discarded = tail - from;
+		st->total_got = from < head ? from : head;
+	} else {
+		st->total_got = head;
+	}
+	st->state = (tw & SHMQ_TAIL_NOW)      ? SHMQ_STATE_CLOSED_NOW
+		    : (tw & SHMQ_TAIL_CLOSED) ? SHMQ_STATE_CLOSED
+					      : SHMQ_STATE_OPEN;
+	uint32_t sf = READ_ONCE(h->state_flags);
+	st->auto_closed = !!(sf & SHMQ_ST_AUTO_CLOSED);
+	st->producer_lost = !!(sf & SHMQ_ST_PRODUCER_LOST);
+	st->producers = READ_ONCE(h->producers);
+	st->consumers = READ_ONCE(h->consumers);
+	for (uint32_t i = 0; i < r->nclients; i++) {
+		const struct shmq_client *c = &r->clients[i];
+		if (READ_ONCE(c->pid) == 0)
+			continue;
+		uint32_t wait = READ_ONCE(c->wait);
+		st->put_blocked += wait == SHMQ_WAIT_PUT;
+		st->get_blocked += wait == SHMQ_WAIT_GET;
+	}
+	st->created_ns = READ_ONCE(h->created_ns);
+	st->closed_ns = READ_ONCE(h->closed_ns);
+}
+
+int ring_check(struct ring *r)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t head = LOAD_ACQ(h->head);
+	uint64_t tail = LOAD_ACQ(h->tail) & SHMQ_TAIL_COUNT;
+	struct shmq_slot prev = { 0 }, s;
+
+	if (head > tail || tail - head > r->capacity)
+		return SHMQ_ECORRUPT;
+	if (READ_ONCE(h->name_len) > SHMQ_NAME_MAX ||
+	    READ_ONCE(h->name[SHMQ_NAME_MAX]) != '\0')
+		return SHMQ_ECORRUPT;
+	/* Every queued message, in order, must follow the one before it. */
+	for (uint64_t t = head; t < tail; t++) {
+		if (read_slot(r, t, &s) != SHMQ_OK)
+			return SHMQ_ECORRUPT;
+		if (t > head && (s.off < prev.off + ring_bytes(prev.len) ||
+				 s.bytes != prev.bytes + prev.len))
+			return SHMQ_ECORRUPT;
+		prev = s;
+	}
+	if (tail > 0 && read_slot(r, tail - 1, &s) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
+	return SHMQ_OK;
+}

@@ -1,0 +1,251 @@
+/*
+ * wait.c - spinning, sleeping and waking (see wait.h).
+ *
+ * Owns the policy of a waiting put or get: how long to spin, when to let
+ * the other side get a stride ahead, when to sleep and for how long at a
+ * time, and the marks that say who sleeps.  It never takes a queue's lock
+ * and never changes the queue: it only looks (ring_ready) and sleeps.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <time.h>
+
+#include "cpu.h"
+#include "wait.h"
+
+/* Spinning before sleeping: on a two-core machine a futex round trip costs
+ * tens of microseconds, far more than a hand-off between two running
+ * processes, so a waiter spins for a window that adapts to how often
+ * spinning pays off. */
+#define SPIN_MAX_NS      50000u
+#define SPIN_MIN_NS        500u
+#define SPIN_INIT_NS     20000u
+#define SPIN_POLL_MAX       32          /* pauses between looks */
+#define SPIN_YIELD_NS     4000u         /* then give the CPU away */
+#define SLEEP_CAP_NS      1000000000ull /* longest single futex sleep */
+
+/*
+ * Strides.  While both sides run flat out, the one that catches up with
+ * the other (a consumer finding the queue empty, a producer finding it
+ * full) would look for the very next message or free slot, which is the
+ * line the other side is writing at that moment: each look takes that line
+ * away from it, and the two then trade it for every message at a fraction
+ * of the speed.  So a waiter first waits, for at most STRIDE_NS and half
+ * its spin window, until the other side is a stride ahead: a consumer
+ * looks at the mark of the message `stride` after the next one (marks are
+ * set after the commit, and commits are in order), a producer for room
+ * for `stride` messages.  Then the two work on lines `stride` apart.  A
+ * stride that does not come in time means the stream is not that busy:
+ * that side's next STRIDE_SKIP waits look for one message at once, so a
+ * sparse stream (a request and its reply) pays for this about once in
+ * STRIDE_SKIP waits.
+ */
+#define STRIDE_MAX   16u
+#define STRIDE_NS    4000u
+#define STRIDE_SKIP  1024u
+
+static uint32_t stride_for(uint32_t capacity)
+{
+	uint32_t k = capacity / 4 < STRIDE_MAX ? capacity / 4 : STRIDE_MAX;
+	return k >= 2 ? k : 0;
+}
+
+void wait_tune(struct ring *r)
+{
+	r->spin_ns = cpus_online() > 1 ? SPIN_INIT_NS : 0;
+	r->stride = stride_for(r->capacity);
+}
+
+static void wake_all(uint32_t *word)
+{
+	uint32_t w = LOAD_SC(*word);
+	uint32_t next;
+
+	do
+		next = (w & ~SHMQ_WAIT_SLEEPER) + SHMQ_WAIT_EPOCH;
+	while (!__atomic_compare_exchange_n(word, &w, next, 0, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST));
+	futex_wake_all(word);
+}
+
+void ring_wake_all(struct ring *r)
+{
+	wake_all(&r->hdr->data_futex);
+	wake_all(&r->hdr->space_futex);
+}
+
+/* A consumer's cheap look while spinning: is the next message there? */
+static inline int spin_hint(struct ring *r)
+{
+	uint64_t head = LOAD_ACQ(r->hdr->head);
+	return LOAD_ACQ(r->slots[head & r->mask].published) == head;
+}
+
+/* Should this wait on `side` start with a stride? */
+static int stride_begin(struct ring *r, enum side side)
+{
+	uint32_t *skip = &r->stride_skip[side];
+	uint32_t v = __atomic_load_n(skip, __ATOMIC_RELAXED);
+
+	if (r->stride == 0)
+		return 0;
+	if (v) {
+		__atomic_store_n(skip, v - 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	return 1;
+}
+
+static void stride_missed(struct ring *r, enum side side)
+{
+	__atomic_store_n(&r->stride_skip[side], STRIDE_SKIP, __ATOMIC_RELAXED);
+}
+
+/* Is the other side a stride ahead (for a producer: or the queue closed;
+ * a consumer notices a close once the stride window is over)?  A "yes" must
+ * also be a yes of ring_ready(), or a waiter would spin on it: a consumer also
+ * checks the next message's mark (a line the producer has left by then),
+ * a producer with a byte budget also asks for room in bytes. */
+static int stride_look(struct ring *r, enum side side, uint64_t len)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t head = LOAD_ACQ(h->head);
+
+	if (side == GET_SIDE) {
+		uint64_t t = head + r->stride;
+		return LOAD_ACQ(r->slots[t & r->mask].published) == t &&
+		       LOAD_ACQ(r->slots[head & r->mask].published) == head;
+	}
+	uint64_t tw = LOAD_ACQ(h->tail), tail = tw & SHMQ_TAIL_COUNT;
+	if ((tw & SHMQ_TAIL_CLOSED) || head > tail)
+		return 1;
+	if (tail - head + r->stride > r->capacity)
+		return 0;
+	return r->max_bytes == 0 || ring_ready(r, side, len);
+}
+
+static void adapt_spin(struct ring *r, int paid_off)
+{
+	uint32_t s = __atomic_load_n(&r->spin_ns, __ATOMIC_RELAXED);
+
+	if (cpus_online() < 2)
+		return;
+	if (paid_off)
+		s = s * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : s * 2;
+	else
+		s = s / 2 < SPIN_MIN_NS ? SPIN_MIN_NS : s / 2;
+	__atomic_store_n(&r->spin_ns, s, __ATOMIC_RELAXED);
+}
+
+/* Marks our attachment entry as asleep in put or get (the statistics
+ * count these marks), or awake again. */
+static void mark_sleep(struct ring *r, uint32_t state)
+{
+	if (r->self)
+		WRITE_ONCE(r->self->wait, state);
+}
+
+int wait_for(struct ring *r, enum side side, uint64_t len,
+	     struct timeout *to)
+{
+	uint32_t *word = side == PUT_SIDE ? &r->hdr->space_futex
+					  : &r->hdr->data_futex;
+
+	/* The deadline holds even if every look says "try again" and every
+	 * attempt finds nothing to do (a damaged segment can do that). */
+	const struct timespec *due = timeout_deadline(to);
+	if (due) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (!ts_before(&now, due))
+			return SHMQ_ETIMEDOUT;
+	}
+
+	uint32_t spin_ns = __atomic_load_n(&r->spin_ns, __ATOMIC_RELAXED);
+	if (spin_ns) {
+		/* Look again after 1, 2, 4, ... pauses, then every
+		 * SPIN_POLL_MAX: each look pulls the other side's cache line
+		 * away from it, and it pays for that on its next commit, so a
+		 * busy stream is polled rarely while a quiet one still gets
+		 * an answer within a few hundred nanoseconds. */
+		uint64_t start = mono_ns(), until = start + spin_ns;
+		/* At most half the window: the rest is for the next message
+		 * alone, and a stride that did not come is always seen. */
+		uint64_t stride_until = 0;
+		if (stride_begin(r, side))
+			stride_until = start + (spin_ns / 2 < STRIDE_NS
+							? spin_ns / 2 : STRIDE_NS);
+		unsigned gap = 1, looks = 0;
+		for (unsigned i = 1;; i++) {
+			cpu_relax();
+			if (i < gap)
+				continue;
+			int ok;
+			if (stride_until)
+				ok = stride_look(r, side, len);
+			/* A consumer mostly watches the next slot's mark; the
+			 * full look (which notices a close) only now and then. */
+			else if (side == GET_SIDE && ++looks % 8 != 0)
+				ok = spin_hint(r);
+			else
+				ok = ring_ready(r, side, len);
+			if (ok) {
+				adapt_spin(r, 1);
+				return SHMQ_OK;
+			}
+			uint64_t t = mono_ns();
+			if (stride_until && t >= stride_until) {
+				stride_missed(r, side);
+				stride_until = 0;
+				if (t < until) {
+					i = 0;
+					gap = 1;
+					continue;
+				}
+			}
+			if (t >= until)
+				break;
+			/* Waiting this long on a two-CPU machine usually means
+			 * more runnable processes than CPUs: let the one we wait
+			 * for run. */
+			if (t - start > SPIN_YIELD_NS)
+				sched_yield();
+			i = 0;
+			if (gap < SPIN_POLL_MAX)
+				gap *= 2;
+		}
+		adapt_spin(r, 0);
+	}
+
+	for (;;) {
+		uint32_t w = LOAD_SC(*word);
+		if (!(w & SHMQ_WAIT_SLEEPER)) {
+			if (!__atomic_compare_exchange_n(
+				    word, &w, w | SHMQ_WAIT_SLEEPER, 0,
+				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+				continue;
+			w |= SHMQ_WAIT_SLEEPER;
+		}
+		if (ring_ready(r, side, len))
+			return SHMQ_OK;
+
+		/* Never sleep more than a second at a time: a process killed
+		 * between its commit and its wake-up would otherwise strand us
+		 * until shmqd notices the death (not at all while it is down);
+		 * waking to look again costs nothing that matters. */
+		const struct timespec *dl = timeout_deadline(to);
+		struct timespec cap;
+		ns_to_ts(mono_ns() + SLEEP_CAP_NS, &cap);
+		int capped = dl == NULL || ts_before(&cap, dl);
+		HOOK(RING_HOOK_SLEEP);
+		mark_sleep(r, side == PUT_SIDE ? SHMQ_WAIT_PUT : SHMQ_WAIT_GET);
+		int e = futex_wait(word, w, capped ? &cap : dl);
+		mark_sleep(r, SHMQ_WAIT_NONE);
+		if (e == ETIMEDOUT && !capped)
+			return SHMQ_ETIMEDOUT;
+		if (e == EINTR)
+			return SHMQ_EINTR;
+		return SHMQ_OK;
+	}
+}
