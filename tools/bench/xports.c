@@ -1,0 +1,83 @@
+/*
+ * xports.c - the table of transports, and what their files share.
+ *
+ * Owns which transports the bench knows (the table's order is the order
+ * they run in, each run; row_order the order of their rows in the report),
+ * the small operations several transports use, and chan_create(), which
+ * makes one direction of a transport for a case.  What a transport is and
+ * does belongs in its own xp_*.c file, never here.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+/* T_SHMQ_SMALL is shmq with the capacity the POSIX queue was allowed,
+ * where that is smaller than SHMQ_CAP, so that shmq meets mq at the same
+ * capacity.  T_SHMQ_ZC, the zero-copy calls, runs at that capacity too.
+ * T_PIPE_BIG is a pipe whose buffer holds as many bytes as those queues
+ * (as far as fs/pipe-max-size allows): the default pipe holds a single
+ * 64 KiB message, and this row shows what a larger buffer buys it. */
+const struct xport *const xports[NT] = {
+	[T_SHMQ] = &xp_shmq,
+	[T_PIPE] = &xp_pipe,
+	[T_SOCK] = &xp_sock,
+	[T_MQ] = &xp_mq,
+	[T_SHMQ_SMALL] = &xp_shmq_small,
+	[T_SHMQ_ZC] = &xp_shmq_zc,
+	[T_PIPE_BIG] = &xp_pipe_big,
+};
+
+const int row_order[NT] = { T_SHMQ, T_SHMQ_SMALL, T_SHMQ_ZC, T_PIPE,
+			    T_PIPE_BIG, T_SOCK, T_MQ };
+
+int fail_errno(struct chan *c, const char *what)
+{
+	snprintf(c->why, sizeof(c->why), "%s: %s", what, strerror(errno));
+	return -1;
+}
+
+int fail_shmq(struct chan *c, const char *what, int rc)
+{
+	snprintf(c->why, sizeof(c->why), "%s: %s", what, shmq_strerror(rc));
+	return -1;
+}
+
+int no_open(struct chan *c, enum role r)
+{
+	(void)c;
+	(void)r;
+	return 0;
+}
+
+void no_leave(struct chan *c)
+{
+	(void)c;
+}
+
+void fds_close(struct chan *c)
+{
+	close(c->fd[0]);
+	close(c->fd[1]);
+}
+
+/* The capacity transport `t` gets for `size`-byte messages. */
+unsigned xport_capacity(int t, size_t size)
+{
+	return xports[t]->capacity ? xports[t]->capacity(size) : SHMQ_CAP;
+}
+
+int chan_create(struct chan *c, int t, const struct bcase *k)
+{
+	memset(c, 0, sizeof(*c));
+	c->x = xports[t];
+	c->size = k->size;
+	c->capacity = xport_capacity(t, k->size);
+	c->batch = k->batch ? k->batch : 1;
+	c->timeout_ms = SHMQ_FOREVER;
+	c->fd[0] = c->fd[1] = -1;
+	return c->x->create(c);
+}
