@@ -215,6 +215,7 @@ static void report_cpu(void)
 	say("\n");
 }
 
+/* The sections, in the order a reader needs them. */
 void report(void)
 {
 	say("# shmq benchmark\n\n");
