@@ -228,12 +228,14 @@ static void awake_start(void)
 	}
 }
 
-/* Which revision is measured: the library may be edited between runs. */
+/* Which revision is measured: the library may be edited between runs.
+ * The paths are from the top of the tree (":/"), since make bench runs
+ * in the build directory. */
 static void source_revision(void)
 {
 	FILE *f = popen("git describe --always --dirty 2>/dev/null && "
-			"git status --porcelain -- client proto daemon "
-			"2>/dev/null | tr '\\n' ' '", "r");
+			"git status --porcelain -- :/client :/common :/proto "
+			":/daemon 2>/dev/null | tr '\\n' ' '", "r");
 	char a[64] = "", b[64] = "";
 
 	snprintf(facts.rev, sizeof(facts.rev), "unknown (not a git tree)");
