@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "control.h"
@@ -30,6 +31,13 @@ struct shmq {
 	unsigned access;        /* SHMQ_ACCESS_* granted by the daemon */
 	uint32_t uid, gid, mode;        /* the daemon's word, not the segment's */
 	char name[SHMQ_NAME_MAX + 1];
+	/* Acked queues: the dead-letter queue, opened for this handle's
+	 * dead letters when it first needs it (or NULL, tried again at most
+	 * once a second), and the lease behind shmq_get_view(). */
+	struct shmq *dlq;
+	int64_t dlq_retry_ns;
+	struct shmq_msg viewed;
+	int viewing;
 };
 
 const char *shmq_version(void)
@@ -84,15 +92,22 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
 		shmq_attr_init(&def);
 		attr = &def;
 	}
-	if (flags & ~SHMQ_EXIST_OK || attr->flags & ~SHMQ_AUTO_CLOSE ||
+	if (flags & ~SHMQ_EXIST_OK ||
+	    attr->flags & ~(SHMQ_AUTO_CLOSE | SHMQ_ACKED) ||
 	    attr->mode & ~0777u)
 		return SHMQ_EINVAL;
 	req.capacity = attr->capacity;
 	req.max_msg = attr->max_msg;
 	req.max_bytes = attr->max_bytes;
 	req.mode = attr->mode;
-	req.config_flags = (attr->flags & SHMQ_AUTO_CLOSE) ? SHMQ_CFG_AUTO_CLOSE
-							   : 0;
+	req.config_flags =
+		((attr->flags & SHMQ_AUTO_CLOSE) ? SHMQ_CFG_AUTO_CLOSE : 0) |
+		((attr->flags & SHMQ_ACKED) ? SHMQ_CFG_ACKED : 0);
+	req.lease_timeout_ms = attr->lease_timeout_ms;
+	req.max_deliveries = attr->max_deliveries;
+	if (attr->dead_letter && attr->dead_letter[0] &&
+	    (rc = put_name(req.dead_letter, attr->dead_letter)) != SHMQ_OK)
+		return rc;
 	req.flags = (flags & SHMQ_EXIST_OK) ? SHMQ_WIRE_EXIST_OK : 0;
 	return control_call(SHMQ_MSG_CREATE, &req, sizeof(req), &rep,
 			    sizeof(rep), &len, NULL);
@@ -112,7 +127,12 @@ static void release(const struct shmq *q)
 		     &len, NULL);
 }
 
-int shmq_open(const char *name, unsigned flags, shmq_t **qp)
+static int dead_letter(void *ctx, const void *msg, size_t len);
+
+/* Opens a handle: `role` is what the daemon is asked for (SHMQ_ROLE_* or
+ * SHMQ_WIRE_DEAD_LETTER), `flags` the caller's SHMQ_* open flags. */
+static int open_handle(const char *name, uint32_t role, unsigned flags,
+		       shmq_t **qp)
 {
 	struct shmq_wire_open req = { 0 };
 	struct shmq_wire_open_reply rep;
@@ -121,15 +141,10 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 	size_t len;
 	int fd = -1, rc;
 
-	if (qp == NULL)
-		return SHMQ_EINVAL;
 	*qp = NULL;
 	if ((rc = put_name(req.name, name)) != SHMQ_OK)
 		return rc;
-	if (flags & ~(SHMQ_PRODUCER | SHMQ_CONSUMER | SHMQ_PREFAULT))
-		return SHMQ_EINVAL;
-	req.role = ((flags & SHMQ_PRODUCER) ? SHMQ_ROLE_PRODUCER : 0) |
-		   ((flags & SHMQ_CONSUMER) ? SHMQ_ROLE_CONSUMER : 0);
+	req.role = role;
 
 	q = calloc(1, sizeof(*q));
 	if (q == NULL)
@@ -148,6 +163,7 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 	q->mode = rep.mode;
 	q->flags = flags & (SHMQ_PRODUCER | SHMQ_CONSUMER);
 	strcpy(q->name, name);
+	q->viewed.lease = 0;
 	if (fd < 0) {
 		rc = SHMQ_EPROTO;
 		goto fail_attached;
@@ -175,6 +191,8 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 		rc = ring_client_bind(&q->ring, q->client, q->gen);
 	if (rc != SHMQ_OK)
 		goto fail_attached;
+	q->ring.dead_letter = dead_letter;
+	q->ring.dead_letter_ctx = q;
 	*qp = q;
 	return SHMQ_OK;
 
@@ -189,6 +207,56 @@ fail:
 	return rc;
 }
 
+int shmq_open(const char *name, unsigned flags, shmq_t **qp)
+{
+	if (qp == NULL)
+		return SHMQ_EINVAL;
+	*qp = NULL;
+	if (flags & ~(SHMQ_PRODUCER | SHMQ_CONSUMER | SHMQ_PREFAULT))
+		return SHMQ_EINVAL;
+	return open_handle(name,
+			   ((flags & SHMQ_PRODUCER) ? SHMQ_ROLE_PRODUCER : 0) |
+			   ((flags & SHMQ_CONSUMER) ? SHMQ_ROLE_CONSUMER : 0),
+			   flags, qp);
+}
+
+static int64_t mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* An acked queue's consumer needs its dead-letter queue open before it
+ * takes the consumers' lock: opening asks the daemon, which must never
+ * happen while other consumers wait for us. */
+static void want_dead_letter(struct shmq *q)
+{
+	if (!q->ring.has_dead_letter || q->dlq)
+		return;
+	int64_t now = mono_now();
+	if (now < q->dlq_retry_ns)
+		return;
+	char keep[SHMQ_WIRE_DETAIL];
+	strncpy(keep, shmq_error_detail(), sizeof(keep) - 1);
+	keep[sizeof(keep) - 1] = '\0';
+	if (open_handle(q->name, SHMQ_WIRE_DEAD_LETTER, SHMQ_PRODUCER,
+			&q->dlq) != SHMQ_OK)
+		q->dlq_retry_ns = now + 1000000000;
+	/* This call's own error, if it has one, is not about that. */
+	control_set_detail(keep, sizeof(keep));
+}
+
+/* ring_dead_letter_fn: called under the consumers' lock of q. */
+static int dead_letter(void *ctx, const void *msg, size_t len)
+{
+	struct shmq *q = ctx;
+
+	if (q->dlq == NULL)
+		return SHMQ_ENOENT;
+	return shmq_put(q->dlq, msg, len, SHMQ_NOWAIT);
+}
+
 int shmq_detach(shmq_t *q)
 {
 	struct shmq_wire_detach req;
@@ -198,9 +266,12 @@ int shmq_detach(shmq_t *q)
 
 	if (q == NULL)
 		return SHMQ_OK;
-	/* A zero-copy operation left open ends here: nothing committed. */
+	/* A zero-copy operation left open ends here: nothing committed (a
+	 * viewed lease is returned with the handle's other leases). */
 	ring_commit(&q->ring, 1);
 	ring_release(&q->ring, 1);
+	if (q->dlq)
+		shmq_detach(q->dlq);
 	/* Say so in the segment first: a daemon that is down now, or that
 	 * hears of us only when we exit, still releases us as detached. */
 	ring_client_mark_detached(&q->ring);
@@ -251,8 +322,9 @@ int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms)
 		return SHMQ_EINVAL;
 	if (!(q->flags & SHMQ_CONSUMER))
 		return SHMQ_EROLE;
-	if (q->ring.held)
+	if (q->ring.held || q->viewing)
 		return SHMQ_EINVAL;
+	want_dead_letter(q);
 	rc = ring_get(&q->ring, buf, size, &out, 1, NULL, timeout_ms);
 	if (rc == SHMQ_OK || rc == SHMQ_EMSGSIZE)
 		*len = out.iov_len;
@@ -268,8 +340,9 @@ int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
 		return SHMQ_EINVAL;
 	if (!(q->flags & SHMQ_CONSUMER))
 		return SHMQ_EROLE;
-	if (q->ring.held)
+	if (q->ring.held || q->viewing)
 		return SHMQ_EINVAL;
+	want_dead_letter(q);
 	return ring_get(&q->ring, buf, size, msgs, n, ngot, timeout_ms);
 }
 
@@ -294,23 +367,168 @@ int shmq_put_cancel(shmq_t *q)
 	return q ? ring_commit(&q->ring, 1) : SHMQ_EINVAL;
 }
 
+/* On an acked queue the zero-copy get is a lease: the view points at the
+ * lease slot's copy, take acks it, leave nacks it, and no lock is held in
+ * between. */
 int shmq_get_view(shmq_t *q, const void **data, size_t *len, int timeout_ms)
 {
+	int rc;
+
 	if (q == NULL || data == NULL || len == NULL)
 		return SHMQ_EINVAL;
 	if (!(q->flags & SHMQ_CONSUMER))
 		return SHMQ_EROLE;
-	return ring_view(&q->ring, data, len, timeout_ms);
+	if (q->ring.leases == NULL)
+		return ring_view(&q->ring, data, len, timeout_ms);
+	if (q->viewing || q->ring.held)
+		return SHMQ_EINVAL;
+	want_dead_letter(q);
+	rc = ring_lease(&q->ring, NULL, 0, &q->viewed, 1, NULL, timeout_ms, 1);
+	if (rc == SHMQ_OK) {
+		q->viewing = 1;
+		*data = q->viewed.data;
+		*len = q->viewed.len;
+	}
+	return rc;
 }
 
 int shmq_get_take(shmq_t *q)
 {
-	return q ? ring_release(&q->ring, 0) : SHMQ_EINVAL;
+	if (q == NULL)
+		return SHMQ_EINVAL;
+	if (!q->viewing)
+		return ring_release(&q->ring, 0);
+	q->viewing = 0;
+	return ring_ack(&q->ring, &q->viewed, 1, NULL);
 }
 
 int shmq_get_leave(shmq_t *q)
 {
-	return q ? ring_release(&q->ring, 1) : SHMQ_EINVAL;
+	if (q == NULL)
+		return SHMQ_EINVAL;
+	if (!q->viewing)
+		return ring_release(&q->ring, 1);
+	q->viewing = 0;
+	return ring_nack(&q->ring, &q->viewed, 0);
+}
+
+/* --- acked queues ------------------------------------------------------ */
+
+static int lease_check(const struct shmq *q)
+{
+	if (q == NULL)
+		return SHMQ_EINVAL;
+	if (!(q->flags & SHMQ_CONSUMER))
+		return SHMQ_EROLE;
+	if (q->ring.held || q->viewing)
+		return SHMQ_EINVAL;
+	return SHMQ_OK;
+}
+
+int shmq_lease(shmq_t *q, void *buf, size_t size, struct shmq_msg *m,
+	       int timeout_ms)
+{
+	int rc = lease_check(q);
+
+	if (rc != SHMQ_OK)
+		return rc;
+	if (m == NULL || (buf == NULL && size))
+		return SHMQ_EINVAL;
+	want_dead_letter(q);
+	return ring_lease(&q->ring, buf, size, m, 1, NULL, timeout_ms, 0);
+}
+
+int shmq_leasev(shmq_t *q, void *buf, size_t size, struct shmq_msg *msgs,
+		size_t n, size_t *ngot, int timeout_ms)
+{
+	int rc = lease_check(q);
+
+	if (ngot)
+		*ngot = 0;
+	if (rc != SHMQ_OK)
+		return rc;
+	if (msgs == NULL || n == 0 || (buf == NULL && size))
+		return SHMQ_EINVAL;
+	want_dead_letter(q);
+	return ring_lease(&q->ring, buf, size, msgs, n, ngot, timeout_ms, 0);
+}
+
+int shmq_lease_view(shmq_t *q, struct shmq_msg *m, int timeout_ms)
+{
+	int rc = lease_check(q);
+
+	if (rc != SHMQ_OK)
+		return rc;
+	if (m == NULL)
+		return SHMQ_EINVAL;
+	if (q->ring.leases == NULL)
+		return SHMQ_EINVAL;     /* plain queues: shmq_get_view */
+	want_dead_letter(q);
+	return ring_lease(&q->ring, NULL, 0, m, 1, NULL, timeout_ms, 1);
+}
+
+int shmq_ack(shmq_t *q, const struct shmq_msg *m)
+{
+	if (q == NULL || m == NULL)
+		return SHMQ_EINVAL;
+	return ring_ack(&q->ring, m, 1, NULL);
+}
+
+int shmq_ackv(shmq_t *q, const struct shmq_msg *msgs, size_t n,
+	      size_t *nacked)
+{
+	if (nacked)
+		*nacked = 0;
+	if (q == NULL || (msgs == NULL && n))
+		return SHMQ_EINVAL;
+	return ring_ack(&q->ring, msgs, n, nacked);
+}
+
+int shmq_nack(shmq_t *q, const struct shmq_msg *m, unsigned flags)
+{
+	if (q == NULL || m == NULL)
+		return SHMQ_EINVAL;
+	want_dead_letter(q);
+	return ring_nack(&q->ring, m, flags);
+}
+
+int shmq_extend(shmq_t *q, const struct shmq_msg *m, int ms)
+{
+	if (q == NULL || m == NULL)
+		return SHMQ_EINVAL;
+	return ring_extend(&q->ring, m, ms);
+}
+
+int shmq_join(shmq_t *q, int timeout_ms)
+{
+	return q ? ring_join(&q->ring, timeout_ms) : SHMQ_EINVAL;
+}
+
+int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n)
+{
+	struct shmq_lease_info *all = NULL;
+	size_t cap = 0, have;
+
+	if (q == NULL || list == NULL || n == NULL)
+		return SHMQ_EINVAL;
+	*list = NULL;
+	*n = 0;
+	/* The table changes while we read it: grow until it fits. */
+	for (;;) {
+		have = ring_pending(&q->ring, all, cap);
+		if (have <= cap)
+			break;
+		cap = have + 16;
+		struct shmq_lease_info *grown = realloc(all, cap * sizeof(*all));
+		if (grown == NULL) {
+			free(all);
+			return SHMQ_ENOMEM;
+		}
+		all = grown;
+	}
+	*list = all;
+	*n = have;
+	return SHMQ_OK;
 }
 
 int shmq_close(shmq_t *q, unsigned how, uint64_t *discarded)
@@ -332,6 +550,8 @@ int shmq_stat(shmq_t *q, struct shmq_stat *st)
 	/* Identity from the daemon: any attached process can write the
 	 * segment's copy. */
 	strcpy(st->name, q->name);
+	if (q->dlq)
+		strcpy(st->dead_letter, q->dlq->name);
 	st->uid = q->uid;
 	st->gid = q->gid;
 	st->mode = q->mode;

@@ -84,6 +84,9 @@ enum shmq_status {
 	SHMQ_EBUSY     = -18,  /* queue lock held by a stalled process */
 	SHMQ_ESYS      = -19,  /* system call failed; see errno */
 	SHMQ_ENOMEM    = -20,  /* out of memory */
+	SHMQ_ELEASE    = -21,  /* the lease ended before this call (timed
+				  out, returned, or its handle detached):
+				  the message is no longer this caller's */
 };
 
 /* Timeouts, in milliseconds, for every blocking call. */
@@ -101,7 +104,15 @@ struct shmq_attr {
 	uint32_t max_msg;       /* max message size in bytes (default 4096) */
 	uint64_t max_bytes;     /* byte budget, 0 = none (default) */
 	uint32_t mode;          /* permission bits (default 0600) */
-	uint32_t flags;         /* SHMQ_AUTO_CLOSE */
+	uint32_t flags;         /* SHMQ_AUTO_CLOSE, SHMQ_ACKED */
+	/* Acked queues only (see "Acked queues" below): */
+	uint32_t lease_timeout_ms;  /* a lease not acked within this is
+				       returned; 0 = never (default) */
+	uint32_t max_deliveries;    /* after this many deliveries without an
+				       ack, dead-letter; 0 = never (default) */
+	const char *dead_letter;    /* where dead letters go: an existing
+				       queue the owner may write; NULL =
+				       drop them (counted) */
 };
 #define SHMQ_DEFAULT_CAPACITY 1024u
 #define SHMQ_DEFAULT_MAX_MSG  4096u
@@ -109,6 +120,8 @@ struct shmq_attr {
 
 #define SHMQ_AUTO_CLOSE 0x1u    /* attr.flags: close when the last producer
 				   detaches or dies */
+#define SHMQ_ACKED      0x2u    /* attr.flags: gets lease messages, which
+				   leave the queue only when acked */
 #define SHMQ_EXIST_OK   0x1u    /* shmq_create: an existing queue is fine */
 
 void shmq_attr_init(struct shmq_attr *attr);
@@ -220,7 +233,92 @@ struct shmq_stat {
 	int      producer_lost;  /* a producer died without detaching */
 	int64_t  created_ns;     /* CLOCK_REALTIME, nanoseconds */
 	int64_t  closed_ns;      /* 0 while open */
+	/* Acked queues (flags & SHMQ_ACKED); 0 otherwise.  `messages` and
+	 * `bytes` count what waits for delivery, returned messages
+	 * included; the queue is full when messages + leased reaches the
+	 * capacity. */
+	uint32_t leased;         /* delivered, not yet acked */
+	uint32_t returned;       /* returned, waiting for redelivery */
+	uint64_t acked;          /* settled by an ack (or a plain get) */
+	uint64_t dead_lettered;  /* moved to the dead-letter queue */
+	uint64_t dropped;        /* dropped after max_deliveries */
+	uint32_t lease_timeout_ms;
+	uint32_t max_deliveries;
+	char     dead_letter[SHMQ_NAME_MAX_LEN + 1];    /* "" = none */
 };
+
+/*
+ * Acked queues: work that survives its worker.
+ *
+ * On a queue created with SHMQ_ACKED, shmq_lease() hands the oldest
+ * message to the calling handle without removing it: the message still
+ * counts against the capacity and the byte budget until the handle acks
+ * it (shmq_ack: done, it leaves the queue) or nacks it (shmq_nack: it is
+ * delivered again, before every message that was never delivered).  A
+ * lease also ends without an ack when its holder process dies or
+ * detaches, or when the queue's lease timeout passes (shmq_extend pushes
+ * it back): the message is then returned as by a nack.  Each delivery
+ * carries its count, 1 the first time; a message delivered max_deliveries
+ * times without an ack goes to the dead-letter queue (or, without one, is
+ * dropped and counted).  Returned messages keep their order.
+ *
+ *   struct shmq_msg m;
+ *   while ((rc = shmq_lease(q, buf, sizeof buf, &m, SHMQ_FOREVER)) ==
+ *          SHMQ_OK) {
+ *           if (work(m.data, m.len) == 0)
+ *                   shmq_ack(q, &m);
+ *           else
+ *                   shmq_nack(q, &m, 0);
+ *   }
+ *
+ * The end of stream of an acked queue comes once it is closed, nothing is
+ * queued or returned, and no other handle holds a lease (a leased message
+ * may still come back).  shmq_get() on an acked queue takes and acks in
+ * one step; shmq_lease() on a plain queue is a shmq_get() (m.lease is 0,
+ * and acking it does nothing).  A process killed at any instruction loses
+ * nothing: the only message delivered twice is one whose holder died
+ * before its ack, and it comes back with its count raised.
+ */
+struct shmq_msg {
+	void    *data;          /* the message: in the caller's buffer, or
+				   (shmq_lease_view) in the queue's memory */
+	size_t   len;
+	uint64_t lease;         /* names this delivery for ack/nack/extend;
+				   0 = nothing to ack (a plain queue) */
+	uint64_t seq;           /* the message's position in the queue's
+				   stream: 0, 1, 2... in put order */
+	uint32_t deliveries;    /* 1 the first time */
+};
+
+int shmq_lease(shmq_t *q, void *buf, size_t size, struct shmq_msg *m,
+	       int timeout_ms);
+int shmq_leasev(shmq_t *q, void *buf, size_t size, struct shmq_msg *msgs,
+		size_t n, size_t *ngot, int timeout_ms);
+int shmq_lease_view(shmq_t *q, struct shmq_msg *m, int timeout_ms);
+int shmq_ack(shmq_t *q, const struct shmq_msg *m);
+int shmq_ackv(shmq_t *q, const struct shmq_msg *msgs, size_t n,
+	      size_t *nacked);
+#define SHMQ_NACK_DEAD 0x1u     /* shmq_nack: dead-letter it now */
+int shmq_nack(shmq_t *q, const struct shmq_msg *m, unsigned flags);
+int shmq_extend(shmq_t *q, const struct shmq_msg *m, int ms);
+int shmq_join(shmq_t *q, int timeout_ms);
+
+enum shmq_lease_state {
+	SHMQ_LEASE_HELD = 1,        /* delivered, not acked */
+	SHMQ_LEASE_WAITING = 2,     /* returned, waiting for redelivery */
+	SHMQ_LEASE_DEAD_LETTER = 3, /* waiting for room in the dead-letter
+				       queue */
+};
+struct shmq_lease_info {
+	uint64_t seq;           /* the message's position in the stream */
+	uint32_t pid;           /* holder (SHMQ_LEASE_HELD), else 0 */
+	uint32_t deliveries;
+	uint32_t len;
+	int      state;         /* enum shmq_lease_state */
+	int64_t  age_ns;        /* since this delivery */
+	int64_t  left_ns;       /* until the lease times out; -1 = never */
+};
+int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
 
 int shmq_stat(shmq_t *q, struct shmq_stat *st);
 size_t shmq_max_msg(const shmq_t *q);

@@ -62,14 +62,23 @@ int ring_client_bind(struct ring *r, uint32_t index, uint32_t gen)
 	    LOAD_ACQ(r->clients[index].gen) != gen)
 		return SHMQ_ECORRUPT;
 	r->self = &r->clients[index];
+	r->self_index = index;
+	r->self_gen = gen;
 	return SHMQ_OK;
 }
 
 void ring_client_mark_detached(struct ring *r)
 {
-	if (r->self)
-		__atomic_store_n(&r->self->detached, SHMQ_CLIENT_DETACHED,
-				 __ATOMIC_RELEASE);
+	if (r->self == NULL)
+		return;
+	__atomic_store_n(&r->self->detached, SHMQ_CLIENT_DETACHED,
+			 __ATOMIC_RELEASE);
+	/* Our leases are returned now, not when shmqd hears of the detach:
+	 * tell the getters to look. */
+	if (r->leases) {
+		__atomic_add_fetch(&r->hdr->departures, 1, __ATOMIC_SEQ_CST);
+		ring_wake_all(r);
+	}
 }
 
 void ring_client_remove(struct ring *r, uint32_t index, int died)
@@ -110,9 +119,14 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 	WRITE_ONCE(c->gen, 0);
 	WRITE_ONCE(c->start_time, 0);
 	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);
+	/* Leases held by the entry are returned by the next getter, which
+	 * learns of the departure here (lease.c never trusts shmqd to touch
+	 * its table). */
+	__atomic_add_fetch(&h->departures, 1, __ATOMIC_SEQ_CST);
 	/* A process that died just after being woken may have taken a
-	 * wake-up with it: let every sleeper look again. */
-	if (died)
+	 * wake-up with it, and a departure may end an acked stream: let
+	 * every sleeper look again. */
+	if (died || r->leases)
 		ring_wake_all(r);
 }
 

@@ -152,14 +152,27 @@ static int room_for(const struct ring *r, uint64_t head, uint64_t tail,
 		    const struct wpos *w, uint64_t len,
 		    struct shmq_slot *oldest)
 {
-	if (tail - head >= r->capacity)
+	uint64_t held = 0, held_bytes = 0;
+
+	if (r->leases) {
+		/* Acked: leased messages left the ring but still count.  A
+		 * getter raises `leased` before it advances head, and an ack
+		 * lowers it after freeing the slot, so with head read first
+		 * the sum can only be overstated. */
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		held = READ_ONCE(r->hdr->leased);
+		held_bytes = READ_ONCE(r->hdr->lease_bytes);
+	}
+	if (tail - head + held >= r->capacity)
 		return 0;
 	/* Empty: any message up to max_msg fits.  Without a byte budget the
 	 * data ring holds capacity + 1 messages of the largest size (see
 	 * plan_segment), so the count is the only limit: no need to read the
 	 * consumers' slot, a cache line they are working on. */
-	if (tail == head || r->max_bytes == 0)
+	if (r->max_bytes == 0)
 		return 1;
+	if (tail == head)
+		return held_bytes + len <= r->max_bytes;
 	if (oldest->ticket != head &&
 	    read_slot(r, head, oldest) != SHMQ_OK)
 		return SHMQ_ECORRUPT;
@@ -171,7 +184,7 @@ static int room_for(const struct ring *r, uint64_t head, uint64_t tail,
 		end += r->data_size - w->pos;   /* wraps: skip the tail end */
 	if (end - oldest->off > r->data_size)
 		return 0;
-	if (r->max_bytes && w->bytes - oldest->bytes + len > r->max_bytes)
+	if (w->bytes - oldest->bytes + len + held_bytes > r->max_bytes)
 		return 0;
 	return 1;
 }
@@ -185,7 +198,6 @@ static pthread_mutex_t *side_mutex(const struct ring *r, enum side side)
 				: &r->hdr->get_lock.mutex;
 }
 
-static void complete_discard(struct ring *r, uint64_t tail_word);
 
 /* After EOWNERDEAD: the previous holder died somewhere inside its critical
  * section.  Commits are single atomic stores, so there is nothing to undo;
@@ -212,8 +224,12 @@ static int repair(struct ring *r, enum side side)
 	}
 	if (READ_ONCE(h->tail_hint) > tail)
 		WRITE_ONCE(h->tail_hint, tail);
+	/* A getter of an acked queue may have died between filling a lease
+	 * slot and its commit, or between a slot and its counters. */
+	if (r->leases && lease_recount(r, head) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
 	if (tw & SHMQ_TAIL_NOW)
-		complete_discard(r, tw);        /* also after now_pending */
+		ring_discard(r, tw);        /* also after now_pending */
 	return SHMQ_OK;
 }
 
@@ -283,6 +299,8 @@ int ring_ready(struct ring *r, enum side side, uint64_t len)
 	if (side == GET_SIDE &&
 	    LOAD_SC(r->slots[head & r->mask].published) == head)
 		return 1;
+	if (side == GET_SIDE && r->leases)
+		return lease_ready(r, head);
 	uint64_t tw = LOAD_SC(h->tail);
 
 	if (tw & SHMQ_TAIL_CLOSED)
@@ -551,17 +569,8 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
 /* ------------------------------------------------------------------ */
 /* Blocking                                                           */
 
-/* One attempt, made with the side's lock held: returns RING_WAIT to wait
- * for the queue to change and try again, RING_HOLD to return SHMQ_OK with
- * the lock still held (zero copy), anything else to return it.  It sets
- * *progressed when it committed something the other side may wait for. */
-typedef int (*attempt_fn)(struct ring *r, void *ctx, int *progressed);
-
-/* Every blocking operation: lock, attempt, and while the queue is full
- * (empty), wait and attempt again.  *wait_len is the length of the
- * message a put waits to place (0 for get); the attempt may update it. */
-static int run_locked(struct ring *r, enum side side, int timeout_ms,
-		      const uint64_t *wait_len, attempt_fn attempt, void *ctx)
+int ring_run_locked(struct ring *r, enum side side, int timeout_ms,
+		    const uint64_t *wait_len, attempt_fn attempt, void *ctx)
 {
 	struct timeout to;
 	int rc;
@@ -623,7 +632,7 @@ int ring_put(struct ring *r, const struct iovec *msgs, size_t n,
 	int rc = SHMQ_OK;
 
 	if (n)
-		rc = run_locked(r, PUT_SIDE, timeout_ms, &a.next_len,
+		rc = ring_run_locked(r, PUT_SIDE, timeout_ms, &a.next_len,
 				attempt_put, &a);
 	if (done)
 		*done = a.done;
@@ -656,7 +665,7 @@ int ring_reserve(struct ring *r, size_t len, void **data, int timeout_ms)
 
 	if (r->held)
 		return SHMQ_EINVAL;
-	rc = run_locked(r, PUT_SIDE, timeout_ms, &a.len, attempt_reserve, &a);
+	rc = ring_run_locked(r, PUT_SIDE, timeout_ms, &a.len, attempt_reserve, &a);
 	if (rc == SHMQ_OK) {
 		r->held = PUT_SIDE + 1;
 		r->held_tw = a.ps.tw;
@@ -695,34 +704,38 @@ int ring_commit(struct ring *r, int cancel)
 /* ------------------------------------------------------------------ */
 /* Get                                                                */
 
-static int end_of_stream(const struct ring *r)
+int ring_eos(const struct ring *r)
 {
 	return (LOAD_ACQ(r->hdr->state_flags) & SHMQ_ST_PRODUCER_LOST)
 		       ? SHMQ_EOS_LOST
 		       : SHMQ_EOS;
 }
 
-/* Under get_lock, after close --now: drop everything still queued.  The
- * order (discard_from, then head) lets repair() finish it after a crash. */
-static void complete_discard(struct ring *r, uint64_t tail_word)
+/* Under get_lock, after close --now: drop everything still queued (and,
+ * on an acked queue, every message waiting for redelivery); returns how
+ * many.  The order (discard_from, then head) lets repair() finish it
+ * after a crash. */
+uint64_t ring_discard(struct ring *r, uint64_t tail_word)
 {
 	struct shmq_seg_hdr *h = r->hdr;
 	uint64_t tail = tail_word & SHMQ_TAIL_COUNT;
 	uint64_t head = READ_ONCE(h->head);
+	uint64_t n = r->leases ? lease_discard(r, head) : 0;
 
 	if (head >= tail)
-		return;
+		return n;
 	if (READ_ONCE(h->discard_from) == SHMQ_NO_DISCARD)
 		WRITE_ONCE(h->discard_from, head);
 	__atomic_store_n(&h->head, tail, __ATOMIC_SEQ_CST);
+	return n + (tail - head);
 }
 
 /* Under get_lock: is message `head` queued?  Asks, cheapest first, the
  * known tail (*tail), the slot's published mark, and (once per call,
  * *looked) the real tail, which is the producers' busiest cache line.
  * SHMQ_OK, RING_WAIT, end of stream, or an error. */
-static int get_avail(struct ring *r, uint64_t head, uint64_t *tail,
-		     int *looked)
+int ring_get_avail(struct ring *r, uint64_t head, uint64_t *tail,
+		   int *looked)
 {
 	struct shmq_seg_hdr *h = r->hdr;
 
@@ -737,14 +750,14 @@ static int get_avail(struct ring *r, uint64_t head, uint64_t *tail,
 	*looked = 1;
 	uint64_t tw = LOAD_ACQ(h->tail);
 	if (tw & SHMQ_TAIL_NOW) {
-		complete_discard(r, tw);
-		return end_of_stream(r);
+		ring_discard(r, tw);
+		return ring_eos(r);
 	}
 	*tail = tw & SHMQ_TAIL_COUNT;
 	if (*tail < head || *tail - head > r->capacity)
 		return SHMQ_ECORRUPT;
 	if (*tail == head)
-		return (tw & SHMQ_TAIL_CLOSED) ? end_of_stream(r) : RING_WAIT;
+		return (tw & SHMQ_TAIL_CLOSED) ? ring_eos(r) : RING_WAIT;
 	WRITE_ONCE(h->tail_hint, *tail);
 	return SHMQ_OK;
 }
@@ -752,19 +765,19 @@ static int get_avail(struct ring *r, uint64_t head, uint64_t *tail,
 /* Under get_lock: has close --now been asked for?  Then finish its
  * discard (its closer may have died or given up on our lock) and report
  * end of stream at once. */
-static int closed_now(struct ring *r)
+int ring_closed_now(struct ring *r)
 {
 	if (!READ_ONCE(r->hdr->now_pending))
 		return 0;
 	uint64_t tw = LOAD_ACQ(r->hdr->tail);
 	if (!(tw & SHMQ_TAIL_NOW))
 		return 0;       /* asked, not yet set: keep going */
-	complete_discard(r, tw);
+	ring_discard(r, tw);
 	return 1;
 }
 
 /* Under get_lock: our head, and the tail hint if it is believable. */
-static uint64_t get_start(struct ring *r, uint64_t *tail)
+uint64_t ring_get_start(struct ring *r, uint64_t *tail)
 {
 	uint64_t head = READ_ONCE(r->hdr->head);
 
@@ -776,7 +789,7 @@ static uint64_t get_start(struct ring *r, uint64_t *tail)
 
 /* The get commit, and the barrier that orders it before notify's look at
  * the producers' futex. */
-static void get_commit(struct ring *r, uint64_t head)
+void ring_get_commit(struct ring *r, uint64_t head)
 {
 	HOOK(RING_HOOK_GET_COPIED);
 	__atomic_store_n(&r->hdr->head, head, __ATOMIC_SEQ_CST);
@@ -794,21 +807,22 @@ struct get_args {
 	 * commit; the wait that follows looks at it before sleeping, and
 	 * now and then while spinning. */
 	int hint_only;
+	uint64_t first;         /* ticket of the first message taken */
 };
 
 static int attempt_get(struct ring *r, void *ctx, int *progressed)
 {
 	struct get_args *a = ctx;
-	uint64_t tail, head = get_start(r, &tail), committed = head;
+	uint64_t tail, head = ring_get_start(r, &tail), committed = head;
 	uint64_t since = 0;
 	size_t used = 0, k = 0;
 	int rc = SHMQ_OK, looked = a->hint_only;
 
 	a->hint_only = 0;
-	if (closed_now(r))
-		return end_of_stream(r);
+	if (ring_closed_now(r))
+		return ring_eos(r);
 	while (k < a->n &&
-	       (rc = get_avail(r, head, &tail, &looked)) == SHMQ_OK) {
+	       (rc = ring_get_avail(r, head, &tail, &looked)) == SHMQ_OK) {
 		struct shmq_slot s;
 		if (read_slot(r, head, &s) != SHMQ_OK) {
 			rc = SHMQ_ECORRUPT;
@@ -842,15 +856,16 @@ static int attempt_get(struct ring *r, void *ctx, int *progressed)
 		since += s.len;
 		if (since >= BATCH_COMMIT_BYTES && k < a->n) {
 			since = 0;
-			get_commit(r, head);
+			ring_get_commit(r, head);
 			committed = head;
 			wait_notify(&r->hdr->space_futex);
 		}
 	}
 	if (k) {
 		if (head != committed)
-			get_commit(r, head);
+			ring_get_commit(r, head);
 		a->got = k;
+		a->first = head - k;
 		*progressed = 1;
 		return SHMQ_OK;
 	}
@@ -860,15 +875,27 @@ static int attempt_get(struct ring *r, void *ctx, int *progressed)
 int ring_get(struct ring *r, void *buf, size_t size, struct iovec *out,
 	     size_t n, size_t *got, int timeout_ms)
 {
+	return ring_get_seq(r, buf, size, out, n, got, timeout_ms, NULL);
+}
+
+int ring_get_seq(struct ring *r, void *buf, size_t size, struct iovec *out,
+		 size_t n, size_t *got, int timeout_ms, uint64_t *first)
+{
 	struct get_args a = { .buf = buf, .size = size, .out = out, .n = n,
 			      .hint_only = timeout_ms != SHMQ_NOWAIT };
 	static const uint64_t zero;
 	int rc = SHMQ_EINVAL;
 
+	if (r->leases)
+		return lease_get(r, buf, size, out, NULL, n, got, timeout_ms,
+				 LEASE_SETTLE);
 	if (n)
-		rc = run_locked(r, GET_SIDE, timeout_ms, &zero, attempt_get, &a);
+		rc = ring_run_locked(r, GET_SIDE, timeout_ms, &zero, attempt_get,
+				     &a);
 	if (got)
 		*got = a.got;
+	if (first)
+		*first = a.first;
 	return rc;
 }
 
@@ -888,10 +915,10 @@ static int attempt_view(struct ring *r, void *ctx, int *progressed)
 	int looked = 0;
 
 	(void)progressed;
-	if (closed_now(r))
-		return end_of_stream(r);
-	a->head = get_start(r, &tail);
-	int rc = get_avail(r, a->head, &tail, &looked);
+	if (ring_closed_now(r))
+		return ring_eos(r);
+	a->head = ring_get_start(r, &tail);
+	int rc = ring_get_avail(r, a->head, &tail, &looked);
 	if (rc != SHMQ_OK)
 		return rc;
 	if (read_slot(r, a->head, &s) != SHMQ_OK)
@@ -907,9 +934,9 @@ int ring_view(struct ring *r, const void **data, size_t *len, int timeout_ms)
 	static const uint64_t zero;
 	int rc;
 
-	if (r->held)
-		return SHMQ_EINVAL;
-	rc = run_locked(r, GET_SIDE, timeout_ms, &zero, attempt_view, &a);
+	if (r->held || r->leases)
+		return SHMQ_EINVAL;     /* acked: lease_get(LEASE_VIEW) */
+	rc = ring_run_locked(r, GET_SIDE, timeout_ms, &zero, attempt_view, &a);
 	if (rc == SHMQ_OK) {
 		r->held = GET_SIDE + 1;
 		r->held_head = a.head;
@@ -924,7 +951,7 @@ int ring_release(struct ring *r, int leave)
 	if (r->held != GET_SIDE + 1)
 		return SHMQ_EINVAL;
 	if (!leave)
-		get_commit(r, r->held_head + 1);
+		ring_get_commit(r, r->held_head + 1);
 	r->held = 0;
 	side_unlock(r, GET_SIDE);
 	if (!leave)
@@ -966,10 +993,7 @@ int ring_close(struct ring *r, unsigned how, uint64_t *discarded)
 		timeout_init(&to, CLOSE_LOCK_MS);
 		rc = side_lock(r, GET_SIDE, &to);
 		if (rc == SHMQ_OK) {
-			uint64_t tail = old & SHMQ_TAIL_COUNT;
-			uint64_t head = READ_ONCE(h->head);
-			n = tail > head ? tail - head : 0;
-			complete_discard(r, old | bits);
+			n = ring_discard(r, old | bits);
 			side_unlock(r, GET_SIDE);
 		} else if (rc == SHMQ_ETIMEDOUT) {
 			rc = SHMQ_EBUSY;

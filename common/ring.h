@@ -30,7 +30,17 @@ struct ring_config {
 	uint32_t config_flags;  /* SHMQ_CFG_* */
 	uint64_t queue_id;
 	const char *name;
+	/* Acked queues (SHMQ_CFG_ACKED): */
+	uint32_t lease_timeout_ms;      /* 0 = leases never time out */
+	uint32_t max_deliveries;        /* 0 = unlimited */
+	const char *dead_letter;        /* queue name, or NULL */
 };
+
+/* Moves one message to the dead-letter queue, for the lease code, which
+ * calls it under get_lock: the library's handle knows how to reach that
+ * queue, the core does not.  SHMQ_OK once it is committed there; anything
+ * else leaves the message where it is. */
+typedef int (*ring_dead_letter_fn)(void *ctx, const void *msg, size_t len);
 
 /* The private, checked view of a mapped segment.  The configuration is
  * copied out of the header once, when attaching, and trusted from then on;
@@ -50,6 +60,17 @@ struct ring {
 	uint32_t nclients;
 	uint32_t config_flags;
 	struct shmq_client *self;   /* our attachment entry, or NULL */
+	uint32_t self_index;        /* its index, and the generation it */
+	uint32_t self_gen;          /* was bound with */
+	/* Acked queues (lease.c); leases == NULL for a plain queue. */
+	struct shmq_lease *leases;  /* capacity entries */
+	uint8_t *lease_data;        /* capacity x lease_stride bytes */
+	uint32_t lease_stride;
+	uint32_t lease_timeout_ms;
+	uint32_t max_deliveries;
+	int has_dead_letter;        /* a dead-letter queue is configured */
+	ring_dead_letter_fn dead_letter;
+	void *dead_letter_ctx;
 	uint32_t spin_ns;           /* adaptive spin window before sleeping */
 	int prefetchw;              /* put asks for slots ahead (ring.c) */
 	uint32_t stride;            /* messages a waiter lets the other side
@@ -90,6 +111,22 @@ int ring_commit(struct ring *r, int cancel);
 int ring_view(struct ring *r, const void **data, size_t *len, int timeout_ms);
 int ring_release(struct ring *r, int leave);
 int ring_close(struct ring *r, unsigned how, uint64_t *discarded);
+
+/* Acked queues (lease.c); see "Acked queues" in shmq.h.  ring_lease
+ * leases up to n messages (view: one, pointing into the queue's memory);
+ * on a plain queue it is ring_get.  ring_ack acks msgs[0..n), *done says
+ * how many (SHMQ_ELEASE if any lease had ended).  ring_join waits until
+ * every message put before the call is settled.  ring_pending fills at
+ * most `cap` entries and returns how many leases exist. */
+int ring_lease(struct ring *r, void *buf, size_t size, struct shmq_msg *msgs,
+	       size_t n, size_t *got, int timeout_ms, int view);
+int ring_ack(struct ring *r, const struct shmq_msg *msgs, size_t n,
+	     size_t *done);
+int ring_nack(struct ring *r, const struct shmq_msg *m, unsigned flags);
+int ring_extend(struct ring *r, const struct shmq_msg *m, int ms);
+int ring_join(struct ring *r, int timeout_ms);
+size_t ring_pending(const struct ring *r, struct shmq_lease_info *out,
+		    size_t cap);
 void ring_stat(const struct ring *r, struct shmq_stat *st);
 /* Wakes every sleeper so that each re-checks the queue. */
 void ring_wake_all(struct ring *r);
@@ -118,6 +155,11 @@ enum ring_hook_point {
 	RING_HOOK_GET_COPIED,       /* data copied out, not yet committed */
 	RING_HOOK_GET_COMMITTED,
 	RING_HOOK_SLEEP,            /* about to sleep on a futex */
+	RING_HOOK_LEASE_FILLED,     /* acked: lease slot written, head not
+				       yet advanced */
+	RING_HOOK_LEASE_ACKING,     /* acked: inside an ack, slot not freed */
+	RING_HOOK_LEASE_DEAD_LETTERED,  /* committed to the dead-letter
+					   queue, slot not yet freed */
 };
 extern void (*ring_test_hook)(enum ring_hook_point point);
 

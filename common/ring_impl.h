@@ -11,7 +11,9 @@
 #ifndef SHMQ_RING_IMPL_H
 #define SHMQ_RING_IMPL_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "ring.h"
@@ -127,10 +129,73 @@ static inline const uint8_t *slot_data(const struct ring *r, uint64_t ticket,
 					: r->slots[ticket & r->mask].inline_data;
 }
 
-/* Could an operation on `side` make progress now?  (ring.c; wait.c asks
- * it before sleeping.) */
-int ring_ready(struct ring *r, enum side side, uint64_t len);
-/* Sets up the data path's per-handle tuning at attach (ring.c). */
-void ring_tune(struct ring *r);
+/* Functions one file of the core offers the others.  Hidden: they bind
+ * within the library, so the compiler may inline them inside their own
+ * file as if they were static (no symbol interposition). */
+#define RING_INTERNAL __attribute__((visibility("hidden")))
+
+/* --- ring.c ----------------------------------------------------------- */
+
+/* Could an operation on `side` make progress now?  (wait.c asks it before
+ * sleeping.) */
+RING_INTERNAL int ring_ready(struct ring *r, enum side side, uint64_t len);
+/* Sets up the data path's per-handle tuning at attach. */
+RING_INTERNAL void ring_tune(struct ring *r);
+
+/* One attempt, made with the side's lock held: returns RING_WAIT to wait
+ * for the queue to change and try again, RING_HOLD to return SHMQ_OK with
+ * the lock still held (zero copy), anything else to return it.  It sets
+ * *progressed when it committed something the other side may wait for. */
+typedef int (*attempt_fn)(struct ring *r, void *ctx, int *progressed);
+/* Every blocking operation: lock, attempt, and while the queue is full
+ * (empty), wait and attempt again.  *wait_len is the length of the
+ * message a put waits to place (0 for get); the attempt may update it. */
+RING_INTERNAL int ring_run_locked(struct ring *r, enum side side,
+				  int timeout_ms, const uint64_t *wait_len,
+				  attempt_fn attempt, void *ctx);
+
+/* Under get_lock (see ring.c for each): */
+RING_INTERNAL int ring_eos(const struct ring *r);
+RING_INTERNAL uint64_t ring_discard(struct ring *r, uint64_t tail_word);
+RING_INTERNAL int ring_get_avail(struct ring *r, uint64_t head,
+				 uint64_t *tail, int *looked);
+RING_INTERNAL int ring_closed_now(struct ring *r);
+RING_INTERNAL uint64_t ring_get_start(struct ring *r, uint64_t *tail);
+RING_INTERNAL void ring_get_commit(struct ring *r, uint64_t head);
+/* ring_get, also saying the ticket of the first message it took. */
+RING_INTERNAL int ring_get_seq(struct ring *r, void *buf, size_t size,
+			       struct iovec *out, size_t n, size_t *got,
+			       int timeout_ms, uint64_t *first);
+
+/* --- lease.c: acked queues ------------------------------------------- */
+
+enum lease_mode {
+	LEASE_COPY,     /* lease; copy the message into the caller's buffer */
+	LEASE_VIEW,     /* lease; point at the lease slot's copy */
+	LEASE_SETTLE,   /* a plain get: take and settle at once */
+};
+/* The get of an acked queue.  For LEASE_SETTLE `out` receives the
+ * messages as ring_get's does; otherwise `msgs` does. */
+RING_INTERNAL int lease_get(struct ring *r, void *buf, size_t size,
+			    struct iovec *out, struct shmq_msg *msgs,
+			    size_t n, size_t *got, int timeout_ms,
+			    enum lease_mode mode);
+/* Lockless: may a get make progress (a returned message, a lease to
+ * return, or the end of the stream)?  The ring's own messages are
+ * ring_ready's business. */
+RING_INTERNAL int lease_ready(struct ring *r, uint64_t head);
+/* Under get_lock: frees slots whose lease never committed, recounts the
+ * counters from the slots (after EOWNERDEAD). */
+RING_INTERNAL int lease_recount(struct ring *r, uint64_t head);
+/* Under get_lock, at close --now: drops the returned messages; returns
+ * how many. */
+RING_INTERNAL uint64_t lease_discard(struct ring *r, uint64_t head);
+/* Lockless: adds the lease table's numbers to a stat (segment.c). */
+RING_INTERNAL void lease_stat(const struct ring *r, uint64_t head,
+			      struct shmq_stat *st);
+/* Lockless: SHMQ_ECORRUPT if a slot in use is not well formed. */
+RING_INTERNAL int lease_check(const struct ring *r, uint64_t head);
+/* The earliest lease deadline, for a getter's sleep; SHMQ_NO_DEADLINE. */
+RING_INTERNAL int64_t lease_next_deadline(const struct ring *r);
 
 #endif /* SHMQ_RING_IMPL_H */

@@ -21,6 +21,8 @@
 struct plan {
 	uint32_t ring_slots;
 	uint64_t slots_off, clients_off, data_off, data_size, seg_size;
+	uint64_t leases_off, lease_data_off;   /* 0 unless acked */
+	uint32_t lease_stride;
 };
 
 static uint32_t pow2_at_least(uint32_t v)
@@ -32,7 +34,8 @@ static uint32_t pow2_at_least(uint32_t v)
 }
 
 static int plan_segment(uint32_t capacity, uint32_t max_msg,
-			uint64_t max_bytes, uint32_t clients, struct plan *p)
+			uint64_t max_bytes, uint32_t clients, int acked,
+			struct plan *p)
 {
 	if (capacity < 1 || capacity > SHMQ_CAPACITY_MAX)
 		return SHMQ_EINVAL;
@@ -74,19 +77,44 @@ static int plan_segment(uint32_t capacity, uint32_t max_msg,
 	p->slots_off = align_up(sizeof(struct shmq_seg_hdr), SHMQ_CACHELINE);
 	p->clients_off = p->slots_off +
 			 (uint64_t)p->ring_slots * sizeof(struct shmq_slot);
-	p->data_off = align_up(p->clients_off +
-			       (uint64_t)clients * sizeof(struct shmq_client),
-			       4096);
+	uint64_t meta_end = p->clients_off +
+			    (uint64_t)clients * sizeof(struct shmq_client);
+	p->leases_off = p->lease_data_off = 0;
+	p->lease_stride = 0;
+	if (acked) {
+		/* Every queued message may be leased at once: one slot, and
+		 * room for one message of the largest size, per capacity. */
+		p->leases_off = align_up(meta_end, SHMQ_CACHELINE);
+		meta_end = p->leases_off +
+			   (uint64_t)capacity * sizeof(struct shmq_lease);
+		p->lease_stride = (uint32_t)align_up(max_msg, SHMQ_CACHELINE);
+	}
+	p->data_off = align_up(meta_end, 4096);
 	p->data_size = size;
 	p->seg_size = align_up(p->data_off + size, 4096);
+	if (acked) {
+		p->lease_data_off = p->seg_size;
+		p->seg_size = align_up(p->seg_size +
+				       (uint64_t)capacity * p->lease_stride,
+				       4096);
+	}
 	return SHMQ_OK;
+}
+
+static int acked_config(const struct ring_config *cfg)
+{
+	return (cfg->config_flags & SHMQ_CFG_ACKED) != 0;
 }
 
 int ring_plan(const struct ring_config *cfg, uint64_t *seg_size)
 {
 	struct plan p;
 	int rc = plan_segment(cfg->capacity, cfg->max_msg, cfg->max_bytes,
-			      cfg->clients, &p);
+			      cfg->clients, acked_config(cfg), &p);
+	if (rc == SHMQ_OK && !acked_config(cfg) &&
+	    (cfg->lease_timeout_ms || cfg->max_deliveries ||
+	     (cfg->dead_letter && cfg->dead_letter[0])))
+		rc = SHMQ_EINVAL;       /* lease options need an acked queue */
 	if (rc == SHMQ_OK)
 		*seg_size = p.seg_size;
 	return rc;
@@ -113,11 +141,14 @@ int ring_format(void *mem, uint64_t size, const struct ring_config *cfg)
 	size_t name_len = cfg->name ? strlen(cfg->name) : 0;
 	int rc;
 
+	size_t dlq_len = cfg->dead_letter ? strlen(cfg->dead_letter) : 0;
+
 	rc = plan_segment(cfg->capacity, cfg->max_msg, cfg->max_bytes,
-			  cfg->clients, &p);
+			  cfg->clients, acked_config(cfg), &p);
 	if (rc != SHMQ_OK)
 		return rc;
-	if (size < p.seg_size || name_len > SHMQ_NAME_MAX)
+	if (size < p.seg_size || name_len > SHMQ_NAME_MAX ||
+	    dlq_len > SHMQ_NAME_MAX)
 		return SHMQ_EINVAL;
 
 	memset(h, 0, sizeof(*h));
@@ -134,7 +165,8 @@ int ring_format(void *mem, uint64_t size, const struct ring_config *cfg)
 	h->slots_off = p.slots_off;
 	h->clients_off = p.clients_off;
 	h->data_off = p.data_off;
-	h->config_flags = cfg->config_flags & SHMQ_CFG_AUTO_CLOSE;
+	h->config_flags = cfg->config_flags &
+			  (SHMQ_CFG_AUTO_CLOSE | SHMQ_CFG_ACKED);
 	h->mode = cfg->mode & 0777;
 	h->uid = cfg->uid;
 	h->gid = cfg->gid;
@@ -145,6 +177,17 @@ int ring_format(void *mem, uint64_t size, const struct ring_config *cfg)
 	if (name_len)
 		memcpy(h->name, cfg->name, name_len);
 	h->discard_from = SHMQ_NO_DISCARD;
+	if (acked_config(cfg)) {
+		h->lease_timeout_ms = cfg->lease_timeout_ms;
+		h->max_deliveries = cfg->max_deliveries;
+		h->leases_off = p.leases_off;
+		h->lease_data_off = p.lease_data_off;
+		h->lease_stride = p.lease_stride;
+		h->dlq_len = (uint32_t)dlq_len;
+		if (dlq_len)
+			memcpy(h->dlq, cfg->dead_letter, dlq_len);
+		h->next_deadline = SHMQ_NO_DEADLINE;
+	}
 
 	struct shmq_slot *slots = (struct shmq_slot *)((uint8_t *)mem +
 						       p.slots_off);
@@ -178,7 +221,10 @@ int ring_attach(struct ring *r, void *mem, uint64_t size)
 	uint32_t max_msg = READ_ONCE(h->max_msg);
 	uint64_t max_bytes = READ_ONCE(h->max_bytes);
 	uint32_t clients = READ_ONCE(h->clients);
-	if (plan_segment(capacity, max_msg, max_bytes, clients, &p) != SHMQ_OK)
+	uint32_t config_flags = READ_ONCE(h->config_flags);
+	int acked = (config_flags & SHMQ_CFG_ACKED) != 0;
+	if (plan_segment(capacity, max_msg, max_bytes, clients, acked, &p) !=
+	    SHMQ_OK)
 		return SHMQ_ECORRUPT;
 	if (READ_ONCE(h->hdr_size) != sizeof(*h) ||
 	    READ_ONCE(h->ring_slots) != p.ring_slots ||
@@ -186,7 +232,10 @@ int ring_attach(struct ring *r, void *mem, uint64_t size)
 	    READ_ONCE(h->clients_off) != p.clients_off ||
 	    READ_ONCE(h->data_off) != p.data_off ||
 	    READ_ONCE(h->data_size) != p.data_size ||
-	    READ_ONCE(h->seg_size) != p.seg_size || p.seg_size > size)
+	    READ_ONCE(h->seg_size) != p.seg_size || p.seg_size > size ||
+	    READ_ONCE(h->leases_off) != p.leases_off ||
+	    READ_ONCE(h->lease_data_off) != p.lease_data_off ||
+	    READ_ONCE(h->lease_stride) != p.lease_stride)
 		return SHMQ_ECORRUPT;
 
 	r->hdr = h;
@@ -201,7 +250,16 @@ int ring_attach(struct ring *r, void *mem, uint64_t size)
 	r->mask = p.ring_slots - 1;
 	r->max_msg = max_msg;
 	r->nclients = clients;
-	r->config_flags = READ_ONCE(h->config_flags);
+	r->config_flags = config_flags;
+	if (acked) {
+		r->leases = (struct shmq_lease *)((uint8_t *)mem +
+						  p.leases_off);
+		r->lease_data = (uint8_t *)mem + p.lease_data_off;
+		r->lease_stride = p.lease_stride;
+		r->lease_timeout_ms = READ_ONCE(h->lease_timeout_ms);
+		r->max_deliveries = READ_ONCE(h->max_deliveries);
+		r->has_dead_letter = READ_ONCE(h->dlq_len) != 0;
+	}
 	ring_tune(r);
 	wait_tune(r);
 	return SHMQ_OK;
@@ -226,8 +284,9 @@ void ring_stat(const struct ring *r, struct shmq_stat *st)
 	st->mode = READ_ONCE(h->mode) & 0777;
 	st->uid = READ_ONCE(h->uid);
 	st->gid = READ_ONCE(h->gid);
-	st->flags = (r->config_flags & SHMQ_CFG_AUTO_CLOSE) ? SHMQ_AUTO_CLOSE
-							    : 0;
+	st->flags = ((r->config_flags & SHMQ_CFG_AUTO_CLOSE) ? SHMQ_AUTO_CLOSE
+							     : 0) |
+		    (r->leases ? SHMQ_ACKED : 0);
 
 	/* head first: both only grow, so tail read later is >= head. */
 	uint64_t head = LOAD_ACQ(h->head);
@@ -267,6 +326,8 @@ void ring_stat(const struct ring *r, struct shmq_stat *st)
 	}
 	st->created_ns = READ_ONCE(h->created_ns);
 	st->closed_ns = READ_ONCE(h->closed_ns);
+	if (r->leases)
+		lease_stat(r, head, st);
 }
 
 int ring_check(struct ring *r)
@@ -292,5 +353,5 @@ int ring_check(struct ring *r)
 	}
 	if (tail > 0 && read_slot(r, tail - 1, &s) != SHMQ_OK)
 		return SHMQ_ECORRUPT;
-	return SHMQ_OK;
+	return r->leases ? lease_check(r, head) : SHMQ_OK;
 }

@@ -32,6 +32,7 @@ const char *shmq_strerror(int status)
 	case SHMQ_EBUSY:     return "queue lock held by a stalled process";
 	case SHMQ_ESYS:      return "system call failed";
 	case SHMQ_ENOMEM:    return "out of memory";
+	case SHMQ_ELEASE:    return "lease lost: it ended before this call, and the message may be another consumer's now";
 	default:             return "unknown status";
 	}
 }

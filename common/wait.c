@@ -236,7 +236,15 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 		 * waking to look again costs nothing that matters. */
 		const struct timespec *dl = timeout_deadline(to);
 		struct timespec cap;
-		ns_to_ts(mono_ns() + SLEEP_CAP_NS, &cap);
+		uint64_t cap_ns = mono_ns() + SLEEP_CAP_NS;
+		/* An acked queue's getter also wakes when a lease times out:
+		 * it is the one that returns it. */
+		if (side == GET_SIDE && r->leases) {
+			int64_t ld = lease_next_deadline(r);
+			if (ld > 0 && (uint64_t)ld < cap_ns)
+				cap_ns = (uint64_t)ld;
+		}
+		ns_to_ts(cap_ns, &cap);
 		int capped = dl == NULL || ts_before(&cap, dl);
 		HOOK(RING_HOOK_SLEEP);
 		mark_sleep(r, side == PUT_SIDE ? SHMQ_WAIT_PUT : SHMQ_WAIT_GET);
@@ -247,5 +255,35 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 		if (e == EINTR)
 			return SHMQ_EINTR;
 		return SHMQ_OK;
+	}
+}
+
+int wait_until(struct ring *r, uint32_t *word,
+	       int (*cond)(struct ring *r, void *ctx), void *ctx,
+	       struct timeout *to)
+{
+	for (;;) {
+		uint32_t w = LOAD_SC(*word);
+		if (!(w & SHMQ_WAIT_SLEEPER)) {
+			if (!__atomic_compare_exchange_n(
+				    word, &w, w | SHMQ_WAIT_SLEEPER, 0,
+				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+				continue;
+			w |= SHMQ_WAIT_SLEEPER;
+		}
+		if (cond(r, ctx))
+			return SHMQ_OK;
+		if (to->ms == SHMQ_NOWAIT)
+			return SHMQ_EAGAIN;
+		/* Capped at a second, as wait_for's sleeps are. */
+		const struct timespec *dl = timeout_deadline(to);
+		struct timespec cap;
+		ns_to_ts(mono_ns() + SLEEP_CAP_NS, &cap);
+		int capped = dl == NULL || ts_before(&cap, dl);
+		int e = futex_wait(word, w, capped ? &cap : dl);
+		if (e == ETIMEDOUT && !capped)
+			return cond(r, ctx) ? SHMQ_OK : SHMQ_ETIMEDOUT;
+		if (e == EINTR)
+			return SHMQ_EINTR;
 	}
 }

@@ -42,6 +42,13 @@ static inline void wait_notify(uint32_t *word)
  * SHMQ_EINTR. */
 int wait_for(struct ring *r, enum side side, uint64_t len,
 	     struct timeout *to);
+/* Sleeps on `word` (no spinning) until cond(r, ctx) holds, for waits on
+ * something other than room or data (join).  Whoever makes cond true must
+ * wait_notify(word) after a full barrier.  SHMQ_OK, SHMQ_EAGAIN (timeout
+ * 0), SHMQ_ETIMEDOUT or SHMQ_EINTR. */
+int wait_until(struct ring *r, uint32_t *word,
+	       int (*cond)(struct ring *r, void *ctx), void *ctx,
+	       struct timeout *to);
 /* Sets up a handle's spin window and strides at attach. */
 void wait_tune(struct ring *r);
 

@@ -30,7 +30,7 @@
 
 #define SHM_DIR      "/dev/shm"
 #define META_MAGIC   UINT64_C(0x4154454d51514853)   /* "SHQQMETA" */
-#define META_VERSION 1u
+#define META_VERSION 2u
 
 /* The daemon's trusted record of a queue (the .meta object). */
 struct meta {
@@ -42,6 +42,8 @@ struct meta {
 	uint32_t capacity, max_msg, clients, config_flags;
 	uint32_t mode, uid, gid, pad;
 	char     name[SHMQ_NAME_MAX + 1];
+	uint32_t lease_timeout_ms, max_deliveries;
+	char     dead_letter[SHMQ_NAME_MAX + 1];
 	uint64_t check;             /* FNV-1a of everything before it */
 };
 
@@ -148,6 +150,10 @@ static void meta_fill(struct meta *m, const struct ring_config *cfg)
 	m->uid = cfg->uid;
 	m->gid = cfg->gid;
 	strcpy(m->name, cfg->name);
+	m->lease_timeout_ms = cfg->lease_timeout_ms;
+	m->max_deliveries = cfg->max_deliveries;
+	if (cfg->dead_letter)
+		strcpy(m->dead_letter, cfg->dead_letter);
 	m->check = fnv1a(m, offsetof(struct meta, check), FNV_INIT);
 }
 
@@ -216,6 +222,9 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 		.gid = gid,
 		.config_flags = req->config_flags,
 		.name = req->name,
+		.lease_timeout_ms = req->lease_timeout_ms,
+		.max_deliveries = req->max_deliveries,
+		.dead_letter = req->dead_letter,
 	};
 	struct queue *q = NULL;
 	struct meta m;
@@ -232,10 +241,18 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 	}
 	rc = ring_plan(&cfg, &size);
 	if (rc != SHMQ_OK) {
-		snprintf(detail, detail_size,
-			 "need 1 <= capacity <= %u, max-msg <= %u, max-bytes "
-			 "0 or >= max-msg, and capacity x max-msg under 4 GiB",
-			 SHMQ_CAPACITY_MAX, SHMQ_MSG_MAX);
+		if (!(cfg.config_flags & SHMQ_CFG_ACKED) &&
+		    (cfg.lease_timeout_ms || cfg.max_deliveries ||
+		     cfg.dead_letter[0]))
+			snprintf(detail, detail_size,
+				 "lease timeout, max deliveries and a "
+				 "dead-letter queue need an acked queue");
+		else
+			snprintf(detail, detail_size,
+				 "need 1 <= capacity <= %u, max-msg <= %u, "
+				 "max-bytes 0 or >= max-msg, and capacity x "
+				 "max-msg under 4 GiB",
+				 SHMQ_CAPACITY_MAX, SHMQ_MSG_MAX);
 		return rc;
 	}
 	if (size > limits.max_segment) {
@@ -252,6 +269,8 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 	q->uid = uid;
 	q->gid = gid;
 	q->mode = req->mode;
+	q->config_flags = req->config_flags;
+	strcpy(q->dead_letter, req->dead_letter);
 
 	shm_name(path, sizeof(path), q->id, 0);
 	fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -471,7 +490,9 @@ static int meta_read(uint64_t id, struct meta *m)
 	    m->magic == META_MAGIC && m->version == META_VERSION &&
 	    m->size == sizeof(*m) && m->id == id &&
 	    m->check == fnv1a(m, offsetof(struct meta, check), FNV_INIT) &&
-	    wire_check_name(m->name, sizeof(m->name), 0) == SHMQ_OK)
+	    wire_check_name(m->name, sizeof(m->name), 0) == SHMQ_OK &&
+	    wire_check_name(m->dead_letter, sizeof(m->dead_letter), 1) ==
+		    SHMQ_OK)
 		rc = SHMQ_OK;
 	close(fd);
 	return rc;
@@ -497,7 +518,10 @@ static void check_adopted(struct queue *q, void *arg)
 		return;
 	if (q->ring.capacity != m->capacity || q->ring.max_msg != m->max_msg ||
 	    q->ring.max_bytes != m->max_bytes ||
-	    q->ring.nclients != m->clients || q->ring.queue_id != m->id) {
+	    q->ring.nclients != m->clients || q->ring.queue_id != m->id ||
+	    q->ring.config_flags != m->config_flags ||
+	    q->ring.lease_timeout_ms != m->lease_timeout_ms ||
+	    q->ring.max_deliveries != m->max_deliveries) {
 		ac->rc = SHMQ_ECORRUPT;
 		return;
 	}
@@ -529,6 +553,9 @@ static void adopt_one(uint64_t id)
 		.capacity = m.capacity, .max_msg = m.max_msg,
 		.max_bytes = m.max_bytes, .clients = m.clients,
 		.config_flags = m.config_flags, .queue_id = id,
+		.lease_timeout_ms = m.lease_timeout_ms,
+		.max_deliveries = m.max_deliveries,
+		.dead_letter = m.dead_letter,
 	};
 	if (ring_plan(&cfg, &size) != SHMQ_OK) {
 		log_warn("ignoring queue '%s': bad geometry", m.name);
@@ -552,6 +579,8 @@ static void adopt_one(uint64_t id)
 	q->uid = m.uid;
 	q->gid = m.gid;
 	q->mode = m.mode;
+	q->config_flags = m.config_flags;
+	strcpy(q->dead_letter, m.dead_letter);
 	struct adopt_check ac = { .size = size, .meta = &m };
 	rc = SHMQ_ECORRUPT;
 	if ((uint64_t)st.st_size == size &&

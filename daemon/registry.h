@@ -26,6 +26,8 @@ struct queue {
 	char name[SHMQ_NAME_MAX + 1];
 	uint64_t id;
 	uint32_t uid, gid, mode;    /* trusted copies (from meta) */
+	uint32_t config_flags;      /* SHMQ_CFG_* */
+	char dead_letter[SHMQ_NAME_MAX + 1];   /* acked: "" = none */
 	struct ring ring;
 	void *map;
 	size_t map_size;

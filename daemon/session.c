@@ -132,8 +132,9 @@ static int trusted_stat(struct queue *q, struct shmq_wire_stat *w)
 
 	if (registry_access(q, read_stat, &s) != SHMQ_OK)
 		return SHMQ_ECORRUPT;
-	/* Owner, mode and name from our own record, not the segment. */
+	/* Owner, mode and names from our own record, not the segment. */
 	strcpy(s.name, q->name);
+	strcpy(s.dead_letter, q->dead_letter);
 	s.uid = q->uid;
 	s.gid = q->gid;
 	s.mode = q->mode;
@@ -164,23 +165,58 @@ static size_t do_hello(struct peer *p, const struct shmq_wire_hello *h,
 	return sizeof(r->hello);
 }
 
+/* May the user `uid` (with primary group `gid`, and no other groups
+ * known) write queue q?  For a dead-letter queue, asked for the owner of
+ * the queue whose dead letters go there. */
+static int owner_may_write(uint32_t uid, uint32_t gid, const struct queue *q)
+{
+	struct peer owner = { .uid = uid, .gid = gid };
+
+	return (access_of(&owner, q) & SHMQ_ACCESS_WRITE) != 0;
+}
+
 static size_t do_create(struct peer *p, const struct shmq_wire_create *c,
 			union reply *r)
 {
 	struct queue *q;
 	char detail[SHMQ_WIRE_DETAIL] = "";
-	int rc = registry_create(c, p->uid, p->gid, &q, detail,
-				 sizeof(detail));
+	int rc;
+
+	if (c->dead_letter[0]) {
+		const struct queue *dl = registry_find(c->dead_letter);
+		if (dl == NULL) {
+			set_status(r, SHMQ_ENOENT,
+				   "dead-letter queue '%.60s' does not exist",
+				   c->dead_letter);
+			return sizeof(r->st);
+		}
+		if (!owner_may_write(p->uid, p->gid, dl)) {
+			set_status(r, SHMQ_EACCES,
+				   "uid %u may not write dead-letter queue "
+				   "'%.60s'", p->uid, c->dead_letter);
+			return sizeof(r->st);
+		}
+		if (dl->ring.max_msg < c->max_msg) {
+			set_status(r, SHMQ_EINVAL,
+				   "dead-letter queue '%.60s' takes messages "
+				   "of at most %u bytes, fewer than %u",
+				   c->dead_letter, dl->ring.max_msg,
+				   c->max_msg);
+			return sizeof(r->st);
+		}
+	}
+	rc = registry_create(c, p->uid, p->gid, &q, detail, sizeof(detail));
 
 	if (rc == SHMQ_EEXIST && (c->flags & SHMQ_WIRE_EXIST_OK))
 		rc = SHMQ_OK;
 	else if (rc == SHMQ_OK)
 		log_info("created queue '%s' for uid %u: capacity %u, max-msg "
-			 "%u, max-bytes %" PRIu64 ", mode %03o%s",
+			 "%u, max-bytes %" PRIu64 ", mode %03o%s%s",
 			 c->name, p->uid, c->capacity, c->max_msg,
 			 c->max_bytes, c->mode,
 			 c->config_flags & SHMQ_CFG_AUTO_CLOSE ? ", auto-close"
-							       : "");
+							       : "",
+			 c->config_flags & SHMQ_CFG_ACKED ? ", acked" : "");
 	else if (rc != SHMQ_EEXIST)
 		log_warn("uid %u cannot create queue '%s': %s (%s)", p->uid,
 			 c->name, shmq_strerror(rc), detail);
@@ -188,21 +224,69 @@ static size_t do_create(struct peer *p, const struct shmq_wire_create *c,
 	return sizeof(r->st);
 }
 
+static size_t grant(struct peer *p, struct queue *q, uint32_t role,
+		    union reply *r, int *fd);
+static size_t do_open_dead_letter(struct peer *p,
+				  const struct shmq_wire_open *o,
+				  union reply *r, int *fd);
+
 static size_t do_open(struct peer *p, const struct shmq_wire_open *o,
 		      union reply *r, int *fd)
 {
 	unsigned need = 0;
-	uint32_t index, gen;
-	const char *why = "";
 	struct queue *q;
-	int rc;
 
+	if (o->role == SHMQ_WIRE_DEAD_LETTER)
+		return do_open_dead_letter(p, o, r, fd);
 	if (o->role & SHMQ_ROLE_PRODUCER)
 		need |= SHMQ_ACCESS_WRITE;
 	if (o->role & SHMQ_ROLE_CONSUMER || o->role == 0)
 		need |= SHMQ_ACCESS_READ;
 	if ((q = lookup(p, o->name, need, r)) == NULL)
 		return sizeof(r->st);
+	return grant(p, q, o->role, r, fd);
+}
+
+/* The dead-letter queue of `o->name`, for one of its consumers: what
+ * decides is whether the queue's owner may write there, as checked at
+ * create (and again now: modes change). */
+static size_t do_open_dead_letter(struct peer *p,
+				  const struct shmq_wire_open *o,
+				  union reply *r, int *fd)
+{
+	struct queue *src = lookup(p, o->name, SHMQ_ACCESS_READ, r), *dl;
+
+	if (src == NULL)
+		return sizeof(r->st);
+	if (src->dead_letter[0] == '\0') {
+		set_status(r, SHMQ_ENOENT, "'%.60s' has no dead-letter queue",
+			   src->name);
+		return sizeof(r->st);
+	}
+	dl = registry_find(src->dead_letter);
+	if (dl == NULL) {
+		set_status(r, SHMQ_ENOENT,
+			   "dead-letter queue '%.60s' does not exist",
+			   src->dead_letter);
+		return sizeof(r->st);
+	}
+	if (!owner_may_write(src->uid, src->gid, dl)) {
+		set_status(r, SHMQ_EACCES,
+			   "the owner of '%.50s' may not write '%.50s'",
+			   src->name, dl->name);
+		return sizeof(r->st);
+	}
+	return grant(p, dl, SHMQ_ROLE_PRODUCER, r, fd);
+}
+
+/* Attaches the peer to q in `role` and replies with the segment. */
+static size_t grant(struct peer *p, struct queue *q, uint32_t role,
+		    union reply *r, int *fd)
+{
+	uint32_t index, gen;
+	const char *why = "";
+	int rc;
+
 	*fd = registry_segment_fd(q);
 	if (*fd < 0) {
 		rc = (errno == EMFILE || errno == ENFILE) ? SHMQ_ELIMIT
@@ -211,7 +295,7 @@ static size_t do_open(struct peer *p, const struct shmq_wire_open *o,
 			   strerror(errno));
 		return sizeof(r->st);
 	}
-	rc = procs_attach(p->pid, q, o->role, &index, &gen, &why);
+	rc = procs_attach(p->pid, q, role, &index, &gen, &why);
 	if (rc != SHMQ_OK) {
 		close(*fd);
 		*fd = -1;
@@ -221,15 +305,19 @@ static size_t do_open(struct peer *p, const struct shmq_wire_open *o,
 		return sizeof(r->st);
 	}
 	log_debug("pid %d opened '%s' as %s", p->pid, q->name,
-		  o->role == 3 ? "producer+consumer"
-		  : o->role == 1 ? "producer"
-		  : o->role == 2 ? "consumer" : "observer");
+		  role == 3 ? "producer+consumer"
+		  : role == 1 ? "producer"
+		  : role == 2 ? "consumer" : "observer");
 	set_status(r, SHMQ_OK, NULL);
 	r->open.queue_id = q->id;
 	r->open.seg_size = q->ring.seg_size;
 	r->open.client = index;
 	r->open.gen = gen;
-	r->open.access = access_of(p, q);
+	/* A dead-letter producer gets no more than putting needs. */
+	r->open.access = role == SHMQ_ROLE_PRODUCER &&
+				 !(access_of(p, q) & SHMQ_ACCESS_WRITE)
+			 ? SHMQ_ACCESS_WRITE
+			 : access_of(p, q);
 	r->open.uid = q->uid;
 	r->open.gid = q->gid;
 	r->open.mode = q->mode;

@@ -12,7 +12,10 @@
  *   struct shmq_seg_hdr          header: identity, config, lock words, state
  *   struct shmq_slot[ring_slots] index ring, one entry per queued message
  *   struct shmq_client[clients]  attachment table, one entry per open handle
+ *   struct shmq_lease[capacity]  lease table (acked queues only)
  *   uint8_t data[data_size]      data ring, message bytes
+ *   uint8_t lease_data[]         one copy of each leased message, capacity x
+ *                                lease_stride bytes (acked queues only)
  *
  * Every offset and size is fixed at creation and repeated in the header so
  * that a reader can check it against the size of its mapping.
@@ -36,6 +39,14 @@
  *    step.  After EOWNERDEAD the next holder only has to validate.
  *  - close sets a bit in `tail` with one atomic OR: a producer's commit CAS
  *    fails once it is set, so nothing is committed after a close.
+ *  - On an acked queue a get moves the message out of the ring into a free
+ *    lease slot (its bytes into that slot's lease_data), then advances
+ *    `head`: that store is still the commit, and a lease slot counts only
+ *    if its ticket is below head.  Every change of a lease slot is made
+ *    under get_lock; the lease counters are derived from the slots and
+ *    recounted after EOWNERDEAD.  shmqd never writes a lease slot: when it
+ *    removes an attachment it bumps `departures`, and the next get_lock
+ *    holder returns the leases whose holder is gone.
  *
  * Everything in a segment is untrusted: any process with the queue open can
  * write any byte.  Readers copy the immutable configuration once at attach
@@ -51,7 +62,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 6u
+#define SHMQ_LAYOUT_VERSION 7u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -70,6 +81,7 @@
 
 /* `config_flags`: fixed at creation. */
 #define SHMQ_CFG_AUTO_CLOSE 0x1u  /* close when the last producer detaches */
+#define SHMQ_CFG_ACKED      0x2u  /* gets lease; messages leave on ack */
 
 /* `state_flags`: set by shmqd (and close), never cleared. */
 #define SHMQ_ST_AUTO_CLOSED   0x1u  /* closed because producers went to zero */
@@ -153,6 +165,41 @@ struct shmq_seg_hdr {
 	uint32_t client_gen;        /* generation counter for client entries */
 	uint32_t pad;
 	int64_t  closed_ns;         /* CLOCK_REALTIME of the first close, or 0 */
+
+	/* --- acked queues: configuration, written once by shmqd ----------- */
+	_Alignas(SHMQ_CACHELINE) uint32_t lease_timeout_ms; /* 0 = none */
+	uint32_t max_deliveries;    /* 0 = unlimited */
+	uint64_t leases_off;        /* struct shmq_lease[capacity], or 0 */
+	uint64_t lease_data_off;    /* capacity x lease_stride bytes, or 0 */
+	uint32_t lease_stride;      /* bytes kept per lease slot */
+	uint32_t dlq_len;
+	/* The dead-letter queue's name ("" = none).  Informational: shmqd
+	 * decides where dead letters go from its own record. */
+	char     dlq[SHMQ_NAME_MAX + 1];
+
+	/* --- acked queues: what producers read (get_lock holders write) ---- */
+	_Alignas(SHMQ_CACHELINE) uint32_t leased;  /* lease slots in use */
+	uint32_t pad3;
+	uint64_t lease_bytes;       /* bytes of the messages they hold */
+
+	/* --- acked queues: consumers' bookkeeping, under get_lock ---------- */
+	_Alignas(SHMQ_CACHELINE) uint32_t returned; /* slots waiting for
+						       redelivery */
+	uint32_t departures_seen;   /* `departures` at the last sweep */
+	int64_t  next_deadline;     /* earliest lease deadline (CLOCK_MONOTONIC
+				       ns), INT64_MAX for none */
+	uint32_t free_hint;         /* where to look for a free slot first */
+	uint32_t pad4;
+	uint64_t acked;             /* totals: settled by an ack, */
+	uint64_t dead_lettered;     /* moved to the dead-letter queue, */
+	uint64_t dropped;           /* dropped after max_deliveries */
+	uint64_t lease_discarded;   /* returned, then dropped by close --now */
+
+	/* --- written by shmqd without a lock ------------------------------- */
+	/* Bumped whenever an attachment entry is removed: leases held by an
+	 * entry that is gone are returned by the next get. */
+	_Alignas(SHMQ_CACHELINE) uint32_t departures;
+	uint32_t pad5;
 };
 
 /*
@@ -209,6 +256,32 @@ struct shmq_client {
 	uint32_t pad;
 };
 
+/*
+ * One lease slot of an acked queue, one cache line.  `state` and `epoch`
+ * change together under get_lock; the epoch names one lease, so that an
+ * ack from a holder whose lease ended (and the slot then went to someone
+ * else) is refused instead of removing the wrong message.  A slot is in
+ * use only if its ticket is below head: a getter killed before its commit
+ * leaves a slot that the next get_lock holder frees (see repair).
+ */
+#define SHMQ_LEASE_FREE     0u
+#define SHMQ_LEASE_LEASED   1u  /* held by `holder` until the deadline */
+#define SHMQ_LEASE_RETURNED 2u  /* waiting for redelivery */
+#define SHMQ_NO_DEADLINE    INT64_MAX
+
+struct shmq_lease {
+	uint32_t state;             /* SHMQ_LEASE_* */
+	uint32_t epoch;             /* bumped at every change of state */
+	uint64_t ticket;            /* the message's position in the stream */
+	uint32_t holder;            /* attachment index of the holder */
+	uint32_t holder_gen;        /* that entry's generation when leased */
+	uint32_t len;               /* message bytes, in lease_data */
+	uint32_t deliveries;        /* 1 the first time */
+	int64_t  deadline;          /* CLOCK_MONOTONIC ns, or SHMQ_NO_DEADLINE */
+	int64_t  since;             /* CLOCK_MONOTONIC ns of this delivery */
+	uint8_t  pad[16];
+};
+
 static_assert(sizeof(pthread_mutex_t) <= SHMQ_CACHELINE,
 	      "pthread_mutex_t must fit one cache line");
 static_assert(sizeof(union shmq_lock) == SHMQ_CACHELINE, "lock padding");
@@ -221,6 +294,10 @@ static_assert(offsetof(struct shmq_seg_hdr, get_lock) == 576, "get side");
 static_assert(offsetof(struct shmq_seg_hdr, head) == 640, "head");
 static_assert(offsetof(struct shmq_seg_hdr, data_futex) == 768, "futexes");
 static_assert(offsetof(struct shmq_seg_hdr, state_flags) == 896, "state");
-static_assert(sizeof(struct shmq_seg_hdr) == 960, "header size");
+static_assert(sizeof(struct shmq_lease) == SHMQ_CACHELINE, "lease size");
+static_assert(offsetof(struct shmq_seg_hdr, lease_timeout_ms) == 960,
+	      "acked configuration");
+static_assert(offsetof(struct shmq_seg_hdr, leased) == 1280, "leased");
+static_assert(sizeof(struct shmq_seg_hdr) == 1472, "header size");
 
 #endif /* SHMQ_LAYOUT_H */

@@ -27,7 +27,7 @@
 #include "shmq_layout.h"
 
 #define SHMQ_WIRE_MAGIC    UINT32_C(0x51514d53)   /* "SMQQ" */
-#define SHMQ_WIRE_VERSION  3u
+#define SHMQ_WIRE_VERSION  4u
 #define SHMQ_WIRE_MAX      65536u                 /* largest packet */
 #define SHMQ_WIRE_NAME     (SHMQ_NAME_MAX + 1)
 
@@ -86,11 +86,21 @@ struct shmq_wire_create {
 	uint32_t config_flags;      /* SHMQ_CFG_* */
 	uint32_t flags;             /* SHMQ_WIRE_EXIST_OK */
 	uint32_t pad;
+	/* Acked queues (SHMQ_CFG_ACKED) only; 0 and "" otherwise. */
+	uint32_t lease_timeout_ms;
+	uint32_t max_deliveries;
+	char     dead_letter[SHMQ_WIRE_NAME];   /* "" = none */
 };
 
+/* With SHMQ_WIRE_DEAD_LETTER (alone), the request opens, as a producer,
+ * the dead-letter queue of acked queue `name`: a consumer that may read
+ * `name` gets it if the owner of `name` may write there, whatever the
+ * consumer itself may do with that queue. */
+#define SHMQ_WIRE_DEAD_LETTER 0x4u
 struct shmq_wire_open {
 	char     name[SHMQ_WIRE_NAME];
-	uint32_t role;              /* SHMQ_ROLE_* (0: observe only) */
+	uint32_t role;              /* SHMQ_ROLE_* (0: observe only), or
+				       SHMQ_WIRE_DEAD_LETTER */
 	uint32_t pad;
 };
 
@@ -151,6 +161,11 @@ struct shmq_wire_stat {
 	uint32_t producer_lost;
 	uint32_t pad;
 	int64_t  created_ns, closed_ns;
+	/* Acked queues. */
+	uint32_t leased, returned;
+	uint64_t acked, dead_lettered, dropped;
+	uint32_t lease_timeout_ms, max_deliveries;
+	char     dead_letter[SHMQ_WIRE_NAME];
 };
 
 struct shmq_wire_stat_reply {
@@ -160,7 +175,7 @@ struct shmq_wire_stat_reply {
 
 /* One page of a listing, in name order; ask again with `after` set to the
  * last name until `more` is 0. */
-#define SHMQ_WIRE_LIST_PAGE 128u
+#define SHMQ_WIRE_LIST_PAGE 64u
 struct shmq_wire_list_reply {
 	struct shmq_wire_status st;
 	uint32_t count;
@@ -169,10 +184,10 @@ struct shmq_wire_list_reply {
 };
 
 static_assert(sizeof(struct shmq_wire_hdr) == 16, "header size");
-static_assert(sizeof(struct shmq_wire_create) == 288, "create size");
+static_assert(sizeof(struct shmq_wire_create) == 552, "create size");
 static_assert(sizeof(struct shmq_wire_open) == 264, "open size");
 static_assert(sizeof(struct shmq_wire_detach) == 16, "detach size");
-static_assert(sizeof(struct shmq_wire_stat) == 376, "stat size");
+static_assert(sizeof(struct shmq_wire_stat) == 672, "stat size");
 static_assert(sizeof(struct shmq_wire_status) == 128, "status size");
 static_assert(sizeof(struct shmq_wire_hdr) +
 		      sizeof(struct shmq_wire_list_reply) <= SHMQ_WIRE_MAX,

@@ -68,14 +68,19 @@ static int check_body(uint16_t type, const void *body)
 		return SHMQ_OK;
 	case SHMQ_MSG_CREATE: {
 		const struct shmq_wire_create *c = body;
-		if (c->mode & ~0777u || c->config_flags & ~SHMQ_CFG_AUTO_CLOSE ||
+		if (c->mode & ~0777u ||
+		    c->config_flags & ~(SHMQ_CFG_AUTO_CLOSE | SHMQ_CFG_ACKED) ||
 		    c->flags & ~SHMQ_WIRE_EXIST_OK || c->pad)
 			return SHMQ_EINVAL;
+		if (wire_check_name(c->dead_letter, sizeof(c->dead_letter), 1) !=
+		    SHMQ_OK)
+			return SHMQ_ENAME;
 		return wire_check_name(c->name, sizeof(c->name), 0);
 	}
 	case SHMQ_MSG_OPEN: {
 		const struct shmq_wire_open *o = body;
-		if (o->role & ~(SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER) ||
+		if ((o->role & ~(SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER) &&
+		     o->role != SHMQ_WIRE_DEAD_LETTER) ||
 		    o->pad)
 			return SHMQ_EINVAL;
 		return wire_check_name(o->name, sizeof(o->name), 0);
@@ -190,6 +195,15 @@ void wire_stat_pack(struct shmq_wire_stat *w, const struct shmq_stat *s)
 	w->producer_lost = (uint32_t)s->producer_lost;
 	w->created_ns = s->created_ns;
 	w->closed_ns = s->closed_ns;
+	w->leased = s->leased;
+	w->returned = s->returned;
+	w->acked = s->acked;
+	w->dead_lettered = s->dead_lettered;
+	w->dropped = s->dropped;
+	w->lease_timeout_ms = s->lease_timeout_ms;
+	w->max_deliveries = s->max_deliveries;
+	memcpy(w->dead_letter, s->dead_letter, sizeof(w->dead_letter));
+	w->dead_letter[SHMQ_NAME_MAX] = '\0';
 }
 
 void wire_stat_unpack(struct shmq_stat *s, const struct shmq_wire_stat *w)
@@ -218,4 +232,13 @@ void wire_stat_unpack(struct shmq_stat *s, const struct shmq_wire_stat *w)
 	s->producer_lost = (int)w->producer_lost;
 	s->created_ns = w->created_ns;
 	s->closed_ns = w->closed_ns;
+	s->leased = w->leased;
+	s->returned = w->returned;
+	s->acked = w->acked;
+	s->dead_lettered = w->dead_lettered;
+	s->dropped = w->dropped;
+	s->lease_timeout_ms = w->lease_timeout_ms;
+	s->max_deliveries = w->max_deliveries;
+	memcpy(s->dead_letter, w->dead_letter, sizeof(s->dead_letter));
+	s->dead_letter[SHMQ_NAME_MAX] = '\0';
 }

@@ -2581,7 +2581,7 @@ START_TEST(test_proto_bodies)
 	/* Fields of the other requests. */
 	memset(&o, 0, sizeof(o));
 	strcpy(o.name, "live");
-	o.role = 4;
+	o.role = 8;   /* 4 is SHMQ_WIRE_DEAD_LETTER */
 	expect_error(fd, SHMQ_MSG_OPEN, &o, sizeof(o), SHMQ_EINVAL);
 	o.role = SHMQ_ROLE_CONSUMER;
 	o.pad = 1;

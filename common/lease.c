@@ -1,0 +1,897 @@
+/*
+ * lease.c - acked queues: leases, acks, returns, dead letters, join.
+ *
+ * Owns the lease table of an acked queue (proto/shmq_layout.h).  A get
+ * moves the oldest message out of the ring into a free lease slot (its
+ * bytes into that slot's lease_data) and commits by advancing head, as a
+ * plain get does; the ring then goes on as if the message had been taken,
+ * while the slot keeps it, counted against the capacity, until its holder
+ * acks it.  The ring stays FIFO and never waits for a slow worker's ack.
+ *
+ * The rules that keep a lease table consistent when a process dies at any
+ * instruction:
+ *
+ *   L1  A slot is in use only if its state says so AND its ticket is
+ *       below head.  A getter fills the slot, then raises the counters,
+ *       then advances head: killed before that store, it leaves a slot
+ *       with ticket >= head, which is free by this rule (repair clears
+ *       it).  So the head store is still the only commit of a get.
+ *   L2  Every change of a slot is made under get_lock, by the lock holder
+ *       (a getter, an ack, a nack, an extend, a sweep).  shmqd never
+ *       writes a slot: it bumps `departures` when it removes an
+ *       attachment, and the next holder returns the leases of holders
+ *       that are gone (L4).
+ *   L3  The counters (leased, lease_bytes, returned, next_deadline) are
+ *       derived from the slots.  They change in an order that can only
+ *       overstate what is in use (raised before a slot is used, lowered
+ *       after it is freed), so producers never overfill the queue, and
+ *       they are recounted after EOWNERDEAD and at every sweep.
+ *   L4  A lease is its slot's (index, epoch); the epoch changes with every
+ *       change of state.  An ack whose epoch does not match, or whose
+ *       holder is not the caller's attachment, is refused (SHMQ_ELEASE),
+ *       so an ack that comes after its lease ended can never remove a
+ *       message that is now someone else's.
+ *
+ * A slot is re-delivered by writing its fields first and its state last:
+ * killed halfway, it stays returned.  A dead letter is committed to the
+ * dead-letter queue before its slot is freed: a getter killed between the
+ * two leaves it to be moved again (the one place a message can arrive
+ * twice, there).
+ *
+ * It never talks to the daemon (dead letters go through the callback the
+ * library set) and never trusts a slot: state, ticket, holder and length
+ * are checked before use.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ring_impl.h"
+#include "wait.h"
+
+#define SHMQ_LEASE_DEAD     3u  /* (internal to the table) waiting for the
+				   dead-letter queue; deadline = next try */
+#define DEAD_RETRY_NS       1000000000ll
+
+static int64_t now_ns(void)
+{
+	return (int64_t)mono_ns();
+}
+
+static uint64_t lease_id(uint32_t index, uint32_t epoch)
+{
+	return (uint64_t)epoch << 32 | ((uint64_t)index + 1);
+}
+
+/* One slot, read once and checked.  Returns its state, or FREE for a slot
+ * that is not in use by rule L1 (or that is damaged beyond use: a message
+ * is never read out of it). */
+static uint32_t read_lease(const struct ring *r, uint32_t i, uint64_t head,
+			   struct shmq_lease *s)
+{
+	const struct shmq_lease *p = &r->leases[i];
+
+	s->state = READ_ONCE(p->state);
+	s->epoch = READ_ONCE(p->epoch);
+	s->ticket = READ_ONCE(p->ticket);
+	s->holder = READ_ONCE(p->holder);
+	s->holder_gen = READ_ONCE(p->holder_gen);
+	s->len = READ_ONCE(p->len);
+	s->deliveries = READ_ONCE(p->deliveries);
+	s->deadline = READ_ONCE(p->deadline);
+	s->since = READ_ONCE(p->since);
+	if (s->state == SHMQ_LEASE_FREE || s->state > SHMQ_LEASE_DEAD ||
+	    s->ticket >= head || s->len > r->max_msg)
+		return SHMQ_LEASE_FREE;
+	return s->state;
+}
+
+static uint8_t *lease_bytes_of(const struct ring *r, uint32_t i)
+{
+	return r->lease_data + (size_t)i * r->lease_stride;
+}
+
+/* Is the attachment that took this lease still there?  An entry removed
+ * by shmqd (its process died or detached) or marked detached by its own
+ * process holds nothing any more. */
+static int holder_alive(const struct ring *r, const struct shmq_lease *s)
+{
+	if (s->holder >= r->nclients)
+		return 0;
+	const struct shmq_client *c = &r->clients[s->holder];
+	return READ_ONCE(c->pid) != 0 && READ_ONCE(c->gen) == s->holder_gen &&
+	       READ_ONCE(c->detached) != SHMQ_CLIENT_DETACHED;
+}
+
+/* Changes a slot's state, and with it its epoch (rule L4). */
+static void set_state(struct ring *r, uint32_t i, uint32_t state)
+{
+	struct shmq_lease *p = &r->leases[i];
+
+	WRITE_ONCE(p->epoch, READ_ONCE(p->epoch) + 1);
+	__atomic_store_n(&p->state, state, __ATOMIC_RELEASE);
+}
+
+/* Frees slot i holding `len` bytes: state first, counters after (L3). */
+static void free_slot(struct ring *r, uint32_t i, uint32_t len)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint32_t n = READ_ONCE(h->leased);
+	uint64_t b = READ_ONCE(h->lease_bytes);
+
+	set_state(r, i, SHMQ_LEASE_FREE);
+	WRITE_ONCE(h->leased, n ? n - 1 : 0);
+	WRITE_ONCE(h->lease_bytes, b >= len ? b - len : 0);
+}
+
+static void add_total(uint64_t *ctr)
+{
+	WRITE_ONCE(*ctr, READ_ONCE(*ctr) + 1);
+}
+
+static int closed_now_word(const struct ring *r)
+{
+	return (LOAD_ACQ(r->hdr->tail) & SHMQ_TAIL_NOW) != 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sweeping: returning what its holder cannot ack any more             */
+
+static int try_dead_letter(struct ring *r, uint32_t i,
+			   const struct shmq_lease *s, int64_t now);
+
+/*
+ * Under get_lock: one pass over the table.  Returns leases whose holder is
+ * gone or whose deadline passed (dropping them instead after close --now),
+ * retries dead letters that are due, and recounts every counter from the
+ * slots, so that it also repairs them (L3).
+ */
+static int sweep(struct ring *r, uint64_t head, int64_t now)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint32_t departures = LOAD_ACQ(h->departures);
+	uint32_t leased = 0, returned = 0;
+	uint64_t bytes = 0;
+	int64_t next = SHMQ_NO_DEADLINE;
+	int now_closed = closed_now_word(r), freed = 0;
+
+	for (uint32_t i = 0; i < r->capacity; i++) {
+		struct shmq_lease s;
+		uint32_t st = read_lease(r, i, head, &s);
+
+		if (st == SHMQ_LEASE_FREE) {
+			/* A slot left by a getter that died before its commit
+			 * (L1), or damaged: make it plainly free. */
+			if (READ_ONCE(r->leases[i].state) != SHMQ_LEASE_FREE)
+				set_state(r, i, SHMQ_LEASE_FREE);
+			continue;
+		}
+		if (st == SHMQ_LEASE_LEASED &&
+		    (!holder_alive(r, &s) || s.deadline <= now)) {
+			st = SHMQ_LEASE_RETURNED;
+			set_state(r, i, st);
+		}
+		if (st == SHMQ_LEASE_RETURNED && now_closed) {
+			/* close --now drops what comes back, too. */
+			set_state(r, i, SHMQ_LEASE_FREE);
+			add_total(&h->lease_discarded);
+			freed = 1;
+			continue;
+		}
+		if (st == SHMQ_LEASE_DEAD && s.deadline <= now &&
+		    try_dead_letter(r, i, &s, now))
+			continue;
+		leased++;
+		bytes += s.len;
+		if (st == SHMQ_LEASE_RETURNED)
+			returned++;
+		else if (READ_ONCE(r->leases[i].deadline) < next)
+			next = READ_ONCE(r->leases[i].deadline);
+	}
+	WRITE_ONCE(h->leased, leased);
+	WRITE_ONCE(h->lease_bytes, bytes);
+	WRITE_ONCE(h->returned, returned);
+	WRITE_ONCE(h->next_deadline, next);
+	WRITE_ONCE(h->departures_seen, departures);
+	if (freed)
+		wait_notify(&h->space_futex);
+	return SHMQ_OK;
+}
+
+/* Under get_lock: has anything happened that only a sweep notices? */
+static int sweep_due(const struct ring *r, int64_t now)
+{
+	const struct shmq_seg_hdr *h = r->hdr;
+
+	return LOAD_ACQ(h->departures) != READ_ONCE(h->departures_seen) ||
+	       READ_ONCE(h->next_deadline) <= now;
+}
+
+int lease_recount(struct ring *r, uint64_t head)
+{
+	return sweep(r, head, now_ns());
+}
+
+uint64_t lease_discard(struct ring *r, uint64_t head)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < r->capacity; i++) {
+		struct shmq_lease s;
+		if (read_lease(r, i, head, &s) == SHMQ_LEASE_RETURNED) {
+			free_slot(r, i, s.len);
+			n++;
+		}
+	}
+	WRITE_ONCE(r->hdr->returned, 0);
+	WRITE_ONCE(r->hdr->lease_discarded,
+		   READ_ONCE(r->hdr->lease_discarded) + n);
+	if (n)
+		wait_notify(&r->hdr->space_futex);
+	return n;
+}
+
+int64_t lease_next_deadline(const struct ring *r)
+{
+	return READ_ONCE(r->hdr->next_deadline);
+}
+
+/* ------------------------------------------------------------------ */
+/* Dead letters                                                       */
+
+/*
+ * Under get_lock: slot i has been delivered max_deliveries times (or was
+ * nacked with SHMQ_NACK_DEAD).  Moves it to the dead-letter queue, or
+ * drops it when the queue has none.  1 if the slot was freed; 0 if the
+ * dead-letter queue cannot take it now (full, missing, not reachable from
+ * this handle): the slot then waits as DEAD and is tried again a second
+ * later by whoever sweeps.
+ */
+static int try_dead_letter(struct ring *r, uint32_t i,
+			   const struct shmq_lease *s, int64_t now)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+
+	if (!r->has_dead_letter) {
+		free_slot(r, i, s->len);
+		add_total(&h->dropped);
+		wait_notify(&h->space_futex);
+		return 1;
+	}
+	if (r->dead_letter &&
+	    r->dead_letter(r->dead_letter_ctx, lease_bytes_of(r, i),
+			   s->len) == SHMQ_OK) {
+		HOOK(RING_HOOK_LEASE_DEAD_LETTERED);
+		free_slot(r, i, s->len);
+		add_total(&h->dead_lettered);
+		wait_notify(&h->space_futex);
+		return 1;
+	}
+	struct shmq_lease *p = &r->leases[i];
+	WRITE_ONCE(p->deadline, now + DEAD_RETRY_NS);
+	if (READ_ONCE(p->state) != SHMQ_LEASE_DEAD)
+		set_state(r, i, SHMQ_LEASE_DEAD);
+	if (now + DEAD_RETRY_NS < READ_ONCE(h->next_deadline))
+		WRITE_ONCE(h->next_deadline, now + DEAD_RETRY_NS);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Getting                                                            */
+
+struct lease_args {
+	uint8_t *buf;
+	size_t size, used;
+	struct iovec *out;          /* LEASE_SETTLE */
+	struct shmq_msg *msgs;      /* LEASE_COPY, LEASE_VIEW */
+	size_t n, got;
+	enum lease_mode mode;
+};
+
+/* The oldest returned slot, or UINT32_MAX. */
+static uint32_t oldest_returned(const struct ring *r, uint64_t head,
+				struct shmq_lease *out)
+{
+	uint32_t best = UINT32_MAX;
+	uint64_t best_ticket = UINT64_MAX;
+
+	for (uint32_t i = 0; i < r->capacity; i++) {
+		struct shmq_lease s;
+		if (read_lease(r, i, head, &s) == SHMQ_LEASE_RETURNED &&
+		    s.ticket < best_ticket) {
+			best = i;
+			best_ticket = s.ticket;
+			*out = s;
+		}
+	}
+	return best;
+}
+
+/* A free slot for a new lease (rule L1 makes a slot with ticket >= head
+ * free), or UINT32_MAX if the counters lied. */
+static uint32_t free_lease_slot(struct ring *r, uint64_t head)
+{
+	uint32_t start = READ_ONCE(r->hdr->free_hint);
+
+	if (start >= r->capacity)
+		start = 0;
+	for (uint32_t k = 0; k < r->capacity; k++) {
+		uint32_t i = start + k < r->capacity ? start + k
+						     : start + k - r->capacity;
+		struct shmq_lease s;
+		if (read_lease(r, i, head, &s) == SHMQ_LEASE_FREE) {
+			WRITE_ONCE(r->hdr->free_hint, i + 1);
+			return i;
+		}
+	}
+	return UINT32_MAX;
+}
+
+/* Where message k of a batch goes in the caller's buffer: 16-aligned
+ * after the ones before, as ring_get lays them out.  NULL if it does not
+ * fit (*too_big set for the first message). */
+static uint8_t *place(struct lease_args *a, size_t len, int *too_big)
+{
+	size_t at = a->got ? align_up(a->used, SHMQ_DATA_ALIGN) : 0;
+
+	*too_big = 0;
+	if (at > a->size || len > a->size - at) {
+		*too_big = a->got == 0;
+		return NULL;
+	}
+	a->used = at + len;
+	/* A NULL buffer of size 0 takes empty messages; NULL + 0 is
+	 * undefined. */
+	return a->buf ? a->buf + at : NULL;
+}
+
+/* The first message does not fit the caller's buffer: it stays where it
+ * is, and the caller learns its length. */
+static int too_small(struct lease_args *a, uint32_t len)
+{
+	if (a->mode == LEASE_SETTLE) {
+		a->out[0].iov_base = NULL;
+		a->out[0].iov_len = len;
+	} else {
+		memset(&a->msgs[0], 0, sizeof(a->msgs[0]));
+		a->msgs[0].len = len;
+	}
+	return SHMQ_EMSGSIZE;
+}
+
+/* Records the next delivery of the call. */
+static void deliver(struct ring *r, struct lease_args *a, uint32_t i,
+		    const uint8_t *dst, uint32_t len, uint64_t ticket,
+		    uint32_t deliveries, uint32_t epoch)
+{
+	if (a->mode == LEASE_SETTLE) {
+		a->out[a->got].iov_base = (void *)dst;
+		a->out[a->got].iov_len = len;
+	} else {
+		struct shmq_msg *m = &a->msgs[a->got];
+		m->data = a->mode == LEASE_VIEW ? lease_bytes_of(r, i)
+						: (void *)dst;
+		m->len = len;
+		m->lease = lease_id(i, epoch);
+		m->seq = ticket;
+		m->deliveries = deliveries;
+	}
+	a->got++;
+}
+
+/* Under get_lock: hands out returned slot i (already checked) to the
+ * caller, or (settle) takes it for good. */
+static int redeliver(struct ring *r, struct lease_args *a, uint32_t i,
+		     const struct shmq_lease *s, int64_t now)
+{
+	struct shmq_lease *p = &r->leases[i];
+	int too_big = 0;
+	uint8_t *dst = NULL;
+
+	if (a->mode != LEASE_VIEW) {
+		dst = place(a, s->len, &too_big);
+		if (dst == NULL && (a->buf || s->len))
+			return too_big ? too_small(a, s->len) : RING_WAIT;
+		if (s->len)
+			memcpy(dst, lease_bytes_of(r, i), s->len);
+	}
+	uint32_t deliveries = s->deliveries + 1;
+	if (a->mode == LEASE_SETTLE) {
+		free_slot(r, i, s->len);
+		add_total(&r->hdr->acked);
+	} else {
+		WRITE_ONCE(p->holder, r->self_index);
+		WRITE_ONCE(p->holder_gen, r->self_gen);
+		WRITE_ONCE(p->deliveries, deliveries);
+		WRITE_ONCE(p->since, now);
+		WRITE_ONCE(p->deadline,
+			   r->lease_timeout_ms
+				   ? now + (int64_t)r->lease_timeout_ms * 1000000
+				   : SHMQ_NO_DEADLINE);
+		set_state(r, i, SHMQ_LEASE_LEASED);
+		int64_t dl = READ_ONCE(p->deadline);
+		if (dl < READ_ONCE(r->hdr->next_deadline))
+			WRITE_ONCE(r->hdr->next_deadline, dl);
+	}
+	uint32_t ret = READ_ONCE(r->hdr->returned);
+	WRITE_ONCE(r->hdr->returned, ret ? ret - 1 : 0);
+	deliver(r, a, i, dst, s->len, s->ticket, deliveries,
+		READ_ONCE(p->epoch));
+	return SHMQ_OK;
+}
+
+/* Under get_lock: moves message `head` out of the ring into a lease slot
+ * (or, settle, just out of the ring).  Does not commit: the caller
+ * advances head once for the whole batch. */
+static int lease_from_ring(struct ring *r, struct lease_args *a,
+			   uint64_t head, int64_t now)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	struct shmq_slot s;
+	int too_big = 0;
+	uint8_t *dst = NULL;
+
+	if (read_slot(r, head, &s) != SHMQ_OK)
+		return SHMQ_ECORRUPT;
+	const uint8_t *src = slot_data(r, head, &s);
+	if (a->mode != LEASE_VIEW) {
+		dst = place(a, s.len, &too_big);
+		if (dst == NULL && (a->buf || s.len))
+			return too_big ? too_small(a, s.len) : RING_WAIT;
+	}
+	if (a->mode == LEASE_SETTLE) {
+		if (s.len)
+			memcpy(dst, src, s.len);
+		add_total(&h->acked);
+		deliver(r, a, 0, dst, s.len, head, 1, 0);
+		return SHMQ_OK;
+	}
+	uint32_t i = free_lease_slot(r, head);
+	if (i == UINT32_MAX)
+		return SHMQ_ECORRUPT;
+	struct shmq_lease *p = &r->leases[i];
+	uint8_t *keep = lease_bytes_of(r, i);
+	if (s.len) {
+		memcpy(keep, src, s.len);
+		if (dst)
+			memcpy(dst, keep, s.len);
+	}
+	WRITE_ONCE(p->ticket, head);
+	WRITE_ONCE(p->holder, r->self_index);
+	WRITE_ONCE(p->holder_gen, r->self_gen);
+	WRITE_ONCE(p->len, s.len);
+	WRITE_ONCE(p->deliveries, 1);
+	WRITE_ONCE(p->since, now);
+	int64_t dl = r->lease_timeout_ms
+			     ? now + (int64_t)r->lease_timeout_ms * 1000000
+			     : SHMQ_NO_DEADLINE;
+	WRITE_ONCE(p->deadline, dl);
+	set_state(r, i, SHMQ_LEASE_LEASED);
+	/* Raised before head moves (L3). */
+	WRITE_ONCE(h->leased, READ_ONCE(h->leased) + 1);
+	WRITE_ONCE(h->lease_bytes, READ_ONCE(h->lease_bytes) + s.len);
+	if (dl < READ_ONCE(h->next_deadline))
+		WRITE_ONCE(h->next_deadline, dl);
+	HOOK(RING_HOOK_LEASE_FILLED);
+	deliver(r, a, i, dst, s.len, head, 1, READ_ONCE(p->epoch));
+	return SHMQ_OK;
+}
+
+/* Does a handle other than the caller's hold a lease?  Then the stream
+ * has not ended: that lease may still come back. */
+static int others_hold(const struct ring *r, uint64_t head)
+{
+	for (uint32_t i = 0; i < r->capacity; i++) {
+		struct shmq_lease s;
+		if (read_lease(r, i, head, &s) == SHMQ_LEASE_LEASED &&
+		    holder_alive(r, &s) &&
+		    (s.holder != r->self_index || s.holder_gen != r->self_gen))
+			return 1;
+	}
+	return 0;
+}
+
+static int attempt_lease(struct ring *r, void *ctx, int *progressed)
+{
+	struct lease_args *a = ctx;
+	uint64_t tail, head = ring_get_start(r, &tail), committed = head;
+	int64_t now = now_ns();
+	int rc = SHMQ_OK, looked = 0;
+
+	(void)progressed;   /* a lease frees no room: nobody to wake */
+	if (ring_closed_now(r))
+		return ring_eos(r);
+	if (sweep_due(r, now))
+		sweep(r, head, now);
+
+	while (a->got < a->n) {
+		/* Returned messages first, oldest first. */
+		if (READ_ONCE(r->hdr->returned) > 0) {
+			struct shmq_lease s;
+			uint32_t i = oldest_returned(r, head, &s);
+			if (i != UINT32_MAX) {
+				if (r->max_deliveries &&
+				    s.deliveries >= r->max_deliveries) {
+					try_dead_letter(r, i, &s, now);
+					uint32_t ret = READ_ONCE(r->hdr->returned);
+					WRITE_ONCE(r->hdr->returned,
+						   ret ? ret - 1 : 0);
+					continue;
+				}
+				rc = redeliver(r, a, i, &s, now);
+				if (rc != SHMQ_OK)
+					break;
+				if (a->mode == LEASE_VIEW)
+					break;
+				continue;
+			}
+			WRITE_ONCE(r->hdr->returned, 0);  /* the count lied */
+		}
+		rc = ring_get_avail(r, head, &tail, &looked);
+		if (rc != SHMQ_OK)
+			break;
+		rc = lease_from_ring(r, a, head, now);
+		if (rc != SHMQ_OK)
+			break;
+		head++;
+		if (a->mode == LEASE_VIEW)
+			break;
+	}
+	if (head != committed) {
+		ring_get_commit(r, head);
+		/* A plain get (settle) freed room in the ring. */
+		if (a->mode == LEASE_SETTLE)
+			*progressed = 1;
+	}
+	if (a->got) {
+		/* A batch stopped by a message that does not fit, or by an
+		 * empty queue, still delivered what it has. */
+		return SHMQ_OK;
+	}
+	if (rc == SHMQ_EOS || rc == SHMQ_EOS_LOST) {
+		/* Closed and drained: unless another handle holds a lease
+		 * that may come back. */
+		if (READ_ONCE(r->hdr->leased) > 0 && others_hold(r, head))
+			return RING_WAIT;
+	}
+	return rc;
+}
+
+int lease_get(struct ring *r, void *buf, size_t size, struct iovec *out,
+	      struct shmq_msg *msgs, size_t n, size_t *got, int timeout_ms,
+	      enum lease_mode mode)
+{
+	struct lease_args a = { .buf = buf, .size = size, .out = out,
+				.msgs = msgs, .n = n, .mode = mode };
+	static const uint64_t zero;
+	int rc = SHMQ_EINVAL;
+
+	if (n)
+		rc = ring_run_locked(r, GET_SIDE, timeout_ms, &zero,
+				     attempt_lease, &a);
+	if (got)
+		*got = a.got;
+	return rc;
+}
+
+int ring_lease(struct ring *r, void *buf, size_t size, struct shmq_msg *msgs,
+	       size_t n, size_t *got, int timeout_ms, int view)
+{
+	if (got)
+		*got = 0;
+	if (view && n != 1)
+		return SHMQ_EINVAL;
+	if (r->leases)
+		return lease_get(r, buf, size, NULL, msgs, n, got, timeout_ms,
+				 view ? LEASE_VIEW : LEASE_COPY);
+	if (view)
+		return SHMQ_EINVAL;     /* plain queues: ring_view */
+
+	/* A plain queue: a get, which settles as it takes. */
+	struct iovec small[16];
+	struct iovec *out = n <= 16 ? small : malloc(n * sizeof(*out));
+	size_t k = 0;
+	if (out == NULL)
+		return SHMQ_ENOMEM;
+	uint64_t first = 0;
+	int rc = ring_get_seq(r, buf, size, out, n, &k, timeout_ms, &first);
+	for (size_t i = 0; i < k; i++) {
+		msgs[i] = (struct shmq_msg){ .data = out[i].iov_base,
+					     .len = out[i].iov_len,
+					     .seq = first + i,
+					     .deliveries = 1 };
+	}
+	if (rc == SHMQ_EMSGSIZE)
+		msgs[0].len = out[0].iov_len;
+	if (out != small)
+		free(out);
+	if (got)
+		*got = k;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Ack, nack, extend                                                  */
+
+/* Checks that lease `id` is the caller's and still held; returns the slot
+ * index (and a copy of it in *s), or UINT32_MAX. */
+static uint32_t own_lease(const struct ring *r, uint64_t id, uint64_t head,
+			  struct shmq_lease *s)
+{
+	uint64_t i = (id & 0xffffffffu) - 1;
+
+	if (id == 0 || i >= r->capacity)
+		return UINT32_MAX;
+	if (read_lease(r, (uint32_t)i, head, s) != SHMQ_LEASE_LEASED ||
+	    s->epoch != (uint32_t)(id >> 32) || s->holder != r->self_index ||
+	    s->holder_gen != r->self_gen)
+		return UINT32_MAX;
+	return (uint32_t)i;
+}
+
+struct ack_args {
+	const struct shmq_msg *msgs;
+	size_t n, done;
+	unsigned how;           /* 0 ack, 1 nack, 2 extend */
+	unsigned flags;
+	int ms;
+	int lost;
+};
+
+static int attempt_ack(struct ring *r, void *ctx, int *progressed)
+{
+	struct ack_args *a = ctx;
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t head = READ_ONCE(h->head);
+	int64_t now = now_ns();
+
+	for (size_t k = 0; k < a->n; k++) {
+		struct shmq_lease s;
+		uint64_t id = a->msgs[k].lease;
+		if (id == 0) {          /* a plain queue's get: settled */
+			a->done++;
+			continue;
+		}
+		uint32_t i = own_lease(r, id, head, &s);
+		/* A lease that timed out is the sweep's, not the caller's:
+		 * an ack racing its deadline loses once the deadline passed. */
+		if (i == UINT32_MAX || s.deadline <= now) {
+			a->lost = 1;
+			continue;
+		}
+		struct shmq_lease *p = &r->leases[i];
+		switch (a->how) {
+		case 0:
+			HOOK(RING_HOOK_LEASE_ACKING);
+			free_slot(r, i, s.len);
+			add_total(&h->acked);
+			*progressed = 1;
+			break;
+		case 1:
+			if (closed_now_word(r)) {
+				free_slot(r, i, s.len);
+				add_total(&h->lease_discarded);
+				*progressed = 1;
+			} else if ((a->flags & SHMQ_NACK_DEAD) ||
+				   (r->max_deliveries &&
+				    s.deliveries >= r->max_deliveries)) {
+				set_state(r, i, SHMQ_LEASE_RETURNED);
+				s.state = SHMQ_LEASE_RETURNED;
+				try_dead_letter(r, i, &s, now);
+			} else {
+				set_state(r, i, SHMQ_LEASE_RETURNED);
+				WRITE_ONCE(h->returned,
+					   READ_ONCE(h->returned) + 1);
+			}
+			break;
+		default: {
+			int64_t ms = a->ms > 0 ? (int64_t)a->ms
+					   : (int64_t)r->lease_timeout_ms;
+			int64_t dl = ms ? now + ms * 1000000 : SHMQ_NO_DEADLINE;
+			WRITE_ONCE(p->deadline, dl);
+			if (dl < READ_ONCE(h->next_deadline))
+				WRITE_ONCE(h->next_deadline, dl);
+			break;
+		}
+		}
+		a->done++;
+	}
+	return SHMQ_OK;
+}
+
+static int ack_common(struct ring *r, struct ack_args *a)
+{
+	static const uint64_t zero;
+	int rc;
+
+	if (r->leases == NULL) {
+		/* A plain queue: every get settled its message already. */
+		for (size_t k = 0; k < a->n; k++)
+			if (a->msgs[k].lease != 0)
+				return SHMQ_ELEASE;
+		a->done = a->n;
+		return SHMQ_OK;
+	}
+	rc = ring_run_locked(r, GET_SIDE, SHMQ_FOREVER, &zero, attempt_ack, a);
+	if (rc == SHMQ_OK && a->how != 2) {
+		/* A nack offers a message; an ack may end the stream for
+		 * getters waiting on a closed queue. */
+		if (a->how == 1 || (LOAD_ACQ(r->hdr->tail) & SHMQ_TAIL_CLOSED))
+			wait_notify(&r->hdr->data_futex);
+	}
+	if (rc == SHMQ_OK && a->lost)
+		rc = SHMQ_ELEASE;
+	return rc;
+}
+
+int ring_ack(struct ring *r, const struct shmq_msg *msgs, size_t n,
+	     size_t *done)
+{
+	struct ack_args a = { .msgs = msgs, .n = n, .how = 0 };
+	int rc = ack_common(r, &a);
+
+	if (done)
+		*done = a.done;
+	return rc;
+}
+
+int ring_nack(struct ring *r, const struct shmq_msg *m, unsigned flags)
+{
+	struct ack_args a = { .msgs = m, .n = 1, .how = 1, .flags = flags };
+
+	if (flags & ~SHMQ_NACK_DEAD)
+		return SHMQ_EINVAL;
+	return ack_common(r, &a);
+}
+
+int ring_extend(struct ring *r, const struct shmq_msg *m, int ms)
+{
+	struct ack_args a = { .msgs = m, .n = 1, .how = 2, .ms = ms };
+
+	if (ms < 0)
+		return SHMQ_EINVAL;
+	return ack_common(r, &a);
+}
+
+/* ------------------------------------------------------------------ */
+/* Readiness, join, pending                                           */
+
+int lease_ready(struct ring *r, uint64_t head)
+{
+	const struct shmq_seg_hdr *h = r->hdr;
+
+	if (LOAD_ACQ(h->returned) > 0 ||
+	    LOAD_ACQ(h->departures) != READ_ONCE(h->departures_seen))
+		return 1;
+	int64_t dl = READ_ONCE(h->next_deadline);
+	if (dl != SHMQ_NO_DEADLINE && dl <= now_ns())
+		return 1;
+	uint64_t tw = LOAD_SC(h->tail);
+	if ((tw & SHMQ_TAIL_COUNT) != head)
+		return 1;
+	if (!(tw & SHMQ_TAIL_CLOSED))
+		return 0;
+	/* Closed and drained: the end comes once no other handle holds a
+	 * lease.  (A yes only costs an attempt under the lock.) */
+	return (tw & SHMQ_TAIL_NOW) || READ_ONCE(h->leased) == 0 ||
+	       !others_hold(r, head);
+}
+
+struct join_args {
+	uint64_t upto;          /* every ticket below this must be settled */
+};
+
+static int settled(struct ring *r, void *ctx)
+{
+	const struct join_args *j = ctx;
+	uint64_t head = LOAD_ACQ(r->hdr->head);
+
+	if (head < j->upto)
+		return 0;
+	if (r->leases == NULL)
+		return 1;
+	for (uint32_t i = 0; i < r->capacity; i++) {
+		struct shmq_lease s;
+		if (read_lease(r, i, head, &s) != SHMQ_LEASE_FREE &&
+		    s.ticket < j->upto)
+			return 0;
+	}
+	return 1;
+}
+
+int ring_join(struct ring *r, int timeout_ms)
+{
+	struct join_args j = {
+		.upto = LOAD_ACQ(r->hdr->tail) & SHMQ_TAIL_COUNT,
+	};
+	struct timeout to;
+
+	timeout_init(&to, timeout_ms);
+	return wait_until(r, &r->hdr->space_futex, settled, &j, &to);
+}
+
+size_t ring_pending(const struct ring *r, struct shmq_lease_info *out,
+		    size_t cap)
+{
+	uint64_t head = LOAD_ACQ(r->hdr->head);
+	int64_t now = now_ns();
+	size_t n = 0;
+
+	if (r->leases == NULL)
+		return 0;
+	for (uint32_t i = 0; i < r->capacity; i++) {
+		struct shmq_lease s;
+		uint32_t st = read_lease(r, i, head, &s);
+		if (st == SHMQ_LEASE_FREE)
+			continue;
+		if (n < cap) {
+			struct shmq_lease_info *e = &out[n];
+			memset(e, 0, sizeof(*e));
+			e->seq = s.ticket;
+			e->deliveries = s.deliveries;
+			e->len = s.len;
+			e->age_ns = now > s.since ? now - s.since : 0;
+			e->left_ns = -1;
+			if (st == SHMQ_LEASE_LEASED) {
+				e->state = SHMQ_LEASE_HELD;
+				if (s.holder < r->nclients && holder_alive(r, &s))
+					e->pid = READ_ONCE(
+						r->clients[s.holder].pid);
+				if (s.deadline != SHMQ_NO_DEADLINE)
+					e->left_ns = s.deadline > now
+							     ? s.deadline - now
+							     : 0;
+			} else {
+				e->state = st == SHMQ_LEASE_RETURNED
+						   ? SHMQ_LEASE_WAITING
+						   : SHMQ_LEASE_DEAD_LETTER;
+			}
+		}
+		n++;
+	}
+	return n;
+}
+
+void lease_stat(const struct ring *r, uint64_t head, struct shmq_stat *st)
+{
+	const struct shmq_seg_hdr *h = r->hdr;
+
+	for (uint32_t i = 0; i < r->capacity; i++) {
+		struct shmq_lease s;
+		uint32_t state = read_lease(r, i, head, &s);
+		if (state == SHMQ_LEASE_LEASED) {
+			st->leased++;
+		} else if (state != SHMQ_LEASE_FREE) {
+			/* Returned, or waiting for the dead-letter queue:
+			 * queued again, as far as the user can tell. */
+			st->returned++;
+			st->messages++;
+			st->bytes += s.len;
+		}
+	}
+	st->acked = READ_ONCE(h->acked);
+	st->dead_lettered = READ_ONCE(h->dead_lettered);
+	st->dropped = READ_ONCE(h->dropped);
+	st->discarded += READ_ONCE(h->lease_discarded);
+	st->lease_timeout_ms = r->lease_timeout_ms;
+	st->max_deliveries = r->max_deliveries;
+	uint32_t n = READ_ONCE(h->dlq_len);
+	if (n > SHMQ_NAME_MAX)
+		n = 0;
+	for (uint32_t i = 0; i < n; i++)
+		st->dead_letter[i] = READ_ONCE(h->dlq[i]);
+	st->dead_letter[n] = '\0';
+}
+
+int lease_check(const struct ring *r, uint64_t head)
+{
+	for (uint32_t i = 0; i < r->capacity; i++) {
+		const struct shmq_lease *p = &r->leases[i];
+		uint32_t state = READ_ONCE(p->state);
+		if (state == SHMQ_LEASE_FREE || READ_ONCE(p->ticket) >= head)
+			continue;
+		if (state > SHMQ_LEASE_DEAD || READ_ONCE(p->len) > r->max_msg)
+			return SHMQ_ECORRUPT;
+	}
+	return SHMQ_OK;
+}
