@@ -286,6 +286,7 @@ struct lease_args {
 	struct shmq_msg *msgs;      /* LEASE_COPY, LEASE_VIEW */
 	size_t n, got;
 	enum lease_mode mode;
+	int freed;                  /* settled a returned message: room */
 };
 
 /* The oldest returned slot, or UINT32_MAX. */
@@ -399,6 +400,7 @@ static int redeliver(struct ring *r, struct lease_args *a, uint32_t i,
 	if (a->mode == LEASE_SETTLE) {
 		free_slot(r, i, s->len);
 		add_total(&r->hdr->acked);
+		a->freed = 1;
 	} else {
 		WRITE_ONCE(p->holder, r->self_index);
 		WRITE_ONCE(p->holder_gen, r->self_gen);
@@ -498,7 +500,8 @@ static int attempt_lease(struct ring *r, void *ctx, int *progressed)
 	int64_t now = now_ns();
 	int rc = SHMQ_OK, looked = 0;
 
-	(void)progressed;   /* a lease frees no room: nobody to wake */
+	/* A lease frees no room; only a plain get (settle) does. */
+	a->freed = 0;
 	if (ring_closed_now(r))
 		return ring_eos(r);
 	if (sweep_due(r, now))
@@ -539,10 +542,10 @@ static int attempt_lease(struct ring *r, void *ctx, int *progressed)
 	}
 	if (head != committed) {
 		ring_get_commit(r, head);
-		/* A plain get (settle) freed room in the ring. */
 		if (a->mode == LEASE_SETTLE)
-			*progressed = 1;
+			a->freed = 1;
 	}
+	*progressed = a->freed;
 	if (a->got) {
 		/* A batch stopped by a message that does not fit, or by an
 		 * empty queue, still delivered what it has. */
