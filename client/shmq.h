@@ -43,6 +43,74 @@
  *   SHMQ_SOCKET         control socket of the daemon to use
  *   SHMQ_NO_AUTOSTART   if set, never start a daemon
  *   SHMQ_DAEMON         shmqd binary to start (default: the installed one)
+ *
+ * The contract of each function follows its declaration: what it does,
+ * every status it returns and when, whether and how long it blocks, and
+ * who owns what it hands back.  What holds for whole groups of functions
+ * is said once, here:
+ *
+ * Calls to the daemon.  shmq_create, shmq_open, shmq_detach,
+ * shmq_stat_name, shmq_close_name, shmq_delete and shmq_list send one
+ * request to shmqd over a Unix socket and (all but shmq_detach) wait for
+ * its reply, normally tens of microseconds.  A process has one connection,
+ * opened by its first such call (and again after fork() or a daemon
+ * restart), which first exchanges a HELLO; these calls are serialised on a
+ * process-wide lock, so threads take turns.  Each reply is waited for at
+ * most 10 s; if nothing listens on the per-user socket and autostart is
+ * on, the call starts shmqd and waits until it listens, then up to 5 s
+ * more for it to accept.  A daemon that accepts but never answers is thus
+ * given up after about 25 s at worst (SHMQ_ENODAEMON).  A signal never cuts
+ * a round trip short: these calls never return SHMQ_EINTR.  Besides its
+ * own statuses, each of them may return the control errors:
+ *   SHMQ_ENODAEMON  no daemon answered: nothing listens on the socket and
+ *                   autostart is off or failed, or no reply came in time;
+ *                   shmq_error_detail() names the socket tried, the binary
+ *                   autostart tried to run and the system error (or says
+ *                   that autostart is off)
+ *   SHMQ_EACCES     the socket's permissions refuse this user
+ *   SHMQ_EPROTO     the daemon speaks another protocol or layout version,
+ *                   or sent a malformed reply
+ *   SHMQ_ELIMIT     the daemon has its most clients (shmqd --max-clients)
+ * An error the daemon replied with comes with its explanation in
+ * shmq_error_detail().
+ *
+ * Calls on a handle.  put, get, their batch and zero-copy forms, close,
+ * stat and the accessors work in the queue's shared memory and never talk
+ * to the daemon; they make no system call unless they sleep or wake a
+ * sleeper.  Every one of them returns SHMQ_EINVAL for a NULL handle, and
+ * those that touch the queue return SHMQ_ECORRUPT when what they read from
+ * it fails a check (another process scribbled over it) or its lock word is
+ * damaged: the queue is then unusable, but nothing outside the mapping is
+ * ever read or written.
+ *
+ * Timeouts.  Every call that can wait for room or for a message takes
+ * timeout_ms: SHMQ_FOREVER (or any negative value), SHMQ_NOWAIT (0), or
+ * milliseconds.  One deadline covers the whole call: waiting for the queue
+ * and waiting for the side's lock (producers share one lock, consumers
+ * another; each is held for one copy at a time).  With SHMQ_NOWAIT the call
+ * still waits up to 10 ms for a lock another process holds, then returns
+ * SHMQ_EAGAIN.  With SHMQ_FOREVER it waits for the lock as long as the
+ * holder keeps it: a holder that is stopped (SIGSTOP, a debugger) stalls
+ * its side; one that dies frees it, and the next holder checks the queue
+ * and carries on.  Expiry is SHMQ_ETIMEDOUT, or SHMQ_EAGAIN for
+ * SHMQ_NOWAIT.
+ *
+ * Signals.  SHMQ_EINTR means a signal handler ran while the call slept in
+ * the kernel (whatever SA_RESTART says); nothing was put or taken by the
+ * interrupted wait.  A handler that runs while the call spins or waits for
+ * a lock does not interrupt it.  SHMQ_FOREACH stops on SHMQ_EINTR like on
+ * any error: run it again to go on.
+ *
+ * Threads.  Every function may be called from any thread.  A handle may be
+ * used by several threads at once, except around zero-copy calls (see
+ * there).  shmq_error_detail() is per thread.
+ *
+ * fork().  A child must neither use nor detach the handles it inherited
+ * (detaching one would mark its parent's handle detached); it opens its
+ * own.  The connection to the daemon is re-opened in the child by itself.
+ * As with any library that takes locks, a child of a multi-threaded
+ * process may call shmq only if no other thread was inside a call to the
+ * daemon at the moment of fork().
  */
 #ifndef SHMQ_H
 #define SHMQ_H
@@ -124,7 +192,44 @@ struct shmq_attr {
 				   leave the queue only when acked */
 #define SHMQ_EXIST_OK   0x1u    /* shmq_create: an existing queue is fine */
 
+/*
+ * shmq_attr_init - fill *attr with the defaults: capacity 1024, max_msg
+ * 4096, max_bytes 0 (no byte budget), mode 0600, no flags.  attr must not
+ * be NULL.  Never fails, never blocks.
+ */
 void shmq_attr_init(struct shmq_attr *attr);
+
+/*
+ * shmq_create - create queue `name` with the attributes in *attr (NULL:
+ * the defaults), owned by the caller's user and group (the daemon takes
+ * them from the socket, not from the caller).  The daemon reserves all of
+ * the queue's memory now, so a queue that exists never runs out of room in
+ * the middle of a put.  A queue takes messages of 0 to max_msg bytes;
+ * max_msg 0 makes a queue of empty messages.
+ *
+ * Returns:
+ *   SHMQ_OK      created; with SHMQ_EXIST_OK, also when a queue `name`
+ *                exists already (its attributes are not compared with
+ *                *attr, and nothing is implied about opening it)
+ *   SHMQ_ENAME   `name` is not a valid queue name (shmq_check_name)
+ *   SHMQ_EINVAL  flags other than SHMQ_EXIST_OK, attr->flags other than
+ *                SHMQ_AUTO_CLOSE, or mode above 0777; or, from the daemon,
+ *                capacity 0 or above 16777216 (2^24), max_msg above 2^30,
+ *                max_bytes not 0 but below max_msg or above 2^48, or a
+ *                data area of 4 GiB or more ((capacity + 1) x max_msg, or
+ *                about max_bytes + 16 x capacity with a byte budget)
+ *   SHMQ_EEXIST  a queue `name` exists (without SHMQ_EXIST_OK)
+ *   SHMQ_ELIMIT  the daemon holds its most queues (shmqd --max-queues),
+ *                the segment would exceed shmqd --max-segment, or the
+ *                daemon is out of file descriptors
+ *   SHMQ_ENOSPC  /dev/shm cannot hold the queue's memory
+ *   SHMQ_ESYS, SHMQ_ENOMEM
+ *                a system call of the daemon failed, or it ran out of
+ *                memory (shmq_error_detail() says which)
+ *   or a control error (see "Calls to the daemon" above).
+ *
+ * Blocks for one round trip to the daemon.
+ */
 int shmq_create(const char *name, const struct shmq_attr *attr,
 		unsigned flags);
 
@@ -139,21 +244,123 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
  * for long-running, latency-sensitive users. */
 #define SHMQ_PREFAULT 0x4u
 
+/*
+ * shmq_open - open queue `name` and set *q to a new handle.  flags:
+ * SHMQ_PRODUCER, SHMQ_CONSUMER (both may be given), SHMQ_PREFAULT.  The
+ * permission rule is the one of files: the owner's bits if the caller's
+ * uid owns the queue, else the group's if the caller is in its group
+ * (supplementary groups count), else the others'; root may do anything.
+ * A producer needs write permission, a consumer or a handle with neither
+ * role read permission.  Closing, through any handle, needs write
+ * permission.  A handle opened as producer counts in stat's `producers`
+ * until it detaches or its process dies (see SHMQ_AUTO_CLOSE).
+ *
+ * Returns:
+ *   SHMQ_OK       *q is the handle; it belongs to the caller until
+ *                 shmq_detach(*q)
+ *   SHMQ_EINVAL   q is NULL, or unknown flags
+ *   SHMQ_ENAME    `name` is not a valid queue name
+ *   SHMQ_ENOENT   no queue `name`
+ *   SHMQ_EACCES   the queue's mode refuses the access the flags need (or
+ *                 the control socket refuses this user)
+ *   SHMQ_ELIMIT   every handle the queue can have is in use (shmqd
+ *                 --max-attach, counting every open handle of every
+ *                 process), or the daemon is out of file descriptors
+ *   SHMQ_ECORRUPT the queue's memory fails the checks made at open, or
+ *                 its segment was destroyed (truncated by a client)
+ *   SHMQ_EPROTO   the segment has another layout version
+ *   SHMQ_ESYS, SHMQ_ENOMEM
+ *                 mapping the queue failed, or a system call of the daemon
+ *                 did (shmq_error_detail() says so)
+ *   or a control error.  On any error *q is NULL (if q is not NULL).
+ *
+ * Blocks for one round trip to the daemon, and with SHMQ_PREFAULT for
+ * the time it takes to map every page of the queue.
+ */
 int shmq_open(const char *name, unsigned flags, shmq_t **q);
-/* Releases the handle and frees it, whatever it returns.  The handle is
- * marked detached in the queue itself first, so if the daemon cannot be
- * told now (it is being restarted), it releases the handle as detached,
- * not as a lost producer, once it learns of it; that is not an error.
- * It does not wait for the daemon's answer: for the moment the daemon
- * takes to read the detach, shmq_stat() may still count the handle, and
- * an auto-close queue may still be open. */
+/*
+ * shmq_detach - releases the handle and frees it, whatever it returns.
+ * The handle is marked detached in the queue itself first, so if the
+ * daemon cannot be told now (it is being restarted), it releases the
+ * handle as detached, not as a lost producer, once it learns of it; that
+ * is not an error.  It does not wait for the daemon's answer: for the
+ * moment the daemon takes to read the detach, shmq_stat() may still count
+ * the handle, and an auto-close queue may still be open.
+ *
+ * A zero-copy put reserved on the handle is cancelled, a viewed message
+ * left queued.  q must not be used afterwards.
+ *
+ * Returns:
+ *   SHMQ_OK       detached; also when q is NULL (nothing to do) and when
+ *                 no daemon can be reached (see above)
+ *   SHMQ_EACCES, SHMQ_EPROTO, SHMQ_ELIMIT
+ *                 the connection to the daemon had to be opened again and
+ *                 was refused: the handle is released all the same, and
+ *                 the daemon releases its attachment, as detached, when
+ *                 this process exits (an auto-close queue closes then)
+ *
+ * Blocks only to send one packet.  If the connection must be opened again
+ * first (after a daemon restart), that costs a round trip, and starting a
+ * per-user daemon up to 5 s more.
+ */
 int shmq_detach(shmq_t *q);
 
-/* put: SHMQ_OK, SHMQ_ECLOSED, SHMQ_E2BIG, SHMQ_ETIMEDOUT, SHMQ_EAGAIN... */
+/*
+ * shmq_put - append the message msg[0..len) (copied; msg stays the
+ * caller's).  While the queue is full - capacity messages queued, or the
+ * byte budget would be exceeded - waits until there is room, the timeout
+ * expires or the queue is closed.  A message is visible to consumers from
+ * the moment shmq_put returns SHMQ_OK, and no process crash loses it
+ * after.  Each producer's messages keep their order.
+ *
+ * Returns:
+ *   SHMQ_OK        queued
+ *   SHMQ_ECLOSED   the queue is closed, or was closed while waiting;
+ *                  nothing queued
+ *   SHMQ_E2BIG     len is above the queue's max_msg; nothing queued
+ *   SHMQ_ETIMEDOUT no room before the timeout
+ *   SHMQ_EAGAIN    timeout SHMQ_NOWAIT and no room (or the producers'
+ *                  lock held for over 10 ms)
+ *   SHMQ_EINTR     a signal handler ran while waiting; nothing queued
+ *   SHMQ_EROLE     the handle was not opened with SHMQ_PRODUCER
+ *   SHMQ_EINVAL    q is NULL, msg is NULL with len > 0, or a zero-copy
+ *                  call is in progress on this handle
+ *   SHMQ_ECORRUPT  the queue's memory is damaged
+ *
+ * Blocks as the timeout allows (see "Timeouts" above); never talks to the
+ * daemon.
+ */
 int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms);
-/* get: SHMQ_OK with *len set, SHMQ_EOS / SHMQ_EOS_LOST, or an error.  If
- * the message does not fit in `size`, returns SHMQ_EMSGSIZE, sets *len to
- * its length and leaves it queued. */
+
+/*
+ * shmq_get - take the oldest message, copying it into buf[0..size) and
+ * setting *len to its length.  While the queue is empty, waits until a
+ * message comes, the timeout expires or the queue is closed.  On a closed
+ * queue it goes on returning what is queued, then end of stream.  Each
+ * message goes to exactly one consumer; a message taken is gone from the
+ * queue even if the caller dies before using it.  buf may be NULL if size
+ * is 0.
+ *
+ * Returns:
+ *   SHMQ_OK        a message is in buf, *len bytes
+ *   SHMQ_EOS       the queue is closed and drained (or was closed with
+ *                  SHMQ_CLOSE_NOW): there will be no more messages
+ *   SHMQ_EOS_LOST  the same, and some producer of this queue died
+ *                  without detaching since it was created: the stream may
+ *                  lack what that producer would have put
+ *   SHMQ_EMSGSIZE  the oldest message is longer than size: *len is set to
+ *                  its length and it stays queued
+ *   SHMQ_ETIMEDOUT no message before the timeout
+ *   SHMQ_EAGAIN    timeout SHMQ_NOWAIT and the queue is empty (or the
+ *                  consumers' lock held for over 10 ms)
+ *   SHMQ_EINTR     a signal handler ran while waiting; nothing taken
+ *   SHMQ_EROLE     the handle was not opened with SHMQ_CONSUMER
+ *   SHMQ_EINVAL    q or len is NULL, buf is NULL with size > 0, or a
+ *                  zero-copy call is in progress on this handle
+ *   SHMQ_ECORRUPT  the queue's memory is damaged
+ *
+ * Blocks as the timeout allows; never talks to the daemon.
+ */
 int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms);
 
 /* Batches: one lock round trip for many messages.  putv puts msgs[0..n)
@@ -161,8 +368,50 @@ int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms);
  * were.  getv waits until at least one message is there, then takes as
  * many as fit in msgs[] and buf, setting msgs[i] to point into buf; each
  * message starts at a multiple of 16 bytes from buf.  */
+
+/*
+ * shmq_putv - put msgs[0..n) in order, as n calls of shmq_put would, with
+ * one deadline for the whole batch.  It is not atomic: consumers may take
+ * the first messages before the last are queued (a batch commits every
+ * 32 KiB of payload), and while it waits for room other producers'
+ * messages may come between its own.  *nput (nput may be NULL) is set on
+ * every return to how many of msgs were queued: msgs[0..*nput).  n 0
+ * returns SHMQ_OK at once.
+ *
+ * Returns SHMQ_OK when all n are queued; otherwise the status of
+ * msgs[*nput], which was not queued, with the meanings of shmq_put:
+ * SHMQ_ECLOSED, SHMQ_E2BIG (that message is too big; those before it are
+ * queued), SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EROLE,
+ * SHMQ_EINVAL (q is NULL, msgs is NULL with n > 0, or a zero-copy call is
+ * in progress) or SHMQ_ECORRUPT.
+ *
+ * Blocks as the timeout allows; never talks to the daemon.
+ */
 int shmq_putv(shmq_t *q, const struct iovec *msgs, size_t n, size_t *nput,
 	      int timeout_ms);
+
+/*
+ * shmq_getv - wait until a message is queued (as shmq_get does), then take
+ * the oldest messages, as many as are queued now and fit, up to n: each is
+ * copied into buf, starting at a multiple of 16 bytes from buf, and
+ * msgs[i] is set to point at message i and give its length.  It does not
+ * wait for more than one.  A message that does not fit stays queued for
+ * the next call.  *ngot (ngot may be NULL) is set on every return to the
+ * number taken.  The pointers in msgs point into the caller's buf.
+ *
+ * Returns:
+ *   SHMQ_OK        *ngot >= 1 messages taken
+ *   SHMQ_EOS, SHMQ_EOS_LOST
+ *                  end of stream, as for shmq_get; *ngot is 0
+ *   SHMQ_EMSGSIZE  the oldest message is longer than size: nothing taken,
+ *                  msgs[0].iov_len is its length, msgs[0].iov_base NULL
+ *   SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EROLE, SHMQ_ECORRUPT
+ *                  as for shmq_get
+ *   SHMQ_EINVAL    q or msgs is NULL, n is 0, buf is NULL with size > 0,
+ *                  or a zero-copy call is in progress on this handle
+ *
+ * Blocks as the timeout allows; never talks to the daemon.
+ */
 int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
 	      size_t n, size_t *ngot, int timeout_ms);
 
@@ -178,18 +427,77 @@ int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
  * A process that dies in between changes nothing: the reserved message
  * never appears, the viewed one stays queued.  The memory is shared with
  * every process that has the queue open: copy what you must trust.
- * commit on a queue closed meanwhile returns SHMQ_ECLOSED (dropped). */
+ * commit on a queue closed meanwhile returns SHMQ_ECLOSED (dropped).
+ *
+ * The lock belongs to the calling thread: commit or cancel (take or leave)
+ * must be called by the thread that reserved (viewed); from another thread
+ * the lock would never be released, and every producer (consumer) of the
+ * queue would wait until that thread exits.  In between, put, get and the
+ * batch and zero-copy calls on the handle return SHMQ_EINVAL, and
+ * shmq_close() with SHMQ_CLOSE_NOW would wait a second for the lock the
+ * handle holds itself (SHMQ_EBUSY); shmq_stat() and shmq_detach() are
+ * fine.  The pointer handed out is valid until the commit, cancel, take,
+ * leave or detach that ends the operation.
+ */
+
+/*
+ * shmq_put_reserve - wait for room for a message of len bytes, as shmq_put
+ * does, and set *data to where its bytes go (for len 0, a pointer not to
+ * be written through).  Write exactly [*data, *data + len).
+ *
+ * Returns SHMQ_OK (the producers' lock is held until commit or cancel),
+ * or, with nothing reserved, as shmq_put: SHMQ_ECLOSED, SHMQ_E2BIG,
+ * SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EROLE, SHMQ_ECORRUPT, or
+ * SHMQ_EINVAL (q or data is NULL, or a zero-copy call is already in
+ * progress on this handle).
+ */
 int shmq_put_reserve(shmq_t *q, size_t len, void **data, int timeout_ms);
+/*
+ * shmq_put_commit - make the reserved message visible, and release the
+ * producers' lock.  Never blocks.
+ *
+ * Returns SHMQ_OK (queued), SHMQ_ECLOSED (the queue was closed since the
+ * reserve: the message is dropped), SHMQ_ECORRUPT (dropped), or
+ * SHMQ_EINVAL (q is NULL, or nothing is reserved on it).  The reservation
+ * ends whatever it returns.
+ */
 int shmq_put_commit(shmq_t *q);
+/*
+ * shmq_put_cancel - drop the reserved message and release the producers'
+ * lock.  Never blocks.  Returns SHMQ_OK, or SHMQ_EINVAL (q is NULL, or
+ * nothing is reserved on it).
+ */
 int shmq_put_cancel(shmq_t *q);
+/*
+ * shmq_get_view - wait for a message, as shmq_get does, and set *data and
+ * *len to the oldest one, in place, without taking it.  *data is
+ * read-only.  There is no buffer, so no SHMQ_EMSGSIZE.
+ *
+ * Returns SHMQ_OK (the consumers' lock is held until take or leave), or,
+ * with nothing held, as shmq_get: SHMQ_EOS, SHMQ_EOS_LOST, SHMQ_ETIMEDOUT,
+ * SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EROLE, SHMQ_ECORRUPT, or SHMQ_EINVAL (q,
+ * data or len is NULL, or a zero-copy call is already in progress on this
+ * handle).
+ */
 int shmq_get_view(shmq_t *q, const void **data, size_t *len,
 		  int timeout_ms);
+/*
+ * shmq_get_take - remove the viewed message and release the consumers'
+ * lock.  shmq_get_leave - leave it queued (for this or another consumer)
+ * and release the lock.  Neither blocks.  Both return SHMQ_OK, or
+ * SHMQ_EINVAL (q is NULL, or no message is viewed on it).
+ */
 int shmq_get_take(shmq_t *q);
 int shmq_get_leave(shmq_t *q);
 
 /* Iterate until end of stream:
  *   SHMQ_FOREACH(q, buf, sizeof buf, len, rc) { use(buf, len); }
- * afterwards rc is SHMQ_EOS, SHMQ_EOS_LOST or an error. */
+ * afterwards rc is SHMQ_EOS, SHMQ_EOS_LOST or an error.
+ *
+ * It is shmq_get() with SHMQ_FOREVER in a while loop: `len` is a size_t
+ * variable, `rc` an int.  Any status but SHMQ_OK ends the loop, including
+ * SHMQ_EMSGSIZE (a message longer than size, left queued) and SHMQ_EINTR
+ * (a signal handler ran: run the loop again to go on). */
 #define SHMQ_FOREACH(q, buf, size, len, rc)                                   \
 	while (((rc) = shmq_get((q), (buf), (size), &(len), SHMQ_FOREVER)) ==  \
 	       SHMQ_OK)
@@ -202,6 +510,37 @@ int shmq_get_leave(shmq_t *q);
  * discards what is left (stat's `discarded` then counts it). */
 #define SHMQ_CLOSE_DRAIN 0u
 #define SHMQ_CLOSE_NOW   1u
+/*
+ * shmq_close - close the queue, for every process that has it open.  From
+ * then on every put fails with SHMQ_ECLOSED (puts waiting for room wake
+ * and fail); with SHMQ_CLOSE_DRAIN consumers still take what is queued,
+ * then get SHMQ_EOS; with SHMQ_CLOSE_NOW what is queued is discarded and
+ * consumers get SHMQ_EOS at once.  Closing is final: a queue never opens
+ * again (delete it and create it anew).  Closing a closed queue is no
+ * error; SHMQ_CLOSE_NOW after SHMQ_CLOSE_DRAIN discards what is left,
+ * SHMQ_CLOSE_DRAIN after SHMQ_CLOSE_NOW changes nothing.  Any handle may
+ * close, whatever its role, if its opener has write permission.
+ * *discarded (discarded may be NULL) is set on every return: the number of
+ * messages this call discarded, 0 for SHMQ_CLOSE_DRAIN.
+ *
+ * Returns:
+ *   SHMQ_OK        closed
+ *   SHMQ_EBUSY     SHMQ_CLOSE_NOW only: a stalled process held the
+ *                  consumers' lock for over a second; the queue is closed
+ *                  (closed-now) all the same and consumers see end of
+ *                  stream, and the next consumer to take the lock discards
+ *                  what is left (stat's `discarded` counts it); *discarded
+ *                  is 0
+ *   SHMQ_EACCES    the handle's opener has no write permission
+ *   SHMQ_EINVAL    q is NULL, or `how` is neither SHMQ_CLOSE_DRAIN nor
+ *                  SHMQ_CLOSE_NOW
+ *   SHMQ_ECORRUPT  SHMQ_CLOSE_NOW: the consumers' lock or the queue's
+ *                  memory is damaged; the queue is closed all the same
+ *
+ * SHMQ_CLOSE_DRAIN never blocks; SHMQ_CLOSE_NOW waits up to one second
+ * for the consumers' lock (no signal interrupts it).  Never talks to the
+ * daemon.
+ */
 int shmq_close(shmq_t *q, unsigned how, uint64_t *discarded);
 
 enum shmq_state {
@@ -320,26 +659,108 @@ struct shmq_lease_info {
 };
 int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
 
+/*
+ * shmq_stat - fill *st with the queue's settings and counters, read from
+ * its shared memory without a lock: each field is current when read, but
+ * under load the fields are not one snapshot (messages and the totals may
+ * disagree by what moved meanwhile).  name, uid, gid and mode are the
+ * daemon's record, given at open; the counters are whatever the processes
+ * sharing the queue wrote, so a scribbler can make them say anything
+ * (they are only ever displayed).  put_blocked and get_blocked count the
+ * handles asleep in the kernel, not those spinning for a moment.
+ *
+ * Returns SHMQ_OK, or SHMQ_EINVAL (q or st is NULL).  Never blocks, never
+ * talks to the daemon.
+ */
 int shmq_stat(shmq_t *q, struct shmq_stat *st);
+/*
+ * shmq_max_msg - the largest message the queue takes (its max_msg), or 0
+ * if q is NULL (0 is also a valid max_msg).  Never blocks.
+ */
 size_t shmq_max_msg(const shmq_t *q);
+/*
+ * shmq_name - the queue's name, NUL-terminated, or NULL if q is NULL.  The
+ * string belongs to the handle: valid until shmq_detach(q), not to be
+ * freed.  Never blocks.
+ */
 const char *shmq_name(const shmq_t *q);
 
 /* By name, through the daemon.  shmq_close_name opens a handle, closes
  * and detaches: it needs read and write permission. */
+
+/*
+ * shmq_stat_name - shmq_stat() without a handle: the daemon reads the
+ * queue's memory and sends the numbers.  Needs read permission.
+ *
+ * Returns SHMQ_OK; SHMQ_EINVAL (st is NULL); SHMQ_ENAME; SHMQ_ENOENT;
+ * SHMQ_EACCES (no read permission); SHMQ_ECORRUPT (the queue's segment was
+ * destroyed); or a control error.  Blocks for one round trip.
+ */
 int shmq_stat_name(const char *name, struct shmq_stat *st);
+/*
+ * shmq_close_name - shmq_open(name, 0), shmq_close(how), shmq_detach().
+ *
+ * Returns what shmq_open() or shmq_close() returned: among them
+ * SHMQ_ENOENT, SHMQ_EACCES (no read permission to open, or no write
+ * permission to close), SHMQ_EBUSY, SHMQ_EINVAL (`how` unknown; checked
+ * first), SHMQ_ENAME, SHMQ_ELIMIT and the control errors.  *discarded as
+ * for shmq_close().  Blocks for one round trip, plus up to a second for
+ * SHMQ_CLOSE_NOW, plus sending the detach.
+ */
 int shmq_close_name(const char *name, unsigned how, uint64_t *discarded);
-/* Removes the name; open handles keep working until they detach. */
+/*
+ * shmq_delete - remove the name; open handles keep working until they
+ * detach.  As with unlinking a file, the name is free at once (a new
+ * queue may be created under it) while the handles already open keep the
+ * old queue, its messages and its memory until the last one detaches or
+ * its process exits; then the daemon frees it.  Only the queue's owner, or
+ * root, may delete it, whatever its mode.
+ *
+ * Returns SHMQ_OK; SHMQ_ENAME; SHMQ_ENOENT; SHMQ_EACCES (not the owner);
+ * or a control error.  Blocks for one round trip.
+ */
 int shmq_delete(const char *name);
-/* Every queue the caller may read, sorted by name; free with free(). */
+/*
+ * shmq_list - every queue the caller may read, sorted by name; free with
+ * free().  Sets *list to a malloc()ed array of *n entries, one per queue
+ * the caller has read permission on, each filled as by shmq_stat_name().
+ * With no queue, *list is NULL and *n 0.  The daemon sends 128 queues per
+ * round trip, so a long list is not one snapshot: a queue created or
+ * deleted meanwhile may be missing or still listed.
+ *
+ * Returns SHMQ_OK; SHMQ_EINVAL (list or n is NULL); SHMQ_ENOMEM; or a
+ * control error.  On error *list is NULL and *n 0.  Blocks for one round
+ * trip per 128 queues.
+ */
 int shmq_list(struct shmq_stat **list, size_t *n);
 
 /* SHMQ_OK if `name` is 1-255 bytes of [A-Za-z0-9._-] not starting with
- * '.', SHMQ_ENAME otherwise. */
+ * '.', SHMQ_ENAME otherwise (NULL too).  Never blocks, never talks to the
+ * daemon. */
 int shmq_check_name(const char *name);
+/*
+ * shmq_strerror - a constant English phrase for any status ("unknown
+ * status" for a number that is none), never NULL.  Never blocks.
+ */
 const char *shmq_strerror(int status);
-/* The daemon's own explanation of the last error it returned to this
- * thread (e.g. which limit was hit), or "" if there is none. */
+/*
+ * shmq_error_detail - the daemon's own explanation of the last error it
+ * returned to this thread (e.g. which limit was hit), or "" if there is
+ * none: precisely, the explanation that came with the error of this
+ * thread's last call to the daemon (see "Calls to the daemon").  When the
+ * daemon could not be reached, it names the socket tried, the binary
+ * autostart tried to run and the system error, or says that autostart is
+ * off.  Calls on a handle (put, get, close, ...)
+ * leave it alone.  Never NULL.  The string is the thread's own: valid
+ * until this thread's next call to the daemon or its exit; copy it to
+ * keep it.
+ */
 const char *shmq_error_detail(void);
+/*
+ * shmq_version - the version of the library linked at run time, as
+ * "MAJOR.MINOR.PATCH" (SHMQ_VERSION_STRING is the header's).  A constant
+ * string.
+ */
 const char *shmq_version(void);
 
 #ifdef __cplusplus
