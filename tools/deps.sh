@@ -10,8 +10,10 @@ shmq_install_deps() {
 	if [ "${1:-}" = test ]; then
 		# clang + its runtime: the second compiler and libFuzzer;
 		# systemd: systemd-analyze verify; util-linux: setpriv;
-		# valgrind: memcheck of the daemon; procps: pgrep.
+		# valgrind: memcheck of the daemon; procps: pgrep;
+		# mandoc: lints the manual pages (tests/man-lint.sh).
 		pkgs="$pkgs clang libclang-rt-dev systemd util-linux valgrind procps"
+		pkgs="$pkgs mandoc"
 	fi
 	missing=""
 	for p in $pkgs; do
