@@ -77,11 +77,13 @@
  * Calls on a handle.  put, get, their batch and zero-copy forms, close,
  * stat and the accessors work in the queue's shared memory and never talk
  * to the daemon; they make no system call unless they sleep or wake a
- * sleeper.  Every one of them returns SHMQ_EINVAL for a NULL handle, and
- * those that touch the queue return SHMQ_ECORRUPT when what they read from
- * it fails a check (another process scribbled over it) or its lock word is
- * damaged: the queue is then unusable, but nothing outside the mapping is
- * ever read or written.
+ * sleeper.  (One exception: a consumer of an acked queue with a
+ * dead-letter queue opens that queue through the daemon, once; see
+ * "Acked queues".)  Every one of them returns SHMQ_EINVAL for a NULL
+ * handle, and those that touch the queue return SHMQ_ECORRUPT when what
+ * they read from it fails a check (another process scribbled over it) or
+ * its lock word is damaged: the queue is then unusable, but nothing
+ * outside the mapping is ever read or written.
  *
  * Timeouts.  Every call that can wait for room or for a message takes
  * timeout_ms: SHMQ_FOREVER (or any negative value), SHMQ_NOWAIT (0), or
@@ -205,19 +207,27 @@ void shmq_attr_init(struct shmq_attr *attr);
  * them from the socket, not from the caller).  The daemon reserves all of
  * the queue's memory now, so a queue that exists never runs out of room in
  * the middle of a put.  A queue takes messages of 0 to max_msg bytes;
- * max_msg 0 makes a queue of empty messages.
+ * max_msg 0 makes a queue of empty messages.  With SHMQ_ACKED in
+ * attr->flags it is an acked queue (see "Acked queues"), which also takes
+ * lease_timeout_ms, max_deliveries and dead_letter, and needs about twice
+ * the memory: a copy of every message it may have leased out at once.
  *
  * Returns:
  *   SHMQ_OK      created; with SHMQ_EXIST_OK, also when a queue `name`
  *                exists already (its attributes are not compared with
  *                *attr, and nothing is implied about opening it)
- *   SHMQ_ENAME   `name` is not a valid queue name (shmq_check_name)
+ *   SHMQ_ENAME   `name` (or attr->dead_letter) is not a valid queue name
  *   SHMQ_EINVAL  flags other than SHMQ_EXIST_OK, attr->flags other than
- *                SHMQ_AUTO_CLOSE, or mode above 0777; or, from the daemon,
- *                capacity 0 or above 16777216 (2^24), max_msg above 2^30,
- *                max_bytes not 0 but below max_msg or above 2^48, or a
- *                data area of 4 GiB or more ((capacity + 1) x max_msg, or
- *                about max_bytes + 16 x capacity with a byte budget)
+ *                SHMQ_AUTO_CLOSE and SHMQ_ACKED, or mode above 0777; or,
+ *                from the daemon, capacity 0 or above 16777216 (2^24),
+ *                max_msg above 2^30, max_bytes not 0 but below max_msg or
+ *                above 2^48, a data area of 4 GiB or more ((capacity + 1)
+ *                x max_msg, or about max_bytes + 16 x capacity with a byte
+ *                budget), a lease timeout, max deliveries or dead-letter
+ *                queue without SHMQ_ACKED, or a dead-letter queue whose
+ *                max_msg is smaller than this queue's
+ *   SHMQ_ENOENT  the dead-letter queue does not exist
+ *   SHMQ_EACCES  the caller may not write the dead-letter queue
  *   SHMQ_EEXIST  a queue `name` exists (without SHMQ_EXIST_OK)
  *   SHMQ_ELIMIT  the daemon holds its most queues (shmqd --max-queues),
  *                the segment would exceed shmqd --max-segment, or the
@@ -288,7 +298,10 @@ int shmq_open(const char *name, unsigned flags, shmq_t **q);
  * the handle, and an auto-close queue may still be open.
  *
  * A zero-copy put reserved on the handle is cancelled, a viewed message
- * left queued.  q must not be used afterwards.
+ * left queued.  On an acked queue, every lease the handle holds ends: the
+ * messages are returned for redelivery, at once (the handle's own mark
+ * says so), and the handle's dead-letter queue handle is detached too.
+ * q must not be used afterwards.
  *
  * Returns:
  *   SHMQ_OK       detached; also when q is NULL (nothing to do) and when
@@ -339,7 +352,9 @@ int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms);
  * queue it goes on returning what is queued, then end of stream.  Each
  * message goes to exactly one consumer; a message taken is gone from the
  * queue even if the caller dies before using it.  buf may be NULL if size
- * is 0.
+ * is 0.  On an acked queue a get leases and acks in one step: messages that
+ * came back are taken first, and end of stream waits until no other
+ * handle holds a lease (see shmq_lease()).
  *
  * Returns:
  *   SHMQ_OK        a message is in buf, *len bytes
@@ -429,6 +444,11 @@ int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
  * every process that has the queue open: copy what you must trust.
  * commit on a queue closed meanwhile returns SHMQ_ECLOSED (dropped).
  *
+ * On an acked queue, shmq_get_view() is a lease instead (as
+ * shmq_lease_view()): no lock is held, take acks it and leave nacks it,
+ * and either may return SHMQ_ELEASE if the lease ended in between (its
+ * timeout passed); the rest of this paragraph is about plain queues.
+ *
  * The lock belongs to the calling thread: commit or cancel (take or leave)
  * must be called by the thread that reserved (viewed); from another thread
  * the lock would never be released, and every producer (consumer) of the
@@ -485,7 +505,9 @@ int shmq_get_view(shmq_t *q, const void **data, size_t *len,
  * shmq_get_take - remove the viewed message and release the consumers'
  * lock.  shmq_get_leave - leave it queued (for this or another consumer)
  * and release the lock.  Neither blocks.  Both return SHMQ_OK, or
- * SHMQ_EINVAL (q is NULL, or no message is viewed on it).
+ * SHMQ_EINVAL (q is NULL, or no message is viewed on it).  On an acked
+ * queue they are shmq_ack() and shmq_nack(): they may also return
+ * SHMQ_ELEASE, and wait for the consumers' lock.
  */
 int shmq_get_take(shmq_t *q);
 int shmq_get_leave(shmq_t *q);
@@ -519,7 +541,10 @@ int shmq_get_leave(shmq_t *q);
  * again (delete it and create it anew).  Closing a closed queue is no
  * error; SHMQ_CLOSE_NOW after SHMQ_CLOSE_DRAIN discards what is left,
  * SHMQ_CLOSE_DRAIN after SHMQ_CLOSE_NOW changes nothing.  Any handle may
- * close, whatever its role, if its opener has write permission.
+ * close, whatever its role, if its opener has write permission.  On an
+ * acked queue, SHMQ_CLOSE_NOW also discards the messages waiting for
+ * redelivery, and each leased message when it comes back (nack, timeout,
+ * holder gone); acks go on working.
  * *discarded (discarded may be NULL) is set on every return: the number of
  * messages this call discarded, 0 for SHMQ_CLOSE_DRAIN.
  *
@@ -617,6 +642,29 @@ struct shmq_stat {
  * and acking it does nothing).  A process killed at any instruction loses
  * nothing: the only message delivered twice is one whose holder died
  * before its ack, and it comes back with its count raised.
+ *
+ * What else holds for the calls below:
+ *  - A lease belongs to the handle that took it: only that handle can
+ *    ack, nack or extend it (any of its threads).  When the lease has
+ *    ended - acked, nacked, timed out (its deadline passed, even if nobody
+ *    has noticed yet), or its handle detached - those calls return
+ *    SHMQ_ELEASE and change nothing: the message may be another
+ *    consumer's by now.  A lease of 0 (from a plain queue) names nothing:
+ *    ack, nack and extend accept it and do nothing.
+ *  - A lease ends without an ack when its holder process dies or its
+ *    handle detaches, or its deadline passes; the next consumer that takes
+ *    the consumers' lock returns it, so it is redelivered from then on.
+ *  - ack, nack and extend take the consumers' lock (for a moment) and wait
+ *    for it without a timeout.  They never sleep for a message.
+ *  - Dead letters: a consumer handle of a queue with a dead-letter queue
+ *    opens that queue itself, as a producer, through the daemon: one round
+ *    trip in its first get, lease, view or nack, never under a lock (if it
+ *    fails, it is tried again at most once a second, and dead letters wait
+ *    meanwhile).  A dead letter is put there without waiting for room: if
+ *    the dead-letter queue is full, closed or cannot be opened, the
+ *    message stays in this queue, counted in stat's `returned` and
+ *    `messages`, and is tried again every second by whichever consumer
+ *    takes the lock.
  */
 struct shmq_msg {
 	void    *data;          /* the message: in the caller's buffer, or
@@ -629,17 +677,115 @@ struct shmq_msg {
 	uint32_t deliveries;    /* 1 the first time */
 };
 
+/*
+ * shmq_lease - wait for a message, as shmq_get() does, copy it into
+ * buf[0..size) and fill *m: m->data (in buf), m->len, m->lease (this
+ * delivery), m->seq and m->deliveries.  Messages that came back are
+ * delivered first, oldest first, then the oldest never delivered.  The
+ * message stays in the queue, held by this handle, until it is acked or
+ * the lease ends.  On a plain queue it is shmq_get(): the message is
+ * taken, m->lease is 0 and m->deliveries 1.  buf may be NULL if size is 0.
+ *
+ * Returns:
+ *   SHMQ_OK        *m is filled
+ *   SHMQ_EOS, SHMQ_EOS_LOST
+ *                  the queue is closed, nothing is queued or waiting for
+ *                  redelivery, and no other handle holds a lease (one
+ *                  might come back); this handle's own leases do not delay
+ *                  it.  After SHMQ_CLOSE_NOW, at once.
+ *   SHMQ_EMSGSIZE  the message is longer than size: nothing is leased,
+ *                  m->len is its length (on an acked queue the rest of *m
+ *                  is zeroed)
+ *   SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_ECORRUPT
+ *                  as for shmq_get()
+ *   SHMQ_EROLE     the handle was not opened with SHMQ_CONSUMER
+ *   SHMQ_EINVAL    q or m is NULL, buf is NULL with size > 0, or a
+ *                  zero-copy call is in progress on this handle
+ *
+ * Blocks as the timeout allows (plus, once, the dead-letter round trip
+ * above).
+ */
 int shmq_lease(shmq_t *q, void *buf, size_t size, struct shmq_msg *m,
 	       int timeout_ms);
+/*
+ * shmq_leasev - shmq_lease() for up to n messages at once, as shmq_getv()
+ * is to shmq_get(): it waits for one, then leases as many as are there and
+ * fit, each copied into buf at a multiple of 16 bytes from buf, msgs[i]
+ * filled for message i.  *ngot (ngot may be NULL) is set on every return
+ * to the number leased.
+ *
+ * Returns SHMQ_OK (*ngot >= 1), or as shmq_lease() with nothing leased;
+ * SHMQ_EINVAL also if msgs is NULL or n is 0; SHMQ_ENOMEM (a plain queue,
+ * n above 16, out of memory).
+ */
 int shmq_leasev(shmq_t *q, void *buf, size_t size, struct shmq_msg *msgs,
 		size_t n, size_t *ngot, int timeout_ms);
+/*
+ * shmq_lease_view - shmq_lease() without the copy: m->data points at the
+ * message's copy in the queue's memory, read-only, valid until the lease
+ * ends (ack, nack, timeout, detach; then the memory may hold another
+ * message).  No lock is held meanwhile.  Acked queues only.
+ *
+ * Returns as shmq_lease() (without SHMQ_EMSGSIZE); SHMQ_EINVAL also on a
+ * plain queue (use shmq_get_view()).
+ */
 int shmq_lease_view(shmq_t *q, struct shmq_msg *m, int timeout_ms);
+/*
+ * shmq_ack - the work is done: the leased message leaves the queue, and
+ * its room is free for producers.
+ *
+ * Returns SHMQ_OK (also for lease 0), SHMQ_ELEASE (the lease had ended;
+ * nothing done), SHMQ_EINVAL (q or m is NULL), or SHMQ_ECORRUPT.  Waits
+ * for the consumers' lock, without a timeout.
+ */
 int shmq_ack(shmq_t *q, const struct shmq_msg *m);
+/*
+ * shmq_ackv - shmq_ack() for msgs[0..n), under one lock.  *nacked (nacked
+ * may be NULL) is set to how many were acked (n 0: SHMQ_OK at once).
+ *
+ * Returns SHMQ_OK when all were; SHMQ_ELEASE if any lease had ended (the
+ * others are acked all the same); SHMQ_EINVAL (q is NULL, or msgs is NULL
+ * with n > 0); SHMQ_ECORRUPT.
+ */
 int shmq_ackv(shmq_t *q, const struct shmq_msg *msgs, size_t n,
 	      size_t *nacked);
 #define SHMQ_NACK_DEAD 0x1u     /* shmq_nack: dead-letter it now */
+/*
+ * shmq_nack - give the message back: it is delivered again, before every
+ * message never delivered.  With SHMQ_NACK_DEAD, or once it has been
+ * delivered max_deliveries times, it goes to the dead-letter queue instead
+ * (without one, it is dropped and counted in stat's `dropped`).  On a
+ * queue closed with SHMQ_CLOSE_NOW it is discarded.
+ *
+ * Returns SHMQ_OK (also for lease 0: a plain queue's message is gone
+ * already), SHMQ_ELEASE (the lease had ended; nothing done), SHMQ_EINVAL
+ * (q or m is NULL, or flags other than SHMQ_NACK_DEAD), or SHMQ_ECORRUPT.
+ * Waits for the consumers' lock, without a timeout, and for a dead letter
+ * up to 10 ms for the dead-letter queue's producers' lock.
+ */
 int shmq_nack(shmq_t *q, const struct shmq_msg *m, unsigned flags);
+/*
+ * shmq_extend - push the lease's deadline to `ms` milliseconds from now;
+ * ms 0: the queue's lease timeout from now (never, if it has none).
+ *
+ * Returns SHMQ_OK (also for lease 0), SHMQ_ELEASE (the lease had ended,
+ * its deadline included: extend before it passes), SHMQ_EINVAL (q or m is
+ * NULL, or ms < 0), or SHMQ_ECORRUPT.  Waits for the consumers' lock,
+ * without a timeout.
+ */
 int shmq_extend(shmq_t *q, const struct shmq_msg *m, int ms);
+/*
+ * shmq_join - wait until every message put before the call is settled:
+ * taken by a get, acked, dead-lettered, dropped or discarded.  On a plain
+ * queue, until consumers have taken them all.  Any handle may join,
+ * whatever its role; leases held by the caller's own handle count too, so
+ * ack them first.
+ *
+ * Returns SHMQ_OK, SHMQ_ETIMEDOUT, SHMQ_EAGAIN (SHMQ_NOWAIT, not settled
+ * yet), SHMQ_EINTR (a signal handler ran while it slept), or SHMQ_EINVAL
+ * (q is NULL).  Sleeps at once (no spinning), looking again at least
+ * every second; never talks to the daemon.
+ */
 int shmq_join(shmq_t *q, int timeout_ms);
 
 enum shmq_lease_state {
@@ -657,6 +803,16 @@ struct shmq_lease_info {
 	int64_t  age_ns;        /* since this delivery */
 	int64_t  left_ns;       /* until the lease times out; -1 = never */
 };
+/*
+ * shmq_pending - set *list to a malloc()ed array of *n entries, one per
+ * message that is leased, waiting for redelivery, or waiting for room in
+ * the dead-letter queue; the caller frees it with free().  With none (and
+ * on a plain queue), *list is NULL and *n 0.  Read from the queue's memory
+ * without a lock: each entry is current when read.
+ *
+ * Returns SHMQ_OK, SHMQ_EINVAL (q, list or n is NULL) or SHMQ_ENOMEM
+ * (then *list is NULL and *n 0).  Never blocks, never talks to the daemon.
+ */
 int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
 
 /*
@@ -667,7 +823,10 @@ int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
  * daemon's record, given at open; the counters are whatever the processes
  * sharing the queue wrote, so a scribbler can make them say anything
  * (they are only ever displayed).  put_blocked and get_blocked count the
- * handles asleep in the kernel, not those spinning for a moment.
+ * handles asleep in the kernel, not those spinning for a moment.  On an
+ * acked queue, `messages` and `bytes` include the messages waiting for
+ * redelivery, `discarded` those dropped after SHMQ_CLOSE_NOW, and the
+ * fields below closed_ns are filled.
  *
  * Returns SHMQ_OK, or SHMQ_EINVAL (q or st is NULL).  Never blocks, never
  * talks to the daemon.
@@ -724,13 +883,13 @@ int shmq_delete(const char *name);
  * shmq_list - every queue the caller may read, sorted by name; free with
  * free().  Sets *list to a malloc()ed array of *n entries, one per queue
  * the caller has read permission on, each filled as by shmq_stat_name().
- * With no queue, *list is NULL and *n 0.  The daemon sends 128 queues per
+ * With no queue, *list is NULL and *n 0.  The daemon sends 64 queues per
  * round trip, so a long list is not one snapshot: a queue created or
  * deleted meanwhile may be missing or still listed.
  *
  * Returns SHMQ_OK; SHMQ_EINVAL (list or n is NULL); SHMQ_ENOMEM; or a
  * control error.  On error *list is NULL and *n 0.  Blocks for one round
- * trip per 128 queues.
+ * trip per 64 queues.
  */
 int shmq_list(struct shmq_stat **list, size_t *n);
 
