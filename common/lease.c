@@ -605,7 +605,7 @@ int ring_lease(struct ring *r, void *buf, size_t size, struct shmq_msg *msgs,
 					     .deliveries = 1 };
 	}
 	if (rc == SHMQ_EMSGSIZE)
-		msgs[0].len = out[0].iov_len;
+		msgs[0] = (struct shmq_msg){ .len = out[0].iov_len };
 	if (out != small)
 		free(out);
 	if (got)

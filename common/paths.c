@@ -71,9 +71,25 @@ int paths_make_dir(const char *sock, unsigned mode)
 	if (slash == NULL || slash == dir)
 		return SHMQ_OK;
 	*slash = '\0';
-	if (mkdir(dir, mode) == 0 || errno == EEXIST)
-		return SHMQ_OK;
-	return SHMQ_ESYS;
+	if (mkdir(dir, mode) < 0 && errno != EEXIST)
+		return SHMQ_ESYS;
+	/* A directory that is there already must be one we can trust with
+	 * our socket: ours (or root's), and nobody else's to write in unless
+	 * it is sticky like /tmp.  Otherwise another user who made
+	 * /tmp/shmq-UID first could put a socket of theirs in our place. */
+	struct stat st;
+	if (lstat(dir, &st) < 0)
+		return SHMQ_ESYS;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return SHMQ_ESYS;
+	}
+	if ((st.st_uid != geteuid() && st.st_uid != 0) ||
+	    ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))) {
+		errno = EPERM;
+		return SHMQ_EACCES;
+	}
+	return SHMQ_OK;
 }
 
 void paths_segment_prefix(const char *sock, char *buf, size_t size)

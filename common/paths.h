@@ -19,7 +19,10 @@ int paths_client_socket(char *buf, size_t size, int *per_user);
 /* The per-user default (or SHMQ_SOCKET): what shmqd listens on unless told
  * otherwise. */
 int paths_user_socket(char *buf, size_t size);
-/* Creates the parent directory of `sock` (mode 0700) if it is missing. */
+/* Creates the parent directory of `sock` (with `mode`) if it is missing,
+ * and checks the one it finds: SHMQ_EACCES (errno EPERM) if it belongs to
+ * another user (root excepted) or others may write in it without the
+ * sticky bit; SHMQ_ESYS with errno otherwise. */
 int paths_make_dir(const char *sock, unsigned mode);
 
 /* "shmq.<hash>.": the prefix of every /dev/shm object of the daemon on

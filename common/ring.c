@@ -668,6 +668,7 @@ int ring_reserve(struct ring *r, size_t len, void **data, int timeout_ms)
 	rc = ring_run_locked(r, PUT_SIDE, timeout_ms, &a.len, attempt_reserve, &a);
 	if (rc == SHMQ_OK) {
 		r->held = PUT_SIDE + 1;
+		r->held_by = pthread_self();
 		r->held_tw = a.ps.tw;
 		r->held_head = a.ps.head;
 		r->held_off = a.ps.w.off;
@@ -689,7 +690,7 @@ int ring_commit(struct ring *r, int cancel)
 	size_t done;
 	int rc = SHMQ_OK;
 
-	if (r->held != PUT_SIDE + 1)
+	if (r->held != PUT_SIDE + 1 || !pthread_equal(r->held_by, pthread_self()))
 		return SHMQ_EINVAL;
 	ps.t = (ps.tw & SHMQ_TAIL_COUNT) + !cancel;
 	if (!cancel)
@@ -939,6 +940,7 @@ int ring_view(struct ring *r, const void **data, size_t *len, int timeout_ms)
 	rc = ring_run_locked(r, GET_SIDE, timeout_ms, &zero, attempt_view, &a);
 	if (rc == SHMQ_OK) {
 		r->held = GET_SIDE + 1;
+		r->held_by = pthread_self();
 		r->held_head = a.head;
 		*data = a.data;
 		*len = a.len;
@@ -948,7 +950,7 @@ int ring_view(struct ring *r, const void **data, size_t *len, int timeout_ms)
 
 int ring_release(struct ring *r, int leave)
 {
-	if (r->held != GET_SIDE + 1)
+	if (r->held != GET_SIDE + 1 || !pthread_equal(r->held_by, pthread_self()))
 		return SHMQ_EINVAL;
 	if (!leave)
 		ring_get_commit(r, r->held_head + 1);

@@ -13,6 +13,7 @@
 #ifndef SHMQ_RING_H
 #define SHMQ_RING_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -79,6 +80,8 @@ struct ring {
 				       [1] get */
 	/* A zero-copy operation in progress holds a side's lock: */
 	int held;                   /* 0, or 1 + the side (put 0, get 1) */
+	pthread_t held_by;          /* the thread that holds it: a robust
+				       mutex unlocks only in its owner */
 	uint64_t held_tw;           /* put: tail word when reserved */
 	uint64_t held_head;         /* put: head hint; get: the head viewed */
 	uint64_t held_off, held_bytes, held_pos;   /* put: the next wpos */

@@ -288,7 +288,14 @@ int main(int argc, char **argv)
 			log_error("socket path must be absolute: %s", path);
 			return 1;
 		}
-		if (paths_make_dir(path, o.system ? 0755 : 0700) != SHMQ_OK) {
+		int dir_rc = paths_make_dir(path, o.system ? 0755 : 0700);
+		if (dir_rc == SHMQ_EACCES) {
+			log_error("refusing the directory of %s: it belongs to "
+				  "another user, or others may write in it",
+				  path);
+			return 1;
+		}
+		if (dir_rc != SHMQ_OK) {
 			log_error("cannot create the directory of %s: %s", path,
 				  strerror(errno));
 			return 1;
