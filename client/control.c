@@ -290,3 +290,23 @@ int control_call(uint16_t type, const void *req, size_t req_len,
 	pthread_mutex_unlock(&conn_lock);
 	return rc;
 }
+
+int control_connect(const char *path, int greet, int *fd)
+{
+	int rc = SHMQ_OK;
+
+	*fd = connect_to(path);
+	if (*fd < 0)
+		return errno == EACCES ? SHMQ_EACCES : SHMQ_ENODAEMON;
+	if (greet) {
+		/* hello() packs into exchange()'s buffer: take its lock. */
+		pthread_mutex_lock(&conn_lock);
+		rc = hello(*fd);
+		pthread_mutex_unlock(&conn_lock);
+		if (rc != SHMQ_OK) {
+			close(*fd);
+			*fd = -1;
+		}
+	}
+	return rc;
+}

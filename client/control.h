@@ -25,4 +25,12 @@ int control_call(uint16_t type, const void *req, size_t req_len,
 const char *control_detail(void);
 void control_set_detail(const char *detail, size_t size);
 
+/* A connection of the caller's own to the daemon on `path`, outside the
+ * shared one: no autostart, no retry.  With `greet`, says HELLO as the
+ * library does.  SHMQ_OK: *fd is connected (and greeted).  Otherwise *fd
+ * is -1 and the status says why: SHMQ_ENODAEMON or SHMQ_EACCES if the
+ * connect failed (errno from connect(2)), or the status of a refused
+ * HELLO.  The test suites speak the protocol through this. */
+int control_connect(const char *path, int greet, int *fd);
+
 #endif /* SHMQ_CONTROL_H */

@@ -18,70 +18,32 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "harness.h"
+#include "lib/checks.h"
+#include "lib/clock.h"
+#include "lib/harness.h"
+#include "lib/runner.h"
+#include "lib/segment.h"
 #include "shmq.h"
 #include "shmq_layout.h"
 
 #define RUN_MS   1500
 #define MSG_MAX  256
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Maps the segment of the daemon's only queue, as a scribbler would. */
-static void *map_segment(const struct daemon *d, size_t *size)
-{
-	DIR *dir = opendir("/dev/shm");
-	struct dirent *e;
-	void *map = NULL;
-
-	ck_assert_ptr_nonnull(dir);
-	while ((e = readdir(dir)) != NULL) {
-		size_t plen = strlen(d->prefix);
-		if (strncmp(e->d_name, d->prefix, plen) != 0 ||
-		    strstr(e->d_name, ".meta"))
-			continue;
-		char path[300];
-		struct stat st;
-		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
-		int fd = open(path, O_RDWR);
-		ck_assert_int_ge(fd, 0);
-		ck_assert_int_eq(fstat(fd, &st), 0);
-		*size = (size_t)st.st_size;
-		map = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-			   0);
-		close(fd);
-		ck_assert_ptr_ne(map, MAP_FAILED);
-		break;
-	}
-	closedir(dir);
-	ck_assert_ptr_nonnull(map);
-	return map;
-}
-
 /* A worker: puts or gets with short timeouts until RUN_MS is over.  Every
  * status is acceptable; only crashing or hanging is not.  Exit 0. */
 static void worker(const char *name, int producer, unsigned seed)
 {
 	char buf[MSG_MAX];
-	double until = now_s() + RUN_MS / 1000.0;
+	long until = now_ms() + RUN_MS;
 	shmq_t *q;
 	int rc;
 
@@ -90,7 +52,7 @@ static void worker(const char *name, int producer, unsigned seed)
 	rc = shmq_open(name, producer ? SHMQ_PRODUCER : SHMQ_CONSUMER, &q);
 	if (rc != SHMQ_OK)
 		_exit(rc < 0 ? 0 : 10);
-	while (now_s() < until) {
+	while (now_ms() < until) {
 		size_t len = (size_t)rand_r(&seed) % sizeof(buf);
 		if (producer) {
 			memset(buf, 'a' + (int)(len % 26), len);
@@ -154,11 +116,11 @@ static size_t random_target(unsigned *seed, size_t size)
 	return off;
 }
 
-static void scribble(void *map, size_t size, unsigned seed, double seconds)
+static void scribble(void *map, size_t size, unsigned seed, long ms)
 {
-	double until = now_s() + seconds;
+	long until = now_ms() + ms;
 
-	while (now_s() < until) {
+	while (now_ms() < until) {
 		uint64_t v;
 		switch (rand_r(&seed) % 4) {
 		case 0: v = 0; break;
@@ -169,10 +131,8 @@ static void scribble(void *map, size_t size, unsigned seed, double seconds)
 			    (uint64_t)rand_r(&seed);
 		}
 		memcpy((char *)map + random_target(&seed, size), &v, sizeof(v));
-		if (rand_r(&seed) % 64 == 0) {
-			struct timespec ts = { 0, 200000 };
-			nanosleep(&ts, NULL);
-		}
+		if (rand_r(&seed) % 64 == 0)
+			sleep_us(200);
 	}
 }
 
@@ -208,14 +168,14 @@ START_TEST(scribble_while_in_use)
 	a.capacity = 16;
 	a.max_msg = MSG_MAX;
 	ck_assert_int_eq(shmq_create("victim", &a, 0), SHMQ_OK);
-	map = map_segment(&d, &size);
+	map = segment_map_only(&d, &size);
 
 	for (int i = 0; i < 4; i++) {
 		kids[i] = harness_fork();
 		if (kids[i] == 0)
 			worker("victim", i < 2, (unsigned)(_i * 100 + i));
 	}
-	scribble(map, size, (unsigned)_i + 1, RUN_MS / 1000.0 * 0.8);
+	scribble(map, size, (unsigned)_i + 1, RUN_MS * 8 / 10);
 	for (int i = 0; i < 4; i++) {
 		int st = harness_wait(kids[i], RUN_MS + 10000);
 		ck_assert_msg(st != -1, "worker %d hung", i);
@@ -254,8 +214,8 @@ START_TEST(adopt_scribbled_segment)
 	ck_assert_int_eq(shmq_create("victim", NULL, 0), SHMQ_OK);
 	ck_assert_int_eq(shmq_open("victim", SHMQ_PRODUCER, &p), SHMQ_OK);
 	ck_assert_int_eq(shmq_put(p, "x", 1, 100), SHMQ_OK);
-	map = map_segment(&d, &size);
-	scribble(map, size, (unsigned)_i + 7, 0.05);
+	map = segment_map_only(&d, &size);
+	scribble(map, size, (unsigned)_i + 7, 50);
 	ck_assert_int_eq(shmq_create("other", NULL, 0), SHMQ_OK);
 
 	ck_assert_int_eq(daemon_restart(&d), 0);
@@ -270,36 +230,17 @@ START_TEST(adopt_scribbled_segment)
 }
 END_TEST
 
+static void truncate_segment(const char *path, void *arg)
+{
+	(void)arg;
+	if (!segment_is_meta(path))
+		ck_assert_int_eq(truncate(path, 0), 0);
+}
+
 /* Truncates every segment (not the meta records) of daemon `d`. */
 static void truncate_segments(const struct daemon *d)
 {
-	DIR *dir = opendir("/dev/shm");
-	struct dirent *e;
-
-	ck_assert_ptr_nonnull(dir);
-	while ((e = readdir(dir)) != NULL) {
-		if (strncmp(e->d_name, d->prefix, strlen(d->prefix)) != 0 ||
-		    strstr(e->d_name, ".meta"))
-			continue;
-		char path[300];
-		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
-		ck_assert_int_eq(truncate(path, 0), 0);
-	}
-	closedir(dir);
-}
-
-static int log_says(const struct daemon *d, const char *what)
-{
-	char buf[65536];
-	int fd = open(d->log, O_RDONLY);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	return strstr(buf, what) != NULL;
+	daemon_each_segment(d, truncate_segment, NULL);
 }
 
 /* A client with a queue open truncates its segment: every later access
@@ -336,7 +277,7 @@ START_TEST(truncated_segment)
 	ck_assert_msg(rc == SHMQ_ECORRUPT || rc == SHMQ_ENOENT, "stat: %d", rc);
 	ck_assert_int_eq(shmq_stat_name("victim", &s), SHMQ_ENOENT);
 	ck_assert_int_eq(shmq_open("victim", SHMQ_CONSUMER, &q), SHMQ_ENOENT);
-	ck_assert(log_says(&d, "truncated by a client"));
+	ck_assert(file_contains(d.log, "truncated by a client"));
 	assert_daemon_serves(&d);
 
 	/* The client dies of its own access; releasing its attachment must
@@ -398,7 +339,7 @@ START_TEST(truncated_while_down)
 	truncate_segments(&d);
 	ck_assert_int_eq(daemon_restart(&d), 0);
 	ck_assert_int_eq(shmq_stat_name("victim", &s), SHMQ_ENOENT);
-	ck_assert(log_says(&d, "cannot adopt queue 'victim'"));
+	ck_assert(file_contains(d.log, "cannot adopt queue 'victim'"));
 	assert_daemon_serves(&d);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
@@ -422,14 +363,5 @@ static Suite *hostile_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	harness_init("hostile");
-	sr = srunner_create(hostile_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	harness_sweep();
-	return failed ? 1 : 0;
+	return run_suite(hostile_suite(), "hostile");
 }

@@ -2,7 +2,7 @@
 # qctl.sh - qctl end to end, against the real shmqd.
 #
 # Every case starts its own shmqd on a socket in a private directory
-# (SHMQ_SOCKET, SHMQ_NO_AUTOSTART=1) and checks what SPEC.md promises
+# (SHMQ_SOCKET, SHMQ_NO_AUTOSTART=1) and checks what README and docs/ promise
 # scripts: exact outputs, exact exit statuses, the numbers of stat --json.
 # One "ok N - ..." or "not ok N - ..." line per check; the status is 1 if
 # any check failed, 77 if a tool the suite needs is missing.

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "harness.h"
 #include "paths.h"
 
@@ -31,13 +32,6 @@
 
 static char scratch[200];       /* this binary's directory */
 static pid_t runner;            /* the process that called harness_init */
-
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 const char *harness_path(const char *rel, char *buf, size_t size)
 {
@@ -90,8 +84,7 @@ int harness_wait(pid_t pid, int ms)
 			return -1;
 		if (now_ms() >= until)
 			break;
-		struct timespec ts = { 0, 2000000 };
-		nanosleep(&ts, NULL);
+		sleep_ms(2);
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
@@ -100,7 +93,7 @@ int harness_wait(pid_t pid, int ms)
 
 /* Every daemon's pid goes into a file in the scratch directory, so that
  * the sweep finds daemons started by a test child that has since died. */
-static void remember_pid(pid_t pid)
+void harness_remember_pid(pid_t pid)
 {
 	char path[300];
 	FILE *f;
@@ -113,18 +106,53 @@ static void remember_pid(pid_t pid)
 	}
 }
 
-static int spawn(struct daemon *d)
+int notify_socket(const char *path)
 {
 	struct sockaddr_un un = { .sun_family = AF_UNIX };
-	char notify[sizeof(un.sun_path)], bin[PATH_MAX], buf[256];
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int notify_ready(int fd, int ms)
+{
+	long until = now_ms() + ms;
+	char buf[256];
+
+	do {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long left = until - now_ms();
+		if (poll(&p, 1, left > 0 ? (int)left : 0) <= 0)
+			continue;
+		ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		if (strstr(buf, "READY=1"))
+			return 1;
+	} while (now_ms() < until);
+	return 0;
+}
+
+static int spawn(struct daemon *d)
+{
+	char notify[108], bin[PATH_MAX];
 	char *argv[32];
 	int n = 0, fd, ok = 0;
 
 	snprintf(notify, sizeof(notify), "%.90s/notify", d->dir);
-	unlink(notify);
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	strcpy(un.sun_path, notify);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
+	fd = notify_socket(notify);
+	if (fd < 0) {
 		perror("harness: notify socket");
 		return -1;
 	}
@@ -150,19 +178,12 @@ static int spawn(struct daemon *d)
 		close(fd);
 		return -1;
 	}
-	remember_pid(d->pid);
+	harness_remember_pid(d->pid);
 
 	/* READY=1 within 10 s, or the daemon exited. */
 	long until = now_ms() + 10000;
 	while (!ok && now_ms() < until) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 50) > 0) {
-			ssize_t r = recv(fd, buf, sizeof(buf) - 1, 0);
-			if (r > 0) {
-				buf[r] = '\0';
-				ok = strstr(buf, "READY=1") != NULL;
-			}
-		}
+		ok = notify_ready(fd, 50);
 		if (!ok && waitpid(d->pid, NULL, WNOHANG) == d->pid) {
 			d->pid = 0;
 			break;
@@ -218,7 +239,10 @@ int daemon_stop(struct daemon *d, int sig)
 	return status;
 }
 
-static int for_each_segment(const char *prefix, int remove)
+/* Calls fn(path, arg), if not NULL, for each /dev/shm object whose name
+ * starts with `prefix`; returns how many there were. */
+static int each_object(const char *prefix,
+		       void (*fn)(const char *path, void *arg), void *arg)
 {
 	DIR *dir = opendir("/dev/shm");
 	struct dirent *e;
@@ -227,22 +251,34 @@ static int for_each_segment(const char *prefix, int remove)
 	if (dir == NULL)
 		return 0;
 	while ((e = readdir(dir)) != NULL) {
+		char path[300];
+
 		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
 			continue;
 		n++;
-		if (remove) {
-			char path[300];
-			snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
-			unlink(path);
-		}
+		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+		if (fn)
+			fn(path, arg);
 	}
 	closedir(dir);
 	return n;
 }
 
+static void remove_object(const char *path, void *arg)
+{
+	(void)arg;
+	unlink(path);
+}
+
+int daemon_each_segment(const struct daemon *d,
+			void (*fn)(const char *path, void *arg), void *arg)
+{
+	return each_object(d->prefix, fn, arg);
+}
+
 int daemon_segments(const struct daemon *d)
 {
-	return for_each_segment(d->prefix, 0);
+	return each_object(d->prefix, NULL, NULL);
 }
 
 static void remove_tree(const char *path)
@@ -267,6 +303,35 @@ static void remove_tree(const char *path)
 	}
 	closedir(dir);
 	rmdir(path);
+}
+
+int harness_is_shmqd(pid_t pid)
+{
+	char exe[64], target[PATH_MAX];
+	ssize_t n;
+
+	snprintf(exe, sizeof(exe), "/proc/%ld/exe", (long)pid);
+	n = readlink(exe, target, sizeof(target) - 1);
+	if (n <= 0)
+		return 0;
+	target[n] = '\0';
+	return strstr(target, "shmqd") != NULL;
+}
+
+int file_contains(const char *path, const char *needle)
+{
+	static char buf[1 << 16];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strstr(buf, needle) != NULL;
 }
 
 static void show_log(const struct daemon *d)
@@ -294,7 +359,7 @@ int daemon_cleanup(struct daemon *d)
 		}
 	}
 	if (d->prefix[0])
-		for_each_segment(d->prefix, 1);
+		each_object(d->prefix, remove_object, NULL);
 	if (d->dir[0])
 		remove_tree(d->dir);
 	return rc;
@@ -312,16 +377,9 @@ void harness_sweep(void)
 	f = fopen(path, "r");
 	while (f && fgets(line, sizeof(line), f)) {
 		pid_t pid = (pid_t)atol(line);
-		char exe[64], target[PATH_MAX];
-		ssize_t n;
 		/* Only kill what is still a shmqd: the pid may be reused. */
-		snprintf(exe, sizeof(exe), "/proc/%ld/exe", (long)pid);
-		n = readlink(exe, target, sizeof(target) - 1);
-		if (n > 0) {
-			target[n] = '\0';
-			if (strstr(target, "shmqd"))
-				kill(pid, SIGKILL);
-		}
+		if (pid > 0 && harness_is_shmqd(pid))
+			kill(pid, SIGKILL);
 	}
 	if (f)
 		fclose(f);
@@ -336,7 +394,7 @@ void harness_sweep(void)
 		snprintf(sock, sizeof(sock), "%.60s/%.30s/s.sock", scratch,
 			 e->d_name);
 		paths_segment_prefix(sock, prefix, sizeof(prefix));
-		for_each_segment(prefix, 1);
+		each_object(prefix, remove_object, NULL);
 	}
 	if (dir)
 		closedir(dir);

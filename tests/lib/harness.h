@@ -7,6 +7,8 @@
  * everything it leaves (daemons, segments, directories) is swept by
  * harness_sweep() at the end of main, even after a test failed or timed
  * out in Check's forked child.
+ *
+ * Nothing here asserts: children use these functions too.
  */
 #ifndef SHMQ_TEST_HARNESS_H
 #define SHMQ_TEST_HARNESS_H
@@ -43,6 +45,11 @@ int daemon_stop(struct daemon *d, int sig);
 int daemon_cleanup(struct daemon *d);
 /* Number of /dev/shm objects belonging to this daemon. */
 int daemon_segments(const struct daemon *d);
+/* Calls fn(path, arg) for every /dev/shm object of this daemon (queue
+ * segments and their ".meta" records alike); returns how many there
+ * were. */
+int daemon_each_segment(const struct daemon *d,
+			void (*fn)(const char *path, void *arg), void *arg);
 
 /* fork() whose child dies with the test (PR_SET_PDEATHSIG). */
 pid_t harness_fork(void);
@@ -51,5 +58,20 @@ pid_t harness_fork(void);
 int harness_wait(pid_t pid, int ms);
 /* The path of a built program, e.g. "daemon/shmqd" or "tools/qctl". */
 const char *harness_path(const char *rel, char *buf, size_t size);
+/* Adds a daemon the harness did not start itself (autostarted, socket
+ * activated) to the ones harness_sweep() kills if a test dies. */
+void harness_remember_pid(pid_t pid);
+/* Whether `pid` runs a shmqd (pids are reused: look before killing). */
+int harness_is_shmqd(pid_t pid);
+
+/* sd_notify as systemd does it: a datagram socket bound at `path`
+ * (NOTIFY_SOCKET for the daemon), or -1 with errno set; and whether
+ * READY=1 arrives on it within `ms` (0: whether it is there already). */
+int notify_socket(const char *path);
+int notify_ready(int fd, int ms);
+
+/* Whether the file at `path` (a daemon's log, say) contains `needle` in
+ * its first 64 KiB. */
+int file_contains(const char *path, const char *needle);
 
 #endif /* SHMQ_TEST_HARNESS_H */

@@ -1,0 +1,227 @@
+/*
+ * check_autostart.c - the library starting a per-user shmqd, and what it
+ * does when there is none.
+ *
+ * Owns autostart as a client sees it: the first call starts a daemon in
+ * the background, which serves this process and others without a second
+ * start and logs next to its socket; racing clients end up with exactly
+ * one daemon, holding the lock, serving them all; and with autostart off,
+ * or a socket nobody listens on, every call says SHMQ_ENODAEMON and
+ * nothing is started.  The daemons started here are not the test's
+ * children: tests/lib/foreign.h finds and stops them.
+ *
+ * Rules every integration suite keeps (tests/lib/): it runs the real
+ * built shmqd (harness.h) and real client processes on real shared
+ * memory, nothing mocked; every test is bounded in time (Check's timeout,
+ * and a timeout on every blocking call); no verdict rests on a sleep
+ * (channels carry handshakes; WAIT_UNTIL polls, with a bound, what offers
+ * none); and it leaves nothing behind (daemon_cleanup() in the test,
+ * harness_sweep() after a test that died).  Children never call
+ * ck_assert: they exit CHILD_FAIL, and the test's CHILD_OK fails.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/checks.h"
+#include "lib/foreign.h"
+#include "lib/harness.h"
+#include "lib/queue.h"
+#include "lib/rawconn.h"
+#include "lib/runner.h"
+
+/* ======================================================================= */
+/* Autostart, and no daemon                                                */
+
+static void enable_autostart(const struct daemon *d)
+{
+	static char bin[PATH_MAX];
+
+	harness_path("daemon/shmqd", bin, sizeof(bin));
+	ck_assert_int_eq(access(bin, X_OK), 0);
+	setenv("SHMQ_SOCKET", d->sock, 1);
+	setenv("SHMQ_DAEMON", bin, 1);
+	unsetenv("SHMQ_NO_AUTOSTART");
+}
+
+START_TEST(test_autostart)
+{
+	char log[200];
+	struct daemon d;
+	shmq_t *p, *c;
+	pid_t daemon, holder = -1, pid;
+	int rc;
+
+	borrow_dir(&d);
+	enable_autostart(&d);
+
+	rc = shmq_create("auto", NULL, 0);
+	/* Whatever happened, a daemon that started must not outlive us. */
+	daemon = sole_daemon(&d);
+	RC_EQ(rc, SHMQ_OK);
+	ck_assert_int_eq(lock_holders(d.sock, &holder), 1);
+	ck_assert_int_eq(holder, daemon);
+	ck_assert(harness_is_shmqd(daemon));
+	ck_assert_int_eq(daemon_pid_of(d.sock), daemon);
+
+	/* It serves, this process and others, without a second start. */
+	p = open_q("auto", SHMQ_PRODUCER);
+	c = open_q("auto", SHMQ_CONSUMER);
+	put_str(p, "hi");
+	get_str(c, "hi");
+	pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		shmq_t *q;
+		CHILD_RC(shmq_open("auto", SHMQ_PRODUCER, &q), SHMQ_OK);
+		CHILD_RC(shmq_put(q, "child", 5, 5000), SHMQ_OK);
+		CHILD_RC(shmq_detach(q), SHMQ_OK);
+		_exit(0);
+	}
+	CHILD_OK(pid);
+	get_str(c, "child");
+	ck_assert_int_eq(lock_holders(d.sock, NULL), 1);
+	ck_assert_int_eq(daemon_pid_of(d.sock), daemon);
+	RC_EQ(shmq_detach(p), SHMQ_OK);
+	RC_EQ(shmq_detach(c), SHMQ_OK);
+
+	/* In the background it logs next to its socket. */
+	snprintf(log, sizeof(log), "%s.log", d.sock);
+	ck_assert(file_contains(log, "listening on"));
+	ck_assert_msg(stop_foreign(daemon), "autostarted shmqd ignored "
+		      "SIGTERM");
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+START_TEST(test_autostart_race)
+{
+	enum { NR = 3 };
+	struct daemon d;
+	pid_t kids[NR], seen[NR], daemon, holder = -1;
+	int gate[2], out[2], status[NR];
+
+	borrow_dir(&d);
+	enable_autostart(&d);
+	ck_assert_int_eq(pipe2(gate, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+	for (int i = 0; i < NR; i++) {
+		kids[i] = harness_fork();
+		ck_assert_int_ge(kids[i], 0);
+		if (kids[i] == 0) {
+			char b;
+			pid_t who;
+
+			close(gate[1]);
+			close(out[0]);
+			/* All start together when the gate closes. */
+			CHILD_CHECK(read(gate[0], &b, 1) == 0);
+			CHILD_RC(shmq_create("race", NULL, SHMQ_EXIST_OK),
+				 SHMQ_OK);
+			who = daemon_pid_of(d.sock);
+			CHILD_CHECK(write(out[1], &who, sizeof(who)) ==
+				    (ssize_t)sizeof(who));
+			_exit(0);
+		}
+	}
+	close(gate[0]);
+	close(out[1]);
+	close(gate[1]);
+	for (int i = 0; i < NR; i++)
+		status[i] = harness_wait(kids[i], 20000);
+	/* Whatever happened, no daemon started here may outlive us; in
+	 * the end exactly one is left, holding the lock. */
+	daemon = sole_daemon(&d);
+	for (int i = 0; i < NR; i++)
+		ck_assert_msg(exited_with(status[i], 0), "racer %d: %s", i,
+			      describe(status[i]));
+	ck_assert_int_eq(lock_holders(d.sock, &holder), 1);
+	ck_assert_int_eq(holder, daemon);
+	for (int i = 0; i < NR; i++)
+		ck_assert_int_eq(read(out[0], &seen[i], sizeof(seen[i])),
+				 (ssize_t)sizeof(seen[i]));
+	close(out[0]);
+	/* Every racer was served by the same, single daemon. */
+	for (int i = 0; i < NR; i++)
+		ck_assert_int_eq(seen[i], daemon);
+	ck_assert(harness_is_shmqd(daemon));
+	ck_assert_uint_eq(stat_name("race").capacity, SHMQ_DEFAULT_CAPACITY);
+	ck_assert(stop_foreign(daemon));
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+START_TEST(test_no_daemon)
+{
+	struct shmq_stat st, *list;
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	char none[100], dead[100];
+	struct daemon d;
+	shmq_t *q;
+	size_t n;
+	int fd;
+
+	borrow_dir(&d);
+	snprintf(none, sizeof(none), "%s/none.sock", d.dir);
+	setenv("SHMQ_SOCKET", none, 1);
+	setenv("SHMQ_NO_AUTOSTART", "1", 1);
+	setenv("SHMQ_DAEMON", "/nonexistent/shmqd", 1);
+
+	RC_EQ(shmq_create("q", NULL, 0), SHMQ_ENODAEMON);
+	ck_assert_str_eq(shmq_error_detail(), "");
+	q = (shmq_t *)&q;               /* poisoned: a refusal must clear it */
+	RC_EQ(shmq_open("q", SHMQ_CONSUMER, &q), SHMQ_ENODAEMON);
+	ck_assert_ptr_null(q);
+	RC_EQ(shmq_stat_name("q", &st), SHMQ_ENODAEMON);
+	RC_EQ(shmq_close_name("q", SHMQ_CLOSE_DRAIN, NULL), SHMQ_ENODAEMON);
+	RC_EQ(shmq_delete("q"), SHMQ_ENODAEMON);
+	RC_EQ(shmq_list(&list, &n), SHMQ_ENODAEMON);
+	/* Nothing was started in our name. */
+	ck_assert_int_ne(access(none, F_OK), 0);
+	ck_assert_int_eq(lock_holders(none, NULL), 0);
+
+	/* A socket file nobody listens on: the same answer. */
+	snprintf(dead, sizeof(dead), "%s/dead.sock", d.dir);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	ck_assert_int_ge(fd, 0);
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", dead);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&un, sizeof(un)), 0);
+	close(fd);
+	setenv("SHMQ_SOCKET", dead, 1);
+	RC_EQ(shmq_create("q", NULL, 0), SHMQ_ENODAEMON);
+	ck_assert_int_eq(lock_holders(dead, NULL), 0);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* ======================================================================= */
+
+static Suite *autostart_suite(void)
+{
+	Suite *s = suite_create("autostart");
+	TCase *tc;
+
+	tc = tcase_create("autostart");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_autostart);
+	tcase_add_test(tc, test_autostart_race);
+	tcase_add_test(tc, test_no_daemon);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(autostart_suite(), "autostart");
+}
