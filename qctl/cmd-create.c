@@ -1,0 +1,69 @@
+/*
+ * cmd-create.c - qctl create: make a queue with the settings the command
+ * line gives.
+ *
+ * Hands the library only what the user said; every default is the
+ * library's (shmq_attr_init), never a second copy here.
+ */
+#include "config.h"
+
+#include "qctl.h"
+
+static int exec_create(struct args *a)
+{
+	struct shmq_attr attr;
+	uint64_t max_bytes;
+	int rc;
+
+	shmq_attr_init(&attr);
+	max_bytes = attr.max_bytes;
+	if (num_opt_u32(a, OPT_CAPACITY, 1, &attr.capacity) ||
+	    num_opt_u32(a, OPT_MAX_MSG, 0, &attr.max_msg) ||
+	    num_opt_size(a, OPT_MAX_BYTES, 0, UINT64_MAX, &max_bytes) ||
+	    num_opt_mode(a, OPT_MODE, &attr.mode))
+		return QX_USAGE;
+	attr.max_bytes = max_bytes;
+	if (a->opt[OPT_AUTO_CLOSE])
+		attr.flags |= SHMQ_AUTO_CLOSE;
+	rc = shmq_create(a->name, &attr,
+			 a->opt[OPT_EXIST_OK] ? SHMQ_EXIST_OK : 0);
+	if (rc != SHMQ_OK)
+		return report_fail(a, rc);
+	return QX_OK;
+}
+
+static const struct cmd_opt create_opts[] = {
+	{ OPT_CAPACITY, "capacity", 0, "N", NULL,
+	  "hold at most N messages (default 1024)" },
+	{ OPT_MAX_MSG, "max-msg", 0, "BYTES", NULL,
+	  "largest message (default 4096)" },
+	{ OPT_MAX_BYTES, "max-bytes", 0, "BYTES", NULL,
+	  "hold at most BYTES of messages (default 0: no limit)" },
+	{ OPT_MODE, "mode", 0, "OCTAL", NULL,
+	  "permission bits (default 0600: owner only)" },
+	{ OPT_AUTO_CLOSE, "auto-close", 0, NULL, NULL,
+	  "close the queue when its last producer detaches" },
+	{ OPT_EXIST_OK, "exist-ok", 0, NULL, NULL,
+	  "an existing queue NAME is not an error" },
+	{ OPT_NONE }
+};
+
+const struct cmd_entry cmd_create_entry = {
+	.name = "create",
+	.usage = "NAME [--capacity N] [--max-msg BYTES] [--max-bytes BYTES] "
+		 "[--mode OCTAL] [--auto-close] [--exist-ok]",
+	.summary = "create a queue",
+	.help =
+"Create queue NAME.  It holds at most N messages of at most --max-msg bytes\n"
+"each and, with --max-bytes, at most that many bytes of messages in all;\n"
+"while it is full, put waits.  The mode works as for files: producers need\n"
+"write permission, consumers read permission.  With --auto-close the queue\n"
+"closes when its last producer detaches (or dies), so consumers see end of\n"
+"stream without anyone running 'qctl close'.\n",
+	.opts = create_opts,
+	.min_args = 1,
+	.max_args = 1,
+	.flags = CMD_QUEUE,
+	.exits = X_COMMON | X(QX_ACCESS) | X(QX_EXISTS),
+	.exec = exec_create,
+};

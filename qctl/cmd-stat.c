@@ -1,0 +1,170 @@
+/*
+ * cmd-stat.c - qctl stat and qctl ls: a queue's settings and counters, and
+ * the list of queues, as text or JSON.
+ *
+ * Owns which fields they show and in what order: scripts parse both
+ * outputs, so a field may be added but never renamed or moved.  It only
+ * reads: nothing here may attach to a queue.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qctl.h"
+
+static const char *state_notes(const struct shmq_stat *st)
+{
+	if (st->auto_closed && st->producer_lost)
+		return " (auto, producer lost)";
+	if (st->auto_closed)
+		return " (auto)";
+	return st->producer_lost ? " (producer lost)" : "";
+}
+
+static void show_stat(const struct shmq_stat *st, int json)
+{
+	struct fields f = { .json = json };
+	char buf[64];
+
+	fields_str(&f, "name", st->name);
+	fields_u64(&f, "capacity", st->capacity);
+	fields_u64(&f, "max_msg", st->max_msg);
+	fields_u64(&f, "max_bytes", st->max_bytes);
+	snprintf(buf, sizeof(buf), "%04o", (unsigned)st->mode);
+	fields_str(&f, "mode", buf);
+	fields_u64(&f, "uid", st->uid);
+	fields_u64(&f, "gid", st->gid);
+	fields_bool(&f, "auto_close", !!(st->flags & SHMQ_AUTO_CLOSE));
+	fields_u64(&f, "messages", st->messages);
+	fields_u64(&f, "bytes", st->bytes);
+	fields_u64(&f, "producers", st->producers);
+	fields_u64(&f, "consumers", st->consumers);
+	fields_u64(&f, "blocked_put", st->put_blocked);
+	fields_u64(&f, "blocked_get", st->get_blocked);
+	fields_u64(&f, "total_put", st->total_put);
+	fields_u64(&f, "total_got", st->total_got);
+	fields_u64(&f, "discarded", st->discarded);
+	if (json) {
+		fields_str(&f, "state", fields_state_name(st->state));
+		fields_bool(&f, "auto_closed", st->auto_closed);
+		fields_bool(&f, "producer_lost", st->producer_lost);
+	} else {
+		snprintf(buf, sizeof(buf), "%s%s", fields_state_name(st->state),
+			 state_notes(st));
+		fields_str(&f, "state", buf);
+	}
+	fields_time(&f, "created", st->created_ns);
+	fields_time(&f, "closed", st->closed_ns);
+	fields_end(&f);
+}
+
+static int exec_stat(struct args *a)
+{
+	struct shmq_stat st;
+	int rc = shmq_stat_name(a->name, &st);
+
+	if (rc != SHMQ_OK)
+		return report_fail(a, rc);
+	show_stat(&st, a->opt[OPT_JSON] != NULL);
+	if (a->opt[OPT_JSON])
+		putchar('\n');
+	return report_flush(a);
+}
+
+static const struct cmd_opt json_opts[] = {
+	{ OPT_JSON, "json", 0, NULL, NULL, "print JSON" },
+	{ OPT_NONE }
+};
+
+const struct cmd_entry cmd_stat_entry = {
+	.name = "stat",
+	.usage = "NAME [--json]",
+	.summary = "show a queue's settings and counters",
+	.help =
+"Show queue NAME, one \"key: value\" per line, or one JSON object with\n"
+"--json.  Keys: name, capacity, max_msg, max_bytes (0: no limit), mode,\n"
+"uid, gid, auto_close, messages, bytes (queued now), producers, consumers,\n"
+"blocked_put, blocked_get (processes waiting), total_put, total_got,\n"
+"discarded (by close --now), state (open, closed or closed-now; JSON adds\n"
+"auto_closed and producer_lost, the text adds them in parentheses),\n"
+"created and closed (UTC, ISO 8601; '-' or null while open).\n",
+	.opts = json_opts,
+	.min_args = 1,
+	.max_args = 1,
+	.flags = CMD_QUEUE,
+	.exits = X_COMMON | X(QX_NOENT) | X(QX_ACCESS),
+	.exec = exec_stat,
+};
+
+/* ------------------------------------------------------------------ */
+/* ls                                                                 */
+
+static void show_list_json(const struct shmq_stat *list, size_t n)
+{
+	putchar('[');
+	for (size_t i = 0; i < n; i++) {
+		fputs(i ? ",\n" : "\n", stdout);
+		show_stat(&list[i], 1);
+	}
+	fputs(n ? "\n]\n" : "]\n", stdout);
+}
+
+static void show_list_table(const struct shmq_stat *list, size_t n)
+{
+	int width = 4;
+	char len[48], state[48];
+
+	for (size_t i = 0; i < n; i++)
+		if ((int)strlen(list[i].name) > width)
+			width = (int)strlen(list[i].name);
+	printf("%-*s  %-15s  %-17s  %9s  %9s\n", width, "NAME",
+	       "LENGTH/CAPACITY", "STATE", "PRODUCERS", "CONSUMERS");
+	for (size_t i = 0; i < n; i++) {
+		const struct shmq_stat *st = &list[i];
+		snprintf(len, sizeof(len), "%" PRIu64 "/%" PRIu32,
+			 st->messages, st->capacity);
+		snprintf(state, sizeof(state), "%s%s%s", fields_state_name(st->state),
+			 st->auto_closed ? ",auto" : "",
+			 st->producer_lost ? ",lost" : "");
+		printf("%-*s  %-15s  %-17s  %9" PRIu32 "  %9" PRIu32 "\n",
+		       width, st->name, len, state, st->producers,
+		       st->consumers);
+	}
+}
+
+static int exec_ls(struct args *a)
+{
+	struct shmq_stat *list;
+	size_t n;
+	int rc = shmq_list(&list, &n);
+
+	if (rc != SHMQ_OK)
+		return report_fail(a, rc);
+	if (a->opt[OPT_JSON])
+		show_list_json(list, n);
+	else
+		show_list_table(list, n);
+	free(list);
+	return report_flush(a);
+}
+
+const struct cmd_entry cmd_ls_entry = {
+	.name = "ls",
+	.alias = "list",
+	.usage = "[--json]",
+	.summary = "list queues",
+	.help =
+"List the queues you may read, by name: NAME, LENGTH/CAPACITY (messages\n"
+"queued, and the most it holds), STATE (open, closed or closed-now, plus\n"
+"',auto' if the last producer's leaving closed it and ',lost' if a producer\n"
+"died without detaching), PRODUCERS and CONSUMERS attached.  --json prints\n"
+"a JSON array of the objects 'qctl stat --json' prints.\n",
+	.opts = json_opts,
+	.min_args = 0,
+	.max_args = 0,
+	.exits = X_COMMON,
+	.exec = exec_ls,
+};

@@ -1,0 +1,183 @@
+/*
+ * number.c - the numbers qctl's options take: sizes and counts (with K, M
+ * or G), seconds (with a fraction), octal modes.
+ *
+ * Owns their syntax and the words of their errors.  Parsed by hand, never
+ * with strtoull or strtod: those skip blanks, quietly negate "-1" and take
+ * "inf", hex and exponents, none of which an option should accept.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+
+#include "qctl.h"
+
+enum num_error { NUM_OK, NUM_SYNTAX, NUM_NEGATIVE, NUM_RANGE };
+
+static int is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Decimal digits, then an optional K, M or G (powers of 1024). */
+static enum num_error parse_size(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+
+	if (*s == '-')
+		return NUM_NEGATIVE;
+	if (!is_digit(*s))
+		return NUM_SYNTAX;
+	for (; is_digit(*s); s++) {
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return NUM_RANGE;
+		v = v * 10 + d;
+	}
+	switch (*s) {
+	case 'K': case 'k': shift = 10; s++; break;
+	case 'M': case 'm': shift = 20; s++; break;
+	case 'G': case 'g': shift = 30; s++; break;
+	}
+	if (*s != '\0')
+		return NUM_SYNTAX;
+	if (v > UINT64_MAX >> shift)
+		return NUM_RANGE;
+	*out = v << shift;
+	return NUM_OK;
+}
+
+/* Seconds with an optional fraction, to milliseconds rounded up: a wait the
+ * user asked for must never become "do not wait" (0.0001 is 1 ms). */
+static enum num_error parse_seconds(const char *s, int *ms)
+{
+	uint64_t whole = 0, frac = 0;
+	int digits = 0, fdigits = 0, rest = 0;
+
+	if (*s == '-')
+		return NUM_NEGATIVE;
+	for (; is_digit(*s); s++, digits++) {
+		whole = whole * 10 + (uint64_t)(*s - '0');
+		if (whole > INT_MAX / 1000)
+			return NUM_RANGE;
+	}
+	if (*s == '.') {
+		for (s++; is_digit(*s); s++, digits++) {
+			if (fdigits < 3) {
+				frac = frac * 10 + (uint64_t)(*s - '0');
+				fdigits++;
+			} else if (*s != '0') {
+				rest = 1;
+			}
+		}
+	}
+	if (digits == 0 || *s != '\0')
+		return NUM_SYNTAX;
+	for (; fdigits < 3; fdigits++)
+		frac *= 10;
+	whole = whole * 1000 + frac + (uint64_t)rest;
+	if (whole > INT_MAX)
+		return NUM_RANGE;
+	*ms = (int)whole;
+	return NUM_OK;
+}
+
+/* Octal permission bits, at most 0777. */
+static enum num_error parse_mode(const char *s, uint32_t *mode)
+{
+	uint32_t v = 0;
+
+	if (*s == '\0')
+		return NUM_SYNTAX;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '7')
+			return NUM_SYNTAX;
+		v = v * 8 + (uint32_t)(*s - '0');
+		if (v > 0777)
+			return NUM_RANGE;
+	}
+	*mode = v;
+	return NUM_OK;
+}
+
+int num_bad(const struct args *a, enum opt_id id, const char *why)
+{
+	const struct cmd_opt *o = a->src[id];
+	char buf[CLEAN_MAX];
+
+	if (o->letter)
+		report(a, "invalid -%c '%s': %s", o->letter,
+		       report_clean(a->opt[id], buf, sizeof(buf)), why);
+	else
+		report(a, "invalid --%s '%s': %s", o->name,
+		       report_clean(a->opt[id], buf, sizeof(buf)), why);
+	return QX_USAGE;
+}
+
+int num_opt_size(const struct args *a, enum opt_id id, uint64_t min,
+		 uint64_t max, uint64_t *v)
+{
+	char why[64];
+	uint64_t n = 0;
+	enum num_error e;
+
+	if (a->opt[id] == NULL)
+		return QX_OK;
+	e = parse_size(a->opt[id], &n);
+	if (e == NUM_NEGATIVE)
+		return num_bad(a, id, "must not be negative");
+	if (e == NUM_SYNTAX)
+		return num_bad(a, id, "expected a number, optionally "
+			       "with K, M or G");
+	if (e == NUM_RANGE || n > max) {
+		snprintf(why, sizeof(why), "too large (at most %" PRIu64 ")",
+			 max);
+		return num_bad(a, id, why);
+	}
+	if (n < min) {
+		snprintf(why, sizeof(why), "must be at least %" PRIu64, min);
+		return num_bad(a, id, why);
+	}
+	*v = n;
+	return QX_OK;
+}
+
+int num_opt_u32(const struct args *a, enum opt_id id, uint32_t min,
+		uint32_t *v)
+{
+	uint64_t n = *v;
+	int status = num_opt_size(a, id, min, UINT32_MAX, &n);
+
+	*v = (uint32_t)n;
+	return status;
+}
+
+int num_opt_timeout(const struct args *a, int *ms)
+{
+	*ms = SHMQ_FOREVER;
+	if (a->opt[OPT_TIMEOUT] == NULL)
+		return QX_OK;
+	switch (parse_seconds(a->opt[OPT_TIMEOUT], ms)) {
+	case NUM_OK:
+		return QX_OK;
+	case NUM_NEGATIVE:
+		return num_bad(a, OPT_TIMEOUT, "must not be negative");
+	case NUM_SYNTAX:
+		return num_bad(a, OPT_TIMEOUT, "expected seconds, "
+			       "e.g. 2 or 0.25");
+	default:
+		return num_bad(a, OPT_TIMEOUT, "too large (at most "
+			       "2147483 seconds)");
+	}
+}
+
+int num_opt_mode(const struct args *a, enum opt_id id, uint32_t *mode)
+{
+	if (a->opt[id] && parse_mode(a->opt[id], mode) != NUM_OK)
+		return num_bad(a, id, "expected octal permission bits, "
+			       "e.g. 0640");
+	return QX_OK;
+}
