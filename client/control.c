@@ -5,6 +5,12 @@
  * A request is re-sent on a fresh connection only if it could not be sent
  * at all (the daemon restarted since our last call); once sent, a lost
  * reply is an error, because the daemon may have acted on it.
+ *
+ * Every failure leaves its cause in the calling thread's detail
+ * (shmq_error_detail()): the daemon's own words when it refused, else
+ * which socket was tried, what connect(2) said, whether a daemon was
+ * started and what became of it.  "daemon unreachable" alone tells a user
+ * nothing they can act on.
  */
 #include "config.h"
 
@@ -12,6 +18,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -33,13 +41,21 @@
 #define REPLY_TIMEOUT_S  10     /* a daemon that does not answer is gone */
 #define REPLY_POLL_NS  100000L  /* look without sleeping this long first */
 #define START_WAIT_MS  5000     /* how long a started daemon may take */
+/* How long to wait for another client's daemon once ours failed: if ours
+ * lost the race for the socket's lock, the winner holds it already and
+ * listens within microseconds. */
+#define START_LOST_MS  1000
+/* Room for two socket paths and a binary's: a transport failure's detail
+ * names them.  Not on the wire: the daemon's own detail is shorter. */
+#define DETAIL_MAX     512
 
 static pthread_mutex_t conn_lock = PTHREAD_MUTEX_INITIALIZER;
 static int conn_fd = -1;
 static pid_t conn_pid;          /* process that opened conn_fd */
 static uint32_t conn_seq;
+static char conn_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
-static __thread char last_detail[SHMQ_WIRE_DETAIL];
+static __thread char last_detail[DETAIL_MAX];
 
 void control_set_detail(const char *detail, size_t size)
 {
@@ -53,6 +69,66 @@ void control_set_detail(const char *detail, size_t size)
 const char *control_detail(void)
 {
 	return last_detail;
+}
+
+__attribute__((format(printf, 1, 2)))
+static void set_detailf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_detail, sizeof(last_detail), fmt, ap);
+	va_end(ap);
+}
+
+/* Appends to the detail, after "; ". */
+__attribute__((format(printf, 1, 2)))
+static void add_detailf(const char *fmt, ...)
+{
+	size_t n = strlen(last_detail);
+	va_list ap;
+
+	if (n + 2 >= sizeof(last_detail))
+		return;
+	if (n > 0) {
+		memcpy(last_detail + n, "; ", 3);
+		n += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(last_detail + n, sizeof(last_detail) - n, fmt, ap);
+	va_end(ap);
+}
+
+/* Why a reply did not come (recvmsg returned `got`, errno as it left). */
+static void reply_lost(ssize_t got)
+{
+	if (got == 0)
+		set_detailf("the daemon on %s hung up", conn_path);
+	else if (errno == EAGAIN || errno == EWOULDBLOCK)
+		set_detailf("no reply from the daemon on %s within %d s",
+			    conn_path, REPLY_TIMEOUT_S);
+	else
+		set_detailf("lost the daemon on %s (recvmsg: %s)", conn_path,
+			    strerror(errno));
+}
+
+/* Why a reply was refused: a daemon of another wire version, or a packet
+ * that does not parse. */
+static void reply_bad(const void *pkt, size_t len)
+{
+	struct shmq_wire_hdr h;
+
+	if (len >= sizeof(h)) {
+		memcpy(&h, pkt, sizeof(h));
+		if (h.magic == SHMQ_WIRE_MAGIC &&
+		    h.version != SHMQ_WIRE_VERSION) {
+			set_detailf("the daemon on %s speaks wire version %u, "
+				    "this library %u", conn_path,
+				    (unsigned)h.version, SHMQ_WIRE_VERSION);
+			return;
+		}
+	}
+	set_detailf("malformed reply from the daemon on %s", conn_path);
 }
 
 /* Receives the reply.  It usually comes within tens of microseconds;
@@ -101,6 +177,8 @@ static int exchange(int fd, uint16_t type, const void *req, size_t req_len,
 
 	*unsent = 0;
 	if (send(fd, pkt, n, MSG_NOSIGNAL) != (ssize_t)n) {
+		set_detailf("lost the daemon on %s (send: %s)", conn_path,
+			    strerror(errno));
 		*unsent = 1;
 		return SHMQ_ENODAEMON;
 	}
@@ -111,26 +189,34 @@ static int exchange(int fd, uint16_t type, const void *req, size_t req_len,
 	mh.msg_control = cbuf.buf;
 	mh.msg_controllen = sizeof(cbuf.buf);
 	got = wait_reply(fd, &mh);
-	if (got <= 0)
+	if (got <= 0) {
+		reply_lost(got);
 		return SHMQ_ENODAEMON;
+	}
 
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
 		    c->cmsg_len == CMSG_LEN(sizeof(int)) && passed < 0)
 			memcpy(&passed, CMSG_DATA(c), sizeof(int));
 	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		set_detailf("oversized reply from the daemon on %s",
+			    conn_path);
 		rc = SHMQ_EPROTO;
 		goto out;
 	}
 	rc = wire_check_reply(pkt, (size_t)got, type, seq, &body, &body_len);
-	if (rc != SHMQ_OK)
+	if (rc != SHMQ_OK) {
+		reply_bad(pkt, (size_t)got);
 		goto out;
+	}
 	if (body_len > cap)
 		body_len = cap;
 	memcpy(reply, body, body_len);
 	*reply_len = body_len;
 	const struct shmq_wire_status *st = reply;
 	rc = st->status;
+	/* A call re-sent after a lost connection has an answer now. */
+	last_detail[0] = '\0';
 	if (rc != SHMQ_OK)
 		control_set_detail(st->detail, sizeof(st->detail));
 	if (rfd && rc == SHMQ_OK) {
@@ -151,7 +237,7 @@ static int connect_to(const char *path)
 
 	if (fd < 0)
 		return -1;
-	strncpy(un.sun_path, path, sizeof(un.sun_path) - 1);
+	memcpy(un.sun_path, path, strnlen(path, sizeof(un.sun_path) - 1));
 	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
 		int e = errno;
 		close(fd);
@@ -170,37 +256,100 @@ static void sleep_ms(long ms)
 
 /* Starts `shmqd --socket path` the way tmux starts its server.  shmqd
  * forks into the background and its first process exits once the socket
- * listens, so waiting for that process is waiting for the daemon. */
-static void start_daemon(const char *path)
+ * listens (1 if it could not), so waiting for that process is waiting for
+ * the daemon.  The child reports a failed exec through a close-on-exec
+ * pipe: nothing on it means the exec happened.
+ *
+ * Returns how many milliseconds a daemon may still take to answer: 0 if
+ * nothing was started, less if ours failed (another client's may be the
+ * reason).  `why` gets what became of it, for the detail should nothing
+ * answer. */
+static int start_daemon(const char *path, char *why, size_t size)
 {
 	const char *bin = getenv("SHMQ_DAEMON");
 	char *argv[] = { "shmqd", "--socket", (char *)path, NULL };
 	sigset_t all, old;
+	int p[2], status, err = 0;
+	ssize_t n;
 	pid_t pid;
+	struct stat st;
+	char log[sizeof(conn_path) + 8];
 
 	if (bin == NULL || *bin == '\0')
 		bin = SHMQD_PATH;
-	if (paths_make_dir(path, 0700) != SHMQ_OK)
-		return;
+	if (paths_make_dir(path, 0700) != SHMQ_OK) {
+		snprintf(why, size, "cannot create the directory of %s "
+			 "(mkdir: %s)", path, strerror(errno));
+		return 0;
+	}
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		snprintf(why, size, "cannot start %s (pipe: %s)", bin,
+			 strerror(errno));
+		return 0;
+	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pid = fork();
 	if (pid == 0) {
+		/* Only async-signal-safe calls from here: we may have been
+		 * forked from a threaded process.  The pipe's write end
+		 * becomes fd 3, still close-on-exec, whatever fds 0-2 were. */
+		int w = p[1] < 3 ? fcntl(p[1], F_DUPFD_CLOEXEC, 3) : p[1];
 		int null = open("/dev/null", O_RDWR);
 		if (null >= 0) {
 			dup2(null, 0);
 			dup2(null, 1);
 			dup2(null, 2);
 		}
-		closefrom(3);
+		if (w != 3 && w >= 0) {
+			dup2(w, 3);
+			fcntl(3, F_SETFD, FD_CLOEXEC);
+		}
+		closefrom(4);
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		execv(bin, argv);
+		err = errno;
+		if (write(3, &err, sizeof(err)) < 0)
+			_exit(127);
 		_exit(127);
 	}
+	if (pid < 0)
+		err = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (pid > 0)
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-			;
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		snprintf(why, size, "cannot start %s (fork: %s)", bin,
+			 strerror(err));
+		return 0;
+	}
+	do
+		n = read(p[0], &err, sizeof(err));
+	while (n < 0 && errno == EINTR);
+	close(p[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (n == (ssize_t)sizeof(err)) {
+		snprintf(why, size, "cannot start %s (exec: %s)", bin,
+			 strerror(err));
+		return 0;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		snprintf(why, size, "started %s, but nothing answered within "
+			 "%d s", bin, START_WAIT_MS / 1000);
+		return START_WAIT_MS;
+	}
+	if (WIFSIGNALED(status))
+		n = snprintf(why, size, "started %s, which was killed by "
+			     "signal %d", bin, WTERMSIG(status));
+	else
+		n = snprintf(why, size, "started %s, which exited with status "
+			     "%d", bin, WEXITSTATUS(status));
+	/* What shmqd could say once it had opened its log is there. */
+	snprintf(log, sizeof(log), "%s.log", path);
+	if (n > 0 && (size_t)n < size && stat(log, &st) == 0)
+		snprintf(why + n, size - (size_t)n, " (see %s)", log);
+	return START_LOST_MS;
 }
 
 static int hello(int fd)
@@ -221,33 +370,63 @@ static int hello(int fd)
 	return rc;
 }
 
+/* Why connect(2) failed, in words, beginning the detail. */
+static void connect_failed(const char *path, int err)
+{
+	if (err == ENOENT)
+		set_detailf("no daemon on %s (connect: %s)", path,
+			    strerror(err));
+	else if (err == ECONNREFUSED)
+		set_detailf("no daemon listens on %s (connect: %s)", path,
+			    strerror(err));
+	else
+		set_detailf("connect to %s: %s", path, strerror(err));
+}
+
+/* Connects, starting a per-user daemon if none answers and that is
+ * allowed.  The detail says why not, if not. */
 static int open_connection(void)
 {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int per_user, fd, rc;
+	char why[DETAIL_MAX];
+	int per_user, fd, err, wait, rc;
 
-	rc = paths_client_socket(path, sizeof(path), &per_user);
+	rc = paths_client_socket(conn_path, sizeof(conn_path), &per_user);
 	if (rc != SHMQ_OK) {
-		static const char why[] = "SHMQ_SOCKET or the default socket "
-					  "path is too long";
-		control_set_detail(why, sizeof(why));
+		set_detailf("SHMQ_SOCKET or the default socket path is too "
+			    "long");
 		return SHMQ_ENODAEMON;
 	}
-	fd = connect_to(path);
-	if (fd < 0 && (errno == ENOENT || errno == ECONNREFUSED) && per_user &&
-	    getenv("SHMQ_NO_AUTOSTART") == NULL) {
-		start_daemon(path);
-		/* Another client may be starting it at the same time; either
+	fd = connect_to(conn_path);
+	err = errno;
+	if (fd < 0 && (err == ENOENT || err == ECONNREFUSED)) {
+		connect_failed(conn_path, err);
+		if (!per_user) {
+			add_detailf("autostart is off (not a per-user socket)");
+			return SHMQ_ENODAEMON;
+		}
+		if (getenv("SHMQ_NO_AUTOSTART") != NULL) {
+			add_detailf("autostart is off (SHMQ_NO_AUTOSTART)");
+			return SHMQ_ENODAEMON;
+		}
+		wait = start_daemon(conn_path, why, sizeof(why));
+		/* Another client may be starting one at the same time; either
 		 * way, a daemon answers here soon or not at all. */
-		for (int waited = 0; waited < START_WAIT_MS; waited += 10) {
-			fd = connect_to(path);
-			if (fd >= 0 || (errno != ENOENT && errno != ECONNREFUSED))
+		for (int waited = 0; waited < wait; waited += 10) {
+			fd = connect_to(conn_path);
+			err = errno;
+			if (fd >= 0 || (err != ENOENT && err != ECONNREFUSED))
 				break;
 			sleep_ms(10);
 		}
+		if (fd < 0 && (err == ENOENT || err == ECONNREFUSED)) {
+			add_detailf("%s", why);
+			return SHMQ_ENODAEMON;
+		}
 	}
-	if (fd < 0)
-		return errno == EACCES ? SHMQ_EACCES : SHMQ_ENODAEMON;
+	if (fd < 0) {
+		connect_failed(conn_path, err);
+		return err == EACCES ? SHMQ_EACCES : SHMQ_ENODAEMON;
+	}
 	rc = hello(fd);
 	if (rc != SHMQ_OK) {
 		close(fd);

@@ -21,7 +21,8 @@
 int control_call(uint16_t type, const void *req, size_t req_len,
 		 void *reply, size_t cap, size_t *reply_len, int *fd);
 
-/* The daemon's explanation of this thread's last failed call, or "". */
+/* Why this thread's last call failed: the daemon's explanation, or the
+ * transport's (socket, connect error, autostart), or "". */
 const char *control_detail(void);
 void control_set_detail(const char *detail, size_t size);
 

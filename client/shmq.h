@@ -903,16 +903,19 @@ int shmq_check_name(const char *name);
  */
 const char *shmq_strerror(int status);
 /*
- * shmq_error_detail - the daemon's own explanation of the last error it
- * returned to this thread (e.g. which limit was hit), or "" if there is
- * none: precisely, the explanation that came with the error of this
- * thread's last call to the daemon (see "Calls to the daemon").  When the
- * daemon could not be reached, it names the socket tried, the binary
- * autostart tried to run and the system error, or says that autostart is
- * off.  Calls on a handle (put, get, close, ...)
- * leave it alone.  Never NULL.  The string is the thread's own: valid
- * until this thread's next call to the daemon or its exit; copy it to
- * keep it.
+ * shmq_error_detail - why this thread's last call to the daemon failed, in
+ * words, or "" if there is nothing to add to the status: the explanation
+ * that came with the error of this thread's last call to the daemon (see
+ * "Calls to the daemon"), e.g. which limit was hit.  When the daemon could
+ * not be reached (SHMQ_ENODAEMON, or SHMQ_EACCES from connect(2)), the
+ * cause: the socket tried and what connect(2) said, that autostart is off
+ * (and why), or which binary autostart ran and what became of it (its
+ * exec error, its exit status, or that nothing answered in time); also a
+ * reply that timed out, a lost connection, a daemon of another wire
+ * version.  One line of at most a few hundred bytes.  Calls on a handle
+ * (put, get, close, ...) leave it alone.  Never NULL.  The string is the
+ * thread's own: valid until this thread's next call to the daemon or its
+ * exit; copy it to keep it.
  */
 const char *shmq_error_detail(void);
 /*

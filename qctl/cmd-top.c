@@ -327,7 +327,8 @@ static const int live_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGWINCH,
 struct terminal {
 	int keys;               /* standard input is a terminal we set up */
 	struct termios saved;
-	sigset_t open_mask;     /* the mask to wait with: signals let in */
+	sigset_t saved_mask;    /* the signal mask we were started with */
+	sigset_t open_mask;     /* the mask to wait with: ours let in */
 };
 
 /* Keys one at a time, unechoed; Ctrl-C and Ctrl-Z still send signals.
@@ -367,8 +368,12 @@ static void signals_catch(struct terminal *t)
 		sigaddset(&block, live_signals[i]);
 	}
 	/* They are let in only while waiting (ppoll), so a flag is never
-	 * set between its test and the wait. */
-	sigprocmask(SIG_BLOCK, &block, &t->open_mask);
+	 * set between its test and the wait; then let in even if whoever
+	 * started us had them blocked (script(1) may). */
+	sigprocmask(SIG_BLOCK, &block, &t->saved_mask);
+	t->open_mask = t->saved_mask;
+	for (size_t i = 0; i < N_LIVE_SIGNALS; i++)
+		sigdelset(&t->open_mask, live_signals[i]);
 }
 
 static void signals_release(const struct terminal *t)
@@ -378,7 +383,7 @@ static void signals_release(const struct terminal *t)
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < N_LIVE_SIGNALS; i++)
 		sigaction(live_signals[i], &sa, NULL);
-	sigprocmask(SIG_SETMASK, &t->open_mask, NULL);
+	sigprocmask(SIG_SETMASK, &t->saved_mask, NULL);
 }
 
 /* Ctrl-Z: the terminal goes back to the shell while we are stopped. */

@@ -179,7 +179,10 @@ START_TEST(test_no_daemon)
 	setenv("SHMQ_DAEMON", "/nonexistent/shmqd", 1);
 
 	RC_EQ(shmq_create("q", NULL, 0), SHMQ_ENODAEMON);
-	ck_assert_str_eq(shmq_error_detail(), "");
+	/* The detail says why: the socket, connect's error, autostart off. */
+	expect_detail(none);
+	expect_detail(strerror(ENOENT));
+	expect_detail("autostart is off (SHMQ_NO_AUTOSTART)");
 	q = (shmq_t *)&q;               /* poisoned: a refusal must clear it */
 	RC_EQ(shmq_open("q", SHMQ_CONSUMER, &q), SHMQ_ENODAEMON);
 	ck_assert_ptr_null(q);
@@ -200,7 +203,19 @@ START_TEST(test_no_daemon)
 	close(fd);
 	setenv("SHMQ_SOCKET", dead, 1);
 	RC_EQ(shmq_create("q", NULL, 0), SHMQ_ENODAEMON);
+	expect_detail(dead);
+	expect_detail(strerror(ECONNREFUSED));
 	ck_assert_int_eq(lock_holders(dead, NULL), 0);
+
+	/* Autostart of a binary that is not there: its exec error comes
+	 * back from the child, and nothing is waited for. */
+	unsetenv("SHMQ_NO_AUTOSTART");
+	setenv("SHMQ_SOCKET", none, 1);
+	RC_EQ(shmq_list(&list, &n), SHMQ_ENODAEMON);
+	expect_detail("cannot start /nonexistent/shmqd (exec: ");
+	expect_detail(strerror(ENOENT));
+	ck_assert_int_ne(access(none, F_OK), 0);
+	setenv("SHMQ_NO_AUTOSTART", "1", 1);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST

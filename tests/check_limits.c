@@ -39,15 +39,6 @@
 /* ======================================================================= */
 /* Limits                                                                  */
 
-static void expect_detail(const char *word)
-{
-	const char *detail = shmq_error_detail();
-
-	ck_assert_msg(detail[0] != '\0', "no detail for the refusal");
-	ck_assert_msg(strstr(detail, word) != NULL,
-		      "detail '%s' does not mention '%s'", detail, word);
-}
-
 START_TEST(test_limit_queues)
 {
 	static char *const args[] = { "--max-queues", "3", NULL };

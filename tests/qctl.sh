@@ -2,8 +2,9 @@
 # qctl.sh - qctl end to end, against the real shmqd.
 #
 # Every case starts its own shmqd on a socket in a private directory
-# (SHMQ_SOCKET, SHMQ_NO_AUTOSTART=1) and checks what README and docs/ promise
-# scripts: exact outputs, exact exit statuses, the numbers of stat --json.
+# (SHMQ_SOCKET, SHMQ_NO_AUTOSTART=1) and checks what docs/qctl.md and
+# docs/exit-status.md promise scripts: exact outputs, exact exit statuses,
+# the numbers of stat --json.
 # One "ok N - ..." or "not ok N - ..." line per check; the status is 1 if
 # any check failed, 77 if a tool the suite needs is missing.
 #
@@ -1331,6 +1332,182 @@ t_autostart() {
 	unset SHMQ_DAEMON
 }
 
+# kill_daemon SOCKET: SIGKILL, which leaves its socket file behind.
+kill_daemon() {
+	local p
+	for p in $(daemon_pids "$1"); do
+		kill -KILL "$p" 2>/dev/null
+	done
+	wait_for 5 no_daemon "$1"
+}
+
+# Each cause of "daemon unreachable" has its own words on the one error
+# line, and the status stays 8.
+t_causes() {
+	local enoent="No such file or directory" bin
+	SHMQ_SOCKET=$C/none.sock expect 8 "no socket, autostart off" qc ls
+	err_has "the error says: no socket there, autostart is off" \
+		"qctl: ls: daemon unreachable: no daemon on $C/none.sock (connect: $enoent); autostart is off (SHMQ_NO_AUTOSTART)"
+	SHMQ_SOCKET=$C/none.sock expect 8 "the same for a queue command" \
+		qc stat q
+	err_has "the error names the queue and the cause" \
+		"qctl: stat q: daemon unreachable: no daemon on $C/none.sock"
+
+	expect 0 "the case's daemon answers" qc ls
+	kill_daemon "$C/s.sock"
+	check "SIGKILL left the dead daemon's socket file" [ -S "$C/s.sock" ]
+	expect 8 "a dead daemon's socket, autostart off" qc ls
+	err_has "the error says nobody listens" \
+		"qctl: ls: daemon unreachable: no daemon listens on $C/s.sock (connect: Connection refused); autostart is off (SHMQ_NO_AUTOSTART)"
+
+	unset SHMQ_NO_AUTOSTART
+	SHMQ_SOCKET=$C/auto/none.sock SHMQ_DAEMON=$C/no-such-shmqd \
+		expect 8 "autostart of a missing binary" qc ls
+	err_has "the error names the binary and the exec error" \
+		"qctl: ls: daemon unreachable: no daemon on $C/auto/none.sock (connect: $enoent); cannot start $C/no-such-shmqd (exec: $enoent)"
+	printf 'not a program\n' >"$C/not-exec"
+	chmod 0644 "$C/not-exec"
+	SHMQ_SOCKET=$C/auto/none.sock SHMQ_DAEMON=$C/not-exec \
+		expect 8 "autostart of a file that is not executable" qc ls
+	err_has "the error gives the exec error" \
+		"cannot start $C/not-exec (exec: Permission denied)"
+	bin=$C/failing-shmqd
+	printf '#!/bin/sh\nexit 3\n' >"$bin"
+	chmod 0755 "$bin"
+	SHMQ_SOCKET=$C/auto/f.sock SHMQ_DAEMON=$bin \
+		expect 8 "autostart of a daemon that fails" qc ls
+	err_has "the error gives its exit status" \
+		"qctl: ls: daemon unreachable: no daemon on $C/auto/f.sock (connect: $enoent); started $bin, which exited with status 3"
+	SHMQ_SOCKET=$C/no/such/x.sock SHMQ_DAEMON=$SHMQD \
+		expect 8 "autostart where the socket's directory cannot be made" \
+		qc ls
+	err_has "the error gives the mkdir error" \
+		"cannot create the directory of $C/no/such/x.sock (mkdir: $enoent)"
+	touch "$C/file"
+	SHMQ_SOCKET=$C/file/x.sock expect 8 "a socket path under a file" qc ls
+	err_has "the error gives the connect error" \
+		"qctl: ls: daemon unreachable: connect to $C/file/x.sock: Not a directory"
+	# The real shmqd replaces the dead one on its stale socket.
+	SHMQ_DAEMON=$SHMQD expect 0 "autostart over a dead daemon's socket" \
+		qc ls
+	export SHMQ_NO_AUTOSTART=1
+	unset SHMQ_DAEMON
+}
+
+# top_row NAME: the fields of NAME's row in $C/out, one space apart.
+top_row() {
+	awk -v n="$1" 'NR > 1 && $1 == n { $1 = $1; print }' "$C/out"
+}
+
+# top_frame DESC: $C/out is a frame: the header and one row per queue.
+top_frame() {
+	check "$1: the header names every column" \
+		grep -qxE 'NAME +LENGTH/CAPACITY +IN/S +OUT/S +PROD +CONS +BPUT +BGET +STATE' \
+		"$C/out"
+	check "$1: one row per queue, by name" \
+		[ "$(awk 'NR > 1 { print $1 }' "$C/out" | tr '\n' ' ')" = \
+		  "done flow idle jobs " ]
+}
+
+t_top() {
+	local t0 dt row
+	expect 0 "top --once with no queue" qc top --once
+	check "just the header" grep -qxE \
+		'NAME +LENGTH/CAPACITY +IN/S +OUT/S +PROD +CONS +BPUT +BGET +STATE' \
+		"$C/out"
+	check "and nothing else" [ "$(lines_of "$C/out")" = 1 ]
+	expect 0 "create jobs" qc create jobs --capacity 10
+	expect 0 "put 7" qc put jobs a b c d e f g
+	expect 0 "create idle" qc create idle
+	"$QCTL" get idle >/dev/null 2>&1 &
+	wait_stat "a get waits on idle" idle blocked_get=1 consumers=1
+	expect 0 "create done --auto-close" qc create done --auto-close
+	expect 0 "put into done (closes it as put detaches)" qc put done x
+	expect 0 "create flow" qc create flow --capacity 4
+	# A producer and a consumer that keep messages moving while top
+	# samples; only "more than none a second" is checked.
+	while :; do echo m; sleep 0.01; done | "$QCTL" put flow 2>/dev/null &
+	"$QCTL" cat flow >/dev/null 2>&1 &
+	wait_stat "flow has its producer and consumer" flow producers=1 \
+		consumers=1
+	t0=$(now_ms)
+	expect 0 "top --once" qc top --once
+	dt=$(($(now_ms) - t0))
+	check "top --once took its one-second sample and ended (${dt} ms)" \
+		between 1000 "$dt" $((T * 1000))
+	top_frame "top --once"
+	row=$(top_row jobs)
+	check "jobs: 7 of 10, no one attached, open ($row)" \
+		[ "$row" = "jobs [##############......] 7/10 0.0 0.0 0 0 0 0 open" ]
+	row=$(top_row idle)
+	check "idle: one consumer, blocked in get ($row)" \
+		[ "$row" = "idle [....................] 0/1024 0.0 0.0 0 1 0 1 open" ]
+	row=$(top_row done)
+	check "done: auto-closed, its message still queued ($row)" \
+		[ "$row" = "done [#...................] 1/1024 0.0 0.0 0 0 0 0 auto-closed" ]
+	row=$(top_row flow)
+	check "flow: messages in and out each second ($row)" \
+		awk -v r="$row" 'BEGIN { split(r, f, " ");
+			exit !(f[4] + 0 > 0 && f[5] + 0 > 0 && f[6] == 1 &&
+			       f[7] == 1 && f[10] == "open") }'
+	expect 0 "top without a terminal" qc top
+	top_frame "top without a terminal behaves as --once"
+	expect 2 "top with an argument" qc top jobs
+	expect 2 "top with an unknown flag" qc top --bogus
+	SHMQ_SOCKET=$C/none.sock expect 8 "top without a daemon" qc top --once
+	err_has "top names the cause" \
+		"qctl: top: daemon unreachable: no daemon on $C/none.sock"
+	if command -v script >/dev/null 2>&1; then
+		t_top_live
+	else
+		ok "the live view (skipped: script(1) is not installed) # SKIP"
+	fi
+}
+
+# The live view on a pseudo-terminal made by script(1): keys from a FIFO,
+# the screen into a file.
+t_top_live() {
+	local pid rc
+	mkfifo "$C/keys"
+	timeout -k 2 "$T" script -qec "exec $QCTL top" /dev/null \
+		<"$C/keys" >"$C/tty" &
+	pid=$!
+	exec 7>"$C/keys"
+	if wait_for "$T" grep -q "qctl top - " "$C/tty"; then
+		ok "the live view draws a frame"
+	else
+		not_ok "the live view draws a frame" "$(od -c "$C/tty" | head)"
+	fi
+	check "it switched to the alternate screen" \
+		grep -qF $'\033[?1049h' "$C/tty"
+	check "it shows the queues" grep -q "^jobs  " "$C/tty"
+	printf 'x' >&7          # not a key top knows: it goes on
+	printf '\003' >&7       # Ctrl-C quits
+	wait "$pid"
+	rc=$?
+	exec 7>&-
+	check "Ctrl-C ends the live view with status 0 (got $rc)" [ "$rc" -eq 0 ]
+	check "the terminal is given back (alternate screen left, cursor shown)" \
+		grep -qF $'\033[?25h\033[?1049l' "$C/tty"
+	rm -f "$C/keys"
+	mkfifo "$C/keys"
+	timeout -k 2 "$T" script -qec "stty -g; $QCTL top; stty -g" \
+		/dev/null <"$C/keys" >"$C/tty" &
+	pid=$!
+	exec 7>"$C/keys"
+	wait_for "$T" grep -q "qctl top - " "$C/tty"
+	printf 'q' >&7
+	wait "$pid"
+	rc=$?
+	exec 7>&-
+	check "q ends the live view with status 0 (got $rc)" [ "$rc" -eq 0 ]
+	check "the terminal is given back" grep -qF $'\033[?1049l' "$C/tty"
+	grep -oE '[0-9a-f]+(:[0-9a-f]+){8,}' "$C/tty" >"$C/modes"
+	check "the terminal's modes after top are those before (stty -g)" \
+		[ "$(lines_of "$C/modes")" = 2 ] && \
+		[ "$(sed -n 1p "$C/modes")" = "$(sed -n 2p "$C/modes")" ]
+}
+
 # ------------------------------------------------------------------------
 
 T0=$SECONDS
@@ -1354,6 +1531,8 @@ run_case "auto-close" t_autoclose
 run_case "rm while open" t_rm
 run_case "shmqd restart" t_restart
 run_case "autostart" t_autostart --no-daemon
+run_case "why the daemon is unreachable (8)" t_causes
+run_case "top" t_top
 echo "1..$N"
 echo "# $FAILED of $N checks failed, $((SECONDS - T0)) s"
 [ "$FAILED" = 0 ]

@@ -1,11 +1,22 @@
 /*
- * checks.c - wait statuses in words (see checks.h).
+ * checks.c - wait statuses in words, and the library's detail checked
+ * (see checks.h).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
+#include <string.h>
 #include <sys/wait.h>
 
 #include "checks.h"
+
+void expect_detail(const char *word)
+{
+	const char *detail = shmq_error_detail();
+
+	ck_assert_msg(detail[0] != '\0', "no detail for the failure");
+	ck_assert_msg(strstr(detail, word) != NULL,
+		      "detail '%s' does not mention '%s'", detail, word);
+}
 
 const char *describe(int status)
 {

@@ -64,6 +64,9 @@
 		}                                                            \
 	} while (0)
 
+/* This thread's shmq_error_detail() is not empty and mentions `word`. */
+void expect_detail(const char *word);
+
 /* A wait status (or harness_wait's -1) in words. */
 const char *describe(int status);
 /* Whether the process exited by itself with status `code`. */
