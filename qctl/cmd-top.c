@@ -68,7 +68,8 @@ static int snapshot_take(struct snapshot *s)
 	clock_gettime(CLOCK_MONOTONIC, &s->at);
 	/* The library lists by name already; sorting here keeps the frame
 	 * ordered, and the lookups below right, whatever its order is. */
-	qsort(s->list, s->n, sizeof(s->list[0]), by_name);
+	if (s->n > 1)
+		qsort(s->list, s->n, sizeof(s->list[0]), by_name);
 	return SHMQ_OK;
 }
 
