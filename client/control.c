@@ -309,7 +309,9 @@ static int start_daemon(const char *path, char *why, size_t size)
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		execv(bin, argv);
 		err = errno;
-		if (write(3, &err, sizeof(err)) < 0)
+		/* Exit 127 either way; if the write failed, the parent hears
+		 * of the exec error as "exited with status 127". */
+		if (w >= 0 && write(3, &err, sizeof(err)) < 0)
 			_exit(127);
 		_exit(127);
 	}

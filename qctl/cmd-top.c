@@ -222,7 +222,7 @@ static void put_row(const struct layout *l, const struct shmq_stat *st,
 {
 	char line[LINE_MAX_LEN], name[SHMQ_NAME_MAX_LEN + 2], bar[MAX_BAR + 8];
 	char count[48], in[16], out[16], state[64];
-	int k = 0;
+	uint64_t k = 0;
 
 	snprintf(name, sizeof(name), "%s", st->name);
 	if (l->cut_names && (int)strlen(name) > l->name) {
@@ -231,15 +231,16 @@ static void put_row(const struct layout *l, const struct shmq_stat *st,
 	}
 	bar[0] = '\0';
 	if (l->bar > 0) {
-		/* Rounded up: a queue holding anything shows a mark. */
-		if (st->capacity > 0)
-			k = (int)((st->messages * (uint64_t)l->bar +
-				   st->capacity - 1) / st->capacity);
-		if (k > l->bar)
-			k = l->bar;
+		/* Rounded up: a queue holding anything shows a mark.  The
+		 * count is the daemon's word: full, at most. */
+		if (st->messages >= st->capacity)
+			k = (uint64_t)l->bar;
+		else
+			k = (st->messages * (uint64_t)l->bar + st->capacity -
+			     1) / st->capacity;
 		bar[0] = '[';
 		memset(bar + 1, '#', (size_t)k);
-		memset(bar + 1 + k, '.', (size_t)(l->bar - k));
+		memset(bar + 1 + k, '.', (size_t)l->bar - (size_t)k);
 		strcpy(bar + 1 + l->bar, "] ");
 	}
 	snprintf(count, sizeof(count), "%" PRIu64 "/%" PRIu32, st->messages,
