@@ -334,7 +334,10 @@ struct terminal {
 };
 
 /* Keys one at a time, unechoed; Ctrl-C and Ctrl-Z still send signals.
- * The alternate screen keeps the user's scrollback as it was. */
+ * A read never waits (VMIN 0): what poll saw may be gone by the read, as
+ * Ctrl-C flushes the input queue, and a read that waits with the signals
+ * blocked would never end.  The alternate screen keeps the user's
+ * scrollback as it was. */
 static void term_enter(struct terminal *t)
 {
 	struct termios raw;
@@ -342,7 +345,7 @@ static void term_enter(struct terminal *t)
 	if (t->keys) {
 		raw = t->saved;
 		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
-		raw.c_cc[VMIN] = 1;
+		raw.c_cc[VMIN] = 0;
 		raw.c_cc[VTIME] = 0;
 		tcsetattr(STDIN_FILENO, TCSANOW, &raw);
 	}
@@ -371,7 +374,7 @@ static void signals_catch(struct terminal *t)
 	}
 	/* They are let in only while waiting (ppoll), so a flag is never
 	 * set between its test and the wait; then let in even if whoever
-	 * started us had them blocked (script(1) may). */
+	 * started us left them blocked. */
 	sigprocmask(SIG_BLOCK, &block, &t->saved_mask);
 	t->open_mask = t->saved_mask;
 	for (size_t i = 0; i < N_LIVE_SIGNALS; i++)
@@ -445,16 +448,18 @@ static void draw(const struct snapshot *then, const struct snapshot *now)
 	fputs("\033[J", stdout);
 }
 
-/* Reads what was typed; 1 if it says quit.  *keys is cleared at end of
- * input, which is then no longer watched. */
-static int read_keys(int *keys)
+/* Reads what was typed; 1 if it says quit.  *watch is cleared at the end
+ * of input that is not the terminal (on the terminal, 0 bytes is no key
+ * yet), or on an error: it is then no longer watched. */
+static int read_keys(const struct terminal *t, int *watch)
 {
 	char buf[64];
 	ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
 
 	if (n <= 0) {
-		if (n == 0 || (errno != EINTR && errno != EAGAIN))
-			*keys = 0;
+		if ((n == 0 && !t->keys) ||
+		    (n < 0 && errno != EINTR && errno != EAGAIN))
+			*watch = 0;
 		return 0;
 	}
 	return memchr(buf, 'q', (size_t)n) || memchr(buf, 'Q', (size_t)n);
@@ -505,9 +510,13 @@ static int top_live(const struct args *a)
 			wait.tv_sec = ms / 1000;
 			wait.tv_nsec = ms % 1000 * 1000000L;
 			if (ppoll(&pfd, watch_keys ? 1 : 0, &wait,
-				  &t.open_mask) > 0 &&
-			    read_keys(&watch_keys))
-				break;
+				  &t.open_mask) > 0) {
+				/* Hung up or gone: no more keys. */
+				if (!(pfd.revents & POLLIN))
+					watch_keys = 0;
+				else if (read_keys(&t, &watch_keys))
+					break;
+			}
 			if (got_tstp) {
 				got_tstp = 0;
 				suspend(&t);
