@@ -269,7 +269,7 @@ static int start_daemon(const char *path, char *why, size_t size)
 	const char *bin = getenv("SHMQ_DAEMON");
 	char *argv[] = { "shmqd", "--socket", (char *)path, NULL };
 	sigset_t all, old;
-	int p[2], status, err = 0;
+	int p[2], status, err = 0, rc;
 	ssize_t n;
 	pid_t pid;
 	struct stat st;
@@ -277,9 +277,15 @@ static int start_daemon(const char *path, char *why, size_t size)
 
 	if (bin == NULL || *bin == '\0')
 		bin = SHMQD_PATH;
-	if (paths_make_dir(path, 0700) != SHMQ_OK) {
-		snprintf(why, size, "cannot create the directory of %s "
-			 "(mkdir: %s)", path, strerror(errno));
+	rc = paths_make_dir(path, 0700);
+	if (rc == SHMQ_EACCES) {
+		snprintf(why, size, "not starting a daemon in the directory of "
+			 "%s: another user owns it or may write in it", path);
+		return 0;
+	}
+	if (rc != SHMQ_OK) {
+		snprintf(why, size, "cannot create the directory of %s: %s",
+			 path, strerror(errno));
 		return 0;
 	}
 	if (pipe2(p, O_CLOEXEC) < 0) {

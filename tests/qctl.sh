@@ -1382,7 +1382,12 @@ t_causes() {
 		expect 8 "autostart where the socket's directory cannot be made" \
 		qc ls
 	err_has "the error gives the mkdir error" \
-		"cannot create the directory of $C/no/such/x.sock (mkdir: $enoent)"
+		"cannot create the directory of $C/no/such/x.sock: $enoent"
+	mkdir -m 0777 "$C/open"
+	SHMQ_SOCKET=$C/open/x.sock SHMQ_DAEMON=$SHMQD \
+		expect 8 "autostart in a directory others may write in" qc ls
+	err_has "the error says why no daemon was started there" \
+		"not starting a daemon in the directory of $C/open/x.sock: another user owns it or may write in it"
 	touch "$C/file"
 	SHMQ_SOCKET=$C/file/x.sock expect 8 "a socket path under a file" qc ls
 	err_has "the error gives the connect error" \
