@@ -393,10 +393,42 @@ static void connect_failed(const char *path, int err)
 
 /* Connects, starting a per-user daemon if none answers and that is
  * allowed.  The detail says why not, if not. */
-static int open_connection(void)
+/* The per-user default socket is in a directory anybody could have made
+ * first (/tmp/shmq-UID without XDG_RUNTIME_DIR): the daemon answering
+ * there must be the user's own (or root's), or it could pose as shmqd.
+ * An explicit SHMQ_SOCKET, and the system socket, are trusted as named. */
+static int check_daemon_user(int fd, const char *path)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		set_detailf("cannot tell who listens on %s (SO_PEERCRED: %s)",
+			    path, strerror(errno));
+		return SHMQ_EACCES;
+	}
+	if (cred.uid != getuid() && cred.uid != geteuid() && cred.uid != 0) {
+		set_detailf("the daemon on %s runs as uid %u, not as you: "
+			    "refusing it", path, (unsigned)cred.uid);
+		return SHMQ_EACCES;
+	}
+	return SHMQ_OK;
+}
+
+/* Connects the shared connection.  A request that wants no reply (a
+ * detach) never starts a daemon: with none running, there is nobody to
+ * tell, and the segment already says it. */
+static int per_user_default(const char *env)
+{
+	return env == NULL || *env == '\0';
+}
+
+static int open_connection(uint16_t type)
 {
 	char why[DETAIL_MAX];
 	int per_user, fd, err, wait, rc;
+	const char *env = getenv("SHMQ_SOCKET");
+	int by_default = per_user_default(env);
 
 	rc = paths_client_socket(conn_path, sizeof(conn_path), &per_user);
 	if (rc != SHMQ_OK) {
@@ -416,6 +448,8 @@ static int open_connection(void)
 			add_detailf("autostart is off (SHMQ_NO_AUTOSTART)");
 			return SHMQ_ENODAEMON;
 		}
+		if (type & SHMQ_MSG_NOREPLY)
+			return SHMQ_ENODAEMON;
 		wait = start_daemon(conn_path, why, sizeof(why));
 		/* Another client may be starting one at the same time; either
 		 * way, a daemon answers here soon or not at all. */
@@ -435,7 +469,11 @@ static int open_connection(void)
 		connect_failed(conn_path, err);
 		return err == EACCES ? SHMQ_EACCES : SHMQ_ENODAEMON;
 	}
-	rc = hello(fd);
+	rc = SHMQ_OK;
+	if (per_user && by_default)
+		rc = check_daemon_user(fd, conn_path);
+	if (rc == SHMQ_OK)
+		rc = hello(fd);
 	if (rc != SHMQ_OK) {
 		close(fd);
 		return rc;
@@ -463,7 +501,7 @@ int control_call(uint16_t type, const void *req, size_t req_len,
 	}
 	for (int attempt = 0; attempt < 2 && unsent; attempt++) {
 		if (conn_fd < 0) {
-			rc = open_connection();
+			rc = open_connection(type);
 			if (rc != SHMQ_OK)
 				break;
 		}

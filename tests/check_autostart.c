@@ -30,11 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/checks.h"
+#include "lib/clock.h"
 #include "lib/foreign.h"
 #include "lib/harness.h"
 #include "lib/queue.h"
@@ -220,6 +222,84 @@ START_TEST(test_no_daemon)
 }
 END_TEST
 
+/* A detach only tells the daemon: with none running, it must not start
+ * one (the segment already says the handle is gone). */
+START_TEST(test_detach_does_not_start)
+{
+	struct daemon d;
+	pid_t daemon;
+	shmq_t *q;
+
+	borrow_dir(&d);
+	enable_autostart(&d);
+	RC_EQ(shmq_create("dq", NULL, 0), SHMQ_OK);
+	daemon = sole_daemon(&d);
+	q = open_q("dq", SHMQ_CONSUMER);
+	ck_assert(stop_foreign(daemon));
+	ck_assert_int_eq(lock_holders(d.sock, NULL), 0);
+
+	RC_EQ(shmq_detach(q), SHMQ_OK);
+	ck_assert_int_eq(lock_holders(d.sock, NULL), 0);
+	ck_assert_int_eq(daemons_on(d.sock, NULL, 0), 0);
+	setenv("SHMQ_NO_AUTOSTART", "1", 1);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* The per-user default socket may sit in a directory another user made
+ * first: a daemon answering there as somebody else is refused. */
+START_TEST(test_foreign_user_daemon)
+{
+	char bin[PATH_MAX], dir[PATH_MAX], sub[PATH_MAX + 8],
+		sock[PATH_MAX + 24];
+	struct shmq_stat *list;
+	struct daemon d;
+	size_t n;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		return;         /* needs to run a daemon as another uid */
+	borrow_dir(&d);
+	harness_path("daemon/shmqd", bin, sizeof(bin));
+	snprintf(dir, sizeof(dir), "%s/xdg", d.dir);
+	snprintf(sub, sizeof(sub), "%s/shmq", dir);
+	snprintf(sock, sizeof(sock), "%s/shmqd.sock", sub);
+	/* uid 65534 must reach its directory through ours (0700). */
+	snprintf(sub, sizeof(sub), "%s", d.dir);
+	ck_assert_ptr_nonnull(strrchr(sub, '/'));
+	*strrchr(sub, '/') = '\0';
+	ck_assert_int_eq(chmod(sub, 0711), 0);
+	ck_assert_int_eq(chmod(d.dir, 0711), 0);
+	snprintf(sub, sizeof(sub), "%s/shmq", dir);
+	ck_assert_int_eq(mkdir(dir, 0711), 0);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	ck_assert_int_eq(chown(sub, 65534, 65534), 0);
+
+	pid = harness_fork();
+	if (pid == 0) {
+		if (setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(CHILD_FAIL);
+		execl(bin, "shmqd", "--foreground", "--socket", sock, "--log",
+		      "/dev/null", (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_gt(pid, 0);
+	ck_assert(WAIT_UNTIL(access(sock, F_OK) == 0, 10000));
+
+	unsetenv("SHMQ_SOCKET");
+	setenv("XDG_RUNTIME_DIR", dir, 1);
+	setenv("SHMQ_NO_AUTOSTART", "1", 1);
+	RC_EQ(shmq_list(&list, &n), SHMQ_EACCES);
+	expect_detail("runs as uid 65534");
+	expect_detail(sock);
+
+	kill(pid, SIGTERM);
+	ck_assert(exited_with(harness_wait(pid, 10000), 0));
+	unsetenv("XDG_RUNTIME_DIR");
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 
 static Suite *autostart_suite(void)
@@ -232,6 +312,8 @@ static Suite *autostart_suite(void)
 	tcase_add_test(tc, test_autostart);
 	tcase_add_test(tc, test_autostart_race);
 	tcase_add_test(tc, test_no_daemon);
+	tcase_add_test(tc, test_detach_does_not_start);
+	tcase_add_test(tc, test_foreign_user_daemon);
 	suite_add_tcase(s, tc);
 	return s;
 }
