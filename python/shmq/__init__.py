@@ -1,0 +1,202 @@
+"""shmq: named, bounded message queues between processes, in shared memory.
+
+shmq.Queue has the methods of queue.Queue, and crosses processes::
+
+    import shmq
+    q = shmq.Queue("jobs", create=True, encoding="utf-8")
+    q.put("hello")                  # blocks while the queue is full
+    q.shutdown()                    # "no more items", for every process
+
+and in another process::
+
+    for item in shmq.Queue("jobs", encoding="utf-8"):   # until end of stream
+        print(item)
+
+The queue lives in shared memory handed out by the shmqd daemon (started
+on demand for the current user).  Items are bytes by default; encoding=
+carries str, serializer=pickle carries Python objects.  Exceptions are the
+ones queue.Queue raises (queue.Empty, queue.Full, ShutDown), plus
+ProducerLost at the end of a stream whose producer died, and built-in
+subclasses (FileNotFoundError, PermissionError, ...) for everything else.
+
+This module owns the Python side of a Queue: its signature, pickling (a
+Queue reopens by name in the process that unpickles it), what happens
+after fork() and at exit, and the asyncio methods.  The C extension
+(shmq._shmq) owns the handles and every call that touches the queue.
+"""
+import atexit
+import enum
+import importlib
+import os
+import sys
+import types
+
+from . import _shmq
+from ._shmq import (  # noqa: F401 (re-exported)
+    Empty, Full, ShutDown, ProducerLost, Error, ForkError, Stat,
+    InvalidArgument, InvalidName, MessageTooBig, QueueNotFound, QueueExists,
+    PermissionDenied, DaemonUnreachable, ProtocolMismatch, QueueCorrupt,
+    NoSpace, LimitReached, WrongRole, Interrupted, QueueBusy,
+    SystemCallFailed, LeaseExpired, stat, delete, list_queues, strerror,
+)
+
+__all__ = [
+    "Queue", "Empty", "Full", "ShutDown", "ProducerLost", "Error",
+    "ForkError", "Stat", "Status", "InvalidArgument", "InvalidName",
+    "MessageTooBig", "QueueNotFound", "QueueExists", "PermissionDenied",
+    "DaemonUnreachable", "ProtocolMismatch", "QueueCorrupt", "NoSpace",
+    "LimitReached", "WrongRole", "Interrupted", "QueueBusy",
+    "SystemCallFailed", "LeaseExpired", "stat", "delete", "list_queues",
+    "strerror",
+]
+__version__ = _shmq.libshmq_version
+
+#: The statuses of libshmq (<shmq.h>): an error's .status is one of them.
+Status = enum.IntEnum("Status", _shmq._statuses)
+
+
+class Queue(_shmq.Queue):
+    """A named, bounded queue shared by processes, with queue.Queue's API.
+
+    Queue(name) opens an existing queue; create=True creates it first
+    (exist_ok=False: FileExistsError if it exists).  The creation options
+    (capacity, max_msg, max_bytes, mode, auto_close, acked, lease_timeout,
+    max_deliveries, dead_letter) apply only when this call creates it.
+
+    A Queue attaches as a producer at its first put and as a consumer at
+    its first get, so that a process that only reads never counts as a
+    producer (auto_close, ProducerLost); role='r', 'w' or 'rw' attaches up
+    front and refuses the other side (WrongRole).
+
+    Items: bytes by default (any bytes-like object in, bytes out);
+    encoding='utf-8' (errors=...) for str; serializer=pickle, or any
+    object with dumps() and loads(), for Python objects.
+
+    put/get/put_nowait/get_nowait/qsize/empty/full/shutdown/task_done/
+    join mean what they mean for queue.Queue; put_many/get_many move
+    batches; stat() returns what `qctl stat` shows; iteration gets until
+    the end of the stream; `with` detaches at the end; aput/aget/ajoin
+    and `async for` serve asyncio (shmq.trio serves trio).
+
+    A Queue may be shared by the threads of a process.  After fork() it
+    belongs to the parent: a multiprocessing child reopens it by name (as
+    does unpickling it), any other child gets ForkError.  At interpreter
+    exit every Queue still open is detached, so a normal exit is never
+    mistaken for a lost producer.
+    """
+
+    def __init__(self, name, *, create=False, exist_ok=True, capacity=1024,
+                 max_msg=4096, max_bytes=0, mode=0o600, auto_close=False,
+                 acked=False, lease_timeout=None, max_deliveries=0,
+                 dead_letter=None, role=None, encoding=None, errors=None,
+                 serializer=None):
+        super().__init__(
+            name, create=create, exist_ok=exist_ok, capacity=capacity,
+            max_msg=max_msg, max_bytes=max_bytes, mode=mode,
+            auto_close=auto_close, acked=acked, lease_timeout=lease_timeout,
+            max_deliveries=max_deliveries, dead_letter=dead_letter,
+            role=role, encoding=encoding, errors=errors,
+            serializer=serializer)
+        if "multiprocessing.util" in sys.modules:
+            _detach_at_multiprocessing_exit()
+
+    def __repr__(self):
+        state = "detached" if self.detached else "attached=%r" % self.attached
+        return "<shmq.Queue %r %s>" % (self.name, state)
+
+    # A Queue travels by name: the process that unpickles it opens the
+    # queue again with the same role and item options (never creating it).
+    def __reduce__(self):
+        options = {"role": self.role, "encoding": self.encoding,
+                   "errors": self.errors, "serializer": self.serializer}
+        if isinstance(self.serializer, types.ModuleType):
+            options["serializer"] = _ModuleRef(self.serializer.__name__)
+        return (_reopen, (self.name, options))
+
+    # --- asyncio -------------------------------------------------------
+    async def aput(self, item, timeout=None):
+        """put() for asyncio: waits without blocking the event loop."""
+        from . import _aio
+        await _aio.put(self, item, timeout)
+
+    async def aget(self, timeout=None):
+        """get() for asyncio: waits without blocking the event loop.
+
+        A cancelled aget() has taken nothing: the item is taken on the
+        event loop's thread, only once it is there."""
+        from . import _aio
+        return await _aio.get(self, timeout)
+
+    async def ajoin(self, timeout=None):
+        """join() for asyncio."""
+        from . import _aio
+        await _aio.join(self, timeout)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        try:
+            return await self.aget()
+        except ProducerLost:
+            raise
+        except ShutDown:
+            raise StopAsyncIteration from None
+
+
+class _ModuleRef:
+    """A serializer module, pickled by name."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+def _reopen(name, options):
+    serializer = options.get("serializer")
+    if isinstance(serializer, _ModuleRef):
+        options = dict(options,
+                       serializer=importlib.import_module(serializer.name))
+    return Queue(name, **options)
+
+
+# --- fork, multiprocessing and exit ------------------------------------
+#
+# A handle is its opener's: the C half sees a fork (pthread_atfork) and
+# asks _on_fork() before a child uses an inherited Queue.  A child that
+# multiprocessing started reopens it by name; any other gets ForkError.
+# multiprocessing's children leave through os._exit(), past atexit: they
+# detach from multiprocessing's own exit hook.
+
+class _State:
+    mp_child = None         # pid of this process, if multiprocessing forked it
+    hooked = False          # register_after_fork done (inherited on fork)
+    finalizer_pid = None    # process whose multiprocessing exit detaches
+
+
+def _mp_after_fork(_):
+    _State.mp_child = os.getpid()
+
+
+def _before_fork():
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None and not _State.hooked:
+        util.register_after_fork(_State, _mp_after_fork)
+        _State.hooked = True
+
+
+def _detach_at_multiprocessing_exit():
+    if _State.finalizer_pid != os.getpid():
+        util = importlib.import_module("multiprocessing.util")
+        util.Finalize(None, _shmq._detach_all, exitpriority=0)
+        _State.finalizer_pid = os.getpid()
+
+
+def _on_fork(queue):
+    if _State.mp_child == os.getpid():
+        queue._reopen()
+        _detach_at_multiprocessing_exit()
+
+
+_shmq._set_fork_hook(_on_fork)
+os.register_at_fork(before=_before_fork)
+atexit.register(_shmq._detach_all)
