@@ -1,0 +1,227 @@
+"""asyncio: aput, aget, ajoin, `async for`, and the rule that a cancelled
+await never loses a message."""
+import asyncio
+import random
+import threading
+
+import pytest
+
+import shmq
+
+from test_conformance import wait_for
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_aput_aget(name):
+    q = shmq.Queue(name, create=True, encoding="utf-8")
+
+    async def main():
+        await q.aput("one")
+        await q.aput("two")
+        return [await q.aget(), await q.aget()]
+    assert run(main()) == ["one", "two"]
+
+
+def test_aget_waits_without_blocking_the_loop(name):
+    q = shmq.Queue(name, create=True)
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+        t = asyncio.create_task(ticker())
+        later = asyncio.get_running_loop().call_later(
+            0.3, lambda: shmq.Queue(name).put(b"late"))
+        item = await q.aget()
+        t.cancel()
+        later.cancel()
+        return item, ticks
+    item, ticks = run(main())
+    assert item == b"late"
+    assert ticks >= 5
+
+
+def test_aget_timeout(name):
+    q = shmq.Queue(name, create=True)
+    with pytest.raises(shmq.Empty):
+        run(q.aget(timeout=0.1))
+    with pytest.raises(ValueError):
+        run(q.aget(timeout=-1))
+
+
+def test_aput_waits_for_room(name):
+    q = shmq.Queue(name, create=True, capacity=1)
+    q.put(b"first")
+
+    async def main():
+        task = asyncio.create_task(q.aput(b"second"))
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        assert await q.aget() == b"first"
+        await asyncio.wait_for(task, 10)
+        return await q.aget()
+    assert run(main()) == b"second"
+    with pytest.raises(shmq.Full):
+        q.put(b"x")
+        run(q.aput(b"y", timeout=0.1))
+
+
+def test_async_for_until_end_of_stream(name):
+    q = shmq.Queue(name, create=True, encoding="utf-8")
+
+    def producer():
+        p = shmq.Queue(name, encoding="utf-8")
+        for i in range(50):
+            p.put(str(i))
+        p.shutdown()
+
+    async def main():
+        threading.Thread(target=producer, daemon=True).start()
+        return [item async for item in q]
+    assert run(main()) == [str(i) for i in range(50)]
+
+
+def test_async_for_raises_producer_lost(name, procs):
+    import subprocess
+    import sys
+    shmq.Queue(name, create=True, auto_close=True)
+    q = shmq.Queue(name)
+    p = subprocess.Popen([sys.executable, "-c",
+                          "import shmq, time\n"
+                          "q = shmq.Queue(%r, role='w')\n"
+                          "q.put(b'only')\n"
+                          "print('ready', flush=True)\n"
+                          "time.sleep(60)\n" % name],
+                         stdout=subprocess.PIPE, text=True)
+    procs.append(p)
+    assert p.stdout.readline() == "ready\n"
+    p.kill()
+    p.wait(30)
+
+    async def main():
+        got = []
+        with pytest.raises(shmq.ProducerLost):
+            async for item in q:
+                got.append(item)
+        return got
+    assert run(main()) == [b"only"]
+
+
+def test_cancelled_aget_loses_nothing(name):
+    q = shmq.Queue(name, create=True)
+
+    async def main():
+        task = asyncio.create_task(q.aget())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        shmq.Queue(name).put(b"after the cancel")
+        await asyncio.sleep(0.3)        # a watcher may still be waiting
+        return q.get_nowait()
+    assert run(main()) == b"after the cancel"
+
+
+def test_cancel_storm_loses_nothing(name):
+    """Awaits cancelled at random moments while a thread puts: every item
+    is either received by an await that completed, or still queued."""
+    q = shmq.Queue(name, create=True, capacity=8)
+    n = 300
+    rng = random.Random(7)
+
+    def producer():
+        p = shmq.Queue(name)
+        for i in range(n):
+            p.put(b"%d" % i)
+
+    async def main():
+        got = []
+        t = threading.Thread(target=producer, daemon=True)
+        t.start()
+        while len(got) < n:
+            task = asyncio.create_task(q.aget())
+            await asyncio.sleep(rng.choice([0, 0, 0.0005, 0.002]))
+            task.cancel()
+            try:
+                got.append(await task)
+            except asyncio.CancelledError:
+                pass
+            if not t.is_alive() and len(got) < n:
+                try:
+                    got.append(q.get_nowait())
+                except shmq.Empty:
+                    pass
+        return got
+    got = run(main())
+    assert sorted(got, key=int) == [b"%d" % i for i in range(n)]
+    assert q.qsize() == 0
+
+
+def test_cancelled_aput_puts_nothing(name):
+    q = shmq.Queue(name, create=True, capacity=1)
+    q.put(b"full")
+
+    async def main():
+        task = asyncio.create_task(q.aput(b"never"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        q.get_nowait()
+        await asyncio.sleep(0.3)
+    run(main())
+    assert q.qsize() == 0
+
+
+def test_many_waiters_share_one_watcher(name):
+    q = shmq.Queue(name, create=True)
+
+    async def main():
+        tasks = [asyncio.create_task(q.aget()) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        threads = {t.name for t in threading.enumerate()}
+        assert sum(1 for t in threads if t == "shmq-get-" + name) == 1
+        q.put_many([b"%d" % i for i in range(20)])
+        return await asyncio.gather(*tasks)
+    got = run(main())
+    assert sorted(got, key=int) == [b"%d" % i for i in range(20)]
+
+
+def test_ajoin(name):
+    q = shmq.Queue(name, create=True, acked=True)
+    q.put(b"job")
+
+    async def main():
+        worker = shmq.Queue(name)
+        join = asyncio.create_task(q.ajoin())
+        await asyncio.sleep(0.05)
+        assert not join.done()
+        assert await worker.aget() == b"job"
+        await asyncio.sleep(0.05)
+        assert not join.done()          # leased, not acked
+        worker.task_done()
+        await asyncio.wait_for(join, 10)
+    run(main())
+    with pytest.raises(TimeoutError):
+        q.put(b"more")
+        run(q.ajoin(timeout=0.1))
+
+
+def test_detach_ends_waiting_coroutines(name):
+    q = shmq.Queue(name, create=True)
+
+    async def main():
+        task = asyncio.create_task(q.aget())
+        await asyncio.sleep(0.05)
+        wait_for(lambda: q.stat().blocked_get > 0)
+        q.detach()
+        with pytest.raises(ValueError):
+            await asyncio.wait_for(task, 10)
+    run(main())

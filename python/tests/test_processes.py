@@ -1,0 +1,224 @@
+"""shmq.Queue across processes: several producers and consumers exactly
+once, multiprocessing (fork and spawn), clean exits against lost
+producers, a SIGKILLed producer, and signals to a blocked process."""
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import shmq
+
+from test_conformance import wait_for
+
+TIMEOUT = 30
+
+
+def run_python(code, procs, **kw):
+    """Starts `python -c code` (the test environment: PYTHONPATH, the
+    daemon's SHMQ_SOCKET) with pipes; registered for the kill at the end."""
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, **kw)
+    procs.append(p)
+    return p
+
+
+# --- multiprocessing children (module level: spawn imports them) ---------
+
+def produce(q, base, n):
+    for i in range(n):
+        q.put(b"%d" % (base + i))
+
+
+def consume_to_file(q, path):
+    with open(path, "w") as f:
+        for item in q:
+            f.write(item.decode() + "\n")
+
+
+def put_and_return(q, n):
+    """Puts n items and returns without detaching: the exit must."""
+    for i in range(n):
+        q.put(b"child-%d" % i)
+
+
+def get_one(q, path):
+    with open(path, "wb") as f:
+        f.write(q.get(timeout=TIMEOUT))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_producers_and_consumers_exactly_once(name, procs, tmp_path,
+                                              method):
+    ctx = multiprocessing.get_context(method)
+    q = shmq.Queue(name, create=True, capacity=64)
+    n, producers, consumers = 3000, 3, 3
+    ps = [ctx.Process(target=produce, args=(q, k * n, n))
+          for k in range(producers)]
+    files = [tmp_path / ("c%d" % k) for k in range(consumers)]
+    cs = [ctx.Process(target=consume_to_file, args=(q, str(f)))
+          for f in files]
+    procs.extend(ps + cs)
+    for p in cs + ps:
+        p.start()
+    for p in ps:
+        p.join(TIMEOUT)
+        assert p.exitcode == 0
+    q.shutdown()                        # no more items: consumers end
+    for p in cs:
+        p.join(TIMEOUT)
+        assert p.exitcode == 0
+    got = []
+    for f in files:
+        mine = [int(x) for x in f.read_text().split()]
+        for k in range(producers):      # each producer's order is kept
+            theirs = [x for x in mine if k * n <= x < (k + 1) * n]
+            assert theirs == sorted(theirs)
+        got.extend(mine)
+    assert sorted(got) == list(range(producers * n))
+    st = q.stat()
+    assert st.total_put == st.total_got == producers * n
+    assert not st.producer_lost
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocessing_child_reopens_and_detaches(name, procs, method):
+    ctx = multiprocessing.get_context(method)
+    q = shmq.Queue(name, create=True, auto_close=True)
+    reader = shmq.Queue(name)
+    p = ctx.Process(target=put_and_return, args=(q, 3))
+    procs.append(p)
+    p.start()
+    p.join(TIMEOUT)
+    assert p.exitcode == 0
+    # The child was the only producer: its exit detached it, which closed
+    # the queue, cleanly (no ProducerLost).
+    assert list(reader) == [b"child-0", b"child-1", b"child-2"]
+    assert not reader.stat().producer_lost
+
+
+def test_multiprocessing_child_gets(name, procs, tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    q = shmq.Queue(name, create=True)
+    q.put(b"parent's")                  # attached as a producer here
+    out = tmp_path / "got"
+    p = ctx.Process(target=get_one, args=(q, str(out)))
+    procs.append(p)
+    p.start()
+    p.join(TIMEOUT)
+    assert p.exitcode == 0
+    assert out.read_bytes() == b"parent's"
+    q.put(b"still mine")                # the parent's handle is intact
+    assert q.get() == b"still mine"
+
+
+def test_normal_exit_is_not_a_lost_producer(name, procs):
+    shmq.Queue(name, create=True, auto_close=True)
+    reader = shmq.Queue(name)
+    p = run_python("""
+        import shmq
+        q = shmq.Queue(%r)
+        for i in range(3):
+            q.put(b"x%%d" %% i)
+        # no detach: the interpreter's exit does it
+    """ % name, procs)
+    out, err = p.communicate(timeout=TIMEOUT)
+    assert p.returncode == 0, err
+    assert list(reader) == [b"x0", b"x1", b"x2"]
+    assert not reader.stat().producer_lost
+
+
+def test_sigkilled_producer_ends_the_loop_with_producer_lost(name, procs):
+    shmq.Queue(name, create=True, auto_close=True)
+    reader = shmq.Queue(name)
+    p = run_python("""
+        import sys, time, shmq
+        q = shmq.Queue(%r, role="w")
+        for i in range(5):
+            q.put(b"m%%d" %% i)
+        print("ready", flush=True)
+        time.sleep(60)
+    """ % name, procs)
+    assert p.stdout.readline() == "ready\n"
+    p.send_signal(signal.SIGKILL)
+    p.wait(TIMEOUT)
+    got = []
+    with pytest.raises(shmq.ProducerLost) as e:
+        for item in reader:
+            got.append(item)
+    assert got == [b"m%d" % i for i in range(5)]
+    assert isinstance(e.value, shmq.ShutDown)
+    assert name in str(e.value)
+    assert reader.stat().producer_lost
+
+
+def test_consumer_in_another_process_sees_shutdown(name, procs):
+    q = shmq.Queue(name, create=True)
+    p = run_python("""
+        import shmq
+        n = sum(1 for _ in shmq.Queue(%r))
+        print(n, flush=True)
+    """ % name, procs)
+    q.put(b"a")
+    q.put(b"b")
+    wait_for(lambda: q.stat().blocked_get > 0, TIMEOUT)
+    q.shutdown()
+    out, err = p.communicate(timeout=TIMEOUT)
+    assert p.returncode == 0, err
+    assert out == "2\n"
+
+
+def test_ctrl_c_in_another_process_takes_nothing(name, procs):
+    q = shmq.Queue(name, create=True)
+    p = run_python("""
+        import shmq
+        q = shmq.Queue(%r)
+        print("waiting", flush=True)
+        try:
+            q.get()
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """ % name, procs)
+    assert p.stdout.readline() == "waiting\n"
+    wait_for(lambda: q.stat().blocked_get > 0, TIMEOUT)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=TIMEOUT)
+    assert p.returncode == 0, err
+    assert out == "interrupted\n"
+    q.put(b"kept")
+    assert q.get_nowait() == b"kept"
+    st = q.stat()
+    assert st.total_got == 1 and not st.producer_lost
+
+
+def test_blocked_producer_process_wakes_when_consumed(name, procs):
+    q = shmq.Queue(name, create=True, capacity=2)
+    p = run_python("""
+        import shmq
+        q = shmq.Queue(%r)
+        for i in range(6):
+            q.put(b"%%d" %% i)
+    """ % name, procs)
+    got = [q.get(timeout=TIMEOUT) for _ in range(6)]
+    out, err = p.communicate(timeout=TIMEOUT)
+    assert p.returncode == 0, err
+    assert got == [b"%d" % i for i in range(6)]
+
+
+def test_daemon_restart_keeps_queues(name, daemon, procs):
+    """While shmqd restarts, a Queue already open keeps working."""
+    q = shmq.Queue(name, create=True, role="rw")
+    q.put(b"before")
+    rc = daemon.stop(signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    try:
+        q.put(b"during")
+        assert q.get() == b"before"
+    finally:
+        daemon.start()
+    assert q.get() == b"during"
+    assert shmq.stat(name).messages == 0
