@@ -41,16 +41,19 @@ trap sweep EXIT
 trap 'exit 130' INT TERM
 
 # The interpreter is not built with the sanitizers: their runtime must be
-# loaded first for the extension (and libshmq) that are.
+# loaded first for the extension (and libshmq) that are (gcc's libasan and
+# libubsan; clang's runtime where gcc's is not there).
 if [ -n "${SHMQ_SANITIZERS:-}" ]; then
 	cc=${SHMQ_CC:-cc}
-	for lib in libasan.so libubsan.so; do
+	for lib in libasan.so libubsan.so libclang_rt.asan-x86_64.so; do
 		path=$($cc -print-file-name=$lib 2>/dev/null)
+		case $lib in libclang_rt*) [ -n "${LD_PRELOAD:-}" ] && continue ;; esac
 		[ -f "$path" ] && LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}$path"
 	done
 	export LD_PRELOAD
-	# The interpreter's own allocations are not ours to account for.
-	ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+	# The interpreter's own allocations are not ours to account for (the
+	# last setting wins: after the caller's).
+	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 	export ASAN_OPTIONS
 fi
 

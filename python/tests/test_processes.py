@@ -132,6 +132,27 @@ def test_normal_exit_is_not_a_lost_producer(name, procs):
     assert not reader.stat().producer_lost
 
 
+def test_exit_with_a_thread_blocked_in_put(name, procs):
+    """A daemon thread still blocked in put at exit: the exit detaches the
+    Queue all the same (the thread never returns), and promptly."""
+    shmq.Queue(name, create=True, capacity=1, auto_close=True)
+    reader = shmq.Queue(name)
+    p = run_python("""
+        import threading, shmq
+        q = shmq.Queue(%r)
+        q.put(b"in")
+        threading.Thread(target=q.put, args=(b"never",), daemon=True).start()
+        while q.stat().blocked_put == 0:
+            pass
+        print("blocked", flush=True)
+    """ % name, procs)
+    out, err = p.communicate(timeout=TIMEOUT)
+    assert p.returncode == 0, err
+    assert out == "blocked\n"
+    assert list(reader) == [b"in"]
+    assert not reader.stat().producer_lost
+
+
 def test_sigkilled_producer_ends_the_loop_with_producer_lost(name, procs):
     shmq.Queue(name, create=True, auto_close=True)
     reader = shmq.Queue(name)
