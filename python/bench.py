@@ -38,14 +38,14 @@ from shmq.testing import Daemon  # noqa: E402
 
 SIZES = (64, 4096)
 BATCH = {64: 64, 4096: 16}
-# Items per run, at --scale 1: about half a second each on a 2-CPU VM.
+# Items per run, at --scale 1: a few tenths of a second each on a 2-CPU VM.
 COUNTS = {
-    ("shmq", 64, False): 1_000_000, ("shmq", 64, True): 4_000_000,
-    ("shmq", 4096, False): 400_000, ("shmq", 4096, True): 800_000,
-    ("mpqueue", 64, False): 100_000, ("mpqueue", 64, True): 1_000_000,
-    ("mpqueue", 4096, False): 60_000, ("mpqueue", 4096, True): 200_000,
-    ("pipe", 64, False): 200_000, ("pipe", 64, True): 2_000_000,
-    ("pipe", 4096, False): 100_000, ("pipe", 4096, True): 300_000,
+    ("shmq", 64, False): 3_000_000, ("shmq", 64, True): 10_000_000,
+    ("shmq", 4096, False): 1_000_000, ("shmq", 4096, True): 2_000_000,
+    ("mpqueue", 64, False): 200_000, ("mpqueue", 64, True): 3_000_000,
+    ("mpqueue", 4096, False): 100_000, ("mpqueue", 4096, True): 100_000,
+    ("pipe", 64, False): 300_000, ("pipe", 64, True): 4_000_000,
+    ("pipe", 4096, False): 200_000, ("pipe", 4096, True): 300_000,
 }
 NAMES = {"shmq": "shmq.Queue", "mpqueue": "multiprocessing.Queue",
          "pipe": "multiprocessing.Pipe"}
