@@ -100,6 +100,8 @@ class Queue(_shmq.Queue):
         if "multiprocessing.util" in sys.modules:
             _detach_at_multiprocessing_exit()
 
+    __class_getitem__ = classmethod(types.GenericAlias)
+
     def __repr__(self):
         state = "detached" if self.detached else "attached=%r" % self.attached
         return "<shmq.Queue %r %s>" % (self.name, state)

@@ -2,7 +2,6 @@
 once, multiprocessing (fork and spawn), clean exits against lost
 producers, a SIGKILLed producer, and signals to a blocked process."""
 import multiprocessing
-import os
 import signal
 import subprocess
 import sys

@@ -627,6 +627,10 @@ def test_pickle_reopens_by_name(name):
     assert q.stat().producers == 2
 
 
+def test_generic_alias():
+    assert shmq.Queue[bytes].__origin__ is shmq.Queue
+
+
 def test_repr(name):
     q = shmq.Queue(name, create=True)
     assert name in repr(q)
