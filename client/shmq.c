@@ -665,3 +665,69 @@ int shmq_list(struct shmq_stat **list, size_t *n)
 	*n = count;
 	return SHMQ_OK;
 }
+
+static void user_unpack(struct shmq_user *u, const struct shmq_wire_user *w)
+{
+	memset(u, 0, sizeof(*u));
+	u->uid = w->uid;
+	u->flags = w->flags & SHMQ_WIRE_USER_EXEMPT ? SHMQ_USER_EXEMPT : 0;
+	u->bytes = w->bytes;
+	u->max_bytes = w->max_bytes;
+	u->queues = w->queues;
+	u->max_queues = w->max_queues;
+	u->clients = w->clients;
+	u->max_clients = w->max_clients;
+	u->handles = w->handles;
+	u->max_handles = w->max_handles;
+}
+
+int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total)
+{
+	struct shmq_wire_users req = { 0 };
+	struct shmq_wire_users_reply *rep;
+	struct shmq_user *all = NULL;
+	size_t count = 0, len;
+	int rc;
+
+	if (list == NULL || n == NULL)
+		return SHMQ_EINVAL;
+	*list = NULL;
+	*n = 0;
+	rep = malloc(sizeof(*rep));
+	if (rep == NULL)
+		return SHMQ_ENOMEM;
+	for (;;) {
+		rc = control_call(SHMQ_MSG_USERS, &req, sizeof(req), rep,
+				  sizeof(*rep), &len, NULL);
+		if (rc != SHMQ_OK)
+			break;
+		if (total)
+			user_unpack(total, &rep->total);
+		if (rep->count) {
+			struct shmq_user *grown = realloc(
+				all, (count + rep->count) * sizeof(*all));
+			if (grown == NULL) {
+				rc = SHMQ_ENOMEM;
+				break;
+			}
+			all = grown;
+			for (uint32_t i = 0; i < rep->count; i++)
+				user_unpack(&all[count + i], &rep->entries[i]);
+			count += rep->count;
+		}
+		/* Pages go up in uid: a page that does not is not ours. */
+		if (!rep->more || rep->count == 0 ||
+		    all[count - 1].uid == UINT32_MAX ||
+		    all[count - 1].uid < req.from)
+			break;
+		req.from = all[count - 1].uid + 1;
+	}
+	free(rep);
+	if (rc != SHMQ_OK) {
+		free(all);
+		return rc;
+	}
+	*list = all;
+	*n = count;
+	return SHMQ_OK;
+}

@@ -893,6 +893,41 @@ int shmq_delete(const char *name);
  */
 int shmq_list(struct shmq_stat **list, size_t *n);
 
+/*
+ * Per-user usage of the daemon and the limits that bind it.  shmqd
+ * counts, for each uid: the shared memory its queues reserve (segment
+ * and record, in whole pages), its queues, its connections and its open
+ * handles.  Every uid but the daemon's own has a quota of each (shmqd
+ * --user-max-bytes, --user-max-queues, --user-max-clients,
+ * --user-max-handles); all users together are bound by the daemon's
+ * limits (--max-bytes, --max-queues, --max-clients).  A create, open or
+ * connection over one fails with SHMQ_ELIMIT and shmq_error_detail()
+ * names the quota, the usage and the limit.
+ */
+#define SHMQ_UNLIMITED    UINT64_MAX  /* a limit that is not there */
+#define SHMQ_USER_EXEMPT  0x1u        /* the daemon's own uid: only the
+					 daemon's limits bind it */
+struct shmq_user {
+	uint32_t uid;
+	uint32_t flags;         /* SHMQ_USER_EXEMPT */
+	uint64_t bytes;         /* shared memory reserved by its queues */
+	uint64_t max_bytes;     /* each max_*: the smaller of the user's
+				   quota and the daemon's limit, or
+				   SHMQ_UNLIMITED */
+	uint64_t queues, max_queues;
+	uint64_t clients, max_clients;   /* connections */
+	uint64_t handles, max_handles;   /* open handles */
+};
+/* Fills *list with the users the caller may see, in uid order (free it
+ * with free()), and *total, if not NULL, with everybody's usage against
+ * the daemon's limits (uid UINT32_MAX).  Root and the daemon's uid see
+ * every user that holds anything; any other caller sees only itself,
+ * even holding nothing.  The caller's own connection is counted.
+ * Returns SHMQ_OK, SHMQ_EINVAL (list or n is NULL), SHMQ_ENOMEM, or a
+ * transport error (SHMQ_ENODAEMON, SHMQ_EPROTO).  Blocks for one round
+ * trip to the daemon per 256 users; thread-safe. */
+int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total);
+
 /* SHMQ_OK if `name` is 1-255 bytes of [A-Za-z0-9._-] not starting with
  * '.', SHMQ_ENAME otherwise (NULL too).  Never blocks, never talks to the
  * daemon. */

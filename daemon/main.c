@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -25,8 +26,17 @@
 #include "log.h"
 #include "paths.h"
 #include "procs.h"
+#include "quota.h"
 #include "registry.h"
 #include "session.h"
+
+/* A limit as given: a number, a percentage (of /dev/shm for bytes, of
+ * the global limit for counts), or none. */
+struct amount {
+	enum { AMOUNT_DEFAULT, AMOUNT_ABS, AMOUNT_PERCENT,
+	       AMOUNT_UNLIMITED } kind;
+	uint64_t v;
+};
 
 struct options {
 	const char *socket;
@@ -36,8 +46,27 @@ struct options {
 	int system;
 	int verbose;
 	struct registry_limits limits;
+	uint32_t max_queues;
 	uint32_t max_clients;
+	struct amount max_bytes;
+	struct amount user[QUOTA_KINDS];
 };
+
+#define SHM_DIR "/dev/shm"
+/* Defaults, in percent.  Everything of shmq together may take three
+ * quarters of /dev/shm: the last quarter stays for the other programs
+ * that use POSIX shared memory (glibc's named semaphores, PipeWire,
+ * browsers, PostgreSQL's dynamic shared memory), whatever shmq's users
+ * do.  Each user but the daemon's own may take a quarter of /dev/shm and
+ * of the queue and connection limits, so that it takes at least four
+ * users acting together to exhaust the daemon. */
+#define DEFAULT_MAX_BYTES_PCT  75
+#define DEFAULT_USER_PCT       25
+/* Open handles per user, by default: four for each connection the user
+ * may hold (4096 with the defaults), more than a process needs with a
+ * few queues open.  It bounds what one user makes the daemon keep: about
+ * 100 bytes per handle, and one pidfd per process that holds one. */
+#define DEFAULT_HANDLES_PER_CLIENT 4
 
 static void usage(FILE *f)
 {
@@ -59,12 +88,33 @@ static void usage(FILE *f)
 "  -p, --pid-file FILE     write the daemon's pid to FILE once listening\n"
 "      --max-queues N      most queues at once (default 16384)\n"
 "      --max-clients N     most connected clients (default 4096)\n"
+"      --max-bytes SIZE    most shared memory all queues together may\n"
+"                          reserve (default 75%%)\n"
 "      --max-segment BYTES\n"
 "                          largest queue segment (default 1G)\n"
 "      --max-attach N      most open handles per queue (default 256)\n"
+"      --user-max-bytes SIZE\n"
+"                          shared memory one user's queues may reserve\n"
+"                          (default 25%%)\n"
+"      --user-max-queues N queues one user may own (default 25%%)\n"
+"      --user-max-clients N\n"
+"                          connections of one user (default 25%%)\n"
+"      --user-max-handles N\n"
+"                          open handles of one user (default 4 for each\n"
+"                          connection it may hold: 4096)\n"
 "  -v, --verbose           log every request\n"
 "  -h, --help              show this help\n"
 "  -V, --version           show the version\n"
+"\n"
+"SIZE is bytes with an optional K, M or G, or N%% of /dev/shm (its size\n"
+"at start).  N%% for a user's queues or clients is of --max-queues or\n"
+"--max-clients.  A user quota may be 0 (none) or 'unlimited'.\n"
+"\n"
+"Quotas bind every uid but the daemon's own, which only the global\n"
+"limits bind.  A queue counts for its owner, its bytes until its memory\n"
+"is freed; a connection or a handle for the uid of the process holding\n"
+"it.  By default one user may take a quarter of /dev/shm, of the queues\n"
+"and of the connections, and all of shmq three quarters of /dev/shm.\n"
 "\n"
 "Queues survive the daemon: a restarted shmqd re-adopts them with their\n"
 "messages.  With systemd, shmqd.socket passes the socket (LISTEN_FDS) and\n"
@@ -95,10 +145,42 @@ static int parse_size(const char *s, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+/* Parses a limit: a count or size (parse_size), N% (1-100) if
+ * `percent`, and "unlimited" if `unlimited`. */
+static int parse_amount(const char *s, uint64_t max, int percent,
+			int unlimited, struct amount *a)
+{
+	size_t n = strlen(s);
+
+	if (unlimited && strcmp(s, "unlimited") == 0) {
+		a->kind = AMOUNT_UNLIMITED;
+		return 0;
+	}
+	if (percent && n > 1 && s[n - 1] == '%') {
+		char digits[8];
+		uint64_t v;
+		if (n - 1 >= sizeof(digits))
+			return -1;
+		memcpy(digits, s, n - 1);
+		digits[n - 1] = '\0';
+		if (parse_size(digits, 100, &v) || v == 0 ||
+		    strspn(digits, "0123456789") != n - 1)
+			return -1;
+		a->kind = AMOUNT_PERCENT;
+		a->v = v;
+		return 0;
+	}
+	if (parse_size(s, max, &a->v))
+		return -1;
+	a->kind = AMOUNT_ABS;
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	enum { OPT_SYSTEM = 256, OPT_QUEUES, OPT_CLIENTS, OPT_SEGMENT,
-	       OPT_ATTACH };
+	       OPT_ATTACH, OPT_BYTES, OPT_USER_BYTES, OPT_USER_QUEUES,
+	       OPT_USER_CLIENTS, OPT_USER_HANDLES };
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "socket", required_argument, NULL, 's' },
@@ -109,15 +191,24 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "max-clients", required_argument, NULL, OPT_CLIENTS },
 		{ "max-segment", required_argument, NULL, OPT_SEGMENT },
 		{ "max-attach", required_argument, NULL, OPT_ATTACH },
+		{ "max-bytes", required_argument, NULL, OPT_BYTES },
+		{ "user-max-bytes", required_argument, NULL, OPT_USER_BYTES },
+		{ "user-max-queues", required_argument, NULL, OPT_USER_QUEUES },
+		{ "user-max-clients", required_argument, NULL,
+		  OPT_USER_CLIENTS },
+		{ "user-max-handles", required_argument, NULL,
+		  OPT_USER_HANDLES },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *want = "a positive number";
 	uint64_t v;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "fs:l:p:vhV", longopts, NULL)) != -1) {
+		want = "a positive number";
 		switch (c) {
 		case 'f': o->foreground = 1; break;
 		case 's': o->socket = optarg; break;
@@ -130,7 +221,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_QUEUES:
 			if (parse_size(optarg, 1u << 24, &v) || v == 0)
 				goto bad;
-			o->limits.max_queues = (uint32_t)v;
+			o->max_queues = (uint32_t)v;
 			break;
 		case OPT_CLIENTS:
 			if (parse_size(optarg, 1u << 20, &v) || v == 0)
@@ -138,6 +229,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->max_clients = (uint32_t)v;
 			break;
 		case OPT_SEGMENT:
+			want = "bytes (at least 4096) with an optional K, M or G";
 			if (parse_size(optarg, UINT64_C(1) << 46, &v) ||
 			    v < 4096)
 				goto bad;
@@ -147,6 +239,42 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (parse_size(optarg, SHMQ_CLIENTS_MAX, &v) || v == 0)
 				goto bad;
 			o->limits.max_attach = (uint32_t)v;
+			break;
+		case OPT_BYTES:
+			want = "bytes (at least 4096) with an optional K, M or "
+			       "G, or 1-100% of " SHM_DIR;
+			if (parse_amount(optarg, UINT64_C(1) << 50, 1, 0,
+					 &o->max_bytes) ||
+			    (o->max_bytes.kind == AMOUNT_ABS &&
+			     o->max_bytes.v < 4096))
+				goto bad;
+			break;
+		case OPT_USER_BYTES:
+			want = "bytes with an optional K, M or G, 1-100% of "
+			       SHM_DIR ", or 'unlimited'";
+			if (parse_amount(optarg, UINT64_C(1) << 50, 1, 1,
+					 &o->user[QUOTA_BYTES]))
+				goto bad;
+			break;
+		case OPT_USER_QUEUES:
+			want = "a number, 1-100% of --max-queues, or "
+			       "'unlimited'";
+			if (parse_amount(optarg, 1u << 24, 1, 1,
+					 &o->user[QUOTA_QUEUES]))
+				goto bad;
+			break;
+		case OPT_USER_CLIENTS:
+			want = "a number, 1-100% of --max-clients, or "
+			       "'unlimited'";
+			if (parse_amount(optarg, 1u << 20, 1, 1,
+					 &o->user[QUOTA_CLIENTS]))
+				goto bad;
+			break;
+		case OPT_USER_HANDLES:
+			want = "a number or 'unlimited'";
+			if (parse_amount(optarg, UINT32_MAX, 0, 1,
+					 &o->user[QUOTA_HANDLES]))
+				goto bad;
 			break;
 		default:
 			usage(stderr);
@@ -167,9 +295,96 @@ static int parse_options(int argc, char **argv, struct options *o)
 bad:
 	for (const struct option *opt = longopts; opt->name; opt++)
 		if (opt->val == c)
-			fprintf(stderr, "shmqd: bad value for --%s: '%s'\n",
-				opt->name, optarg);
+			fprintf(stderr, "shmqd: bad value for --%s: '%s' "
+				"(want %s)\n", opt->name, optarg, want);
 	return -1;
+}
+
+static uint64_t percent_of(uint64_t whole, uint64_t pct)
+{
+	return whole / 100 * pct + whole % 100 * pct / 100;
+}
+
+/* A count quota: N, N% of the global limit (at least 1), or none. */
+static uint64_t resolve_count(const struct amount *a, uint64_t global,
+			      uint64_t dflt)
+{
+	uint64_t v;
+
+	switch (a->kind) {
+	case AMOUNT_ABS:       return a->v;
+	case AMOUNT_UNLIMITED: return QUOTA_UNLIMITED;
+	case AMOUNT_PERCENT:   v = percent_of(global, a->v); break;
+	default:               v = dflt; break;
+	}
+	return v ? v : 1;
+}
+
+static uint64_t resolve_bytes(const struct amount *a, uint64_t shm,
+			      uint64_t dflt_pct)
+{
+	switch (a->kind) {
+	case AMOUNT_ABS:       return a->v;
+	case AMOUNT_UNLIMITED: return QUOTA_UNLIMITED;
+	case AMOUNT_PERCENT:   return percent_of(shm, a->v);
+	default:               return percent_of(shm, dflt_pct);
+	}
+}
+
+/* Turns the options into numbers: percentages of /dev/shm as it is now,
+ * and every default.  -1 if /dev/shm cannot be measured. */
+static int resolve_quotas(const struct options *o, struct quota_limits *q)
+{
+	struct statvfs sv;
+	uint64_t shm;
+
+	if (statvfs(SHM_DIR, &sv) < 0) {
+		fprintf(stderr, "shmqd: cannot measure " SHM_DIR ": %s\n",
+			strerror(errno));
+		return -1;
+	}
+	shm = (uint64_t)sv.f_blocks * sv.f_frsize;
+	q->global[QUOTA_BYTES] = resolve_bytes(&o->max_bytes, shm,
+					       DEFAULT_MAX_BYTES_PCT);
+	q->global[QUOTA_QUEUES] = o->max_queues;
+	q->global[QUOTA_CLIENTS] = o->max_clients;
+	q->global[QUOTA_HANDLES] = QUOTA_UNLIMITED;
+	q->user[QUOTA_BYTES] = resolve_bytes(&o->user[QUOTA_BYTES], shm,
+					     DEFAULT_USER_PCT);
+	q->user[QUOTA_QUEUES] = resolve_count(
+		&o->user[QUOTA_QUEUES], o->max_queues,
+		percent_of(o->max_queues, DEFAULT_USER_PCT));
+	q->user[QUOTA_CLIENTS] = resolve_count(
+		&o->user[QUOTA_CLIENTS], o->max_clients,
+		percent_of(o->max_clients, DEFAULT_USER_PCT));
+	q->user[QUOTA_HANDLES] = resolve_count(
+		&o->user[QUOTA_HANDLES], 0,
+		q->user[QUOTA_CLIENTS] == QUOTA_UNLIMITED
+			? QUOTA_UNLIMITED
+			: q->user[QUOTA_CLIENTS] * DEFAULT_HANDLES_PER_CLIENT);
+	if (q->global[QUOTA_BYTES] > shm)
+		fprintf(stderr, "shmqd: note: --max-bytes %" PRIu64 " is more "
+			"than " SHM_DIR " holds (%" PRIu64 ")\n",
+			q->global[QUOTA_BYTES], shm);
+	return 0;
+}
+
+static void log_limits(const struct quota_limits *q)
+{
+	char u[QUOTA_KINDS][24];
+
+	for (int k = 0; k < QUOTA_KINDS; k++) {
+		if (q->user[k] == QUOTA_UNLIMITED)
+			snprintf(u[k], sizeof(u[k]), "unlimited");
+		else
+			snprintf(u[k], sizeof(u[k]), "%" PRIu64, q->user[k]);
+	}
+	log_info("limits: %" PRIu64 " bytes, %" PRIu64 " queues, %" PRIu64
+		 " clients in all; each uid but %u: %s bytes, %s queues, %s "
+		 "clients, %s handles", q->global[QUOTA_BYTES],
+		 q->global[QUOTA_QUEUES], q->global[QUOTA_CLIENTS],
+		 (unsigned)geteuid(), u[QUOTA_BYTES], u[QUOTA_QUEUES],
+		 u[QUOTA_CLIENTS], u[QUOTA_HANDLES]);
 }
 
 /* Forks into the background.  The parent stays until the child reports
@@ -253,10 +468,12 @@ static int adopt_one(struct queue *q, void *arg)
 int main(int argc, char **argv)
 {
 	struct options o = {
-		.limits = { .max_queues = 16384, .max_segment = UINT64_C(1) << 30,
+		.limits = { .max_segment = UINT64_C(1) << 30,
 			    .max_attach = 256 },
+		.max_queues = 16384,
 		.max_clients = 4096,
 	};
+	struct quota_limits quotas;
 	struct listener l = { .fd = -1, .lock_fd = -1 };
 	struct event_base *base = NULL;
 	struct event *ev_accept = NULL, *ev_term = NULL, *ev_int = NULL;
@@ -265,6 +482,8 @@ int main(int argc, char **argv)
 
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
+	if (resolve_quotas(&o, &quotas) < 0)
+		return 1;
 	signal(SIGPIPE, SIG_IGN);
 	registry_guard_init();
 	log_init(o.verbose);
@@ -325,9 +544,10 @@ int main(int argc, char **argv)
 		log_error("cannot create the event loop");
 		goto out;
 	}
+	quota_init(&quotas, (uint32_t)geteuid());
 	registry_init(l.path, &o.limits);
 	procs_init(base);
-	sessions_init(base, o.max_clients);
+	sessions_init(base);
 	registry_adopt();
 	registry_walk("", adopt_one, NULL);
 	registry_reap();
@@ -348,6 +568,7 @@ int main(int argc, char **argv)
 	}
 	log_info("listening on %s (%zu queues adopted)%s", l.path,
 		 registry_count(), inherited ? " [socket activation]" : "");
+	log_limits(&quotas);
 	notify_systemd("READY=1\nSTATUS=listening");
 	if (ready_fd >= 0) {
 		if (write(ready_fd, "R", 1) != 1)
@@ -368,6 +589,7 @@ out:
 	sessions_shutdown();
 	procs_shutdown();
 	registry_shutdown();
+	quota_shutdown();
 	listener_close(&l);
 	if (base)
 		event_base_free(base);

@@ -21,11 +21,13 @@
 
 #include "log.h"
 #include "procs.h"
+#include "quota.h"
 
 struct attachment {
 	struct queue *q;
 	uint32_t index;
 	uint32_t gen;
+	uint32_t uid;           /* charged one handle (quota.h) */
 	struct attachment *next;
 };
 
@@ -80,6 +82,31 @@ static uint64_t start_time_of(pid_t pid)
 	return t;
 }
 
+/* The effective uid of a live process, from /proc (never from the
+ * segment, where a client could write any uid); -1 if unknown. */
+static int64_t uid_of(pid_t pid)
+{
+	char path[64], buf[2048];
+	unsigned long real, eff;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	const char *line = strstr(buf, "\nUid:");
+	if (line == NULL || sscanf(line + 5, "%lu %lu", &real, &eff) != 2 ||
+	    eff > UINT32_MAX)
+		return -1;
+	return (int64_t)eff;
+}
+
 static int pidfd_open_(pid_t pid)
 {
 	return (int)syscall(SYS_pidfd_open, pid, 0);
@@ -127,6 +154,7 @@ static void release(struct attachment *a, int died)
 
 	registry_access(q, remove_entry, &rm);
 	q->attached--;
+	quota_give(a->uid, QUOTA_HANDLES, 1);
 	registry_release(q);
 	free(a);
 }
@@ -195,8 +223,9 @@ static struct proc *watch(pid_t pid, uint64_t want_start)
 	return p;
 }
 
+/* The handle must have been charged to uid already. */
 static int link_attachment(struct proc *p, struct queue *q, uint32_t index,
-			   uint32_t gen)
+			   uint32_t gen, uint32_t uid)
 {
 	struct attachment *a = calloc(1, sizeof(*a));
 
@@ -205,6 +234,7 @@ static int link_attachment(struct proc *p, struct queue *q, uint32_t index,
 	a->q = q;
 	a->index = index;
 	a->gen = gen;
+	a->uid = uid;
 	a->next = p->att;
 	p->att = a;
 	q->attached++;
@@ -224,37 +254,55 @@ static void add_entry(struct queue *q, void *arg)
 				 &ad->index, &ad->gen);
 }
 
-int procs_attach(pid_t pid, struct queue *q, uint32_t role, uint32_t *index,
-		 uint32_t *gen, const char **why)
+int procs_attach(pid_t pid, uint32_t uid, struct queue *q, uint32_t role,
+		 uint32_t *index, uint32_t *gen, char *why, size_t why_size)
 {
-	struct proc *p = watch(pid, 0);
+	struct proc *p;
 	int rc;
 
+	/* The quota first: a refused open costs the daemon nothing. */
+	rc = quota_take(uid, QUOTA_HANDLES, 1, 0, why, why_size);
+	if (rc != SHMQ_OK)
+		return rc;
+	p = watch(pid, 0);
 	if (p == NULL) {
 		if (errno == EMFILE || errno == ENFILE) {
-			*why = "the daemon is out of file descriptors";
-			return SHMQ_ELIMIT;
+			snprintf(why, why_size, "the daemon is out of file "
+				 "descriptors (pid %d)", pid);
+			log_warn("pid %d cannot open '%s': out of file "
+				 "descriptors", pid, q->name);
+			rc = SHMQ_ELIMIT;
+		} else {
+			snprintf(why, why_size, "cannot watch the client "
+				 "process (pid %d): %s", pid, strerror(errno));
+			rc = SHMQ_ESYS;
 		}
-		*why = "cannot watch the client process (pidfd)";
-		return SHMQ_ESYS;
+		quota_give(uid, QUOTA_HANDLES, 1);
+		return rc;
 	}
-	*why = "all attachments of the queue are in use";
 	struct addition ad = { .pid = (uint32_t)pid, .role = role,
 			       .start_time = p->start_time };
 	rc = registry_access(q, add_entry, &ad);
-	if (rc == SHMQ_OK)
-		rc = ad.rc;
-	else
-		*why = "the queue's segment was destroyed";
-	if (rc == SHMQ_OK) {
+	if (rc != SHMQ_OK) {
+		snprintf(why, why_size, "the queue's segment was destroyed");
+	} else if ((rc = ad.rc) != SHMQ_OK) {
+		snprintf(why, why_size, "all attachments of the queue are in "
+			 "use (pid %d, limit %u per queue)", pid,
+			 q->ring.nclients);
+		log_warn("pid %d cannot open '%s': all %u attachments in use",
+			 pid, q->name, q->ring.nclients);
+	} else {
 		*index = ad.index;
 		*gen = ad.gen;
-		rc = link_attachment(p, q, *index, *gen);
+		rc = link_attachment(p, q, *index, *gen, uid);
 		if (rc != SHMQ_OK) {
 			struct removal rm = { *index, 0 };
 			registry_access(q, remove_entry, &rm);
+			snprintf(why, why_size, "out of memory");
 		}
 	}
+	if (rc != SHMQ_OK)
+		quota_give(uid, QUOTA_HANDLES, 1);
 	if (p->att == NULL)
 		forget(p);
 	return rc;
@@ -301,9 +349,23 @@ static void adopt_entries(struct queue *q, void *arg)
 			continue;
 		}
 		struct proc *p = NULL;
+		int64_t uid = -1;
 		if (pid <= INT32_MAX && st != 0)
 			p = watch((pid_t)pid, st);
-		if (p && link_attachment(p, q, i, gen) == SHMQ_OK) {
+		/* Read after watch() matched the start time: the uid is the
+		 * live process's.  It was attached: charged even over quota. */
+		if (p)
+			uid = uid_of((pid_t)pid);
+		if (uid >= 0 &&
+		    quota_take((uint32_t)uid, QUOTA_HANDLES, 1, QUOTA_FORCE,
+			       NULL, 0) != SHMQ_OK)
+			uid = -1;
+		if (uid >= 0 &&
+		    link_attachment(p, q, i, gen, (uint32_t)uid) != SHMQ_OK) {
+			quota_give((uint32_t)uid, QUOTA_HANDLES, 1);
+			uid = -1;
+		}
+		if (uid >= 0) {
 			log_debug("queue '%s': pid %u still attached", q->name,
 				  pid);
 			continue;
@@ -344,6 +406,7 @@ static void proc_free(void *arg)
 	while (p->att) {
 		struct attachment *a = p->att;
 		p->att = a->next;
+		quota_give(a->uid, QUOTA_HANDLES, 1);
 		free(a);
 	}
 	if (p->ev)

@@ -10,6 +10,7 @@
 #ifndef SHMQD_PROCS_H
 #define SHMQD_PROCS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -22,9 +23,10 @@ void procs_init(struct event_base *base);
  * stay recorded there for the next daemon to adopt. */
 void procs_shutdown(void);
 
-/* Records an attachment of process `pid`; on failure *why says why. */
-int procs_attach(pid_t pid, struct queue *q, uint32_t role,
-		 uint32_t *index, uint32_t *gen, const char **why);
+/* Records an attachment of process `pid`, charged as a handle of `uid`
+ * (the process's uid) until it is released; on failure `why` says why. */
+int procs_attach(pid_t pid, uint32_t uid, struct queue *q, uint32_t role,
+		 uint32_t *index, uint32_t *gen, char *why, size_t why_size);
 int procs_detach(pid_t pid, uint64_t queue_id, uint32_t index, uint32_t gen);
 /* Takes over the attachments recorded in an adopted queue: live
  * processes are watched, dead ones released. */

@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "paths.h"
+#include "quota.h"
 #include "registry.h"
 #include "wire.h"
 
@@ -127,8 +128,23 @@ static int insert(struct queue *q)
 	return SHMQ_OK;
 }
 
+/* The queue's name is gone: it no longer counts as one of its owner's
+ * queues (its bytes still do, while its memory lives). */
+static void uncount(struct queue *q)
+{
+	if (q->counted) {
+		quota_give(q->uid, QUOTA_QUEUES, 1);
+		q->counted = 0;
+	}
+}
+
 static void destroy(struct queue *q)
 {
+	uncount(q);
+	if (q->reserved) {
+		quota_give(q->uid, QUOTA_BYTES, q->reserved);
+		q->reserved = 0;
+	}
 	if (q->map)
 		munmap(q->map, q->map_size);
 	free(q);
@@ -196,6 +212,36 @@ static int map_segment(struct queue *q, int fd, uint64_t size)
 	return SHMQ_OK;
 }
 
+uint64_t registry_reserved_bytes(uint64_t seg_size)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	return (seg_size + page - 1) / page * page +
+	       (sizeof(struct meta) + page - 1) / page * page;
+}
+
+/* Charges a queue to its owner.  An adopted queue is charged whatever
+ * the quotas say: it exists. */
+static int charge(struct queue *q, uint64_t seg_size, unsigned flags,
+		  char *detail, size_t detail_size)
+{
+	uint64_t bytes = registry_reserved_bytes(seg_size);
+	int rc = quota_take(q->uid, QUOTA_QUEUES, 1, flags, detail,
+			    detail_size);
+
+	if (rc != SHMQ_OK)
+		return rc;
+	q->counted = 1;
+	rc = quota_take(q->uid, QUOTA_BYTES, bytes, flags, detail,
+			detail_size);
+	if (rc != SHMQ_OK) {
+		uncount(q);
+		return rc;
+	}
+	q->reserved = bytes;
+	return SHMQ_OK;
+}
+
 static uint64_t fresh_id(void)
 {
 	uint64_t id;
@@ -234,11 +280,6 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 
 	if (registry_find(req->name))
 		return SHMQ_EEXIST;
-	if (nqueues >= limits.max_queues) {
-		snprintf(detail, detail_size, "limit of %u queues reached",
-			 limits.max_queues);
-		return SHMQ_ELIMIT;
-	}
 	rc = ring_plan(&cfg, &size);
 	if (rc != SHMQ_OK) {
 		if (!(cfg.config_flags & SHMQ_CFG_ACKED) &&
@@ -264,9 +305,15 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 	q = calloc(1, sizeof(*q));
 	if (q == NULL)
 		return SHMQ_ENOMEM;
+	q->uid = uid;
+	/* Before anything is allocated: a refused create leaves nothing. */
+	rc = charge(q, size, 0, detail, detail_size);
+	if (rc != SHMQ_OK) {
+		free(q);
+		return rc;
+	}
 	cfg.queue_id = q->id = fresh_id();
 	strcpy(q->name, req->name);
-	q->uid = uid;
 	q->gid = gid;
 	q->mode = req->mode;
 	q->config_flags = req->config_flags;
@@ -278,6 +325,9 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 		rc = errno == EMFILE || errno == ENFILE ? SHMQ_ELIMIT
 							 : SHMQ_ESYS;
 		snprintf(detail, detail_size, "shm_open: %s", strerror(errno));
+		if (rc == SHMQ_ELIMIT)
+			log_warn("cannot create queue '%s': %s", req->name,
+				 detail);
 		goto fail;
 	}
 	/* Reserve every page now: a full /dev/shm must fail here, not as a
@@ -329,6 +379,7 @@ int registry_delete(struct queue *q)
 	tdelete(q, &by_name, cmp_name);
 	q->deleted = 1;
 	nqueues--;
+	uncount(q);
 	registry_release(q);
 	return SHMQ_OK;
 }
@@ -401,6 +452,7 @@ void registry_reap(void)
 			tdelete(q, &by_name, cmp_name);
 			q->deleted = 1;
 			nqueues--;
+			uncount(q);
 		}
 		registry_release(q);
 	}
@@ -536,7 +588,7 @@ static void adopt_one(uint64_t id)
 	struct queue *q;
 	struct stat st;
 	struct meta m;
-	char path[64];
+	char path[64], detail[SHMQ_WIRE_DETAIL];
 	uint64_t size;
 	int fd, rc;
 
@@ -601,6 +653,7 @@ static void adopt_one(uint64_t id)
 		destroy(q);
 		return;
 	}
+	charge(q, size, QUOTA_FORCE, detail, sizeof(detail));
 	if (!ac.consistent)
 		log_warn("queue '%s': shared state is inconsistent", m.name);
 	log_info("adopted queue '%s' (%" PRIu64 " messages queued)", q->name,

@@ -36,11 +36,14 @@ struct queue {
 	int broken;                 /* segment truncated under us: never
 				       touched again, removed by
 				       registry_reap() */
+	int counted;                /* charged as one of uid's queues */
+	uint64_t reserved;          /* bytes charged to uid (quota.h) */
 	struct queue *next_broken;
 };
 
+/* The shape of one queue; how many queues and bytes each user may hold
+ * is quota.c's business. */
 struct registry_limits {
-	uint32_t max_queues;
 	uint64_t max_segment;       /* bytes */
 	uint32_t max_attach;        /* attachments per queue */
 };
@@ -55,12 +58,16 @@ struct queue *registry_find(const char *name);
 struct queue *registry_find_id(uint64_t id);
 size_t registry_count(void);
 
-/* Creates a queue; on failure `detail` explains which limit or resource
- * refused it. */
+/* Creates a queue owned by uid, charging it and its bytes to uid's quota
+ * (quota.h); on failure `detail` explains which limit, quota or resource
+ * refused it.  The queue is uncharged when deleted, its bytes when its
+ * memory is freed: at once, or at the last detach if it is still open. */
 int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 		    uint32_t gid, struct queue **out, char *detail,
 		    size_t detail_size);
 int registry_delete(struct queue *q);
+/* What a segment of `seg_size` bytes and its record take in /dev/shm. */
+uint64_t registry_reserved_bytes(uint64_t seg_size);
 /* A fresh read-write descriptor of the segment, to hand to a client. */
 int registry_segment_fd(const struct queue *q);
 /* Called when q->attached dropped: frees a deleted queue nobody uses. */

@@ -24,6 +24,7 @@
 
 #include "log.h"
 #include "procs.h"
+#include "quota.h"
 #include "registry.h"
 #include "session.h"
 #include "wire.h"
@@ -37,9 +38,16 @@ struct session {
 
 static struct event_base *evbase;
 static LIST_HEAD(, session) sessions = LIST_HEAD_INITIALIZER(sessions);
-static size_t nsessions;
-static uint32_t max_clients;
+static size_t nsessions;        /* refused ones included */
+static size_t nrefused;         /* refused, waiting to be told so */
 static int spare_fd = -1;       /* given up to accept-and-close at EMFILE */
+
+/* A refused connection is kept until its first request, to answer it
+ * clearly; at most this many at once, so that connecting in a loop
+ * cannot make the daemon hold descriptors beyond the limits.  Past it,
+ * a refused connection is closed at once (the client sees the daemon
+ * hang up). */
+#define REFUSED_PENDING_MAX 64
 
 /* Every reply body, for sizing the buffer they are built in. */
 union reply {
@@ -48,6 +56,7 @@ union reply {
 	struct shmq_wire_open_reply open;
 	struct shmq_wire_stat_reply stat;
 	struct shmq_wire_list_reply list;
+	struct shmq_wire_users_reply users;
 };
 
 static void set_status(union reply *r, int status, const char *fmt, ...)
@@ -217,6 +226,9 @@ static size_t do_create(struct peer *p, const struct shmq_wire_create *c,
 			 c->config_flags & SHMQ_CFG_AUTO_CLOSE ? ", auto-close"
 							       : "",
 			 c->config_flags & SHMQ_CFG_ACKED ? ", acked" : "");
+	else if (rc == SHMQ_ELIMIT)
+		log_debug("uid %u cannot create queue '%s': %s", p->uid,
+			  c->name, detail);     /* quota.c logs the first */
 	else if (rc != SHMQ_EEXIST)
 		log_warn("uid %u cannot create queue '%s': %s (%s)", p->uid,
 			 c->name, shmq_strerror(rc), detail);
@@ -283,8 +295,8 @@ static size_t do_open_dead_letter(struct peer *p,
 static size_t grant(struct peer *p, struct queue *q, uint32_t role,
 		    union reply *r, int *fd)
 {
+	char why[SHMQ_WIRE_DETAIL] = "";
 	uint32_t index, gen;
-	const char *why = "";
 	int rc;
 
 	*fd = registry_segment_fd(q);
@@ -295,13 +307,12 @@ static size_t grant(struct peer *p, struct queue *q, uint32_t role,
 			   strerror(errno));
 		return sizeof(r->st);
 	}
-	rc = procs_attach(p->pid, q, role, &index, &gen, &why);
+	rc = procs_attach(p->pid, p->uid, q, role, &index, &gen, why,
+			  sizeof(why));
 	if (rc != SHMQ_OK) {
 		close(*fd);
 		*fd = -1;
-		set_status(r, rc, "%s (pid %d, limit %u per queue)", why,
-			   p->pid, q->ring.nclients);
-		log_warn("pid %d cannot open '%s': %s", p->pid, q->name, why);
+		set_status(r, rc, "%s", why);
 		return sizeof(r->st);
 	}
 	log_debug("pid %d opened '%s' as %s", p->pid, q->name,
@@ -397,6 +408,57 @@ static size_t do_list(struct peer *p, const struct shmq_wire_list *l,
 	       r->list.count * sizeof(struct shmq_wire_stat);
 }
 
+static void user_pack(struct shmq_wire_user *w, const struct quota_view *v,
+		      uint32_t flags)
+{
+	memset(w, 0, sizeof(*w));
+	w->uid = v->uid;
+	w->flags = flags | (v->exempt ? SHMQ_WIRE_USER_EXEMPT : 0);
+	w->bytes = v->used[QUOTA_BYTES];
+	w->max_bytes = v->limit[QUOTA_BYTES];
+	w->queues = v->used[QUOTA_QUEUES];
+	w->max_queues = v->limit[QUOTA_QUEUES];
+	w->clients = v->used[QUOTA_CLIENTS];
+	w->max_clients = v->limit[QUOTA_CLIENTS];
+	w->handles = v->used[QUOTA_HANDLES];
+	w->max_handles = v->limit[QUOTA_HANDLES];
+}
+
+static int users_one(const struct quota_view *v, void *arg)
+{
+	struct shmq_wire_users_reply *rep = arg;
+
+	if (rep->count == SHMQ_WIRE_USERS_PAGE) {
+		rep->more = 1;
+		return 1;
+	}
+	user_pack(&rep->entries[rep->count++], v, 0);
+	return 0;
+}
+
+/* Root and the daemon's own uid see every user; anybody else only itself
+ * (even holding nothing: its limits are worth knowing) and the totals,
+ * which say no more than a refusal by a global limit would. */
+static size_t do_users(struct peer *p, const struct shmq_wire_users *u,
+		       union reply *r)
+{
+	struct quota_view v;
+
+	set_status(r, SHMQ_OK, NULL);
+	r->users.count = 0;
+	r->users.more = 0;
+	quota_total(&v);
+	user_pack(&r->users.total, &v, SHMQ_WIRE_USER_TOTAL);
+	if (p->uid == 0 || p->uid == quota_daemon_uid()) {
+		quota_walk(u->from, users_one, &r->users);
+	} else if (u->from <= p->uid) {
+		quota_view(p->uid, &v);
+		users_one(&v, &r->users);
+	}
+	return offsetof(struct shmq_wire_users_reply, entries) +
+	       r->users.count * sizeof(struct shmq_wire_user);
+}
+
 size_t session_handle(struct peer *p, const void *pkt, size_t len, void *out,
 		      int *fd, int *hang_up)
 {
@@ -422,8 +484,7 @@ size_t session_handle(struct peer *p, const void *pkt, size_t len, void *out,
 		*hang_up = rc == SHMQ_EPROTO;
 		n = sizeof(r.st);
 	} else if (p->refused) {
-		set_status(&r, SHMQ_ELIMIT, "limit of %u clients reached",
-			   max_clients);
+		set_status(&r, SHMQ_ELIMIT, "%s", p->refused_why);
 		*hang_up = 1;
 		n = sizeof(r.st);
 	} else if (!p->hello && type != SHMQ_MSG_HELLO) {
@@ -454,6 +515,9 @@ size_t session_handle(struct peer *p, const void *pkt, size_t len, void *out,
 		case SHMQ_MSG_LIST:
 			n = do_list(p, body, &r);
 			break;
+		case SHMQ_MSG_USERS:
+			n = do_users(p, body, &r);
+			break;
 		default:        /* wire_check_request knows every type */
 			set_status(&r, SHMQ_EINVAL, "unknown request");
 			n = sizeof(r.st);
@@ -471,6 +535,10 @@ static void session_end(struct session *s)
 
 	LIST_REMOVE(s, link);
 	nsessions--;
+	if (s->peer.refused)
+		nrefused--;
+	else
+		quota_give(s->peer.uid, QUOTA_CLIENTS, 1);
 	event_free(s->ev);
 	close(s->fd);
 	free(s->peer.groups);
@@ -624,30 +692,45 @@ static int read_peer(int fd, struct peer *p)
 static void session_new(int fd)
 {
 	struct session *s = calloc(1, sizeof(*s));
+	char why[SHMQ_WIRE_DETAIL];
 
 	if (s == NULL || read_peer(fd, &s->peer) < 0) {
 		free(s);
 		close(fd);
 		return;
 	}
+	/* Over a limit or its user's quota, the connection still gets one
+	 * clear answer, to its first request. */
+	if (quota_take(s->peer.uid, QUOTA_CLIENTS, 1, 0, why, sizeof(why)) !=
+	    SHMQ_OK) {
+		if (nrefused >= REFUSED_PENDING_MAX) {
+			log_debug("pid %d (uid %u) refused at once: %s",
+				  s->peer.pid, s->peer.uid, why);
+			goto fail;
+		}
+		s->peer.refused = 1;
+		strcpy(s->peer.refused_why, why);
+		log_debug("pid %d (uid %u) refused: %s", s->peer.pid,
+			  s->peer.uid, why);
+	}
 	s->fd = fd;
 	s->ev = event_new(evbase, fd, EV_READ | EV_PERSIST, on_readable, s);
 	if (s->ev == NULL || event_add(s->ev, NULL) < 0) {
 		if (s->ev)
 			event_free(s->ev);
-		free(s->peer.groups);
-		free(s);
-		close(fd);
-		return;
+		if (!s->peer.refused)
+			quota_give(s->peer.uid, QUOTA_CLIENTS, 1);
+		goto fail;
 	}
-	/* Over the limit, the connection still gets one clear answer. */
-	s->peer.refused = nsessions >= max_clients;
-	if (s->peer.refused)
-		log_warn("pid %d refused: limit of %u clients reached",
-			 s->peer.pid, max_clients);
+	nrefused += s->peer.refused != 0;
 	LIST_INSERT_HEAD(&sessions, s, link);
 	nsessions++;
 	log_debug("pid %d (uid %u) connected", s->peer.pid, s->peer.uid);
+	return;
+fail:
+	free(s->peer.groups);
+	free(s);
+	close(fd);
 }
 
 void sessions_accept(int lfd)
@@ -672,10 +755,9 @@ void sessions_accept(int lfd)
 	}
 }
 
-void sessions_init(struct event_base *base, uint32_t limit)
+void sessions_init(struct event_base *base)
 {
 	evbase = base;
-	max_clients = limit;
 	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
@@ -689,12 +771,15 @@ void sessions_shutdown(void)
 	while (!LIST_EMPTY(&sessions)) {
 		struct session *s = LIST_FIRST(&sessions);
 		LIST_REMOVE(s, link);
+		if (!s->peer.refused)
+			quota_give(s->peer.uid, QUOTA_CLIENTS, 1);
 		event_free(s->ev);
 		close(s->fd);
 		free(s->peer.groups);
 		free(s);
 	}
 	nsessions = 0;
+	nrefused = 0;
 	if (spare_fd >= 0)
 		close(spare_fd);
 	spare_fd = -1;

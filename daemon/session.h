@@ -7,9 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shmq_wire.h"
+
 struct event_base;
 
-void sessions_init(struct event_base *base, uint32_t max_clients);
+/* How many connections each user may hold is quota.c's business. */
+void sessions_init(struct event_base *base);
 /* Accepts every pending connection on the listening socket `lfd`. */
 void sessions_accept(int lfd);
 void sessions_shutdown(void);
@@ -28,7 +31,8 @@ struct peer {
 	uint32_t *groups;
 	int ngroups;
 	int hello;          /* HELLO accepted */
-	int refused;        /* over the client limit */
+	int refused;        /* over the client limit or the user's quota */
+	char refused_why[SHMQ_WIRE_DETAIL];     /* and which, in words */
 };
 size_t session_handle(struct peer *peer, const void *pkt, size_t len,
 		      void *out, int *fd, int *hang_up);

@@ -27,7 +27,7 @@
 #include "shmq_layout.h"
 
 #define SHMQ_WIRE_MAGIC    UINT32_C(0x51514d53)   /* "SMQQ" */
-#define SHMQ_WIRE_VERSION  4u
+#define SHMQ_WIRE_VERSION  5u
 #define SHMQ_WIRE_MAX      65536u                 /* largest packet */
 #define SHMQ_WIRE_NAME     (SHMQ_NAME_MAX + 1)
 
@@ -55,6 +55,7 @@ enum shmq_msgtype {
 	/* Inspection. */
 	SHMQ_MSG_STAT = 300,        /* struct shmq_wire_name */
 	SHMQ_MSG_LIST,              /* struct shmq_wire_list */
+	SHMQ_MSG_USERS,             /* struct shmq_wire_users */
 };
 
 /* Set in the type of every reply. */
@@ -112,6 +113,13 @@ struct shmq_wire_detach {
 
 struct shmq_wire_list {
 	char     after[SHMQ_WIRE_NAME];  /* "" for the first page */
+};
+
+/* Users from `from` on, in uid order.  Root and the daemon's own uid see
+ * every user that holds anything; any other uid sees only itself. */
+struct shmq_wire_users {
+	uint32_t from;              /* 0 for the first page */
+	uint32_t pad;
 };
 
 /* --- reply bodies ------------------------------------------------------ */
@@ -183,6 +191,30 @@ struct shmq_wire_list_reply {
 	struct shmq_wire_stat entries[SHMQ_WIRE_LIST_PAGE];
 };
 
+/* One user's usage and the limits that bind it, or (in `total`)
+ * everybody's against the daemon's global limits.  A limit of
+ * SHMQ_WIRE_UNLIMITED is none. */
+#define SHMQ_WIRE_UNLIMITED   UINT64_MAX
+#define SHMQ_WIRE_USER_EXEMPT 0x1u  /* the daemon's uid: global limits only */
+#define SHMQ_WIRE_USER_TOTAL  0x2u  /* the `total` entry */
+struct shmq_wire_user {
+	uint32_t uid;
+	uint32_t flags;             /* SHMQ_WIRE_USER_* */
+	uint64_t bytes, max_bytes;  /* shared memory reserved */
+	uint64_t queues, max_queues;
+	uint64_t clients, max_clients;  /* connections */
+	uint64_t handles, max_handles;  /* open handles */
+};
+
+#define SHMQ_WIRE_USERS_PAGE 256u
+struct shmq_wire_users_reply {
+	struct shmq_wire_status st;
+	uint32_t count;
+	uint32_t more;              /* ask again from the last uid + 1 */
+	struct shmq_wire_user total;
+	struct shmq_wire_user entries[SHMQ_WIRE_USERS_PAGE];
+};
+
 static_assert(sizeof(struct shmq_wire_hdr) == 16, "header size");
 static_assert(sizeof(struct shmq_wire_create) == 552, "create size");
 static_assert(sizeof(struct shmq_wire_open) == 264, "open size");
@@ -192,5 +224,9 @@ static_assert(sizeof(struct shmq_wire_status) == 128, "status size");
 static_assert(sizeof(struct shmq_wire_hdr) +
 		      sizeof(struct shmq_wire_list_reply) <= SHMQ_WIRE_MAX,
 	      "a list page fits one packet");
+static_assert(sizeof(struct shmq_wire_user) == 72, "user size");
+static_assert(sizeof(struct shmq_wire_hdr) +
+		      sizeof(struct shmq_wire_users_reply) <= SHMQ_WIRE_MAX,
+	      "a users page fits one packet");
 
 #endif /* SHMQ_WIRE_H */

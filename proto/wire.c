@@ -56,6 +56,7 @@ static size_t request_size(uint16_t type)
 	case SHMQ_MSG_DELETE: return sizeof(struct shmq_wire_name);
 	case SHMQ_MSG_STAT:   return sizeof(struct shmq_wire_name);
 	case SHMQ_MSG_LIST:   return sizeof(struct shmq_wire_list);
+	case SHMQ_MSG_USERS:  return sizeof(struct shmq_wire_users);
 	default:              return 0;
 	}
 }
@@ -94,6 +95,10 @@ static int check_body(uint16_t type, const void *body)
 		const struct shmq_wire_list *l = body;
 		return wire_check_name(l->after, sizeof(l->after), 1);
 	}
+	case SHMQ_MSG_USERS: {
+		const struct shmq_wire_users *u = body;
+		return u->pad ? SHMQ_EINVAL : SHMQ_OK;
+	}
 	default:
 		return SHMQ_EPROTO;
 	}
@@ -131,6 +136,8 @@ static size_t reply_min_size(uint16_t type)
 	case SHMQ_MSG_STAT:   return sizeof(struct shmq_wire_stat_reply);
 	case SHMQ_MSG_LIST:
 		return offsetof(struct shmq_wire_list_reply, entries);
+	case SHMQ_MSG_USERS:
+		return offsetof(struct shmq_wire_users_reply, entries);
 	default:              return sizeof(struct shmq_wire_status);
 	}
 }
@@ -162,6 +169,15 @@ int wire_check_reply(const void *pkt, size_t len, uint16_t type,
 		if (count > SHMQ_WIRE_LIST_PAGE ||
 		    *body_len != offsetof(struct shmq_wire_list_reply, entries) +
 					 count * sizeof(struct shmq_wire_stat))
+			return SHMQ_EPROTO;
+	} else if (type == SHMQ_MSG_USERS) {
+		const struct shmq_wire_users_reply *u = *body;
+		uint32_t count;
+		memcpy(&count, &u->count, sizeof(count));
+		if (count > SHMQ_WIRE_USERS_PAGE ||
+		    *body_len != offsetof(struct shmq_wire_users_reply,
+					  entries) +
+					 count * sizeof(struct shmq_wire_user))
 			return SHMQ_EPROTO;
 	} else if (*body_len != reply_min_size(type)) {
 		return SHMQ_EPROTO;

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "paths.h"
 #include "procs.h"
+#include "quota.h"
 #include "registry.h"
 #include "session.h"
 
@@ -27,7 +28,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static struct event_base *base;
 static char identity[64];
 static const struct registry_limits limits = {
-	.max_queues = 4, .max_segment = 1u << 20, .max_attach = 4,
+	.max_segment = 1u << 20, .max_attach = 4,
+};
+/* uid 1000 (not the fuzzer's) gets less than everybody, so that both the
+ * global limits and the user quotas are reached. */
+static const struct quota_limits quotas = {
+	.global = { 4u << 20, 4, 16, QUOTA_UNLIMITED },
+	.user = { 2u << 20, 3, 8, 6 },
 };
 
 static int delete_one(struct queue *q, void *arg)
@@ -71,9 +78,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		 (long)getpid());
 	base = event_base_new();
 	log_init(-1);
+	quota_init(&quotas, 0);
 	registry_init(identity, &limits);
 	procs_init(base);
-	sessions_init(base, 16);
+	sessions_init(base);
 	atexit(sweep);
 	return 0;
 }
