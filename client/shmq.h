@@ -50,7 +50,8 @@
  * is said once, here:
  *
  * Calls to the daemon.  shmq_create, shmq_open, shmq_detach,
- * shmq_stat_name, shmq_close_name, shmq_delete and shmq_list send one
+ * shmq_stat_name, shmq_close_name, shmq_delete, shmq_list and shmq_users
+ * send one
  * request to shmqd over a Unix socket and (all but shmq_detach) wait for
  * its reply, normally tens of microseconds.  A process has one connection,
  * opened by its first such call (and again after fork() or a daemon
@@ -70,7 +71,9 @@
  *   SHMQ_EACCES     the socket's permissions refuse this user
  *   SHMQ_EPROTO     the daemon speaks another protocol or layout version,
  *                   or sent a malformed reply
- *   SHMQ_ELIMIT     the daemon has its most clients (shmqd --max-clients)
+ *   SHMQ_ELIMIT     the daemon has its most clients (shmqd --max-clients),
+ *                   or the caller's uid its most connections (shmqd
+ *                   --user-max-clients; see shmq_users())
  * An error the daemon replied with comes with its explanation in
  * shmq_error_detail().
  *
@@ -229,9 +232,13 @@ void shmq_attr_init(struct shmq_attr *attr);
  *   SHMQ_ENOENT  the dead-letter queue does not exist
  *   SHMQ_EACCES  the caller may not write the dead-letter queue
  *   SHMQ_EEXIST  a queue `name` exists (without SHMQ_EXIST_OK)
- *   SHMQ_ELIMIT  the daemon holds its most queues (shmqd --max-queues),
- *                the segment would exceed shmqd --max-segment, or the
- *                daemon is out of file descriptors
+ *   SHMQ_ELIMIT  the daemon holds its most queues (shmqd --max-queues)
+ *                or bytes (--max-bytes), the caller's uid its most
+ *                queues or bytes (--user-max-queues, --user-max-bytes;
+ *                see shmq_users()), the segment would exceed shmqd
+ *                --max-segment, or the daemon is out of file
+ *                descriptors; shmq_error_detail() names which, with the
+ *                usage and the limit
  *   SHMQ_ENOSPC  /dev/shm cannot hold the queue's memory
  *   SHMQ_ESYS, SHMQ_ENOMEM
  *                a system call of the daemon failed, or it ran out of
@@ -275,7 +282,9 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
  *                 the control socket refuses this user)
  *   SHMQ_ELIMIT   every handle the queue can have is in use (shmqd
  *                 --max-attach, counting every open handle of every
- *                 process), or the daemon is out of file descriptors
+ *                 process), the caller's uid has its most open handles
+ *                 (--user-max-handles; see shmq_users()), or the daemon
+ *                 is out of file descriptors
  *   SHMQ_ECORRUPT the queue's memory fails the checks made at open, or
  *                 its segment was destroyed (truncated by a client)
  *   SHMQ_EPROTO   the segment has another layout version
@@ -894,15 +903,20 @@ int shmq_delete(const char *name);
 int shmq_list(struct shmq_stat **list, size_t *n);
 
 /*
- * Per-user usage of the daemon and the limits that bind it.  shmqd
- * counts, for each uid: the shared memory its queues reserve (segment
- * and record, in whole pages), its queues, its connections and its open
- * handles.  Every uid but the daemon's own has a quota of each (shmqd
- * --user-max-bytes, --user-max-queues, --user-max-clients,
- * --user-max-handles); all users together are bound by the daemon's
- * limits (--max-bytes, --max-queues, --max-clients).  A create, open or
- * connection over one fails with SHMQ_ELIMIT and shmq_error_detail()
- * names the quota, the usage and the limit.
+ * Users and their quotas.  shmqd counts, for each uid, four things it
+ * holds on the uid's behalf: the shared memory its queues reserve in
+ * /dev/shm (each queue's segment and record, in whole pages, counted
+ * from create until the memory is freed: at delete, or when the last
+ * handle of a deleted queue detaches), its queues (until deleted), its
+ * connections and its open handles (those of its processes).  Every uid
+ * but the daemon's own has a quota of each (shmqd --user-max-bytes,
+ * --user-max-queues, --user-max-clients, --user-max-handles; by default
+ * a quarter of /dev/shm, of --max-queues and of --max-clients, and four
+ * handles per connection), and all users together are bound by the
+ * daemon's limits (--max-bytes, --max-queues, --max-clients).  What
+ * would go over one is refused with SHMQ_ELIMIT, and shmq_error_detail()
+ * names the quota, the usage and the limit, e.g. "uid 1000 over its byte
+ * quota (--user-max-bytes): 3145728 reserved + 1114112 asked > 4194304".
  */
 #define SHMQ_UNLIMITED    UINT64_MAX  /* a limit that is not there */
 #define SHMQ_USER_EXEMPT  0x1u        /* the daemon's own uid: only the
@@ -910,22 +924,30 @@ int shmq_list(struct shmq_stat **list, size_t *n);
 struct shmq_user {
 	uint32_t uid;
 	uint32_t flags;         /* SHMQ_USER_EXEMPT */
-	uint64_t bytes;         /* shared memory reserved by its queues */
-	uint64_t max_bytes;     /* each max_*: the smaller of the user's
+	uint64_t bytes;         /* shared memory reserved for its queues */
+	uint64_t max_bytes;     /* each max_*: the smaller of the uid's
 				   quota and the daemon's limit, or
 				   SHMQ_UNLIMITED */
 	uint64_t queues, max_queues;
 	uint64_t clients, max_clients;   /* connections */
 	uint64_t handles, max_handles;   /* open handles */
 };
-/* Fills *list with the users the caller may see, in uid order (free it
- * with free()), and *total, if not NULL, with everybody's usage against
- * the daemon's limits (uid UINT32_MAX).  Root and the daemon's uid see
- * every user that holds anything; any other caller sees only itself,
- * even holding nothing.  The caller's own connection is counted.
- * Returns SHMQ_OK, SHMQ_EINVAL (list or n is NULL), SHMQ_ENOMEM, or a
- * transport error (SHMQ_ENODAEMON, SHMQ_EPROTO).  Blocks for one round
- * trip to the daemon per 256 users; thread-safe. */
+/*
+ * shmq_users - the users the caller may see, with their usage and
+ * limits.  Sets *list to a malloc()ed array of *n entries in uid order
+ * (free it with free()) and, if `total` is not NULL, fills *total with
+ * everybody's usage against the daemon's limits (uid UINT32_MAX;
+ * max_handles is SHMQ_UNLIMITED: there is no global handle limit).  Root
+ * and the daemon's own uid see every uid that holds anything; any other
+ * caller sees one entry, its own, even when it holds nothing (its limits
+ * are worth knowing).  The caller's connection, used for the call,
+ * counts among its clients.  The daemon sends 256 users per round trip,
+ * so a long list is not one snapshot.
+ *
+ * Returns SHMQ_OK; SHMQ_EINVAL (list or n is NULL); SHMQ_ENOMEM; or a
+ * control error.  On error *list is NULL and *n 0 (*total is left
+ * alone).  Blocks for one round trip per 256 users.
+ */
 int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total);
 
 /* SHMQ_OK if `name` is 1-255 bytes of [A-Za-z0-9._-] not starting with
