@@ -128,13 +128,27 @@ static int insert(struct queue *q)
 	return SHMQ_OK;
 }
 
-/* The queue's name is gone: it no longer counts as one of its owner's
- * queues (its bytes still do, while its memory lives). */
+static uint64_t page_round(uint64_t n)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	return (n + page - 1) / page * page;
+}
+
+/* The queue's name is gone, and its record with it: it no longer counts
+ * as one of its owner's queues, nor does the record's page among its
+ * bytes.  The segment's bytes count while its memory lives. */
 static void uncount(struct queue *q)
 {
-	if (q->counted) {
-		quota_give(q->uid, QUOTA_QUEUES, 1);
-		q->counted = 0;
+	uint64_t meta = page_round(sizeof(struct meta));
+
+	if (!q->counted)
+		return;
+	quota_give(q->uid, QUOTA_QUEUES, 1);
+	q->counted = 0;
+	if (q->reserved >= meta) {
+		quota_give(q->uid, QUOTA_BYTES, meta);
+		q->reserved -= meta;
 	}
 }
 
@@ -214,10 +228,7 @@ static int map_segment(struct queue *q, int fd, uint64_t size)
 
 uint64_t registry_reserved_bytes(uint64_t seg_size)
 {
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-
-	return (seg_size + page - 1) / page * page +
-	       (sizeof(struct meta) + page - 1) / page * page;
+	return page_round(seg_size) + page_round(sizeof(struct meta));
 }
 
 /* Charges a queue to its owner.  An adopted queue is charged whatever

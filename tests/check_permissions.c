@@ -23,13 +23,11 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,42 +36,10 @@
 #include "lib/harness.h"
 #include "lib/queue.h"
 #include "lib/runner.h"
+#include "lib/users.h"
 
 /* ======================================================================= */
 /* Permissions                                                             */
-
-#define NOBODY ((uid_t)65534)
-
-/* Lets uid 65534 reach the daemon: its directories are 0700 and its
- * socket 0600, since a per-user daemon serves only its user. */
-static void share_socket(const struct daemon *d)
-{
-	char scratch[sizeof(d->dir)];
-	char *slash;
-
-	snprintf(scratch, sizeof(scratch), "%s", d->dir);
-	slash = strrchr(scratch, '/');
-	ck_assert_ptr_nonnull(slash);
-	*slash = '\0';
-	ck_assert_int_eq(chmod(scratch, 0711), 0);
-	ck_assert_int_eq(chmod(d->dir, 0711), 0);
-	ck_assert_int_eq(chmod(d->sock, 0666), 0);
-}
-
-/* In a child: becomes uid/gid 65534 with the given supplementary groups.
- * Changing credentials clears the parent-death signal, so it is armed
- * again: the child must still die with the test.  The library connects
- * lazily, so the daemon sees these credentials. */
-static void become_nobody(const gid_t *groups, size_t ngroups)
-{
-	pid_t parent = getppid();
-
-	CHILD_CHECK(setgroups(ngroups, groups) == 0);
-	CHILD_CHECK(setresgid(NOBODY, NOBODY, NOBODY) == 0);
-	CHILD_CHECK(setresuid(NOBODY, NOBODY, NOBODY) == 0);
-	CHILD_CHECK(prctl(PR_SET_PDEATHSIG, SIGKILL) == 0);
-	CHILD_CHECK(getppid() == parent);
-}
 
 /* The /dev/shm objects of daemon `d`, each checked with `fn`; returns
  * how many there were, or a negative number if `fn` refused one. */
