@@ -8,7 +8,9 @@
  */
 #include "config.h"
 
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,16 +114,48 @@ static void show_list_json(const struct shmq_stat *list, size_t n)
 	fputs(n ? "\n]\n" : "]\n", stdout);
 }
 
-static void show_list_table(const struct shmq_stat *list, size_t n)
+/* The owner's and the group's names (else their numbers), for ls -l. */
+static const char *owner_name(uint32_t uid, char *buf, size_t size)
 {
-	int width = 4;
-	char len[48], state[48];
+	const struct passwd *pw = getpwuid((uid_t)uid);
 
-	for (size_t i = 0; i < n; i++)
+	if (pw && pw->pw_name && *pw->pw_name)
+		return report_clean(pw->pw_name, buf, size);
+	snprintf(buf, size, "%" PRIu32, uid);
+	return buf;
+}
+
+static const char *group_name(uint32_t gid, char *buf, size_t size)
+{
+	const struct group *gr = getgrgid((gid_t)gid);
+
+	if (gr && gr->gr_name && *gr->gr_name)
+		return report_clean(gr->gr_name, buf, size);
+	snprintf(buf, size, "%" PRIu32, gid);
+	return buf;
+}
+
+static void show_list_table(const struct shmq_stat *list, size_t n,
+			    int long_form)
+{
+	int width = 4, ow = 5, gw = 5;
+	char len[48], state[48], who[CLEAN_MAX];
+
+	for (size_t i = 0; i < n; i++) {
 		if ((int)strlen(list[i].name) > width)
 			width = (int)strlen(list[i].name);
-	printf("%-*s  %-15s  %-17s  %9s  %9s\n", width, "NAME",
-	       "LENGTH/CAPACITY", "STATE", "PRODUCERS", "CONSUMERS");
+		if (!long_form)
+			continue;
+		int w = (int)strlen(owner_name(list[i].uid, who, sizeof(who)));
+		ow = w > ow ? w : ow;
+		w = (int)strlen(group_name(list[i].gid, who, sizeof(who)));
+		gw = w > gw ? w : gw;
+	}
+	printf("%-*s  ", width, "NAME");
+	if (long_form)
+		printf("%-4s  %-*s  %-*s  ", "MODE", ow, "OWNER", gw, "GROUP");
+	printf("%-15s  %-17s  %9s  %9s\n", "LENGTH/CAPACITY", "STATE",
+	       "PRODUCERS", "CONSUMERS");
 	for (size_t i = 0; i < n; i++) {
 		const struct shmq_stat *st = &list[i];
 		snprintf(len, sizeof(len), "%" PRIu64 "/%" PRIu32,
@@ -129,9 +163,16 @@ static void show_list_table(const struct shmq_stat *list, size_t n)
 		snprintf(state, sizeof(state), "%s%s%s", fields_state_name(st->state),
 			 st->auto_closed ? ",auto" : "",
 			 st->producer_lost ? ",lost" : "");
-		printf("%-*s  %-15s  %-17s  %9" PRIu32 "  %9" PRIu32 "\n",
-		       width, st->name, len, state, st->producers,
-		       st->consumers);
+		printf("%-*s  ", width, st->name);
+		if (long_form) {
+			printf("%04o  ", (unsigned)st->mode);
+			printf("%-*s  ", ow, owner_name(st->uid, who,
+							 sizeof(who)));
+			printf("%-*s  ", gw, group_name(st->gid, who,
+							 sizeof(who)));
+		}
+		printf("%-15s  %-17s  %9" PRIu32 "  %9" PRIu32 "\n", len,
+		       state, st->producers, st->consumers);
 	}
 }
 
@@ -146,23 +187,33 @@ static int exec_ls(struct args *a)
 	if (a->opt[OPT_JSON])
 		show_list_json(list, n);
 	else
-		show_list_table(list, n);
+		show_list_table(list, n, a->opt[OPT_LONG] != NULL);
 	free(list);
 	return report_flush(a);
 }
 
+static const struct cmd_opt ls_opts[] = {
+	{ OPT_LONG, "long", 'l', NULL, NULL,
+	  "also show each queue's mode, owner and group" },
+	{ OPT_JSON, "json", 0, NULL, NULL, "print JSON" },
+	{ OPT_NONE }
+};
+
 const struct cmd_entry cmd_ls_entry = {
 	.name = "ls",
 	.alias = "list",
-	.usage = "[--json]",
+	.usage = "[-l] [--json]",
 	.summary = "list queues",
 	.help =
 "List the queues you may read, by name: NAME, LENGTH/CAPACITY (messages\n"
 "queued, and the most it holds), STATE (open, closed or closed-now, plus\n"
 "',auto' if the last producer's leaving closed it and ',lost' if a producer\n"
-"died without detaching), PRODUCERS and CONSUMERS attached.  --json prints\n"
-"a JSON array of the objects 'qctl stat --json' prints.\n",
-	.opts = json_opts,
+"died without detaching), PRODUCERS and CONSUMERS attached.  -l adds,\n"
+"after NAME, the queue's MODE, OWNER and GROUP (names, or numbers without\n"
+"one): the owner is the user whose quotas the queue counts against (see\n"
+"'qctl users').  --json prints a JSON array of the objects 'qctl stat\n"
+"--json' prints (the owner is their uid, the group their gid).\n",
+	.opts = ls_opts,
 	.min_args = 0,
 	.max_args = 0,
 	.exits = X_COMMON,

@@ -68,6 +68,17 @@ void fields_u64(struct fields *f, const char *k, uint64_t val)
 	line_end(f);
 }
 
+void fields_limit(struct fields *f, const char *k, uint64_t val)
+{
+	if (val != SHMQ_UNLIMITED) {
+		fields_u64(f, k, val);
+		return;
+	}
+	key(f, k);
+	fputs(f->json ? "null" : "unlimited", stdout);
+	line_end(f);
+}
+
 void fields_bool(struct fields *f, const char *k, int val)
 {
 	key(f, k);

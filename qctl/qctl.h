@@ -60,6 +60,7 @@ enum opt_id {
 	OPT_NOW,
 	OPT_JSON,
 	OPT_ONCE,
+	OPT_LONG,
 	OPT_LAST
 };
 
@@ -114,6 +115,7 @@ extern const struct cmd_entry cmd_stat_entry;
 extern const struct cmd_entry cmd_ls_entry;
 extern const struct cmd_entry cmd_rm_entry;
 extern const struct cmd_entry cmd_top_entry;
+extern const struct cmd_entry cmd_users_entry;
 
 /* ------------------------------------------------------------------ */
 /* report.c: errors and exit statuses                                 */
@@ -163,6 +165,8 @@ struct fields {
 
 void fields_str(struct fields *f, const char *key, const char *val);
 void fields_u64(struct fields *f, const char *key, uint64_t val);
+/* A limit: the number, or SHMQ_UNLIMITED as 'unlimited' (null in JSON). */
+void fields_limit(struct fields *f, const char *key, uint64_t val);
 void fields_bool(struct fields *f, const char *key, int val);
 /* UTC, ISO 8601, milliseconds; 0 is "never" ('-', or null in JSON). */
 void fields_time(struct fields *f, const char *key, int64_t ns);

@@ -455,8 +455,9 @@ get|NAME [-n N] [-0] [--timeout SECONDS] [--nonblock]
 cat|NAME [-0]
 close|NAME [--now]
 stat|NAME [--json]
-ls|[--json]
+ls|[-l] [--json]
 rm|NAME
+users|[--json]
 EOF
 	v=$(sed -n 's/^#define PACKAGE_VERSION "\(.*\)"$/\1/p' \
 		"$build/config.h" 2>/dev/null)
@@ -1277,10 +1278,62 @@ t_perm() {
 		  "open pub " ]
 	expect 0 "create as another user" qn create mine
 	check_stat "its queue is owned by it" mine uid=65534 gid=65534 mode=0600
+	expect 0 "ls -l" qc ls -l
+	check "ls -l header" grep -qE \
+		'^NAME +MODE +OWNER +GROUP +LENGTH/CAPACITY +STATE +PRODUCERS +CONSUMERS$' \
+		"$C/out"
+	check "ls -l shows the owner of each queue" grep -qE \
+		'^mine +0600 +(nobody|65534) +[a-z0-9]+ +0/1024 +open +0 +0$' \
+		"$C/out"
+	check "ls -l: root's queue" grep -qE '^pub +0644 +root +' "$C/out"
+	expect 0 "users as another user" qn users
+	check "users: a header, its own row only, the totals" \
+		[ "$(lines_of "$C/out")" = 3 ] && \
+		[ "$(awk 'NR == 3 { print $1 }' "$C/out")" = "(total)" ]
+	check "users: its row counts its queue and this connection" \
+		grep -qE '^(nobody|65534) +65534 +1/4096 +[0-9.]+[KM]/[0-9.]+[KMGT] +1/1024 +0/4096$' \
+		"$C/out"
+	expect 0 "users as root" qc users --json
+	check "users --json as root: root (exempt) and 65534" grep -qE \
+		'^\{"uid":0,"user":"root","exempt":true,.*"max_handles":null\},$' \
+		"$C/out"
+	check "users --json: 65534's quotas" grep -qE \
+		'^\{"uid":65534,"user":"[a-z0-9]+","exempt":false,"bytes":[1-9][0-9]*,"max_bytes":[0-9]+,"queues":1,"max_queues":4096,"clients":0,"max_clients":1024,"handles":0,"max_handles":4096\}$' \
+		"$C/out"
+	if command -v jq >/dev/null 2>&1; then
+		check "jq: users --json totals are the sums" jq -e \
+			'.total.queues == ([.users[].queues] | add) and
+			 .total.bytes == ([.users[].bytes] | add) and
+			 .total.max_queues == 16384' "$C/out"
+	fi
 	check_stat "the refused commands changed nothing" priv messages=1 \
 		state=open total_got=0
 	expect 0 "the owner still reads its message" qc get priv
 	out_is "the message" secret
+}
+
+t_quota() {
+	if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null 2>&1; then
+		ok "# SKIP needs root and setpriv"
+		return
+	fi
+	chmod 0711 "$TOP"
+	chmod 0755 "$C"
+	chmod 0666 "$C/s.sock"
+	expect 0 "create within the quota" qn create a --capacity 4
+	expect 0 "put into it" qn put a kept
+	expect 1 "create past --user-max-queues 1" qn create b --capacity 4
+	err_has "one line naming the quota, the usage and the limit" \
+		"qctl: create b: daemon limit reached (uid 65534 at its queue quota (--user-max-queues): 1 of 1 in use)"
+	expect 6 "nothing was created" qc stat b
+	expect 0 "the daemon's user still creates" qc create c --capacity 4
+	expect 0 "users" qn users
+	check "users shows the queue quota reached" grep -qE \
+		'^[a-z0-9]+ +65534 +1/1 ' "$C/out"
+	expect 0 "rm gives the queue back" qn rm a
+	expect 0 "then create succeeds" qn create b --capacity 4
+	check "the first refusal is logged, once" \
+		[ "$(grep -c 'uid 65534 at its queue quota' "$C/s.sock.log")" = 1 ]
 }
 
 t_errors() {
@@ -1527,6 +1580,7 @@ run_case "daemon unreachable (8)" t_unreachable
 run_case "message too big (9)" t_toobig
 run_case "producer died (10)" t_lost
 run_case "other errors (1)" t_errors --max-queues 1
+run_case "quotas (1)" t_quota --user-max-queues 1
 run_case "round trip" t_roundtrip
 run_case "stat and ls --json" t_json
 run_case "close --now" t_closenow
