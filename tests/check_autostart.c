@@ -246,6 +246,17 @@ START_TEST(test_detach_does_not_start)
 }
 END_TEST
 
+static int serving(const char *sock)
+{
+	int fd = raw_connect(sock), ok;
+
+	if (fd < 0)
+		return 0;
+	ok = raw_hello(fd, NULL) == SHMQ_OK;
+	close(fd);
+	return ok;
+}
+
 /* The per-user default socket may sit in a directory another user made
  * first: a daemon answering there as somebody else is refused. */
 START_TEST(test_foreign_user_daemon)
@@ -284,7 +295,9 @@ START_TEST(test_foreign_user_daemon)
 		_exit(127);
 	}
 	ck_assert_int_gt(pid, 0);
-	ck_assert(WAIT_UNTIL(access(sock, F_OK) == 0, 10000));
+	/* Serving (its HELLO answered) means its event loop, and with it
+	 * its SIGTERM handler, runs: the socket file alone comes earlier. */
+	ck_assert(WAIT_UNTIL(serving(sock), 10000));
 
 	unsetenv("SHMQ_SOCKET");
 	setenv("XDG_RUNTIME_DIR", dir, 1);
