@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -38,6 +39,8 @@ struct shmq {
 	int64_t dlq_retry_ns;
 	struct shmq_msg viewed;
 	int viewing;
+	/* Serialises the creation of the pollable descriptors. */
+	pthread_mutex_t poll_lock;
 };
 
 const char *shmq_version(void)
@@ -193,6 +196,7 @@ static int open_handle(const char *name, uint32_t role, unsigned flags,
 		goto fail_attached;
 	q->ring.dead_letter = dead_letter;
 	q->ring.dead_letter_ctx = q;
+	pthread_mutex_init(&q->poll_lock, NULL);
 	*qp = q;
 	return SHMQ_OK;
 
@@ -272,6 +276,8 @@ int shmq_detach(shmq_t *q)
 	ring_release(&q->ring, 1);
 	if (q->dlq)
 		shmq_detach(q->dlq);
+	ring_poll_close(&q->ring);
+	pthread_mutex_destroy(&q->poll_lock);
 	/* Say so in the segment first: a daemon that is down now, or that
 	 * hears of us only when we exit, still releases us as detached. */
 	ring_client_mark_detached(&q->ring);
@@ -410,6 +416,42 @@ int shmq_get_leave(shmq_t *q)
 		return ring_release(&q->ring, 1);
 	q->viewing = 0;
 	return ring_nack(&q->ring, &q->viewed, 0);
+}
+
+/* --- event loops -------------------------------------------------------- */
+
+/* The role a direction needs. */
+static int poll_role(const struct shmq *q, unsigned dir)
+{
+	if (q == NULL || (dir != SHMQ_POLL_GET && dir != SHMQ_POLL_PUT))
+		return SHMQ_EINVAL;
+	if (!(q->flags & (dir == SHMQ_POLL_GET ? SHMQ_CONSUMER : SHMQ_PRODUCER)))
+		return SHMQ_EROLE;
+	return SHMQ_OK;
+}
+
+int shmq_fd(shmq_t *q, unsigned dir, int *fd)
+{
+	int rc = poll_role(q, dir);
+
+	if (fd == NULL)
+		return SHMQ_EINVAL;
+	*fd = -1;
+	if (rc != SHMQ_OK)
+		return rc;
+	pthread_mutex_lock(&q->poll_lock);
+	rc = ring_poll_fd(&q->ring, dir, fd);
+	pthread_mutex_unlock(&q->poll_lock);
+	return rc;
+}
+
+int shmq_wait(shmq_t *q, unsigned dir, size_t len, int timeout_ms)
+{
+	int rc = poll_role(q, dir);
+
+	if (rc != SHMQ_OK)
+		return rc;
+	return ring_wait(&q->ring, dir, len, timeout_ms);
 }
 
 /* --- acked queues ------------------------------------------------------ */

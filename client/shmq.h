@@ -79,8 +79,9 @@
  *
  * Calls on a handle.  put, get, their batch and zero-copy forms, close,
  * stat and the accessors work in the queue's shared memory and never talk
- * to the daemon; they make no system call unless they sleep or wake a
- * sleeper.  (One exception: a consumer of an acked queue with a
+ * to the daemon; they make no system call unless they sleep, wake a
+ * sleeper or a poller, or arm their handle's descriptor (see "Event
+ * loops").  (One exception: a consumer of an acked queue with a
  * dead-letter queue opens that queue through the daemon, once; see
  * "Acked queues".)  Every one of them returns SHMQ_EINVAL for a NULL
  * handle, and those that touch the queue return SHMQ_ECORRUPT when what
@@ -823,6 +824,114 @@ struct shmq_lease_info {
  * (then *list is NULL and *n 0).  Never blocks, never talks to the daemon.
  */
 int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
+
+/*
+ * Event loops: a descriptor to poll, and a wait that takes nothing.
+ *
+ * shmq_fd() gives a handle's descriptor for one direction, to watch for
+ * readability with poll, epoll, libevent, GLib or asyncio alongside
+ * sockets and timers: SHMQ_POLL_GET (a consumer handle) says a get may
+ * proceed, SHMQ_POLL_PUT (a producer handle) that a put may.  It is
+ * created on the first call and the same one is returned after that; it
+ * belongs to the handle and is closed by shmq_detach() (take it out of
+ * your loop first: libevent's event_del, or EPOLL_CTL_DEL if you dup'ed
+ * it).  Never read, write or close it yourself.
+ *
+ *   int fd, rc; size_t len;
+ *   shmq_fd(q, SHMQ_POLL_GET, &fd);
+ *   struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = q };
+ *   epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+ *   for (;;) {
+ *           epoll_wait(ep, &ev, 1, -1);       (and your other descriptors)
+ *           while ((rc = shmq_get(q, buf, sizeof buf, &len,
+ *                                 SHMQ_NOWAIT)) == SHMQ_OK)
+ *                   handle(buf, len);
+ *           if (rc == SHMQ_EAGAIN)
+ *                   continue;                 armed: wait for the next one
+ *           if (rc == SHMQ_EOS || rc == SHMQ_EOS_LOST)
+ *                   break;                    end of stream: stop watching
+ *           report(rc);
+ *   }
+ *
+ * The contract.  A descriptor is armed by a call in its direction made
+ * with timeout SHMQ_NOWAIT that returns SHMQ_EAGAIN because there was
+ * nothing to do: on the get side shmq_get, shmq_getv, shmq_get_view,
+ * shmq_lease, shmq_leasev and shmq_lease_view, on the put side shmq_put,
+ * shmq_putv and shmq_put_reserve, and shmq_wait(q, dir, len,
+ * SHMQ_NOWAIT) on either.  Arming empties it; once armed, it becomes
+ * readable as soon as a call in its direction may proceed: on the get
+ * side a message was put, a leased message came back (nack, timeout, its
+ * holder gone) or the queue was closed; on the put side a message was
+ * taken (or acked) or the queue was closed.  Such a wake-up is never
+ * lost, not even when the process that made the change is killed right
+ * after it (shmqd, which notices every death, then wakes every armed
+ * descriptor of the queue; if shmqd is down at that moment, the wake-up
+ * comes when it is back).  A wake-up may be spurious: another handle may
+ * have taken the message first, or a put may still not fit in the byte
+ * budget.  After a wake-up, call the non-blocking operation again until
+ * it returns SHMQ_EAGAIN, which arms the descriptor again, or end of
+ * stream, SHMQ_ECLOSED or an error.  Every SHMQ_EAGAIN of such a call
+ * leaves the descriptor armed or readable (when a stalled process holds
+ * the queue's lock, it is left readable: try again).  Blocking calls
+ * (any other timeout) neither arm nor disarm it, and may be mixed freely.
+ * A new descriptor starts readable, so the loop's first wake-up makes
+ * the call that arms it.
+ *
+ *  - Level-triggered (poll, select, epoll without EPOLLET, libevent
+ *    without EV_ET): the descriptor stays readable until the next
+ *    SHMQ_EAGAIN, so a loop may also take one message per wake-up.
+ *  - Edge-triggered (EPOLLET, EV_ET): one wake-up per arming; after it,
+ *    call until SHMQ_EAGAIN (or the end), as in the example, or no
+ *    further wake-up comes while messages wait.
+ *
+ * On an acked queue the get descriptor also becomes readable when a
+ * lease that another handle holds may have timed out (at its deadline,
+ * and at least once a second while the queue has leases): a get is what
+ * returns it.  shmq_join and acks are not pollable.
+ *
+ * Cost.  Nothing per message while no handle of the queue is armed: the
+ * call that commits a message looks at one word, as without descriptors.
+ * An arming costs one or two system calls (one more on the get side of
+ * an acked queue); the first commit after it costs one datagram per
+ * armed handle, and the commits after that nothing until the handle
+ * arms again.  So a burst of a million messages to a polling consumer
+ * costs one datagram each time the consumer catches up, not one per
+ * message.
+ *
+ * Caveat: the descriptor is an AF_UNIX datagram socket in the abstract
+ * namespace, which is per network namespace.  Every process that commits
+ * on the queue (and shmqd) must share the poller's network namespace, or
+ * its wake-ups do not arrive; blocking calls and shmq_wait() work across
+ * namespaces.  Any local process in that namespace can make the
+ * descriptor readable (a spurious wake-up, nothing more).  Descriptors
+ * are not inherited usefully across fork(): a child opens its own
+ * handles.
+ *
+ * shmq_fd: SHMQ_OK with *fd set (never blocks), SHMQ_EINVAL (bad `dir`,
+ * fd NULL), SHMQ_EROLE (the handle lacks the role), SHMQ_ELIMIT (out of
+ * descriptors), SHMQ_ENOMEM, SHMQ_ESYS (see errno).  Thread-safe.
+ */
+#define SHMQ_POLL_GET 0x1u
+#define SHMQ_POLL_PUT 0x2u
+int shmq_fd(shmq_t *q, unsigned dir, int *fd);
+
+/*
+ * shmq_wait: waits until a call in direction `dir` would not block, and
+ * takes nothing.  SHMQ_POLL_GET: until a message, a returned lease or the
+ * end of stream is there (`len` is ignored); SHMQ_POLL_PUT: until there is
+ * room for a message of `len` bytes, or the queue is closed.  It waits as
+ * a blocking get or put does (spins, then sleeps; the same timeouts), but
+ * never takes the queue's lock or a message, so a caller may abandon it
+ * at any moment (a cancelled await in a language binding) and nothing is
+ * lost.  Returns SHMQ_OK when the call may proceed: it may still have to
+ * wait, or find nothing with SHMQ_NOWAIT, if another handle got there
+ * first; and it returns what that call returns (end of stream,
+ * SHMQ_ECLOSED).  SHMQ_EAGAIN with SHMQ_NOWAIT (and the descriptor, if
+ * the handle has one, is armed), SHMQ_ETIMEDOUT, SHMQ_EINTR (a signal
+ * handler ran), SHMQ_EINVAL, SHMQ_EROLE, SHMQ_E2BIG (`len` above the
+ * queue's maximum).  Thread-safe.
+ */
+int shmq_wait(shmq_t *q, unsigned dir, size_t len, int timeout_ms);
 
 /*
  * shmq_stat - fill *st with the queue's settings and counters, read from

@@ -44,6 +44,9 @@ int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
 		WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
 		WRITE_ONCE(c->detached, 0);
 		WRITE_ONCE(c->start_time, start_time);
+		WRITE_ONCE(c->poll_nonce, 0);
+		WRITE_ONCE(c->armed[PUT_SIDE], 0);
+		WRITE_ONCE(c->armed[GET_SIDE], 0);
 		__atomic_store_n(&c->gen, g, __ATOMIC_RELEASE);
 		if (role & SHMQ_ROLE_PRODUCER)
 			__atomic_add_fetch(&h->producers, 1, __ATOMIC_SEQ_CST);
@@ -116,6 +119,8 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 	WRITE_ONCE(c->role, 0);
 	WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
 	WRITE_ONCE(c->detached, 0);
+	WRITE_ONCE(c->armed[PUT_SIDE], 0);
+	WRITE_ONCE(c->armed[GET_SIDE], 0);
 	WRITE_ONCE(c->gen, 0);
 	WRITE_ONCE(c->start_time, 0);
 	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);

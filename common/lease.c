@@ -194,7 +194,7 @@ static int sweep(struct ring *r, uint64_t head, int64_t now)
 	WRITE_ONCE(h->next_deadline, next);
 	WRITE_ONCE(h->departures_seen, departures);
 	if (freed)
-		wait_notify(&h->space_futex);
+		wait_notify(r, &h->space_futex);
 	return SHMQ_OK;
 }
 
@@ -227,7 +227,7 @@ uint64_t lease_discard(struct ring *r, uint64_t head)
 	WRITE_ONCE(r->hdr->lease_discarded,
 		   READ_ONCE(r->hdr->lease_discarded) + n);
 	if (n)
-		wait_notify(&r->hdr->space_futex);
+		wait_notify(r, &r->hdr->space_futex);
 	return n;
 }
 
@@ -255,7 +255,7 @@ static int try_dead_letter(struct ring *r, uint32_t i,
 	if (!r->has_dead_letter) {
 		free_slot(r, i, s->len);
 		add_total(&h->dropped);
-		wait_notify(&h->space_futex);
+		wait_notify(r, &h->space_futex);
 		return 1;
 	}
 	if (r->dead_letter &&
@@ -264,7 +264,7 @@ static int try_dead_letter(struct ring *r, uint32_t i,
 		HOOK(RING_HOOK_LEASE_DEAD_LETTERED);
 		free_slot(r, i, s->len);
 		add_total(&h->dead_lettered);
-		wait_notify(&h->space_futex);
+		wait_notify(r, &h->space_futex);
 		return 1;
 	}
 	struct shmq_lease *p = &r->leases[i];
@@ -720,7 +720,7 @@ static int ack_common(struct ring *r, struct ack_args *a)
 		/* A nack offers a message; an ack may end the stream for
 		 * getters waiting on a closed queue. */
 		if (a->how == 1 || (LOAD_ACQ(r->hdr->tail) & SHMQ_TAIL_CLOSED))
-			wait_notify(&r->hdr->data_futex);
+			wait_notify(r, &r->hdr->data_futex);
 	}
 	if (rc == SHMQ_OK && a->lost)
 		rc = SHMQ_ELEASE;

@@ -31,8 +31,9 @@
  * few messages later (prefetch_for_write), and a waiter lets a busy other
  * side get a stride ahead before it looks (see "Strides").
  *
- * Waiting and waking are wait.c's (wait.h); segment geometry, attach and
- * statistics segment.c's; the attachment table clients.c's.
+ * Waiting and waking are wait.c's (wait.h), pollable descriptors
+ * poll.c's; segment geometry, attach and statistics segment.c's; the
+ * attachment table clients.c's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -555,7 +556,7 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
 			*done += k;
 			if (rc != SHMQ_OK)
 				return rc;      /* closed: nothing placed since */
-			wait_notify(&r->hdr->data_futex);
+			wait_notify(r, &r->hdr->data_futex);
 		}
 	}
 	if (rc == SHMQ_ECORRUPT)
@@ -573,11 +574,15 @@ int ring_run_locked(struct ring *r, enum side side, int timeout_ms,
 		    const uint64_t *wait_len, attempt_fn attempt, void *ctx)
 {
 	struct timeout to;
-	int rc;
+	int rc, tries = 0;
 
 	timeout_init(&to, timeout_ms);
 	for (;;) {
 		rc = side_lock(r, side, &to);
+		if (rc == SHMQ_EAGAIN)
+			/* Not armed: the stalled lock holder may never wake
+			 * anyone, so a poller must come back. */
+			poll_kick(r, side);
 		if (rc != SHMQ_OK)
 			return rc;
 		HOOK(side == PUT_SIDE ? RING_HOOK_PUT_LOCKED
@@ -592,12 +597,18 @@ int ring_run_locked(struct ring *r, enum side side, int timeout_ms,
 		 * commits as it goes also wakes as it goes, lock held: the
 		 * other side's early start is the point of it.) */
 		if (progressed)
-			wait_notify(side == PUT_SIDE ? &r->hdr->data_futex
+			wait_notify(r, side == PUT_SIDE ? &r->hdr->data_futex
 						: &r->hdr->space_futex);
 		if (rc != RING_WAIT)
 			return rc;
-		if (to.ms == SHMQ_NOWAIT)
-			return SHMQ_EAGAIN;
+		if (to.ms == SHMQ_NOWAIT) {
+			/* Nothing to do: arm the handle's descriptor, if it
+			 * has one (poll.c). */
+			rc = poll_nowait(r, side, *wait_len, &tries);
+			if (rc != SHMQ_OK)
+				return rc;
+			continue;
+		}
 		rc = wait_for(r, side, *wait_len, &to);
 		if (rc != SHMQ_OK)
 			return rc;
@@ -698,7 +709,7 @@ int ring_commit(struct ring *r, int cancel)
 	r->held = 0;
 	side_unlock(r, PUT_SIDE);
 	if (!cancel && rc == SHMQ_OK)
-		wait_notify(&r->hdr->data_futex);
+		wait_notify(r, &r->hdr->data_futex);
 	return rc;
 }
 
@@ -859,7 +870,7 @@ static int attempt_get(struct ring *r, void *ctx, int *progressed)
 			since = 0;
 			ring_get_commit(r, head);
 			committed = head;
-			wait_notify(&r->hdr->space_futex);
+			wait_notify(r, &r->hdr->space_futex);
 		}
 	}
 	if (k) {
@@ -957,7 +968,7 @@ int ring_release(struct ring *r, int leave)
 	r->held = 0;
 	side_unlock(r, GET_SIDE);
 	if (!leave)
-		wait_notify(&r->hdr->space_futex);
+		wait_notify(r, &r->hdr->space_futex);
 	return SHMQ_OK;
 }
 

@@ -43,6 +43,15 @@ struct ring_config {
  * else leaves the message where it is. */
 typedef int (*ring_dead_letter_fn)(void *ctx, const void *msg, size_t len);
 
+/* A handle's pollable descriptor for one direction (common/poll.c). */
+struct ring_poller {
+	int open;               /* the fields below are valid */
+	int fd;                 /* what the caller watches */
+	int sock;               /* the bound datagram socket */
+	int timer;              /* acked get side: lease timer, else -1 */
+	uint32_t seq;           /* the last value this handle armed with */
+};
+
 /* The private, checked view of a mapped segment.  The configuration is
  * copied out of the header once, when attaching, and trusted from then on;
  * the shared copy is never read again. */
@@ -78,6 +87,10 @@ struct ring {
 				       get ahead while both stream, or 0 */
 	uint32_t stride_skip[2];    /* waits left without a stride: [0] put,
 				       [1] get */
+	/* Pollable descriptors, [0] put, [1] get, and the random part of
+	 * their names (0 until the first one). */
+	struct ring_poller poll[2];
+	uint64_t poll_nonce;
 	/* A zero-copy operation in progress holds a side's lock: */
 	int held;                   /* 0, or 1 + the side (put 0, get 1) */
 	pthread_t held_by;          /* the thread that holds it: a robust
@@ -131,8 +144,19 @@ int ring_join(struct ring *r, int timeout_ms);
 size_t ring_pending(const struct ring *r, struct shmq_lease_info *out,
 		    size_t cap);
 void ring_stat(const struct ring *r, struct shmq_stat *st);
-/* Wakes every sleeper so that each re-checks the queue. */
+/* Wakes every sleeper and every armed poller so that each re-checks the
+ * queue. */
 void ring_wake_all(struct ring *r);
+
+/* Event loops (poll.c); see "Event loops" in shmq.h.  ring_poll_fd
+ * returns the handle's descriptor for `dir` (SHMQ_POLL_GET or
+ * SHMQ_POLL_PUT), creating it the first time: the caller serialises
+ * calls for one ring.  ring_poll_close closes them (at detach).
+ * ring_wait waits until ring_ready says a get (a put of `len` bytes) may
+ * proceed, taking nothing; with timeout 0 it arms the descriptor. */
+int ring_poll_fd(struct ring *r, unsigned dir, int *fd);
+void ring_poll_close(struct ring *r);
+int ring_wait(struct ring *r, unsigned dir, uint64_t len, int timeout_ms);
 
 /* Attachment table.  Entries are added and removed by shmqd only. */
 int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
@@ -163,6 +187,8 @@ enum ring_hook_point {
 	RING_HOOK_LEASE_ACKING,     /* acked: inside an ack, slot not freed */
 	RING_HOOK_LEASE_DEAD_LETTERED,  /* committed to the dead-letter
 					   queue, slot not yet freed */
+	RING_HOOK_WAKE,             /* a waker cleared the sleep and poll
+				       bits, has woken nobody yet */
 };
 extern void (*ring_test_hook)(enum ring_hook_point point);
 

@@ -198,4 +198,19 @@ RING_INTERNAL int lease_check(const struct ring *r, uint64_t head);
 /* The earliest lease deadline, for a getter's sleep; SHMQ_NO_DEADLINE. */
 RING_INTERNAL int64_t lease_next_deadline(const struct ring *r);
 
+/* --- poll.c: pollable descriptors -------------------------------------- */
+
+/* How many times a non-blocking call that found the queue ready when it
+ * armed tries again before it gives up (leaving its descriptor readable). */
+#define POLL_TRIES 4
+/* Sends one datagram to every armed entry of `side` (wait.c's wake-ups). */
+RING_INTERNAL void poll_wake(struct ring *r, enum side side);
+/* Makes the handle's own descriptor for `side` readable. */
+RING_INTERNAL void poll_kick(struct ring *r, enum side side);
+/* A non-blocking call on `side` found nothing to do: if the handle has a
+ * descriptor for it, arm it and look again.  SHMQ_OK: ready after all,
+ * try again (*tries counts these, start at 0); SHMQ_EAGAIN: return it. */
+RING_INTERNAL int poll_nowait(struct ring *r, enum side side, uint64_t len,
+			      int *tries);
+
 #endif /* SHMQ_RING_IMPL_H */

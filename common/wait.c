@@ -57,22 +57,46 @@ void wait_tune(struct ring *r)
 	r->stride = stride_for(r->capacity);
 }
 
-static void wake_all(uint32_t *word)
-{
-	uint32_t w = LOAD_SC(*word);
-	uint32_t next;
+#define WAIT_BITS (SHMQ_WAIT_SLEEPER | SHMQ_WAIT_POLLER)
 
-	do
-		next = (w & ~SHMQ_WAIT_SLEEPER) + SHMQ_WAIT_EPOCH;
-	while (!__atomic_compare_exchange_n(word, &w, next, 0, __ATOMIC_SEQ_CST,
-					    __ATOMIC_SEQ_CST));
-	futex_wake_all(word);
+/* Clears both bits and bumps the epoch (only if a bit is set, unless
+ * `always`); returns the bits that were set. */
+static uint32_t take_bits(uint32_t *word, uint32_t w, int always)
+{
+	while (always || (w & WAIT_BITS)) {
+		if (__atomic_compare_exchange_n(word, &w,
+						(w & ~WAIT_BITS) + SHMQ_WAIT_EPOCH,
+						0, __ATOMIC_SEQ_CST,
+						__ATOMIC_SEQ_CST))
+			return w & WAIT_BITS;
+	}
+	return 0;
 }
 
+void wait_wake(struct ring *r, uint32_t *word, uint32_t w)
+{
+	uint32_t bits = take_bits(word, w, 0);
+
+	if (bits == 0)
+		return;         /* somebody else took them */
+	HOOK(RING_HOOK_WAKE);
+	if (bits & SHMQ_WAIT_SLEEPER)
+		futex_wake_all(word);
+	if (bits & SHMQ_WAIT_POLLER)
+		poll_wake(r, word == &r->hdr->data_futex ? GET_SIDE : PUT_SIDE);
+}
+
+/* Everybody, whatever the bits say: a waker may have died between taking
+ * them and waking. */
 void ring_wake_all(struct ring *r)
 {
-	wake_all(&r->hdr->data_futex);
-	wake_all(&r->hdr->space_futex);
+	uint32_t *words[2] = { &r->hdr->space_futex, &r->hdr->data_futex };
+
+	for (int side = PUT_SIDE; side <= GET_SIDE; side++) {
+		take_bits(words[side], LOAD_SC(*words[side]), 1);
+		futex_wake_all(words[side]);
+		poll_wake(r, (enum side)side);
+	}
 }
 
 /* A consumer's cheap look while spinning: is the next message there? */

@@ -11,6 +11,13 @@
  * most one extra wake-up, because the next committer clears its bit.
  * Waking all instead of one means that a woken process that dies before
  * it takes the message cannot strand the other sleepers.
+ *
+ * Pollers (poll.c) follow the same rule with bit 1: a poller marks its
+ * attachment entry armed, then sets the bit, then re-checks; a committer
+ * that finds the bit set clears it and sends a datagram to every armed
+ * entry.  A committer killed after clearing a bit and before waking
+ * (RING_HOOK_WAKE) is covered by shmqd: a death ends in ring_wake_all,
+ * which wakes every sleeper and every armed entry whatever the bits say.
  */
 #ifndef SHMQ_WAIT_H
 #define SHMQ_WAIT_H
@@ -18,22 +25,21 @@
 #include "futex.h"
 #include "ring_impl.h"
 
-/* Called after a commit (which is a full barrier): wake the other side,
- * but only if somebody announced that they sleep.  On the data path, so
- * it costs one load when nobody sleeps. */
-static inline void wait_notify(uint32_t *word)
+/* The slow half of wait_notify: somebody sleeps or polls on `word`,
+ * whose value was `w`. */
+void wait_wake(struct ring *r, uint32_t *word, uint32_t w);
+
+/* Called after a commit (which is a full barrier): wake the other side
+ * (`word` is its futex word), but only if somebody announced that they
+ * sleep or poll there.  On the data path, so it costs one load when
+ * nobody does. */
+static inline void wait_notify(struct ring *r, uint32_t *word)
 {
 	uint32_t w = LOAD_SC(*word);
 
-	while (w & SHMQ_WAIT_SLEEPER) {
-		uint32_t next = (w & ~SHMQ_WAIT_SLEEPER) + SHMQ_WAIT_EPOCH;
-		if (__atomic_compare_exchange_n(word, &w, next, 0,
-						__ATOMIC_SEQ_CST,
-						__ATOMIC_SEQ_CST)) {
-			futex_wake_all(word);
-			return;
-		}
-	}
+	if (__builtin_expect((w & (SHMQ_WAIT_SLEEPER | SHMQ_WAIT_POLLER)) != 0,
+			     0))
+		wait_wake(r, word, w);
 }
 
 /* Waits until `side` may be able to make progress (for put, `len` is the
@@ -44,7 +50,7 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 	     struct timeout *to);
 /* Sleeps on `word` (no spinning) until cond(r, ctx) holds, for waits on
  * something other than room or data (join).  Whoever makes cond true must
- * wait_notify(word) after a full barrier.  SHMQ_OK, SHMQ_EAGAIN (timeout
+ * wait_notify(r, word) after a full barrier.  SHMQ_OK, SHMQ_EAGAIN (timeout
  * 0), SHMQ_ETIMEDOUT or SHMQ_EINTR. */
 int wait_until(struct ring *r, uint32_t *word,
 	       int (*cond)(struct ring *r, void *ctx), void *ctx,

@@ -62,7 +62,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 7u
+#define SHMQ_LAYOUT_VERSION 8u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -87,9 +87,12 @@
 #define SHMQ_ST_AUTO_CLOSED   0x1u  /* closed because producers went to zero */
 #define SHMQ_ST_PRODUCER_LOST 0x2u  /* a producer died without detaching */
 
-/* Futex words: bit 0 says "somebody sleeps here", the rest is an epoch. */
+/* Futex words: bit 0 says "somebody sleeps here", bit 1 "somebody polls
+ * here" (an attachment entry of this direction is armed, see struct
+ * shmq_client), the rest is an epoch. */
 #define SHMQ_WAIT_SLEEPER   0x1u
-#define SHMQ_WAIT_EPOCH     0x2u
+#define SHMQ_WAIT_POLLER    0x2u
+#define SHMQ_WAIT_EPOCH     0x4u
 
 /* A pthread mutex padded to its own cache line. */
 union shmq_lock {
@@ -163,7 +166,9 @@ struct shmq_seg_hdr {
 	uint32_t producers;         /* attached producers (shmqd writes) */
 	uint32_t consumers;         /* attached consumers (shmqd writes) */
 	uint32_t client_gen;        /* generation counter for client entries */
-	uint32_t pad;
+	/* 1 + the highest attachment index that ever armed a descriptor (it
+	 * only grows): a wake-up looks at no entry beyond it. */
+	uint32_t poll_hi;
 	int64_t  closed_ns;         /* CLOCK_REALTIME of the first close, or 0 */
 
 	/* --- acked queues: configuration, written once by shmqd ----------- */
@@ -231,9 +236,25 @@ struct shmq_slot {
 };
 
 /* Attachment table entry: one per open handle, written by shmqd except
- * `wait`, which the handle's own process sets while it sleeps.  The
- * "blocked in put/get" statistics count these marks, so an entry that
- * shmqd removes for a dead process can never leave a count behind. */
+ * `wait`, which the handle's own process sets while it sleeps, and the
+ * poll fields below.  The "blocked in put/get" statistics count these
+ * marks, so an entry that shmqd removes for a dead process can never
+ * leave a count behind.
+ *
+ * Pollable descriptors.  A handle that asked for one (shmq_fd) owns, per
+ * direction, an AF_UNIX datagram socket bound in the abstract namespace
+ * under a name derived from the queue's id (the handle's own copy, from
+ * the daemon), the entry's index and gen, `poll_nonce` and the direction
+ * (see common/poll.c).  A non-blocking call that finds nothing to do
+ * arms it: it writes a fresh nonzero value to armed[direction] (0 put,
+ * 1 get), then sets SHMQ_WAIT_POLLER in that direction's futex word, then
+ * looks again.  Whoever wakes that direction and finds the bit set clears
+ * it, and sends one datagram to each armed entry's socket, then clears
+ * that entry's armed value if it has not changed.  A wake-up that every
+ * sleeper must see (close, a death, adoption) sends to every armed entry
+ * whatever the bit says.  Since the name is computed, never read, a
+ * damaged entry can only direct wake-ups at sockets of this queue's
+ * prefix. */
 #define SHMQ_ROLE_PRODUCER  0x1u
 #define SHMQ_ROLE_CONSUMER  0x2u
 #define SHMQ_WAIT_NONE      0u
@@ -254,6 +275,8 @@ struct shmq_client {
 	uint64_t start_time;        /* process start time, guards pid reuse */
 	uint32_t detached;          /* SHMQ_CLIENT_DETACHED, set by the handle */
 	uint32_t pad;
+	uint64_t poll_nonce;        /* random part of its sockets' names */
+	uint32_t armed[2];          /* [0] put, [1] get: 0, or an arming */
 };
 
 /*
@@ -286,7 +309,7 @@ static_assert(sizeof(pthread_mutex_t) <= SHMQ_CACHELINE,
 	      "pthread_mutex_t must fit one cache line");
 static_assert(sizeof(union shmq_lock) == SHMQ_CACHELINE, "lock padding");
 static_assert(sizeof(struct shmq_slot) == SHMQ_CACHELINE, "slot size");
-static_assert(sizeof(struct shmq_client) == 32, "client entry size");
+static_assert(sizeof(struct shmq_client) == 48, "client entry size");
 static_assert(offsetof(struct shmq_seg_hdr, name) == 116, "name offset");
 static_assert(offsetof(struct shmq_seg_hdr, put_lock) == 384, "put side");
 static_assert(offsetof(struct shmq_seg_hdr, tail) == 448, "tail");

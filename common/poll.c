@@ -1,0 +1,390 @@
+/*
+ * poll.c - waiting without taking: a handle's pollable descriptors, and
+ * the wait that says when a get or put would not block.
+ *
+ * Owns, per handle and direction, the datagram socket an event loop
+ * watches (on the get side of an acked queue, an epoll set of that socket
+ * and a timer for lease deadlines), arming it, and the wake-up datagrams
+ * that make armed descriptors readable.  Why no wake-up is lost is told
+ * in proto/shmq_layout.h (struct shmq_client) and wait.h.
+ *
+ * It must never take a queue's lock, never change the queue, and never
+ * send to an address read from shared memory: a socket's name is computed
+ * from the handle's own copy of the queue id, so a damaged segment can at
+ * worst wake sockets of the same queue.  Nothing here runs while a
+ * handle's calls find something to do: only a call that would block arms,
+ * and only a commit that finds the poll bit set sends.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ring_impl.h"
+#include "wait.h"
+
+/* An armed getter of an acked queue on which leases are held looks at
+ * least this often: a lease that times out is returned by whichever
+ * getter looks next, as a sleeping getter's capped sleep does. */
+#define LEASE_LOOK_NS  1000000000ll
+#define BIND_TRIES     4
+
+static uint32_t *side_word(struct ring *r, enum side side)
+{
+	return side == PUT_SIDE ? &r->hdr->space_futex : &r->hdr->data_futex;
+}
+
+/* The abstract name of entry `index`'s socket for `side`.  Everything in
+ * it but the queue id is the entry's, and only selects among this queue's
+ * handles. */
+static socklen_t poll_name(struct sockaddr_un *a, uint64_t queue_id,
+			   uint32_t index, uint32_t gen, uint64_t nonce,
+			   enum side side)
+{
+	a->sun_family = AF_UNIX;
+	a->sun_path[0] = '\0';
+	int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1,
+			 "shmq-poll.%016" PRIx64 ".%" PRIx32 ".%" PRIx32
+			 ".%016" PRIx64 ".%c",
+			 queue_id, index, gen, nonce,
+			 side == PUT_SIDE ? 'p' : 'g');
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+			   (size_t)n);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending                                                            */
+
+/* One unbound datagram socket per process sends every wake-up (stored + 1,
+ * so that 0 means none yet). */
+static int sender_plus1;
+
+static int sender(void)
+{
+	int s = __atomic_load_n(&sender_plus1, __ATOMIC_ACQUIRE);
+
+	if (s)
+		return s - 1;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	int none = 0;
+	if (!__atomic_compare_exchange_n(&sender_plus1, &none, fd + 1, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		close(fd);      /* another thread was first */
+		return none - 1;
+	}
+	return fd;
+}
+
+/*
+ * One byte to one armed socket.  Every failure but one is fine: the
+ * receiver is gone (its process died: ECONNREFUSED), or its queue is
+ * full (EAGAIN), which means it is readable already.  The exception:
+ * a datagram counts against its sender's buffer until it is read, so
+ * EAGAIN may also mean that the shared socket's buffer is full of
+ * datagrams that receivers (slow, or hostile ones that never read) still
+ * hold.  That wake-up is sent again from a socket of its own, whose
+ * buffer is empty: EAGAIN there is the receiver's.
+ */
+static void send_wake(const struct sockaddr_un *a, socklen_t len)
+{
+	int s = sender();
+
+	if (s >= 0 && sendto(s, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+			     (const struct sockaddr *)a, len) == 1)
+		return;
+	if (s >= 0 && errno != EAGAIN && errno != ENOBUFS)
+		return;
+	int once = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			  0);
+	if (once < 0)
+		return;
+	(void)sendto(once, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+		     (const struct sockaddr *)a, len);
+	close(once);
+}
+
+void poll_wake(struct ring *r, enum side side)
+{
+	uint32_t hi = LOAD_SC(r->hdr->poll_hi);
+
+	if (hi > r->nclients)
+		hi = r->nclients;
+	for (uint32_t i = 0; i < hi; i++) {
+		struct shmq_client *c = &r->clients[i];
+		uint32_t armed = LOAD_SC(c->armed[side]);
+		if (armed == 0)
+			continue;
+		struct sockaddr_un a;
+		socklen_t len = poll_name(&a, r->queue_id, i, READ_ONCE(c->gen),
+					  READ_ONCE(c->poll_nonce), side);
+		/* Send first, clear after: a process killed in between
+		 * leaves the entry armed, and the next wake-up sends again.
+		 * An entry re-armed meanwhile keeps its new value. */
+		send_wake(&a, len);
+		__atomic_compare_exchange_n(&c->armed[side], &armed, 0, 0,
+					    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+	}
+}
+
+/* Makes our own descriptor for `side` readable. */
+void poll_kick(struct ring *r, enum side side)
+{
+	struct sockaddr_un a;
+
+	if (!__atomic_load_n(&r->poll[side].open, __ATOMIC_ACQUIRE))
+		return;
+	send_wake(&a, poll_name(&a, r->queue_id, r->self_index, r->self_gen,
+				r->poll_nonce, side));
+}
+
+/* ------------------------------------------------------------------ */
+/* Arming                                                             */
+
+/* Empties the socket: whatever it held is about wake-ups that came
+ * before this arming. */
+static void drain(int sock)
+{
+	char buf[16];
+
+	while (recv(sock, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+		;
+}
+
+/* The get side of an acked queue: the timer fires when a lease another
+ * handle holds may have to be returned (at most LEASE_LOOK_NS from now),
+ * and is disarmed when no lease is held.  Setting it also makes it
+ * unreadable.  A lease taken after this look comes from a message put
+ * (or nacked) after it, and that wakes us anyway. */
+static void set_lease_timer(struct ring *r, int timer)
+{
+	struct itimerspec its = { 0 };
+
+	if (READ_ONCE(r->hdr->leased) > 0) {
+		int64_t at = (int64_t)mono_ns() + LEASE_LOOK_NS;
+		int64_t dl = READ_ONCE(r->hdr->next_deadline);
+		if (dl > 0 && dl < at)
+			at = dl;
+		ns_to_ts((uint64_t)at, &its.it_value);
+	}
+	(void)timerfd_settime(timer, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static int poll_arm(struct ring *r, enum side side, uint64_t len)
+{
+	struct ring_poller *p = &r->poll[side];
+	struct shmq_client *c = r->self;
+	uint32_t *word = side_word(r, side);
+
+	drain(p->sock);
+	if (p->timer >= 0)
+		set_lease_timer(r, p->timer);
+
+	/* The entry says who to wake, and is marked before the bit that
+	 * makes a waker look at entries; a waker that cleared the bit before
+	 * we set it had committed before our look below (see wait.h). */
+	uint32_t v = __atomic_add_fetch(&p->seq, 1, __ATOMIC_RELAXED);
+	if (v == 0)
+		v = __atomic_add_fetch(&p->seq, 1, __ATOMIC_RELAXED);
+	uint32_t hi = LOAD_SC(r->hdr->poll_hi);
+	while (hi <= r->self_index &&
+	       !__atomic_compare_exchange_n(&r->hdr->poll_hi, &hi,
+					    r->self_index + 1, 0,
+					    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
+	__atomic_store_n(&c->armed[side], v, __ATOMIC_SEQ_CST);
+	uint32_t w = LOAD_SC(*word);
+	while (!(w & SHMQ_WAIT_POLLER) &&
+	       !__atomic_compare_exchange_n(word, &w, w | SHMQ_WAIT_POLLER, 0,
+					    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
+	if (!ring_ready(r, side, len))
+		return 0;
+	/* Ready after all: the caller tries again, and this arming is not
+	 * needed (a wake-up already on its way only costs a spurious one). */
+	__atomic_compare_exchange_n(&c->armed[side], &v, 0, 0,
+				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+	return 1;
+}
+
+int poll_nowait(struct ring *r, enum side side, uint64_t len, int *tries)
+{
+	if (!__atomic_load_n(&r->poll[side].open, __ATOMIC_ACQUIRE))
+		return SHMQ_EAGAIN;
+	/* A queue that looks ready every time but never lets the call
+	 * through (only a damaged one does) must not keep us here: leave the
+	 * descriptor readable, so the caller comes back. */
+	if (++*tries > POLL_TRIES) {
+		poll_kick(r, side);
+		return SHMQ_EAGAIN;
+	}
+	return poll_arm(r, side, len) ? SHMQ_OK : SHMQ_EAGAIN;
+}
+
+/* ------------------------------------------------------------------ */
+/* Descriptors                                                        */
+
+static uint64_t fresh_nonce(void)
+{
+	uint64_t n = 0;
+
+	if (getrandom(&n, sizeof(n), GRND_NONBLOCK) != (ssize_t)sizeof(n))
+		n = mono_ns() ^ ((uint64_t)getpid() << 32);
+	return n ? n : 1;
+}
+
+static int bound_socket(struct ring *r, enum side side)
+{
+	int others = r->poll[!side].open;
+
+	for (int i = 0; i < BIND_TRIES; i++) {
+		struct sockaddr_un a;
+		if (r->poll_nonce == 0 || (i > 0 && !others)) {
+			r->poll_nonce = fresh_nonce();
+			__atomic_store_n(&r->self->poll_nonce, r->poll_nonce,
+					 __ATOMIC_RELEASE);
+		}
+		int s = socket(AF_UNIX,
+			       SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (s < 0)
+			return -1;
+		socklen_t len = poll_name(&a, r->queue_id, r->self_index,
+					  r->self_gen, r->poll_nonce, side);
+		if (bind(s, (const struct sockaddr *)&a, len) == 0)
+			return s;
+		int e = errno;
+		close(s);
+		errno = e;
+		/* Taken: only by someone who guessed 64 random bits, or a
+		 * handle of another daemon's queue with the same id and
+		 * the same nonce.  A new nonce, unless the other direction's
+		 * socket already carries this one. */
+		if (e != EADDRINUSE || others)
+			return -1;
+	}
+	return -1;
+}
+
+static int status_of_errno(void)
+{
+	return errno == ENOMEM || errno == ENOBUFS ? SHMQ_ENOMEM
+	       : errno == EMFILE || errno == ENFILE ? SHMQ_ELIMIT
+						    : SHMQ_ESYS;
+}
+
+static int side_of(unsigned dir, enum side *side)
+{
+	if (dir == SHMQ_POLL_GET)
+		*side = GET_SIDE;
+	else if (dir == SHMQ_POLL_PUT)
+		*side = PUT_SIDE;
+	else
+		return SHMQ_EINVAL;
+	return SHMQ_OK;
+}
+
+int ring_poll_fd(struct ring *r, unsigned dir, int *fd)
+{
+	enum side side;
+	int rc = side_of(dir, &side);
+
+	if (rc != SHMQ_OK || r->self == NULL)
+		return SHMQ_EINVAL;
+	struct ring_poller *p = &r->poll[side];
+	if (p->open) {
+		*fd = p->fd;
+		return SHMQ_OK;
+	}
+	int sock = bound_socket(r, side), timer = -1, ep = -1;
+	if (sock < 0)
+		return status_of_errno();
+	if (side == GET_SIDE && r->leases) {
+		/* One descriptor to watch for both: an epoll set is itself
+		 * readable while any of its members is. */
+		struct epoll_event ev = { .events = EPOLLIN };
+		timer = timerfd_create(CLOCK_MONOTONIC,
+				       TFD_CLOEXEC | TFD_NONBLOCK);
+		ep = epoll_create1(EPOLL_CLOEXEC);
+		if (timer < 0 || ep < 0 ||
+		    epoll_ctl(ep, EPOLL_CTL_ADD, sock, &ev) < 0 ||
+		    epoll_ctl(ep, EPOLL_CTL_ADD, timer, &ev) < 0) {
+			rc = status_of_errno();
+			int e = errno;
+			close(sock);
+			if (timer >= 0)
+				close(timer);
+			if (ep >= 0)
+				close(ep);
+			errno = e;
+			return rc;
+		}
+	}
+	p->sock = sock;
+	p->timer = timer;
+	p->fd = ep >= 0 ? ep : sock;
+	__atomic_store_n(&p->open, 1, __ATOMIC_RELEASE);
+	/* A new descriptor starts readable: the loop's first wake-up makes
+	 * the call that arms it. */
+	poll_kick(r, side);
+	*fd = p->fd;
+	return SHMQ_OK;
+}
+
+void ring_poll_close(struct ring *r)
+{
+	for (int side = PUT_SIDE; side <= GET_SIDE; side++) {
+		struct ring_poller *p = &r->poll[side];
+		if (!p->open)
+			continue;
+		__atomic_store_n(&p->open, 0, __ATOMIC_RELEASE);
+		if (r->self)
+			__atomic_store_n(&r->self->armed[side], 0,
+					 __ATOMIC_SEQ_CST);
+		if (p->fd != p->sock)
+			close(p->fd);
+		if (p->timer >= 0)
+			close(p->timer);
+		close(p->sock);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Waiting without taking                                             */
+
+int ring_wait(struct ring *r, unsigned dir, uint64_t len, int timeout_ms)
+{
+	enum side side;
+	struct timeout to;
+	int rc = side_of(dir, &side), tries = 0;
+
+	if (rc != SHMQ_OK)
+		return rc;
+	if (side == PUT_SIDE && len > r->max_msg)
+		return SHMQ_E2BIG;
+	if (side == GET_SIDE)
+		len = 0;
+	timeout_init(&to, timeout_ms);
+	for (;;) {
+		if (ring_ready(r, side, len))
+			return SHMQ_OK;
+		if (to.ms == SHMQ_NOWAIT) {
+			rc = poll_nowait(r, side, len, &tries);
+			if (rc != SHMQ_OK)
+				return rc;
+			continue;
+		}
+		rc = wait_for(r, side, len, &to);
+		if (rc != SHMQ_OK)
+			return rc;
+	}
+}
