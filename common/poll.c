@@ -152,12 +152,24 @@ void poll_kick(struct ring *r, enum side side)
 /* Arming                                                             */
 
 /* Empties the socket: whatever it held is about wake-ups that came
- * before this arming. */
+ * before this arming.  One call takes a whole queue of them (at most
+ * net.unix.max_dgram_qlen, 10 by default). */
+#define DRAIN_BATCH 16
+
 static void drain(int sock)
 {
-	char buf[16];
+	char buf[DRAIN_BATCH];
+	struct iovec iov[DRAIN_BATCH];
+	struct mmsghdr mm[DRAIN_BATCH];
 
-	while (recv(sock, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+	memset(mm, 0, sizeof(mm));
+	for (int i = 0; i < DRAIN_BATCH; i++) {
+		iov[i] = (struct iovec){ &buf[i], 1 };
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	while (recvmmsg(sock, mm, DRAIN_BATCH, MSG_DONTWAIT, NULL) ==
+	       DRAIN_BATCH)
 		;
 }
 

@@ -29,6 +29,7 @@
  *   probe.c         what a process costs: CPU, context switches, syscalls
  *   xports.c        the transport table, the report's row order, chan_create
  *   xp_shmq.c       shmq (also at POSIX mq's capacity, and zero copy)
+ *   xp_shmq_poll.c  shmq driven by epoll (pollable descriptors)
  *   xp_pipe.c       a pipe (also grown to the queues' capacity in bytes)
  *   xp_seqpacket.c  an AF_UNIX SOCK_SEQPACKET socket pair
  *   xp_mq.c         a POSIX message queue, and the limits it runs under
@@ -252,6 +253,7 @@ struct chan {
 	struct mmsghdr *mm;     /* sendmmsg/recvmmsg scratch */
 	struct iovec *mio;
 	char why[128];
+	int kind;               /* the case's enum kind */
 };
 
 struct xport {
@@ -281,14 +283,15 @@ struct xport {
 
 /* The order of the table is the order transports run in, each run. */
 enum {
-	T_SHMQ, T_PIPE, T_SOCK, T_MQ, T_SHMQ_SMALL, T_SHMQ_ZC, T_PIPE_BIG, NT
+	T_SHMQ, T_PIPE, T_SOCK, T_MQ, T_SHMQ_SMALL, T_SHMQ_ZC, T_PIPE_BIG,
+	T_SHMQ_POLL, NT
 };
 
 extern const struct xport *const xports[NT];
 /* The order of a case's rows in the report. */
 extern const int row_order[NT];
 
-extern const struct xport xp_shmq, xp_shmq_small, xp_shmq_zc;
+extern const struct xport xp_shmq, xp_shmq_small, xp_shmq_zc, xp_shmq_poll;
 extern const struct xport xp_pipe, xp_pipe_big;
 extern const struct xport xp_sock;
 extern const struct xport xp_mq;
@@ -439,8 +442,10 @@ struct sys_result {
 	double pair_ns, pair_sys;       /* put+get, one process */
 	double batch_ns, batch_sys;     /* per message, putv+getv of 64 */
 	uint64_t n;                     /* messages in each loop */
-	struct sample xs[2];            /* shmq, pipe: separate processes */
-	struct sample ping[2];          /* shmq, pipe: ping-pong */
+	/* shmq, shmq polled (epoll), pipe: separate processes, and the
+	 * ping-pong */
+	struct sample xs[3];
+	struct sample ping[3];
 };
 
 extern struct sys_result sys_res;

@@ -29,10 +29,11 @@ const struct xport *const xports[NT] = {
 	[T_SHMQ_SMALL] = &xp_shmq_small,
 	[T_SHMQ_ZC] = &xp_shmq_zc,
 	[T_PIPE_BIG] = &xp_pipe_big,
+	[T_SHMQ_POLL] = &xp_shmq_poll,
 };
 
-const int row_order[NT] = { T_SHMQ, T_SHMQ_SMALL, T_SHMQ_ZC, T_PIPE,
-			    T_PIPE_BIG, T_SOCK, T_MQ };
+const int row_order[NT] = { T_SHMQ, T_SHMQ_POLL, T_SHMQ_SMALL, T_SHMQ_ZC,
+			    T_PIPE, T_PIPE_BIG, T_SOCK, T_MQ };
 
 int fail_errno(struct chan *c, const char *what)
 {
@@ -79,5 +80,6 @@ int chan_create(struct chan *c, int t, const struct bcase *k)
 	c->batch = k->batch ? k->batch : 1;
 	c->timeout_ms = SHMQ_FOREVER;
 	c->fd[0] = c->fd[1] = -1;
+	c->kind = k->kind;
 	return c->x->create(c);
 }
