@@ -156,7 +156,7 @@ void poll_kick(struct ring *r, enum side side)
  * net.unix.max_dgram_qlen, 10 by default). */
 #define DRAIN_BATCH 16
 
-static void drain(int sock)
+static int drain(int sock)
 {
 	char buf[DRAIN_BATCH];
 	struct iovec iov[DRAIN_BATCH];
@@ -168,9 +168,13 @@ static void drain(int sock)
 		mm[i].msg_hdr.msg_iov = &iov[i];
 		mm[i].msg_hdr.msg_iovlen = 1;
 	}
-	while (recvmmsg(sock, mm, DRAIN_BATCH, MSG_DONTWAIT, NULL) ==
-	       DRAIN_BATCH)
-		;
+	int n, all = 0;
+	while ((n = recvmmsg(sock, mm, DRAIN_BATCH, MSG_DONTWAIT, NULL)) > 0) {
+		all += n;
+		if (n < DRAIN_BATCH)
+			break;
+	}
+	return all;
 }
 
 /* The get side of an acked queue: the timer fires when a lease another
@@ -198,7 +202,7 @@ static int poll_arm(struct ring *r, enum side side, uint64_t len)
 	struct shmq_client *c = r->self;
 	uint32_t *word = side_word(r, side);
 
-	drain(p->sock);
+	int drained = drain(p->sock);
 	if (p->timer >= 0)
 		set_lease_timer(r, p->timer);
 
@@ -223,9 +227,14 @@ static int poll_arm(struct ring *r, enum side side, uint64_t len)
 	if (!ring_ready(r, side, len))
 		return 0;
 	/* Ready after all: the caller tries again, and this arming is not
-	 * needed (a wake-up already on its way only costs a spurious one). */
+	 * needed (a wake-up already on its way only costs a spurious one).
+	 * But the call will not return SHMQ_EAGAIN, so the descriptor must
+	 * be as readable as it was: a level-triggered loop that takes one
+	 * message per wake-up relies on it. */
 	__atomic_compare_exchange_n(&c->armed[side], &v, 0, 0,
 				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+	if (drained || p->timer >= 0)
+		poll_kick(r, side);
 	return 1;
 }
 

@@ -1,0 +1,356 @@
+/*
+ * check_ring_poll.c - the ring (common/poll.c, common/wait.c): pollable
+ * descriptors are woken, even when a process dies around a wake-up.
+ *
+ * Owns the core's side of the poll rules: a descriptor armed by a
+ * non-blocking call becomes readable at the next commit in its direction
+ * and at close; a committer killed after it took the poll bit and before
+ * it sent (RING_HOOK_WAKE), or between its commit and its wake-up, is
+ * covered by the daemon's removal of its entry (ring_client_remove, which
+ * shmqd calls on a death); a poller killed while armed costs the others
+ * nothing; one arming costs one datagram however many messages follow;
+ * and a damaged table directs wake-ups nowhere outside the queue.
+ *
+ * Rules of every ring suite (tests/lib/ring_kid.h): processes hand off
+ * through pipes and state they publish in the segment, never through
+ * timing; every test is bounded (Check's timeout, children's alarm(),
+ * timed reads and polls); the fixture reaps every child.  No daemon takes
+ * part: the test process does what shmqd would.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/chan.h"
+#include "lib/checks.h"
+#include "lib/clock.h"
+#include "lib/ring_kid.h"
+#include "lib/runner.h"
+
+#include "ring_impl.h"
+
+/* A poller child: makes its descriptor for op->dir, arms it with a
+ * non-blocking call and reports that call (SHMQ_EAGAIN), waits until the
+ * descriptor is readable (at most 10 s; else it reports BAD_COUNT), then
+ * makes the call again, non-blocking, and reports it. */
+struct pop {
+	unsigned dir;
+	const char *msg;        /* what a put-side poller puts */
+};
+
+#define POLL_WAIT_MS 10000
+
+static int poller_call(struct kctx *c, const struct pop *op, struct kres *res)
+{
+	struct iovec out, in = { (void *)op->msg, op->msg ? strlen(op->msg) : 0 };
+	char buf[256];
+	size_t n = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (op->dir == SHMQ_POLL_PUT) {
+		res->rc = ring_put(&c->r, &in, 1, &n, SHMQ_NOWAIT);
+		res->count = (uint32_t)n;
+		return 0;
+	}
+	res->rc = ring_get(&c->r, buf, sizeof(buf), &out, 1, &n, SHMQ_NOWAIT);
+	res->count = (uint32_t)n;
+	if (n) {
+		res->len = (uint32_t)out.iov_len;
+		memcpy(res->data, buf, out.iov_len < sizeof(res->data)
+						? out.iov_len : sizeof(res->data));
+	}
+	return 0;
+}
+
+static int kid_poller(struct kctx *c)
+{
+	const struct pop *op = c->arg;
+	struct kres res;
+	int fd;
+
+	if (ring_poll_fd(&c->r, op->dir, &fd) != SHMQ_OK)
+		return CHILD_FAIL;
+	poller_call(c, op, &res);
+	if (write(c->evt, &res, sizeof(res)) != (ssize_t)sizeof(res))
+		return CHILD_FAIL;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int n;
+	while ((n = poll(&p, 1, POLL_WAIT_MS)) < 0 && errno == EINTR)
+		;
+	if (n != 1)
+		res = (struct kres){ .rc = BAD_COUNT };
+	else
+		poller_call(c, op, &res);
+	return write(c->evt, &res, sizeof(res)) == (ssize_t)sizeof(res)
+		       ? 0 : CHILD_FAIL;
+}
+
+/* Starts a poller and waits until it is armed. */
+static struct kid *poller_start(uint32_t role, struct pop *op)
+{
+	struct kid *k = kid_start(role, kid_poller, op);
+	struct kres res;
+
+	ck_assert_msg(read_timed(k->evt, &res, sizeof(res)) == 0,
+		      "poller %d did not arm", (int)k->pid);
+	ck_assert_int_eq(res.rc, SHMQ_EAGAIN);
+	return k;
+}
+
+static uint32_t word_bits(const uint32_t *word)
+{
+	return __atomic_load_n(word, __ATOMIC_SEQ_CST) &
+	       (SHMQ_WAIT_SLEEPER | SHMQ_WAIT_POLLER);
+}
+
+/* ================================================================== */
+/* Deaths around a wake-up                                            */
+
+/* A producer killed after it took the poll bit and before it sent
+ * anything: nothing else will look at the armed entry, but the daemon's
+ * removal of the dead entry wakes every armed descriptor. */
+START_TEST(test_killed_at_wake_hook)
+{
+	struct ring_config c = seg_config(8, 64, 0, 0);
+	struct pop pop = { .dir = SHMQ_POLL_GET };
+	struct op dead = OP(.timeout = SHMQ_FOREVER,
+			    .park = AT(RING_HOOK_WAKE), .n = 1,
+			    .msgs = { "orphan" });
+
+	seg_create(&c);
+	struct kid *g = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	ck_assert_uint_eq(word_bits(&R.hdr->data_futex), SHMQ_WAIT_POLLER);
+	struct kid *p = kid_op(SHMQ_ROLE_PRODUCER, kid_put, &dead);
+	kid_expect_parked(p);
+	ck_assert_uint_eq(word_bits(&R.hdr->data_futex), 0);
+	kid_silent(g);
+	kid_kill(p);
+	ring_client_remove(&R, p->idx, 1);
+	struct kres res = kid_result(g);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "orphan", 6);
+	expect_empty(&R);
+}
+END_TEST
+
+/* Killed between its commit and its wake-up call, lock held: the same. */
+START_TEST(test_killed_after_commit)
+{
+	struct ring_config c = seg_config(8, 64, 0, 0);
+	struct pop pop = { .dir = SHMQ_POLL_GET };
+	struct op dead = OP(.timeout = SHMQ_FOREVER,
+			    .park = AT(RING_HOOK_PUT_COMMITTED), .n = 1,
+			    .msgs = { "committed" });
+
+	seg_create(&c);
+	struct kid *g = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	struct kid *p = kid_op(SHMQ_ROLE_PRODUCER, kid_put, &dead);
+	kid_expect_parked(p);
+	kid_silent(g);
+	kid_kill(p);
+	ring_client_remove(&R, p->idx, 1);
+	struct kres res = kid_result(g);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "committed", 9);
+	/* The next producer takes over the dead one's lock. */
+	put_ok(&R, "after");
+	expect_msg(&R, "after");
+}
+END_TEST
+
+/* The put side: a consumer killed after it freed a slot and took the
+ * producers' poll bit.  The armed producer still gets its room. */
+START_TEST(test_put_side_killed_getter)
+{
+	struct ring_config c = seg_config(2, 64, 0, 0);
+	struct pop pop = { .dir = SHMQ_POLL_PUT, .msg = "third" };
+	struct op dead = OP(.timeout = SHMQ_FOREVER,
+			    .park = AT(RING_HOOK_WAKE));
+
+	seg_create(&c);
+	put_ok(&R, "first");
+	put_ok(&R, "second");
+	struct kid *w = poller_start(SHMQ_ROLE_PRODUCER, &pop);
+	ck_assert_uint_eq(word_bits(&R.hdr->space_futex), SHMQ_WAIT_POLLER);
+	struct kid *g = kid_op(SHMQ_ROLE_CONSUMER, kid_get, &dead);
+	kid_expect_parked(g);
+	kid_silent(w);
+	kid_kill(g);
+	ring_client_remove(&R, g->idx, 1);
+	struct kres res = kid_result(w);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_uint_eq(res.count, 1);
+	expect_msg(&R, "second");
+	expect_msg(&R, "third");
+	expect_empty(&R);
+}
+END_TEST
+
+/* A poller killed while armed: its socket is gone with it.  The others
+ * are woken as before, now and after the daemon removed its entry. */
+START_TEST(test_poller_killed_armed)
+{
+	struct ring_config c = seg_config(8, 64, 0, 0);
+	struct pop pop = { .dir = SHMQ_POLL_GET };
+
+	seg_create(&c);
+	struct kid *dead = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	struct kid *live = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	kid_kill(dead);
+	put_ok(&R, "one");
+	struct kres res = kid_result(live);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "one", 3);
+	ck_assert_uint_eq(R.clients[dead->idx].armed[GET_SIDE], 0);
+	ring_client_remove(&R, dead->idx, 1);
+	live = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	put_ok(&R, "two");
+	res = kid_result(live);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "two", 3);
+}
+END_TEST
+
+/* ================================================================== */
+/* Close, and what a wake-up costs                                    */
+
+/* close wakes every armed descriptor: getters armed on an empty queue
+ * see the end of the stream, putters armed on a full one its close. */
+START_TEST(test_close_wakes_both_sides)
+{
+	struct ring_config c = seg_config(1, 64, 0, 0);
+	struct pop get = { .dir = SHMQ_POLL_GET };
+	struct pop put = { .dir = SHMQ_POLL_PUT, .msg = "late" };
+	struct kid *k[3];
+	uint64_t discarded = 9;
+
+	seg_create(&c);
+	for (int i = 0; i < 3; i++)
+		k[i] = poller_start(SHMQ_ROLE_CONSUMER, &get);
+	ck_assert_int_eq(ring_close(&R, SHMQ_CLOSE_NOW, &discarded), SHMQ_OK);
+	ck_assert_uint_eq(discarded, 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(kid_result(k[i]).rc, SHMQ_EOS);
+
+	seg_reformat(&c);
+	put_ok(&R, "kept");
+	for (int i = 0; i < 3; i++)
+		k[i] = poller_start(SHMQ_ROLE_PRODUCER, &put);
+	ck_assert_int_eq(ring_close(&R, SHMQ_CLOSE_DRAIN, NULL), SHMQ_OK);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(kid_result(k[i]).rc, SHMQ_ECLOSED);
+	expect_msg(&R, "kept");
+}
+END_TEST
+
+/* How many datagrams wait in our own descriptor. */
+static int datagrams(int fd)
+{
+	char b[8];
+	int n = 0;
+
+	while (recv(fd, b, sizeof(b), MSG_DONTWAIT) >= 0)
+		n++;
+	ck_assert_int_eq(errno, EAGAIN);
+	return n;
+}
+
+/* One arming, one datagram: a burst of commits after it costs the
+ * committers one system call in all, not one each; after the poller has
+ * caught up and armed again, the next commit sends one more. */
+START_TEST(test_one_datagram_per_arming)
+{
+	struct ring_config c = seg_config(1024, 64, 0, 0);
+	struct ring me;
+	uint32_t idx, gen;
+	char buf[64];
+	struct iovec out;
+	size_t n;
+	int fd;
+
+	seg_create(&c);
+	ck_assert_int_eq(ring_attach(&me, S.mem, S.size), SHMQ_OK);
+	ck_assert_int_eq(ring_client_add(&R, (uint32_t)getpid(), 0,
+					 SHMQ_ROLE_CONSUMER, &idx, &gen),
+			 SHMQ_OK);
+	ck_assert_int_eq(ring_client_bind(&me, idx, gen), SHMQ_OK);
+	ck_assert_int_eq(ring_poll_fd(&me, SHMQ_POLL_GET, &fd), SHMQ_OK);
+	ck_assert_int_eq(datagrams(fd), 1);     /* a new one starts readable */
+	for (int round = 0; round < 3; round++) {
+		ck_assert_int_eq(ring_get(&me, buf, sizeof(buf), &out, 1, &n,
+					  SHMQ_NOWAIT), SHMQ_EAGAIN);
+		for (int i = 0; i < 1000; i++)
+			put_ok(&R, "m");
+		ck_assert_int_eq(datagrams(fd), 1);
+		ck_assert_uint_eq(word_bits(&R.hdr->data_futex), 0);
+		for (int i = 0; i < 1000; i++)
+			ck_assert_int_eq(ring_get(&me, buf, sizeof(buf), &out,
+						  1, &n, SHMQ_NOWAIT), SHMQ_OK);
+	}
+	/* Blocking calls neither arm nor disarm. */
+	ck_assert_int_eq(ring_get(&me, buf, sizeof(buf), &out, 1, &n, 1),
+			 SHMQ_ETIMEDOUT);
+	put_ok(&R, "m");
+	ck_assert_int_eq(datagrams(fd), 0);
+	ring_poll_close(&me);
+	ring_client_remove(&R, idx, 0);
+}
+END_TEST
+
+/* A table that lies (every entry armed, poll_hi beyond the table, names
+ * of entries that do not exist): a wake-up looks at the table only, and
+ * sends only to names of this queue; nothing breaks. */
+START_TEST(test_damaged_table)
+{
+	struct ring_config c = seg_config(8, 64, 0, 0);
+	struct pop pop = { .dir = SHMQ_POLL_GET };
+
+	seg_create(&c);
+	struct kid *g = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	R.hdr->poll_hi = UINT32_MAX;
+	for (uint32_t i = 0; i < R.nclients; i++) {
+		if (i == g->idx)
+			continue;
+		R.clients[i].armed[GET_SIDE] = 7;
+		R.clients[i].armed[PUT_SIDE] = 7;
+		R.clients[i].gen = 12345 + i;
+		R.clients[i].poll_nonce = i;
+	}
+	put_ok(&R, "still");
+	struct kres res = kid_result(g);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "still", 5);
+	ring_wake_all(&R);
+	for (uint32_t i = 0; i < R.nclients; i++)
+		ck_assert_uint_eq(R.clients[i].armed[GET_SIDE], 0);
+}
+END_TEST
+
+/* ================================================================== */
+
+static Suite *ring_poll_suite(void)
+{
+	Suite *s = suite_create("ring poll");
+	TCase *tc;
+
+	tc = ring_tcase(s, "deaths", 30);
+	tcase_add_test(tc, test_killed_at_wake_hook);
+	tcase_add_test(tc, test_killed_after_commit);
+	tcase_add_test(tc, test_put_side_killed_getter);
+	tcase_add_test(tc, test_poller_killed_armed);
+	tc = ring_tcase(s, "wake-ups", 30);
+	tcase_add_test(tc, test_close_wakes_both_sides);
+	tcase_add_test(tc, test_one_datagram_per_arming);
+	tcase_add_test(tc, test_damaged_table);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(ring_poll_suite(), "ring_poll");
+}
