@@ -5,11 +5,15 @@
  * Owns the consumer's side of a pipeline: what was received is printed
  * even when an error ends the command, standard output is flushed before
  * waiting on an empty queue (whoever reads us must not wait for messages
- * we hold), and end of stream is quiet unless a producer was lost.
+ * we hold), and end of stream is quiet unless a producer was lost.  A cat
+ * of several queues waits for all of them in one poll(2) loop on their
+ * descriptors (shmq_fd), never in one of them.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/uio.h>
@@ -42,11 +46,16 @@ static int receive(shmq_t *q, void *buf, size_t size, struct iovec *v,
 	return rc;
 }
 
-static int print_msgs(const struct iovec *v, size_t n, char delim)
+/* Prints n messages, each after `prefix` and a tab if prefix is not
+ * NULL (cat --names). */
+static int print_msgs(const struct iovec *v, size_t n, char delim,
+		      const char *prefix)
 {
 	for (size_t i = 0; i < n; i++) {
 		size_t len = v[i].iov_len;
-		if (fwrite(v[i].iov_base, 1, len, stdout) != len ||
+		if ((prefix && (fputs(prefix, stdout) == EOF ||
+				putc('\t', stdout) == EOF)) ||
+		    fwrite(v[i].iov_base, 1, len, stdout) != len ||
 		    putc(delim, stdout) == EOF)
 			return QCTL_EWRITE;
 	}
@@ -103,7 +112,7 @@ static int exec_get(struct args *a)
 			want = GET_SOME;
 		rc = receive(q, buf, size, v, (size_t)want, &n, timeout);
 		if (rc == SHMQ_OK)
-			rc = print_msgs(v, n, delim);
+			rc = print_msgs(v, n, delim, NULL);
 		got += n;
 	}
 	if (rc == SHMQ_OK || rc == SHMQ_EOS || rc == SHMQ_EOS_LOST) {
@@ -151,70 +160,209 @@ const struct cmd_entry cmd_get_entry = {
 	.exec = exec_get,
 };
 
+/* One queue of a cat. */
+struct source {
+	const char *name;
+	shmq_t *q;
+	int fd;                 /* its get descriptor (several queues) */
+	int rc;                 /* SHMQ_OK while it runs, then how it ended */
+};
+
+/* One queue: wait in the library, as a plain consumer does. */
+static int cat_one(struct source *s, void *buf, size_t size,
+		   struct iovec *v, char delim, const char *prefix)
+{
+	size_t n = 0;
+	int rc;
+
+	do {
+		rc = receive(s->q, buf, size, v, GET_BATCH, &n, SHMQ_FOREVER);
+		if (rc == SHMQ_OK)
+			rc = print_msgs(v, n, delim, prefix);
+	} while (rc == SHMQ_OK);
+	s->rc = rc;
+	return rc == SHMQ_EOS || rc == SHMQ_EOS_LOST ? SHMQ_OK : rc;
+}
+
+/* Several queues: one poll loop over their descriptors until every one
+ * has ended (each is detached as soon as it has).  Each round takes one
+ * batch from every queue whose descriptor is readable, so a busy queue
+ * cannot starve the others (the descriptor stays readable until a get
+ * finds the queue empty); output is flushed before the loop sleeps.  Returns SHMQ_OK, or the error that
+ * ended it (*failed is then the queue). */
+static int cat_many(struct source *src, int n, void *buf, size_t size,
+		    struct iovec *v, char delim, int names, int *failed)
+{
+	struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
+	int *which = calloc((size_t)n, sizeof(*which));
+	int left = n, rc = SHMQ_OK;
+
+	if (pf == NULL || which == NULL) {
+		rc = SHMQ_ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		rc = shmq_fd(src[i].q, SHMQ_POLL_GET, &src[i].fd);
+		if (rc != SHMQ_OK) {
+			*failed = i;
+			goto out;
+		}
+	}
+	while (left > 0) {
+		int m = 0, ready;
+		for (int i = 0; i < n; i++) {
+			if (src[i].rc != SHMQ_OK)
+				continue;
+			pf[m] = (struct pollfd){ .fd = src[i].fd,
+						 .events = POLLIN };
+			which[m++] = i;
+		}
+		ready = poll(pf, (nfds_t)m, 0);
+		if (ready == 0) {
+			if (fflush(stdout) == EOF) {
+				rc = QCTL_EWRITE;
+				goto out;
+			}
+			ready = poll(pf, (nfds_t)m, -1);
+		}
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready < 0) {
+			rc = SHMQ_ESYS;
+			goto out;
+		}
+		for (int k = 0; k < m; k++) {
+			struct source *s = &src[which[k]];
+			size_t got = 0;
+			if (!pf[k].revents)
+				continue;
+			rc = shmq_getv(s->q, buf, size, v, GET_BATCH, &got,
+				       SHMQ_NOWAIT);
+			if (rc == SHMQ_OK)
+				rc = print_msgs(v, got, delim,
+						names ? s->name : NULL);
+			if (rc == SHMQ_OK || rc == SHMQ_EAGAIN) {
+				rc = SHMQ_OK;   /* EAGAIN armed it */
+				continue;
+			}
+			if (rc != SHMQ_EOS && rc != SHMQ_EOS_LOST) {
+				*failed = which[k];
+				goto out;
+			}
+			/* Ended: let go of it now, not when all have. */
+			s->rc = rc;
+			shmq_detach(s->q);
+			s->q = NULL;
+			left--;
+			rc = SHMQ_OK;
+		}
+	}
+out:
+	free(which);
+	free(pf);
+	return rc;
+}
+
 static int exec_cat(struct args *a)
 {
 	char delim = a->opt[OPT_NUL] ? '\0' : '\n';
+	int names = a->opt[OPT_NAMES] != NULL, n = 1 + a->argc, opened = 0;
+	int status = QX_OK, failed = -1, rc;
+	const char *first = a->name;
+	struct source *src = calloc((size_t)n, sizeof(*src));
 	struct iovec *v = NULL;
-	shmq_t *q = NULL;
 	char *buf = NULL;
-	size_t size, n = 0;
-	int status, rc;
+	size_t size = CAT_BUF;
 
-	rc = shmq_open(a->name, SHMQ_CONSUMER, &q);
-	if (rc != SHMQ_OK)
-		return report_fail(a, rc);
+	if (src == NULL)
+		return report_fail(a, SHMQ_ENOMEM);
+	for (int i = 0; i < n; i++) {
+		src[i].name = i ? a->argv[i - 1] : a->name;
+		if ((rc = shmq_check_name(src[i].name)) != SHMQ_OK) {
+			a->name = src[i].name;
+			status = report_fail(a, rc);
+			goto out;
+		}
+	}
+	for (; opened < n; opened++) {
+		rc = shmq_open(src[opened].name, SHMQ_CONSUMER,
+			       &src[opened].q);
+		if (rc != SHMQ_OK) {
+			a->name = src[opened].name;
+			status = report_fail(a, rc);
+			goto out;
+		}
+		if (shmq_max_msg(src[opened].q) > size)
+			size = shmq_max_msg(src[opened].q);
+	}
 	ignore_sigpipe();
-	/* Full buffering even on a terminal: receive() flushes whenever the
-	 * queue runs dry, so nothing waits in the buffer for long. */
+	/* Full buffering even on a terminal: output is flushed whenever
+	 * the queues run dry, so nothing waits in the buffer for long. */
 	setvbuf(stdout, NULL, _IOFBF, OUT_BUF);
-	size = shmq_max_msg(q);
-	if (size < CAT_BUF)
-		size = CAT_BUF;
 	buf = malloc(size);
 	v = malloc(GET_BATCH * sizeof(*v));
 	if (buf == NULL || v == NULL) {
 		status = report_fail(a, SHMQ_ENOMEM);
 		goto out;
 	}
-	do {
-		rc = receive(q, buf, size, v, GET_BATCH, &n, SHMQ_FOREVER);
-		if (rc == SHMQ_OK)
-			rc = print_msgs(v, n, delim);
-	} while (rc == SHMQ_OK);
-	if (rc == SHMQ_EOS || rc == SHMQ_EOS_LOST) {
-		status = report_flush(a);
-		if (status == QX_OK)
-			status = end_of_stream(a, rc, QX_OK);
+	if (n == 1) {
+		rc = cat_one(&src[0], buf, size, v, delim,
+			     names ? src[0].name : NULL);
+		failed = 0;
 	} else {
-		status = report_fail(a, rc);
+		rc = cat_many(src, n, buf, size, v, delim, names, &failed);
 	}
+	if (rc != SHMQ_OK) {
+		if (failed >= 0)
+			a->name = src[failed].name;
+		status = report_fail(a, rc);
+		fflush(stdout);         /* what was received is still printed */
+		goto out;
+	}
+	status = report_flush(a);
+	/* Every queue that lost a producer is named. */
+	for (int i = 0; i < n && status != QX_ERROR; i++)
+		if (src[i].rc == SHMQ_EOS_LOST) {
+			a->name = src[i].name;
+			status = end_of_stream(a, SHMQ_EOS_LOST, QX_OK);
+		}
 out:
+	a->name = first;
 	free(v);
 	free(buf);
-	shmq_detach(q);
+	for (int i = 0; i < opened; i++)
+		shmq_detach(src[i].q);
+	free(src);
 	return status;
 }
 
 static const struct cmd_opt cat_opts[] = {
 	{ OPT_NUL, "null", '0', NULL, NULL,
 	  "end each message with NUL instead of newline" },
+	{ OPT_NAMES, "names", 0, NULL, NULL,
+	  "print each message after its queue's name and a tab" },
 	{ OPT_NONE }
 };
 
 const struct cmd_entry cmd_cat_entry = {
 	.name = "cat",
-	.usage = "NAME [-0]",
+	.usage = "NAME... [-0] [--names]",
 	.summary = "print every message until end of stream",
 	.help =
 "Remove and print every message of queue NAME as it comes, each followed\n"
 "by a newline (with -0, a NUL), until the queue is closed and drained.\n"
-"Output is buffered, but flushed whenever the queue is empty, so the next\n"
-"command of a pipeline sees each message promptly.  With several consumers\n"
-"each message goes to one of them.  Status 0 means every producer finished;\n"
-"10 means one died without detaching, so the stream may be incomplete.\n",
+"With several queues, print the messages of all of them as they come,\n"
+"through one poll loop (no queue waits for another), until every one has\n"
+"ended; each queue keeps its own order.  --names prefixes each message\n"
+"with its queue's name and a tab.  Output is buffered, but flushed\n"
+"whenever the queues are empty, so the next command of a pipeline sees\n"
+"each message promptly.  With several consumers each message goes to one\n"
+"of them.  Status 0 means every producer of every queue finished; 10\n"
+"means one died without detaching (each such queue is named), so a\n"
+"stream may be incomplete.\n",
 	.opts = cat_opts,
 	.min_args = 1,
-	.max_args = 1,
+	.max_args = -1,
 	.flags = CMD_QUEUE,
 	.exits = X_COMMON | X(QX_NOENT) | X(QX_ACCESS) | X(QX_EOS_LOST),
 	.exec = exec_cat,

@@ -61,6 +61,7 @@ enum opt_id {
 	OPT_JSON,
 	OPT_ONCE,
 	OPT_LONG,
+	OPT_NAMES,
 	OPT_LAST
 };
 

@@ -452,7 +452,7 @@ t_help() {
 create|NAME [--capacity N] [--max-msg BYTES] [--max-bytes BYTES] [--mode OCTAL] [--auto-close] [--exist-ok]
 put|NAME [MSG...] [-0] [--close] [--timeout SECONDS] [--nonblock]
 get|NAME [-n N] [-0] [--timeout SECONDS] [--nonblock]
-cat|NAME [-0]
+cat|NAME... [-0] [--names]
 close|NAME [--now]
 stat|NAME [--json]
 ls|[-l] [--json]
@@ -1092,6 +1092,88 @@ t_lost() {
 	expect 10 "cat" qc cat s
 }
 
+t_catmany() {
+	local cpid ppid rc
+	expect 0 "create a" qc create a
+	expect 0 "create b --auto-close" qc create b --auto-close
+	expect 0 "create c" qc create c
+	ql cat a b c --names >"$C/out.cat" 2>"$C/err.cat" &
+	cpid=$!
+	wait_stat "cat attached to a" a consumers=1
+	wait_stat "cat attached to c" c consumers=1
+	expect 0 "put a" qc put a a1 a2
+	expect 0 "put b (its only producer: b closes when it leaves)" \
+		qc put b b1
+	expect 0 "put c" qc put c c1
+	wait_stat "b ended for cat" b state=closed consumers=0
+	check "cat goes on with a and c after b ended" kill -0 "$cpid"
+	expect 0 "close a" qc close a
+	wait_stat "a ended for cat" a consumers=0
+	expect 0 "put c after a ended" qc put c c2 c3
+	wait_stat "cat took c's messages" c total_got=3
+	expect 0 "close c" qc close c
+	wait "$cpid"
+	rc=$?
+	check "cat of three queues exits 0 once all three ended (got $rc)" \
+		[ "$rc" -eq 0 ]
+	check "with nothing on stderr" [ ! -s "$C/err.cat" ]
+	printf 'a\ta1\na\ta2\nb\tb1\nc\tc1\nc\tc2\nc\tc3\n' >"$C/want"
+	sort "$C/out.cat" >"$C/all"
+	same_file "every message once, after its queue's name and a tab" \
+		"$C/want" "$C/all"
+	check "each queue's order kept" awk -F '\t' '
+		{ if ($2 <= last[$1]) bad = 1; last[$1] = $2 }
+		END { exit bad }' "$C/out.cat"
+
+	# -0, and one queue with --names.
+	expect 0 "create d" qc create d
+	expect 0 "create e" qc create e
+	expect 0 "put d" qc put d 'd 1'
+	expect 0 "put e" qc put e 'e 1'
+	expect 0 "close d" qc close d
+	expect 0 "close e" qc close e
+	expect 0 "cat d e -0 --names" qc cat d e -0 --names
+	printf 'd\td 1\0' >"$C/want.d"
+	printf 'e\te 1\0' >"$C/want.e"
+	check "-0 --names: NAME, tab, message, NUL for each" \
+		[ "$(cat "$C/want.d" "$C/want.e" | od -c)" = "$(od -c <"$C/out")" \
+		-o "$(cat "$C/want.e" "$C/want.d" | od -c)" = "$(od -c <"$C/out")" ]
+	expect 0 "cat d --names (one queue)" qc cat d --names
+	out_is "a drained queue prints nothing"
+
+	# A producer lost on one queue: 10, naming that queue.
+	expect 0 "create f --auto-close" qc create f --auto-close
+	expect 0 "create g" qc create g
+	ql cat f g >"$C/out.cat" 2>"$C/err.cat" &
+	cpid=$!
+	"$QCTL" put f < <(yes) 2>/dev/null &
+	ppid=$!
+	if ! wait_for "$T" stat_is_gt f total_got 1000; then
+		not_ok "f flows" "$(cat "$C/stat.json")"
+	fi
+	kill_tree "$ppid"
+	wait "$ppid" 2>/dev/null
+	wait_stat "f ended with its producer lost" f state=closed \
+		producer_lost=true consumers=0
+	check "cat still waits for g" kill -0 "$cpid"
+	expect 0 "put g" qc put g last
+	expect 0 "close g" qc close g
+	wait "$cpid"
+	rc=$?
+	check "cat exits 10 when a queue lost a producer (got $rc)" \
+		[ "$rc" -eq 10 ]
+	check "one error line, naming f" \
+		[ "$(lines_of "$C/err.cat")" = 1 ] && grep -q 'cat f:' "$C/err.cat"
+	check "g's message printed" grep -qx last "$C/out.cat"
+
+	# Errors name the queue, before anything is read.
+	expect 0 "create h" qc create h
+	expect 6 "cat with a queue that does not exist" qc cat h nosuch
+	err_has "names it" "cat nosuch:"
+	expect 2 "cat with a bad name" qc cat h 'bad/name'
+	err_has "names it" "bad/name"
+}
+
 # no_warning LOG: the daemon logged no warning or error.
 no_warning() {
 	! grep -qE 'warning|error' "$1"
@@ -1587,6 +1669,7 @@ run_case "close --now" t_closenow
 run_case "blocked put and get" t_blocked
 run_case "pipelines" t_mpmc
 run_case "auto-close" t_autoclose
+run_case "cat of several queues" t_catmany
 run_case "rm while open" t_rm
 run_case "shmqd restart" t_restart
 run_case "autostart" t_autostart --no-daemon
