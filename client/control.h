@@ -4,8 +4,9 @@
  * One connection per process, opened on first use (starting a per-user
  * daemon when none answers and SHMQ_NO_AUTOSTART is unset), shared by all
  * threads and re-opened after fork() or after the daemon restarted.  It is
- * used only to create, open, detach, close, delete, stat and list queues:
- * never by put or get.
+ * used only to create, open, detach, close, delete, stat and list queues
+ * and to list deadlocks; put and get use it only to tell shmqd, without
+ * waiting, that they have been blocked for a while (deadlock detection).
  */
 #ifndef SHMQ_CONTROL_H
 #define SHMQ_CONTROL_H
@@ -20,6 +21,14 @@
  * descriptor passed with the reply, or -1. */
 int control_call(uint16_t type, const void *req, size_t req_len,
 		 void *reply, size_t cap, size_t *reply_len, int *fd);
+
+/* Sends one request of `type` with SHMQ_MSG_NOREPLY, if that can be done
+ * without waiting: it gives up (SHMQ_EAGAIN) if another thread is talking
+ * to the daemon or the socket is full, and if the connection must be
+ * opened again it starts no daemon and waits at most 100 ms for its
+ * HELLO.  For calls that are blocked in the queue.  Leaves
+ * control_detail() alone. */
+int control_notify(uint16_t type, const void *req, size_t req_len);
 
 /* Why this thread's last call failed: the daemon's explanation, or the
  * transport's (socket, connect error, autostart), or "". */

@@ -96,7 +96,8 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
 		attr = &def;
 	}
 	if (flags & ~SHMQ_EXIST_OK ||
-	    attr->flags & ~(SHMQ_AUTO_CLOSE | SHMQ_ACKED) ||
+	    attr->flags & ~(SHMQ_AUTO_CLOSE | SHMQ_ACKED |
+			    SHMQ_DEADLOCK_FAIL) ||
 	    attr->mode & ~0777u)
 		return SHMQ_EINVAL;
 	req.capacity = attr->capacity;
@@ -105,7 +106,9 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
 	req.mode = attr->mode;
 	req.config_flags =
 		((attr->flags & SHMQ_AUTO_CLOSE) ? SHMQ_CFG_AUTO_CLOSE : 0) |
-		((attr->flags & SHMQ_ACKED) ? SHMQ_CFG_ACKED : 0);
+		((attr->flags & SHMQ_ACKED) ? SHMQ_CFG_ACKED : 0) |
+		((attr->flags & SHMQ_DEADLOCK_FAIL) ? SHMQ_CFG_DEADLOCK_FAIL
+						    : 0);
 	req.lease_timeout_ms = attr->lease_timeout_ms;
 	req.max_deliveries = attr->max_deliveries;
 	if (attr->dead_letter && attr->dead_letter[0] &&
@@ -131,6 +134,7 @@ static void release(const struct shmq *q)
 }
 
 static int dead_letter(void *ctx, const void *msg, size_t len);
+static void blocked(void *ctx, int side);
 
 /* Opens a handle: `role` is what the daemon is asked for (SHMQ_ROLE_* or
  * SHMQ_WIRE_DEAD_LETTER), `flags` the caller's SHMQ_* open flags. */
@@ -197,6 +201,8 @@ static int open_handle(const char *name, uint32_t role, unsigned flags,
 	q->ring.dead_letter = dead_letter;
 	q->ring.dead_letter_ctx = q;
 	pthread_mutex_init(&q->poll_lock, NULL);
+	q->ring.blocked = blocked;
+	q->ring.blocked_ctx = q;
 	*qp = q;
 	return SHMQ_OK;
 
@@ -259,6 +265,21 @@ static int dead_letter(void *ctx, const void *msg, size_t len)
 	if (q->dlq == NULL)
 		return SHMQ_ENOENT;
 	return shmq_put(q->dlq, msg, len, SHMQ_NOWAIT);
+}
+
+/* ring_blocked_fn: a call on q has been blocked for a report period.
+ * shmqd then samples the queue's wait records (deadlock detection). */
+static void blocked(void *ctx, int side)
+{
+	const struct shmq *q = ctx;
+	struct shmq_wire_detach req = {
+		.queue_id = q->queue_id,
+		.client = q->client,
+		.gen = q->gen,
+	};
+
+	(void)side;
+	control_notify(SHMQ_MSG_BLOCKED, &req, sizeof(req));
 }
 
 int shmq_detach(shmq_t *q)
@@ -772,4 +793,36 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total)
 	*list = all;
 	*n = count;
 	return SHMQ_OK;
+}
+
+int shmq_deadlocks(struct shmq_deadlock_wait **list, size_t *n)
+{
+	struct shmq_wire_deadlocks req = { 0 };
+	struct shmq_wire_deadlocks_reply *rep;
+	size_t len;
+	int rc;
+
+	if (list == NULL || n == NULL)
+		return SHMQ_EINVAL;
+	*list = NULL;
+	*n = 0;
+	rep = malloc(sizeof(*rep));
+	if (rep == NULL)
+		return SHMQ_ENOMEM;
+	rc = control_call(SHMQ_MSG_DEADLOCKS, &req, sizeof(req), rep,
+			  sizeof(*rep), &len, NULL);
+	if (rc == SHMQ_OK && rep->count > 0) {
+		struct shmq_deadlock_wait *all = calloc(rep->count,
+							sizeof(*all));
+		if (all == NULL) {
+			rc = SHMQ_ENOMEM;
+		} else {
+			for (uint32_t i = 0; i < rep->count; i++)
+				wire_dl_unpack(&all[i], &rep->rows[i]);
+			*list = all;
+			*n = rep->count;
+		}
+	}
+	free(rep);
+	return rc;
 }

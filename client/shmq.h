@@ -161,6 +161,9 @@ enum shmq_status {
 	SHMQ_ELEASE    = -21,  /* the lease ended before this call (timed
 				  out, returned, or its handle detached):
 				  the message is no longer this caller's */
+	SHMQ_EDEADLK   = -22,  /* the call's wait was part of a deadlock and
+				  shmqd failed it to break the deadlock
+				  (the queue's policy is SHMQ_DEADLOCK_FAIL) */
 };
 
 /* Timeouts, in milliseconds, for every blocking call. */
@@ -178,7 +181,8 @@ struct shmq_attr {
 	uint32_t max_msg;       /* max message size in bytes (default 4096) */
 	uint64_t max_bytes;     /* byte budget, 0 = none (default) */
 	uint32_t mode;          /* permission bits (default 0600) */
-	uint32_t flags;         /* SHMQ_AUTO_CLOSE, SHMQ_ACKED */
+	uint32_t flags;         /* SHMQ_AUTO_CLOSE, SHMQ_ACKED,
+				   SHMQ_DEADLOCK_FAIL */
 	/* Acked queues only (see "Acked queues" below): */
 	uint32_t lease_timeout_ms;  /* a lease not acked within this is
 				       returned; 0 = never (default) */
@@ -196,6 +200,10 @@ struct shmq_attr {
 				   detaches or dies */
 #define SHMQ_ACKED      0x2u    /* attr.flags: gets lease messages, which
 				   leave the queue only when acked */
+#define SHMQ_DEADLOCK_FAIL 0x4u /* attr.flags: when shmqd finds calls
+				   blocked on this queue deadlocked, it fails
+				   one of them with SHMQ_EDEADLK (default:
+				   it only reports; see "Deadlocks") */
 #define SHMQ_EXIST_OK   0x1u    /* shmq_create: an existing queue is fine */
 
 /*
@@ -592,7 +600,8 @@ struct shmq_stat {
 	uint32_t mode;
 	uint32_t uid;
 	uint32_t gid;
-	uint32_t flags;          /* SHMQ_AUTO_CLOSE */
+	uint32_t flags;          /* SHMQ_AUTO_CLOSE, SHMQ_ACKED,
+				    SHMQ_DEADLOCK_FAIL */
 	uint64_t messages;       /* queued now */
 	uint64_t bytes;          /* bytes queued now */
 	uint32_t producers;
@@ -605,6 +614,9 @@ struct shmq_stat {
 	int      state;          /* enum shmq_state */
 	int      auto_closed;    /* closed because the last producer left */
 	int      producer_lost;  /* a producer died without detaching */
+	int      deadlocked;     /* shmqd found calls blocked on this queue
+				    deadlocked, at its last look (see
+				    shmq_deadlocks) */
 	int64_t  created_ns;     /* CLOCK_REALTIME, nanoseconds */
 	int64_t  closed_ns;      /* 0 while open */
 	/* Acked queues (flags & SHMQ_ACKED); 0 otherwise.  `messages` and
@@ -1058,6 +1070,84 @@ struct shmq_user {
  * alone).  Blocks for one round trip per 256 users.
  */
 int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total);
+
+/*
+ * Deadlocks.  Bounded queues in a cycle (A -> B -> C -> A) can deadlock:
+ * every process waits in put for a queue that only another waiting
+ * process would drain.  shmqd finds such deadlocks across processes and
+ * names them (in its log, and here); with SHMQ_DEADLOCK_FAIL it also
+ * breaks them.  The model:
+ *
+ *  - A process is stuck when every one of its threads is blocked in a
+ *    put or a get of shmq (a zero-copy or lease call counts as one),
+ *    each for longer than shmqd's deadlock timeout (shmqd
+ *    --deadlock-timeout, default 1 s), the process is not stopped
+ *    (SIGSTOP, a debugger), and two looks at the queues it waits on,
+ *    half a timeout apart, show no message put, taken, acked or
+ *    returned, and no close.
+ *  - A put on Q can be ended by any consumer of Q (a get makes room), a
+ *    get by any producer (a put), on an acked queue also by a lease
+ *    holder (an ack, nack or return), and any wait on Q by any process
+ *    that has Q open (it could close Q).
+ *  - Deadlocked are the stuck processes whose every wait only other
+ *    deadlocked processes could end: a set that nobody outside it can
+ *    free.  Among them, those that wait for each other in a cycle are the
+ *    deadlock proper; the others are blocked behind it.  A wait that no
+ *    process with the queue open could end (no consumer of a full queue,
+ *    say, between two runs of `qctl get`) is not a deadlock: a process
+ *    that opens the queue later may end it.
+ *
+ * So a slow consumer, a producer busy or asleep outside shmq, another
+ * thread still running, or a stopped process on the path never make a
+ * deadlock.  What shmq cannot see, it cannot count: a process also
+ * blocked on a pipe, a socket, a lock or in shmq_join() counts as running
+ * (a thread waiting there is not blocked in shmq), and a wait that goes
+ * through such a thing is not found.  A call with a timeout counts like
+ * any other while it waits; a loop of short timed calls never does.
+ * shmqd needs a report period (half the timeout) to hear of a wait and
+ * another one or two to be sure: a deadlock is found within twice the
+ * timeout.
+ */
+#define SHMQ_DEADLOCK_FREERS 8
+/* One wait of one process in a deadlock. */
+struct shmq_deadlock_wait {
+	unsigned deadlock;      /* which deadlock: rows with the same number
+				   are one, numbered from 0 */
+	int      behind;        /* 1: the process is blocked behind the
+				   deadlock (it waits for it), not in it */
+	uint32_t pid;
+	char     comm[16];      /* its command name (/proc/PID/comm) */
+	int      put;           /* 1: blocked in put (the queue is full);
+				   0: in get (it is empty) */
+	char     queue[SHMQ_NAME_MAX_LEN + 1];
+	uint32_t messages;      /* queued (and leased) when shmqd looked */
+	uint32_t capacity;
+	uint32_t threads;       /* threads of the process blocked in it */
+	int64_t  blocked_ns;    /* how long the latest of them had waited */
+	int      fail;          /* the queue has SHMQ_DEADLOCK_FAIL */
+	int      victim;        /* shmqd chose this wait to fail (its call
+				   returns SHMQ_EDEADLK) */
+	uint32_t nfreers;       /* processes that could end the wait, all
+				   of them deadlocked too */
+	uint32_t freers[SHMQ_DEADLOCK_FREERS];  /* the pids of the first
+						   (up to 8) of them */
+};
+/*
+ * shmq_deadlocks - the deadlocks shmqd found at its last look (it looks
+ * every half deadlock timeout while some call is blocked): sets *list to a
+ * malloc()ed array of *n rows, one per wait of a process in a deadlock,
+ * the rows of one deadlock together (its cycle first, then the processes
+ * behind it); the caller frees it with free().  With none, *list is NULL
+ * and *n 0; also when shmqd runs with --deadlock-timeout 0 (it looks for
+ * none).  At most 128 rows: the rest of a larger picture is left off.
+ * Every user sees every deadlock the daemon found: pids and command names
+ * are public in /proc anyway, and a deadlock spans its users.
+ *
+ * Returns SHMQ_OK; SHMQ_EINVAL (list or n is NULL); SHMQ_ENOMEM; or a
+ * control error.  On error *list is NULL and *n 0.  Blocks for one round
+ * trip.
+ */
+int shmq_deadlocks(struct shmq_deadlock_wait **list, size_t *n);
 
 /* SHMQ_OK if `name` is 1-255 bytes of [A-Za-z0-9._-] not starting with
  * '.', SHMQ_ENAME otherwise (NULL too).  Never blocks, never talks to the

@@ -2,10 +2,11 @@
  * clients.c - the attachment table of a segment: one entry per open handle.
  *
  * Entries are added and removed by shmqd only (a client binds to the entry
- * the daemon gave it, marks it detached, and marks its own sleeps).  The
- * producer and consumer counts, auto-close and "producer lost" follow from
- * the entries, so removing one is where those happen.  It must never
- * release an entry on a client's word alone: the daemon decides.
+ * the daemon gave it, marks it detached, and marks its own sleeps and
+ * waits).  The producer and consumer counts, auto-close and "producer
+ * lost" follow from the entries, so removing one is where those happen.
+ * It must never release an entry on a client's word alone: the daemon
+ * decides.
  */
 #include "ring_impl.h"
 #include "wait.h"
@@ -18,6 +19,15 @@ static uint32_t dec_floor0(uint32_t *ctr)
 						     __ATOMIC_RELAXED))
 		;
 	return v > 0 ? v - 1 : 0;
+}
+
+static void clear_waits(struct shmq_client *c)
+{
+	for (int d = 0; d < 2; d++) {
+		WRITE_ONCE(c->waits[d].threads, 0);
+		WRITE_ONCE(c->waits[d].since, 0);
+		WRITE_ONCE(c->waits[d].victim, 0);
+	}
 }
 
 int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
@@ -42,6 +52,7 @@ int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
 		while (g == 0);
 		WRITE_ONCE(c->role, role);
 		WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
+		clear_waits(c);
 		WRITE_ONCE(c->detached, 0);
 		WRITE_ONCE(c->start_time, start_time);
 		WRITE_ONCE(c->poll_nonce, 0);
@@ -68,6 +79,45 @@ int ring_client_bind(struct ring *r, uint32_t index, uint32_t gen)
 	r->self_index = index;
 	r->self_gen = gen;
 	return SHMQ_OK;
+}
+
+/* The wait records (shmq_layout.h, "Wait records").  `since` is raised
+ * before `threads`, so that shmqd, which reads `threads` first, never
+ * pairs a new count with an older `since`: it could only overstate how
+ * long the thread has waited. */
+void ring_client_wait_begin(struct ring *r, enum side side, uint64_t since)
+{
+	if (r->self == NULL)
+		return;
+	struct shmq_wait_rec *w = &r->self->waits[side];
+	int64_t s = READ_ONCE(w->since), now = (int64_t)since;
+
+	while (s < now && !__atomic_compare_exchange_n(&w->since, &s, now, 0,
+						       __ATOMIC_SEQ_CST,
+						       __ATOMIC_RELAXED))
+		;
+	__atomic_add_fetch(&w->threads, 1, __ATOMIC_SEQ_CST);
+}
+
+void ring_client_wait_end(struct ring *r, enum side side)
+{
+	if (r->self != NULL)
+		dec_floor0(&r->self->waits[side].threads);
+}
+
+int ring_client_wait_victim(struct ring *r, enum side side)
+{
+	if (r->self == NULL)
+		return 0;
+	struct shmq_wait_rec *w = &r->self->waits[side];
+	int64_t v = LOAD_SC(w->victim);
+
+	/* A value naming an older wait is stale: it names a wait that
+	 * ended (shmqd decided on what it saw before) and stays unmatched. */
+	if (v == 0 || v != LOAD_SC(w->since))
+		return 0;
+	return __atomic_compare_exchange_n(&w->victim, &v, 0, 0,
+					   __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 }
 
 void ring_client_mark_detached(struct ring *r)
@@ -118,6 +168,7 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 	}
 	WRITE_ONCE(c->role, 0);
 	WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
+	clear_waits(c);
 	WRITE_ONCE(c->detached, 0);
 	WRITE_ONCE(c->armed[PUT_SIDE], 0);
 	WRITE_ONCE(c->armed[GET_SIDE], 0);
@@ -149,4 +200,37 @@ void ring_client_recount(struct ring *r)
 	}
 	__atomic_store_n(&r->hdr->producers, producers, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&r->hdr->consumers, consumers, __ATOMIC_SEQ_CST);
+}
+
+/* --- shmqd's deadlock detection ---------------------------------------- */
+
+void ring_client_look(const struct ring *r, uint32_t index,
+		      struct ring_waiter *w)
+{
+	const struct shmq_client *c = &r->clients[index];
+
+	w->pid = LOAD_ACQ(c->pid);
+	w->gen = LOAD_ACQ(c->gen);
+	w->role = READ_ONCE(c->role);
+	w->start_time = READ_ONCE(c->start_time);
+	for (int d = 0; d < 2; d++) {
+		/* `threads` first: see ring_client_wait_begin(). */
+		w->threads[d] = LOAD_SC(c->waits[d].threads);
+		w->since[d] = LOAD_SC(c->waits[d].since);
+		w->victim[d] = READ_ONCE(c->waits[d].victim);
+	}
+}
+
+int ring_client_fail_wait(struct ring *r, uint32_t index, uint32_t gen,
+			  int side, int64_t since)
+{
+	if (index >= r->nclients || (side != 0 && side != 1) || since == 0)
+		return 0;
+	struct shmq_client *c = &r->clients[index];
+	if (LOAD_ACQ(c->gen) != gen || LOAD_SC(c->waits[side].since) != since ||
+	    LOAD_SC(c->waits[side].threads) == 0)
+		return 0;
+	__atomic_store_n(&c->waits[side].victim, since, __ATOMIC_SEQ_CST);
+	ring_wake_all(r);
+	return 1;
 }

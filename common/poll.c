@@ -384,6 +384,7 @@ void ring_poll_close(struct ring *r)
 
 int ring_wait(struct ring *r, unsigned dir, uint64_t len, int timeout_ms)
 {
+	struct wait_call wc = { 0 };
 	enum side side;
 	struct timeout to;
 	int rc = side_of(dir, &side), tries = 0;
@@ -396,16 +397,23 @@ int ring_wait(struct ring *r, unsigned dir, uint64_t len, int timeout_ms)
 		len = 0;
 	timeout_init(&to, timeout_ms);
 	for (;;) {
-		if (ring_ready(r, side, len))
-			return SHMQ_OK;
+		if (ring_ready(r, side, len)) {
+			rc = SHMQ_OK;
+			break;
+		}
 		if (to.ms == SHMQ_NOWAIT) {
 			rc = poll_nowait(r, side, len, &tries);
 			if (rc != SHMQ_OK)
-				return rc;
+				break;
 			continue;
 		}
-		rc = wait_for(r, side, len, &to);
+		/* A wait like a blocking put's or get's, recorded as one for
+		 * deadlock detection (wait.c). */
+		rc = wait_for(r, side, len, &to, &wc);
 		if (rc != SHMQ_OK)
-			return rc;
+			break;
 	}
+	if (wc.recorded)
+		ring_client_wait_end(r, side);
+	return rc;
 }

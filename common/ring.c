@@ -573,6 +573,7 @@ static int put_locked(struct ring *r, const struct iovec *msgs, size_t n,
 int ring_run_locked(struct ring *r, enum side side, int timeout_ms,
 		    const uint64_t *wait_len, attempt_fn attempt, void *ctx)
 {
+	struct wait_call wc = { 0 };
 	struct timeout to;
 	int rc, tries = 0;
 
@@ -584,13 +585,15 @@ int ring_run_locked(struct ring *r, enum side side, int timeout_ms,
 			 * anyone, so a poller must come back. */
 			poll_kick(r, side);
 		if (rc != SHMQ_OK)
-			return rc;
+			break;
 		HOOK(side == PUT_SIDE ? RING_HOOK_PUT_LOCKED
 				      : RING_HOOK_GET_LOCKED);
 		int progressed = 0;
 		rc = attempt(r, ctx, &progressed);
-		if (rc == RING_HOLD)
-			return SHMQ_OK;
+		if (rc == RING_HOLD) {
+			rc = SHMQ_OK;
+			break;
+		}
 		side_unlock(r, side);
 		/* Wake the other side after unlocking, so that our own side
 		 * does not queue behind the system call.  (A batch that
@@ -600,19 +603,24 @@ int ring_run_locked(struct ring *r, enum side side, int timeout_ms,
 			wait_notify(r, side == PUT_SIDE ? &r->hdr->data_futex
 						: &r->hdr->space_futex);
 		if (rc != RING_WAIT)
-			return rc;
+			break;
 		if (to.ms == SHMQ_NOWAIT) {
 			/* Nothing to do: arm the handle's descriptor, if it
 			 * has one (poll.c). */
 			rc = poll_nowait(r, side, *wait_len, &tries);
 			if (rc != SHMQ_OK)
-				return rc;
+				break;
 			continue;
 		}
-		rc = wait_for(r, side, *wait_len, &to);
+		rc = wait_for(r, side, *wait_len, &to, &wc);
 		if (rc != SHMQ_OK)
-			return rc;
+			break;
 	}
+	/* However the call ends, it no longer waits (wait.c counted it in
+	 * the handle's wait record when it first slept). */
+	if (wc.recorded)
+		ring_client_wait_end(r, side);
+	return rc;
 }
 
 struct put_args {

@@ -52,6 +52,13 @@ struct ring_poller {
 	uint32_t seq;           /* the last value this handle armed with */
 };
 
+/* Tells shmqd that a call on this handle has been blocked for a while
+ * (`side`: 0 put, 1 get), for the waiting code, which calls it before it
+ * sleeps, outside every lock, at most once per dl_report_ms per call (see
+ * "Wait records" in shmq_layout.h): the library's handle knows how to
+ * reach the daemon, the core does not.  It must never block. */
+typedef void (*ring_blocked_fn)(void *ctx, int side);
+
 /* The private, checked view of a mapped segment.  The configuration is
  * copied out of the header once, when attaching, and trusted from then on;
  * the shared copy is never read again. */
@@ -81,6 +88,8 @@ struct ring {
 	int has_dead_letter;        /* a dead-letter queue is configured */
 	ring_dead_letter_fn dead_letter;
 	void *dead_letter_ctx;
+	ring_blocked_fn blocked;    /* or NULL: nobody to tell */
+	void *blocked_ctx;
 	uint32_t spin_ns;           /* adaptive spin window before sleeping */
 	int prefetchw;              /* put asks for slots ahead (ring.c) */
 	uint32_t stride;            /* messages a waiter lets the other side
@@ -171,6 +180,45 @@ void ring_client_mark_detached(struct ring *r);
 void ring_client_remove(struct ring *r, uint32_t index, int died);
 /* Recomputes producer and consumer counts from the table. */
 void ring_client_recount(struct ring *r);
+
+/* Deadlock detection, shmqd's side (see "Wait records" in
+ * shmq_layout.h).  Everything read is untrusted and only ever used to
+ * decide that nothing is wrong or to be displayed. */
+struct ring_waiter {
+	uint32_t pid;               /* 0: a free entry */
+	uint32_t gen;
+	uint32_t role;              /* SHMQ_ROLE_* */
+	uint64_t start_time;
+	uint32_t threads[2];        /* [0] put, [1] get */
+	int64_t  since[2];
+	int64_t  victim[2];
+};
+/* Reads entry `index` (< r->nclients). */
+void ring_client_look(const struct ring *r, uint32_t index,
+		      struct ring_waiter *w);
+/* Fails the wait on `side` of entry `index`, if it still has generation
+ * `gen` and its latest wait began at `since`: 1 if it was marked.  Wakes
+ * every sleeper of the queue, so that the victim sees it. */
+int ring_client_fail_wait(struct ring *r, uint32_t index, uint32_t gen,
+			  int side, int64_t since);
+
+/* How far a queue has got: what a put, get, ack, nack, return or close
+ * changes, and what says whether a blocked call could be blocked. */
+struct ring_progress {
+	uint64_t tail_word;         /* count | CLOSED | NOW */
+	uint64_t head;
+	uint64_t acked, dead_lettered, dropped, discarded;
+	uint64_t bytes;             /* of the queued messages, if known */
+	uint32_t leased, returned;
+	int64_t  next_deadline;     /* earliest lease deadline */
+};
+void ring_progress(const struct ring *r, struct ring_progress *p);
+/* shmqd's words to the waiters: the report period (ms, 0: no detection),
+ * the SHMQ_DL_* state, and until when it samples the queue anyway. */
+void ring_dl_set_period(struct ring *r, uint32_t report_ms);
+uint32_t ring_dl_state(const struct ring *r);
+void ring_dl_set_state(struct ring *r, uint32_t state);
+void ring_dl_set_watch(struct ring *r, int64_t until_ns);
 
 /* Test hook: called, when set, at the named points inside the critical
  * sections, so that tests can park or kill a process there. */

@@ -167,6 +167,18 @@ RING_INTERNAL int ring_get_seq(struct ring *r, void *buf, size_t size,
 			       struct iovec *out, size_t n, size_t *got,
 			       int timeout_ms, uint64_t *first);
 
+/* --- clients.c: a handle's own wait records ---------------------------- */
+
+/* The first sleep of a blocking call: counts it in the handle's wait
+ * record for `side`, which says it waits since `since` (CLOCK_MONOTONIC
+ * ns).  The matching ring_client_wait_end() comes when the call returns. */
+RING_INTERNAL void ring_client_wait_begin(struct ring *r, enum side side,
+					  uint64_t since);
+RING_INTERNAL void ring_client_wait_end(struct ring *r, enum side side);
+/* Has shmqd chosen a wait of this handle on `side` to fail (and nobody
+ * claimed it yet)?  1 claims it: the caller returns SHMQ_EDEADLK. */
+RING_INTERNAL int ring_client_wait_victim(struct ring *r, enum side side);
+
 /* --- lease.c: acked queues ------------------------------------------- */
 
 enum lease_mode {

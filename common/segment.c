@@ -166,7 +166,8 @@ int ring_format(void *mem, uint64_t size, const struct ring_config *cfg)
 	h->clients_off = p.clients_off;
 	h->data_off = p.data_off;
 	h->config_flags = cfg->config_flags &
-			  (SHMQ_CFG_AUTO_CLOSE | SHMQ_CFG_ACKED);
+			  (SHMQ_CFG_AUTO_CLOSE | SHMQ_CFG_ACKED |
+			   SHMQ_CFG_DEADLOCK_FAIL);
 	h->mode = cfg->mode & 0777;
 	h->uid = cfg->uid;
 	h->gid = cfg->gid;
@@ -286,7 +287,9 @@ void ring_stat(const struct ring *r, struct shmq_stat *st)
 	st->gid = READ_ONCE(h->gid);
 	st->flags = ((r->config_flags & SHMQ_CFG_AUTO_CLOSE) ? SHMQ_AUTO_CLOSE
 							     : 0) |
-		    (r->leases ? SHMQ_ACKED : 0);
+		    (r->leases ? SHMQ_ACKED : 0) |
+		    ((r->config_flags & SHMQ_CFG_DEADLOCK_FAIL)
+			     ? SHMQ_DEADLOCK_FAIL : 0);
 
 	/* head first: both only grow, so tail read later is >= head. */
 	uint64_t head = LOAD_ACQ(h->head);
@@ -314,6 +317,7 @@ void ring_stat(const struct ring *r, struct shmq_stat *st)
 	uint32_t sf = READ_ONCE(h->state_flags);
 	st->auto_closed = !!(sf & SHMQ_ST_AUTO_CLOSED);
 	st->producer_lost = !!(sf & SHMQ_ST_PRODUCER_LOST);
+	st->deadlocked = !!(READ_ONCE(h->deadlocked) & SHMQ_DL_WAITERS);
 	st->producers = READ_ONCE(h->producers);
 	st->consumers = READ_ONCE(h->consumers);
 	for (uint32_t i = 0; i < r->nclients; i++) {
@@ -328,6 +332,54 @@ void ring_stat(const struct ring *r, struct shmq_stat *st)
 	st->closed_ns = READ_ONCE(h->closed_ns);
 	if (r->leases)
 		lease_stat(r, head, st);
+}
+
+void ring_progress(const struct ring *r, struct ring_progress *p)
+{
+	const struct shmq_seg_hdr *h = r->hdr;
+	struct shmq_slot first, last;
+
+	memset(p, 0, sizeof(*p));
+	p->head = LOAD_ACQ(h->head);
+	p->tail_word = LOAD_ACQ(h->tail);
+	uint64_t tail = p->tail_word & SHMQ_TAIL_COUNT;
+	p->discarded = READ_ONCE(h->discard_from);
+	if (tail > p->head && tail - p->head <= r->capacity &&
+	    read_slot(r, p->head, &first) == SHMQ_OK &&
+	    read_slot(r, tail - 1, &last) == SHMQ_OK &&
+	    last.bytes + last.len >= first.bytes)
+		p->bytes = last.bytes + last.len - first.bytes;
+	p->next_deadline = SHMQ_NO_DEADLINE;
+	if (r->leases) {
+		p->leased = READ_ONCE(h->leased);
+		p->returned = READ_ONCE(h->returned);
+		p->acked = READ_ONCE(h->acked);
+		p->dead_lettered = READ_ONCE(h->dead_lettered);
+		p->dropped = READ_ONCE(h->dropped);
+		p->discarded += READ_ONCE(h->lease_discarded);
+		p->bytes += READ_ONCE(h->lease_bytes);
+		p->next_deadline = READ_ONCE(h->next_deadline);
+	}
+}
+
+void ring_dl_set_period(struct ring *r, uint32_t report_ms)
+{
+	WRITE_ONCE(r->hdr->dl_report_ms, report_ms);
+}
+
+uint32_t ring_dl_state(const struct ring *r)
+{
+	return READ_ONCE(r->hdr->deadlocked);
+}
+
+void ring_dl_set_state(struct ring *r, uint32_t state)
+{
+	WRITE_ONCE(r->hdr->deadlocked, state);
+}
+
+void ring_dl_set_watch(struct ring *r, int64_t until_ns)
+{
+	WRITE_ONCE(r->hdr->dl_watch_ns, until_ns);
 }
 
 int ring_check(struct ring *r)

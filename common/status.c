@@ -33,6 +33,7 @@ const char *shmq_strerror(int status)
 	case SHMQ_ESYS:      return "system call failed";
 	case SHMQ_ENOMEM:    return "out of memory";
 	case SHMQ_ELEASE:    return "lease lost: it ended before this call, and the message may be another consumer's now";
+	case SHMQ_EDEADLK:   return "deadlock: shmqd failed this blocked call to break a deadlock";
 	default:             return "unknown status";
 	}
 }

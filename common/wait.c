@@ -3,8 +3,10 @@
  *
  * Owns the policy of a waiting put or get: how long to spin, when to let
  * the other side get a stride ahead, when to sleep and for how long at a
- * time, and the marks that say who sleeps.  It never takes a queue's lock
- * and never changes the queue: it only looks (ring_ready) and sleeps.
+ * time, the marks that say who sleeps, and when a long wait is recorded
+ * for shmqd's deadlock detection and reported to it.  It never takes a
+ * queue's lock and never changes the queue: it only looks (ring_ready)
+ * and sleeps.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -170,8 +172,55 @@ static void mark_sleep(struct ring *r, uint32_t state)
 		WRITE_ONCE(r->self->wait, state);
 }
 
+/* How often a recorded wait reports to shmqd, in ns (the segment says,
+ * in ms; 0: never).  Bounded, since any process can write it. */
+#define REPORT_MAX_MS 3600000u
+
+static uint64_t report_period(const struct ring *r)
+{
+	uint32_t ms = READ_ONCE(r->hdr->dl_report_ms);
+
+	if (ms > REPORT_MAX_MS)
+		ms = REPORT_MAX_MS;
+	return (uint64_t)ms * 1000000u;
+}
+
+/*
+ * Deadlock detection, the waiter's part.  A call that is about to sleep
+ * for the first time is counted in its handle's wait record (spins that
+ * end the wait cost nothing), and its later spins and sleeps stay
+ * counted until it returns.  While shmqd watches for deadlocks, a
+ * recorded call sleeps at most one report period at a time and, once per
+ * period, tells shmqd that it is still blocked unless shmqd samples this
+ * queue anyway (dl_watch_ns): shmqd looks at the records only while
+ * somebody is blocked.  Before each sleep it also looks whether shmqd
+ * chose it to break a deadlock (victim): shmqd writes that before it
+ * wakes every sleeper, and the sleeper has read its futex word before it
+ * looks, so the wake-up cannot be missed.
+ */
+static int before_sleep(struct ring *r, enum side side, struct wait_call *wc,
+			uint64_t period)
+{
+	uint64_t now = mono_ns();
+
+	if (!wc->recorded) {
+		wc->recorded = 1;
+		wc->since = wc->told = now;
+		ring_client_wait_begin(r, side, now);
+		return SHMQ_OK;
+	}
+	if (ring_client_wait_victim(r, side))
+		return SHMQ_EDEADLK;
+	if (period && r->blocked && now - wc->told >= period) {
+		wc->told = now;
+		if ((int64_t)now >= READ_ONCE(r->hdr->dl_watch_ns))
+			r->blocked(r->blocked_ctx, side);
+	}
+	return SHMQ_OK;
+}
+
 int wait_for(struct ring *r, enum side side, uint64_t len,
-	     struct timeout *to)
+	     struct timeout *to, struct wait_call *wc)
 {
 	uint32_t *word = side == PUT_SIDE ? &r->hdr->space_futex
 					  : &r->hdr->data_futex;
@@ -253,14 +302,24 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 		}
 		if (ring_ready(r, side, len))
 			return SHMQ_OK;
+		uint64_t period = report_period(r);
+		int rc = before_sleep(r, side, wc, period);
+		if (rc != SHMQ_OK)
+			return rc;
 
 		/* Never sleep more than a second at a time: a process killed
 		 * between its commit and its wake-up would otherwise strand us
 		 * until shmqd notices the death (not at all while it is down);
-		 * waking to look again costs nothing that matters. */
+		 * waking to look again costs nothing that matters.  While
+		 * shmqd looks for deadlocks, no longer than a report period
+		 * (at least a millisecond: a damaged segment must not make
+		 * us spin). */
 		const struct timespec *dl = timeout_deadline(to);
 		struct timespec cap;
-		uint64_t cap_ns = mono_ns() + SLEEP_CAP_NS;
+		uint64_t cap_ns = SLEEP_CAP_NS;
+		if (period && period < cap_ns)
+			cap_ns = period < 1000000u ? 1000000u : period;
+		cap_ns += mono_ns();
 		/* An acked queue's getter also wakes when a lease times out:
 		 * it is the one that returns it. */
 		if (side == GET_SIDE && r->leases) {

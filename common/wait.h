@@ -42,12 +42,25 @@ static inline void wait_notify(struct ring *r, uint32_t *word)
 		wait_wake(r, word, w);
 }
 
+/* One blocking call's wait, across its calls of wait_for (ring.c keeps
+ * it): whether the call is counted in its handle's wait record (from its
+ * first sleep on, see "Wait records" in shmq_layout.h), since when, and
+ * when it last told shmqd that it is still blocked.  The caller starts it
+ * zeroed and, if `recorded`, calls ring_client_wait_end() when the call
+ * returns. */
+struct wait_call {
+	int recorded;
+	uint64_t since;
+	uint64_t told;
+};
+
 /* Waits until `side` may be able to make progress (for put, `len` is the
  * next message's length): spins for the adaptive window, then sleeps on
- * the side's futex.  SHMQ_OK means "try again"; else SHMQ_ETIMEDOUT or
- * SHMQ_EINTR. */
+ * the side's futex.  SHMQ_OK means "try again"; else SHMQ_ETIMEDOUT,
+ * SHMQ_EINTR, or SHMQ_EDEADLK (shmqd chose this wait to break a
+ * deadlock). */
 int wait_for(struct ring *r, enum side side, uint64_t len,
-	     struct timeout *to);
+	     struct timeout *to, struct wait_call *wc);
 /* Sleeps on `word` (no spinning) until cond(r, ctx) holds, for waits on
  * something other than room or data (join).  Whoever makes cond true must
  * wait_notify(r, word) after a full barrier.  SHMQ_OK, SHMQ_EAGAIN (timeout

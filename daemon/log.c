@@ -40,7 +40,7 @@ static void vlog(int prio, const char *tag, const char *fmt, va_list ap)
 
 static void vlog(int prio, const char *tag, const char *fmt, va_list ap)
 {
-	char line[1024];
+	char line[4096];        /* a deadlock names many processes */
 	int n = 0;
 
 	if (log_journal) {

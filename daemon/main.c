@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "deadlock.h"
 #include "listener.h"
 #include "log.h"
 #include "paths.h"
@@ -50,6 +51,7 @@ struct options {
 	uint32_t max_clients;
 	struct amount max_bytes;
 	struct amount user[QUOTA_KINDS];
+	int64_t deadlock_timeout_ns;
 };
 
 #define SHM_DIR "/dev/shm"
@@ -102,6 +104,10 @@ static void usage(FILE *f)
 "      --user-max-handles N\n"
 "                          open handles of one user (default 4 for each\n"
 "                          connection it may hold: 4096)\n"
+"      --deadlock-timeout SECONDS\n"
+"                          report processes that wait for each other in\n"
+"                          shmq for this long (default 1, fractions\n"
+"                          allowed; 0: never look)\n"
 "  -v, --verbose           log every request\n"
 "  -h, --help              show this help\n"
 "  -V, --version           show the version\n"
@@ -176,11 +182,27 @@ static int parse_amount(const char *s, uint64_t max, int percent,
 	return 0;
 }
 
+/* Parses seconds (fractions allowed): 0, or from 0.01 to 3600; in ns. */
+static int parse_seconds(const char *s, int64_t *ns)
+{
+	char *end;
+	double v;
+
+	if ((*s < '0' || *s > '9') && *s != '.')
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end != '\0' || !(v == 0 || (v >= 0.01 && v <= 3600)))
+		return -1;
+	*ns = (int64_t)(v * 1e9 + 0.5);
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	enum { OPT_SYSTEM = 256, OPT_QUEUES, OPT_CLIENTS, OPT_SEGMENT,
 	       OPT_ATTACH, OPT_BYTES, OPT_USER_BYTES, OPT_USER_QUEUES,
-	       OPT_USER_CLIENTS, OPT_USER_HANDLES };
+	       OPT_USER_CLIENTS, OPT_USER_HANDLES, OPT_DEADLOCK };
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "socket", required_argument, NULL, 's' },
@@ -198,6 +220,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		  OPT_USER_CLIENTS },
 		{ "user-max-handles", required_argument, NULL,
 		  OPT_USER_HANDLES },
+		{ "deadlock-timeout", required_argument, NULL, OPT_DEADLOCK },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -274,6 +297,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 			want = "a number or 'unlimited'";
 			if (parse_amount(optarg, UINT32_MAX, 0, 1,
 					 &o->user[QUOTA_HANDLES]))
+				goto bad;
+			break;
+		case OPT_DEADLOCK:
+			want = "seconds: 0, or 0.01 to 3600";
+			if (parse_seconds(optarg, &o->deadlock_timeout_ns))
 				goto bad;
 			break;
 		default:
@@ -462,6 +490,7 @@ static int adopt_one(struct queue *q, void *arg)
 {
 	(void)arg;
 	procs_adopt(q);
+	deadlock_take(q);
 	return 0;
 }
 
@@ -472,6 +501,7 @@ int main(int argc, char **argv)
 			    .max_attach = 256 },
 		.max_queues = 16384,
 		.max_clients = 4096,
+		.deadlock_timeout_ns = 1000000000,
 	};
 	struct quota_limits quotas;
 	struct listener l = { .fd = -1, .lock_fd = -1 };
@@ -547,6 +577,7 @@ int main(int argc, char **argv)
 	quota_init(&quotas, (uint32_t)geteuid());
 	registry_init(l.path, &o.limits);
 	procs_init(base);
+	deadlock_init(base, o.deadlock_timeout_ns);
 	sessions_init(base);
 	registry_adopt();
 	registry_walk("", adopt_one, NULL);
@@ -587,6 +618,7 @@ out:
 	if (ev_int)
 		event_free(ev_int);
 	sessions_shutdown();
+	deadlock_shutdown();
 	procs_shutdown();
 	registry_shutdown();
 	quota_shutdown();

@@ -19,6 +19,7 @@
 
 #include <event2/event.h>
 
+#include "deadlock.h"
 #include "log.h"
 #include "procs.h"
 #include "quota.h"
@@ -50,36 +51,60 @@ static int cmp_pid(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+int procs_info(pid_t pid, struct proc_info *pi)
+{
+	char path[64], buf[1024];
+	unsigned long long t;
+	long threads;
+	ssize_t n;
+	int fd;
+
+	memset(pi, 0, sizeof(*pi));
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* Field 2 is the command name in parentheses; it may contain spaces
+	 * and parentheses itself: it ends at the last ')'. */
+	char *open_paren = strchr(buf, '('), *p = strrchr(buf, ')');
+	if (open_paren == NULL || p == NULL || p < open_paren)
+		return -1;
+	size_t len = (size_t)(p - open_paren - 1);
+	if (len >= sizeof(pi->comm))
+		len = sizeof(pi->comm) - 1;
+	memcpy(pi->comm, open_paren + 1, len);
+	pi->comm[len] = '\0';
+	/* p is at the space before field 3, the state; 20 is the number of
+	 * threads, 22 the start time. */
+	p++;
+	if (p[0] != ' ' || p[1] == '\0')
+		return -1;
+	pi->state = p[1];
+	for (int field = 3; field < 20 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL || sscanf(p, " %ld", &threads) != 1 || threads < 1)
+		return -1;
+	for (int field = 20; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL || sscanf(p, " %llu", &t) != 1)
+		return -1;
+	pi->threads = threads > UINT32_MAX ? UINT32_MAX : (uint32_t)threads;
+	pi->start_time = t;
+	return 0;
+}
+
 /* Field 22 of /proc/PID/stat: when the process started, in clock ticks
  * since boot.  With the pid it names one process for good. */
 static uint64_t start_time_of(pid_t pid)
 {
-	char path[64], buf[1024];
-	unsigned long long t;
-	ssize_t n;
-	int fd;
+	struct proc_info pi;
 
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	/* The command name may contain spaces and parentheses: skip to the
-	 * last ')'. */
-	char *p = strrchr(buf, ')');
-	if (p == NULL)
-		return 0;
-	/* p is at the space before field 3; step to the one before 22. */
-	p++;
-	for (int field = 3; field < 22 && p; field++)
-		p = strchr(p + 1, ' ');
-	if (p == NULL || sscanf(p, " %llu", &t) != 1)
-		return 0;
-	return t;
+	return procs_info(pid, &pi) == 0 ? pi.start_time : 0;
 }
 
 /* The effective uid of a live process, from /proc (never from the
@@ -172,6 +197,7 @@ static void died(struct proc *p)
 		n++;
 	}
 	log_debug("pid %ld gone (%u attachments released)", (long)p->pid, n);
+	deadlock_gone(p->pid);
 	forget(p);
 }
 
@@ -325,6 +351,17 @@ int procs_detach(pid_t pid, uint64_t queue_id, uint32_t index, uint32_t gen)
 		return SHMQ_OK;
 	}
 	return SHMQ_ENOENT;
+}
+
+struct queue *procs_attachment(pid_t pid, uint64_t queue_id, uint32_t index,
+				uint32_t gen)
+{
+	struct proc *p = find(pid);
+
+	for (struct attachment *a = p ? p->att : NULL; a; a = a->next)
+		if (a->q->id == queue_id && a->index == index && a->gen == gen)
+			return a->q;
+	return NULL;
 }
 
 /* Under registry_access(): one pass over an adopted queue's table. */

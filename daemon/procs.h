@@ -31,6 +31,21 @@ int procs_detach(pid_t pid, uint64_t queue_id, uint32_t index, uint32_t gen);
 /* Takes over the attachments recorded in an adopted queue: live
  * processes are watched, dead ones released. */
 void procs_adopt(struct queue *q);
+/* The queue of process `pid`'s attachment (queue_id, index, gen), or
+ * NULL if it has none such. */
+struct queue *procs_attachment(pid_t pid, uint64_t queue_id, uint32_t index,
+				uint32_t gen);
+
+/* What /proc/PID/stat says of a process. */
+struct proc_info {
+	char comm[16];              /* command name, NUL-terminated */
+	char state;                 /* R, S, D, T, t, Z, X, ... */
+	uint32_t threads;
+	uint64_t start_time;        /* clock ticks since boot */
+};
+/* 0, or -1 if the process is gone or its record unreadable. */
+int procs_info(pid_t pid, struct proc_info *pi);
+
 /* If `pid` is a tracked process that has exited, releases it now. */
 void procs_check(pid_t pid);
 size_t procs_count(void);

@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "deadlock.h"
 #include "log.h"
 #include "procs.h"
 #include "quota.h"
@@ -57,6 +58,7 @@ union reply {
 	struct shmq_wire_stat_reply stat;
 	struct shmq_wire_list_reply list;
 	struct shmq_wire_users_reply users;
+	struct shmq_wire_deadlocks_reply deadlocks;
 };
 
 static void set_status(union reply *r, int status, const char *fmt, ...)
@@ -216,20 +218,24 @@ static size_t do_create(struct peer *p, const struct shmq_wire_create *c,
 	}
 	rc = registry_create(c, p->uid, p->gid, &q, detail, sizeof(detail));
 
-	if (rc == SHMQ_EEXIST && (c->flags & SHMQ_WIRE_EXIST_OK))
+	if (rc == SHMQ_EEXIST && (c->flags & SHMQ_WIRE_EXIST_OK)) {
 		rc = SHMQ_OK;
-	else if (rc == SHMQ_OK)
+	} else if (rc == SHMQ_OK) {
+		deadlock_take(q);
 		log_info("created queue '%s' for uid %u: capacity %u, max-msg "
-			 "%u, max-bytes %" PRIu64 ", mode %03o%s%s",
+			 "%u, max-bytes %" PRIu64 ", mode %03o%s%s%s",
 			 c->name, p->uid, c->capacity, c->max_msg,
 			 c->max_bytes, c->mode,
 			 c->config_flags & SHMQ_CFG_AUTO_CLOSE ? ", auto-close"
 							       : "",
-			 c->config_flags & SHMQ_CFG_ACKED ? ", acked" : "");
-	else if (rc == SHMQ_ELIMIT)
+			 c->config_flags & SHMQ_CFG_ACKED ? ", acked" : "",
+			 c->config_flags & SHMQ_CFG_DEADLOCK_FAIL
+				 ? ", on-deadlock fail"
+				 : "");
+	} else if (rc == SHMQ_ELIMIT) {
 		log_debug("uid %u cannot create queue '%s': %s", p->uid,
 			  c->name, detail);     /* quota.c logs the first */
-	else if (rc != SHMQ_EEXIST)
+	} else if (rc != SHMQ_EEXIST)
 		log_warn("uid %u cannot create queue '%s': %s (%s)", p->uid,
 			 c->name, shmq_strerror(rc), detail);
 	set_status(r, rc, "%s", rc == SHMQ_OK ? "" : detail);
@@ -459,6 +465,58 @@ static size_t do_users(struct peer *p, const struct shmq_wire_users *u,
 	       r->users.count * sizeof(struct shmq_wire_user);
 }
 
+/* A call on one of the peer's own attachments has been blocked for a
+ * while: look at its queue.  Anything else is ignored (no reply says so
+ * anyway). */
+static size_t do_blocked(struct peer *p, const struct shmq_wire_detach *b,
+			 union reply *r)
+{
+	struct queue *q = procs_attachment(p->pid, b->queue_id, b->client,
+					   b->gen);
+
+	if (q)
+		deadlock_watch(q);
+	set_status(r, q ? SHMQ_OK : SHMQ_ENOENT,
+		   q ? NULL : "no such attachment");
+	return sizeof(r->st);
+}
+
+/* The deadlocks of the last look: those where the peer may read at least
+ * one of the queues (root: all), renumbered from 0. */
+static size_t do_deadlocks(struct peer *p, union reply *r)
+{
+	const struct shmq_wire_dl_wait *all;
+	uint32_t more, n = 0;
+	size_t count = deadlock_rows(&all, &more);
+	int shown[SHMQ_WIRE_DL_MAX], num[SHMQ_WIRE_DL_MAX], next = 0;
+
+	for (size_t d = 0; d < SHMQ_WIRE_DL_MAX; d++)
+		shown[d] = 0, num[d] = -1;
+	for (size_t i = 0; i < count; i++) {
+		const struct queue *q = registry_find(all[i].queue);
+		if (all[i].deadlock < SHMQ_WIRE_DL_MAX &&
+		    (p->uid == 0 ||
+		     (q && (access_of(p, q) & SHMQ_ACCESS_READ))))
+			shown[all[i].deadlock] = 1;
+	}
+	set_status(r, SHMQ_OK, NULL);
+	for (size_t i = 0; i < count; i++) {
+		uint32_t d = all[i].deadlock;
+		if (d >= SHMQ_WIRE_DL_MAX || !shown[d])
+			continue;
+		if (num[d] < 0)
+			num[d] = next++;
+		r->deadlocks.rows[n] = all[i];
+		r->deadlocks.rows[n++].deadlock = (uint32_t)num[d];
+	}
+	r->deadlocks.count = n;
+	r->deadlocks.more = more;
+	r->deadlocks.timeout_ms = deadlock_timeout_ms();
+	r->deadlocks.pad = 0;
+	return offsetof(struct shmq_wire_deadlocks_reply, rows) +
+	       n * sizeof(struct shmq_wire_dl_wait);
+}
+
 size_t session_handle(struct peer *p, const void *pkt, size_t len, void *out,
 		      int *fd, int *hang_up)
 {
@@ -517,6 +575,13 @@ size_t session_handle(struct peer *p, const void *pkt, size_t len, void *out,
 			break;
 		case SHMQ_MSG_USERS:
 			n = do_users(p, body, &r);
+			break;
+		case SHMQ_MSG_BLOCKED:
+		case SHMQ_MSG_BLOCKED | SHMQ_MSG_NOREPLY:
+			n = do_blocked(p, body, &r);
+			break;
+		case SHMQ_MSG_DEADLOCKS:
+			n = do_deadlocks(p, &r);
 			break;
 		default:        /* wire_check_request knows every type */
 			set_status(&r, SHMQ_EINVAL, "unknown request");
@@ -626,11 +691,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	rlen = session_handle(&s->peer, in, (size_t)n, out, &pass_fd,
 			      &hang_up);
 	registry_reap();        /* between requests, nobody holds a queue */
-	/* A well-formed DETACH that asked for no reply gets none; anything
-	 * else with that bit is malformed and answered as such. */
+	/* A well-formed DETACH or BLOCKED that asked for no reply gets none;
+	 * anything else with that bit is malformed and answered as such. */
 	const struct shmq_wire_hdr *req = (const void *)in;
-	if (rlen > 0 && !hang_up &&
-	    req->type == (SHMQ_MSG_DETACH | SHMQ_MSG_NOREPLY) &&
+	if (rlen > 0 && !hang_up && wire_noreply(req->type) &&
 	    (size_t)n == sizeof(*req) + sizeof(struct shmq_wire_detach)) {
 		if (pass_fd >= 0)
 			close(pass_fd);

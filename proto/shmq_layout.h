@@ -62,7 +62,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 8u
+#define SHMQ_LAYOUT_VERSION 9u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -82,6 +82,8 @@
 /* `config_flags`: fixed at creation. */
 #define SHMQ_CFG_AUTO_CLOSE 0x1u  /* close when the last producer detaches */
 #define SHMQ_CFG_ACKED      0x2u  /* gets lease; messages leave on ack */
+#define SHMQ_CFG_DEADLOCK_FAIL 0x4u /* shmqd breaks a deadlock by failing a
+				       call blocked here (else it reports) */
 
 /* `state_flags`: set by shmqd (and close), never cleared. */
 #define SHMQ_ST_AUTO_CLOSED   0x1u  /* closed because producers went to zero */
@@ -205,7 +207,20 @@ struct shmq_seg_hdr {
 	 * entry that is gone are returned by the next get. */
 	_Alignas(SHMQ_CACHELINE) uint32_t departures;
 	uint32_t pad5;
+	/* Deadlock detection (see "Wait records" below).  dl_report_ms: how
+	 * often, in ms, a call that sleeps tells shmqd that it is still
+	 * blocked, and the longest it sleeps at a time (half shmqd's deadlock
+	 * timeout; 0: shmqd looks for no deadlocks).  deadlocked: SHMQ_DL_*,
+	 * set while shmqd finds waiters on this queue deadlocked, cleared
+	 * when it no longer does.  dl_watch_ns: CLOCK_MONOTONIC ns until
+	 * which shmqd samples this queue's wait records anyway: a waiter
+	 * need not tell it before then. */
+	uint32_t dl_report_ms;
+	uint32_t deadlocked;
+	int64_t  dl_watch_ns;
 };
+
+#define SHMQ_DL_WAITERS     0x1u  /* some waiter here is deadlocked */
 
 /*
  * One queued message, one cache line.  `ticket` is the message's position
@@ -237,9 +252,9 @@ struct shmq_slot {
 
 /* Attachment table entry: one per open handle, written by shmqd except
  * `wait`, which the handle's own process sets while it sleeps, and the
- * poll fields below.  The "blocked in put/get" statistics count these
- * marks, so an entry that shmqd removes for a dead process can never
- * leave a count behind.
+ * poll fields and wait records below.  The "blocked in put/get"
+ * statistics count the `wait` marks, so an entry that shmqd removes for a
+ * dead process can never leave a count behind.
  *
  * Pollable descriptors.  A handle that asked for one (shmq_fd) owns, per
  * direction, an AF_UNIX datagram socket bound in the abstract namespace
@@ -254,7 +269,21 @@ struct shmq_slot {
  * sleeper must see (close, a death, adoption) sends to every armed entry
  * whatever the bit says.  Since the name is computed, never read, a
  * damaged entry can only direct wake-ups at sockets of this queue's
- * prefix. */
+ * prefix.
+ *
+ * Wait records, one per direction ([0] put, [1] get), for shmqd's
+ * deadlock detection.  A blocking call that goes to sleep for the first
+ * time adds 1 to `threads` (a handle may be shared by threads) and raises
+ * `since` to the CLOCK_MONOTONIC time it began sleeping; it takes its 1
+ * back when it returns, however it returns, so the record covers its
+ * later spins and sleeps alike.  `since` is thus the start of the most
+ * recent wait: every thread counted has waited at least since then.  A
+ * thread cannot die alone: when its process dies, shmqd removes the
+ * entry, records and all.  `victim`: shmqd writes there the `since` it
+ * saw to fail one of those waits (policy SHMQ_CFG_DEADLOCK_FAIL); a
+ * waiter that finds it equal to `since` claims it with a CAS to 0 and
+ * returns SHMQ_EDEADLK.  A stale value (the wait it named has ended) can
+ * never match again: `since` only grows. */
 #define SHMQ_ROLE_PRODUCER  0x1u
 #define SHMQ_ROLE_CONSUMER  0x2u
 #define SHMQ_WAIT_NONE      0u
@@ -267,6 +296,13 @@ struct shmq_slot {
  * as a producer lost. */
 #define SHMQ_CLIENT_DETACHED 1u
 
+struct shmq_wait_rec {
+	uint32_t threads;           /* threads blocked in this direction */
+	uint32_t pad;
+	int64_t  since;             /* CLOCK_MONOTONIC ns: latest wait's start */
+	int64_t  victim;            /* shmqd: fail the wait of this `since` */
+};
+
 struct shmq_client {
 	uint32_t pid;               /* 0 = free entry */
 	uint32_t role;              /* SHMQ_ROLE_* */
@@ -277,6 +313,7 @@ struct shmq_client {
 	uint32_t pad;
 	uint64_t poll_nonce;        /* random part of its sockets' names */
 	uint32_t armed[2];          /* [0] put, [1] get: 0, or an arming */
+	struct shmq_wait_rec waits[2];  /* [0] put, [1] get */
 };
 
 /*
@@ -309,7 +346,8 @@ static_assert(sizeof(pthread_mutex_t) <= SHMQ_CACHELINE,
 	      "pthread_mutex_t must fit one cache line");
 static_assert(sizeof(union shmq_lock) == SHMQ_CACHELINE, "lock padding");
 static_assert(sizeof(struct shmq_slot) == SHMQ_CACHELINE, "slot size");
-static_assert(sizeof(struct shmq_client) == 48, "client entry size");
+static_assert(sizeof(struct shmq_wait_rec) == 24, "wait record size");
+static_assert(sizeof(struct shmq_client) == 96, "client entry size");
 static_assert(offsetof(struct shmq_seg_hdr, name) == 116, "name offset");
 static_assert(offsetof(struct shmq_seg_hdr, put_lock) == 384, "put side");
 static_assert(offsetof(struct shmq_seg_hdr, tail) == 448, "tail");

@@ -27,7 +27,7 @@
 #include "shmq_layout.h"
 
 #define SHMQ_WIRE_MAGIC    UINT32_C(0x51514d53)   /* "SMQQ" */
-#define SHMQ_WIRE_VERSION  5u
+#define SHMQ_WIRE_VERSION  6u
 #define SHMQ_WIRE_MAX      65536u                 /* largest packet */
 #define SHMQ_WIRE_NAME     (SHMQ_NAME_MAX + 1)
 
@@ -56,14 +56,22 @@ enum shmq_msgtype {
 	SHMQ_MSG_STAT = 300,        /* struct shmq_wire_name */
 	SHMQ_MSG_LIST,              /* struct shmq_wire_list */
 	SHMQ_MSG_USERS,             /* struct shmq_wire_users */
+
+	/* Deadlock detection. */
+	SHMQ_MSG_BLOCKED = 400,     /* struct shmq_wire_detach: a call on
+				       this attachment has been blocked for
+				       a report period (see shmq_layout.h,
+				       "Wait records"); sent NOREPLY */
+	SHMQ_MSG_DEADLOCKS,         /* struct shmq_wire_deadlocks */
 };
 
 /* Set in the type of every reply. */
 #define SHMQ_MSG_REPLY 0x8000u
-/* Set by the client in a DETACH (the only request allowed it): the daemon
- * sends no reply.  The handle has marked itself detached in the segment
- * already, so the client need not wait, and open+detach costs one round
- * trip instead of two. */
+/* Set by the client in a DETACH or a BLOCKED (the only requests allowed
+ * it): the daemon sends no reply.  The handle has marked itself detached
+ * in the segment already, so the client need not wait, and open+detach
+ * costs one round trip instead of two; a blocked call must never wait
+ * for the daemon. */
 #define SHMQ_MSG_NOREPLY 0x4000u
 
 /* --- request bodies ---------------------------------------------------- */
@@ -122,6 +130,11 @@ struct shmq_wire_users {
 	uint32_t pad;
 };
 
+struct shmq_wire_deadlocks {
+	uint32_t flags;             /* 0 */
+	uint32_t pad;
+};
+
 /* --- reply bodies ------------------------------------------------------ */
 
 /* Every reply starts with this; `status` is an SHMQ_* code and `detail`
@@ -167,7 +180,7 @@ struct shmq_wire_stat {
 	uint32_t state;
 	uint32_t auto_closed;
 	uint32_t producer_lost;
-	uint32_t pad;
+	uint32_t deadlocked;
 	int64_t  created_ns, closed_ns;
 	/* Acked queues. */
 	uint32_t leased, returned;
@@ -215,6 +228,41 @@ struct shmq_wire_users_reply {
 	struct shmq_wire_user entries[SHMQ_WIRE_USERS_PAGE];
 };
 
+/* The deadlocks shmqd found at its last look, one row per wait of a
+ * process in one: the rows of one deadlock share `deadlock` (0, 1, ...)
+ * and come together, the processes of its cycle(s) first, then those
+ * blocked behind it.  At most SHMQ_WIRE_DL_MAX rows; `more` says how
+ * many were left off. */
+#define SHMQ_WIRE_DL_MAX     128u
+#define SHMQ_WIRE_DL_FREERS  8u
+#define SHMQ_WIRE_DL_PUT     0x1u   /* blocked in put (else in get) */
+#define SHMQ_WIRE_DL_BEHIND  0x2u   /* blocked behind the deadlock */
+#define SHMQ_WIRE_DL_FAIL    0x4u   /* the queue's policy is fail */
+#define SHMQ_WIRE_DL_VICTIM  0x8u   /* shmqd chose this wait to fail */
+struct shmq_wire_dl_wait {
+	char     queue[SHMQ_WIRE_NAME];
+	char     comm[16];          /* the process's command name */
+	uint32_t deadlock;
+	uint32_t pid;
+	uint32_t flags;             /* SHMQ_WIRE_DL_* */
+	uint32_t threads;           /* of the process, blocked in this wait */
+	uint32_t messages;          /* queued (and leased) at the last look */
+	uint32_t capacity;
+	int64_t  blocked_ns;        /* since the latest of them began */
+	uint32_t nfreers;           /* processes that could end the wait */
+	uint32_t freers[SHMQ_WIRE_DL_FREERS];  /* the first of them */
+	uint32_t pad;
+};
+
+struct shmq_wire_deadlocks_reply {
+	struct shmq_wire_status st;
+	uint32_t count;
+	uint32_t more;
+	uint32_t timeout_ms;        /* shmqd --deadlock-timeout; 0 = off */
+	uint32_t pad;
+	struct shmq_wire_dl_wait rows[SHMQ_WIRE_DL_MAX];
+};
+
 static_assert(sizeof(struct shmq_wire_hdr) == 16, "header size");
 static_assert(sizeof(struct shmq_wire_create) == 552, "create size");
 static_assert(sizeof(struct shmq_wire_open) == 264, "open size");
@@ -228,5 +276,9 @@ static_assert(sizeof(struct shmq_wire_user) == 72, "user size");
 static_assert(sizeof(struct shmq_wire_hdr) +
 		      sizeof(struct shmq_wire_users_reply) <= SHMQ_WIRE_MAX,
 	      "a users page fits one packet");
+static_assert(sizeof(struct shmq_wire_dl_wait) == 344, "deadlock row size");
+static_assert(sizeof(struct shmq_wire_hdr) +
+		      sizeof(struct shmq_wire_deadlocks_reply) <= SHMQ_WIRE_MAX,
+	      "the deadlocks fit one packet");
 
 #endif /* SHMQ_WIRE_H */

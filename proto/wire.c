@@ -57,6 +57,8 @@ static size_t request_size(uint16_t type)
 	case SHMQ_MSG_STAT:   return sizeof(struct shmq_wire_name);
 	case SHMQ_MSG_LIST:   return sizeof(struct shmq_wire_list);
 	case SHMQ_MSG_USERS:  return sizeof(struct shmq_wire_users);
+	case SHMQ_MSG_BLOCKED: return sizeof(struct shmq_wire_detach);
+	case SHMQ_MSG_DEADLOCKS: return sizeof(struct shmq_wire_deadlocks);
 	default:              return 0;
 	}
 }
@@ -66,11 +68,17 @@ static int check_body(uint16_t type, const void *body)
 	switch (type) {
 	case SHMQ_MSG_HELLO:
 	case SHMQ_MSG_DETACH:
+	case SHMQ_MSG_BLOCKED:
 		return SHMQ_OK;
+	case SHMQ_MSG_DEADLOCKS: {
+		const struct shmq_wire_deadlocks *d = body;
+		return d->flags || d->pad ? SHMQ_EINVAL : SHMQ_OK;
+	}
 	case SHMQ_MSG_CREATE: {
 		const struct shmq_wire_create *c = body;
 		if (c->mode & ~0777u ||
-		    c->config_flags & ~(SHMQ_CFG_AUTO_CLOSE | SHMQ_CFG_ACKED) ||
+		    c->config_flags & ~(SHMQ_CFG_AUTO_CLOSE | SHMQ_CFG_ACKED |
+					SHMQ_CFG_DEADLOCK_FAIL) ||
 		    c->flags & ~SHMQ_WIRE_EXIST_OK || c->pad)
 			return SHMQ_EINVAL;
 		if (wire_check_name(c->dead_letter, sizeof(c->dead_letter), 1) !=
@@ -119,13 +127,19 @@ int wire_check_request(const void *pkt, size_t len, uint16_t *type,
 	if (h.version != SHMQ_WIRE_VERSION)
 		return SHMQ_EPROTO;
 	uint16_t base = h.type;
-	if (h.type == (SHMQ_MSG_DETACH | SHMQ_MSG_NOREPLY))
-		base = SHMQ_MSG_DETACH;
+	if (wire_noreply(h.type))
+		base = h.type & ~SHMQ_MSG_NOREPLY;
 	size_t want = request_size(base);
 	if (want == 0 || len - sizeof(h) != want)
 		return SHMQ_EINVAL;
 	*body = (const char *)pkt + sizeof(h);
 	return check_body(base, *body);
+}
+
+int wire_noreply(uint16_t type)
+{
+	return type == (SHMQ_MSG_DETACH | SHMQ_MSG_NOREPLY) ||
+	       type == (SHMQ_MSG_BLOCKED | SHMQ_MSG_NOREPLY);
 }
 
 static size_t reply_min_size(uint16_t type)
@@ -138,6 +152,8 @@ static size_t reply_min_size(uint16_t type)
 		return offsetof(struct shmq_wire_list_reply, entries);
 	case SHMQ_MSG_USERS:
 		return offsetof(struct shmq_wire_users_reply, entries);
+	case SHMQ_MSG_DEADLOCKS:
+		return offsetof(struct shmq_wire_deadlocks_reply, rows);
 	default:              return sizeof(struct shmq_wire_status);
 	}
 }
@@ -179,6 +195,15 @@ int wire_check_reply(const void *pkt, size_t len, uint16_t type,
 					  entries) +
 					 count * sizeof(struct shmq_wire_user))
 			return SHMQ_EPROTO;
+	} else if (type == SHMQ_MSG_DEADLOCKS) {
+		const struct shmq_wire_deadlocks_reply *d = *body;
+		uint32_t count;
+		memcpy(&count, &d->count, sizeof(count));
+		if (count > SHMQ_WIRE_DL_MAX ||
+		    *body_len != offsetof(struct shmq_wire_deadlocks_reply,
+					  rows) +
+					 count * sizeof(struct shmq_wire_dl_wait))
+			return SHMQ_EPROTO;
 	} else if (*body_len != reply_min_size(type)) {
 		return SHMQ_EPROTO;
 	}
@@ -209,6 +234,7 @@ void wire_stat_pack(struct shmq_wire_stat *w, const struct shmq_stat *s)
 	w->state = (uint32_t)s->state;
 	w->auto_closed = (uint32_t)s->auto_closed;
 	w->producer_lost = (uint32_t)s->producer_lost;
+	w->deadlocked = (uint32_t)s->deadlocked;
 	w->created_ns = s->created_ns;
 	w->closed_ns = s->closed_ns;
 	w->leased = s->leased;
@@ -246,6 +272,7 @@ void wire_stat_unpack(struct shmq_stat *s, const struct shmq_wire_stat *w)
 	s->state = (int)w->state;
 	s->auto_closed = (int)w->auto_closed;
 	s->producer_lost = (int)w->producer_lost;
+	s->deadlocked = (int)w->deadlocked;
 	s->created_ns = w->created_ns;
 	s->closed_ns = w->closed_ns;
 	s->leased = w->leased;
@@ -257,4 +284,29 @@ void wire_stat_unpack(struct shmq_stat *s, const struct shmq_wire_stat *w)
 	s->max_deliveries = w->max_deliveries;
 	memcpy(s->dead_letter, w->dead_letter, sizeof(s->dead_letter));
 	s->dead_letter[SHMQ_NAME_MAX] = '\0';
+}
+
+void wire_dl_unpack(struct shmq_deadlock_wait *d,
+		    const struct shmq_wire_dl_wait *w)
+{
+	memset(d, 0, sizeof(*d));
+	d->deadlock = w->deadlock;
+	d->behind = !!(w->flags & SHMQ_WIRE_DL_BEHIND);
+	d->pid = w->pid;
+	memcpy(d->comm, w->comm, sizeof(d->comm));
+	d->comm[sizeof(d->comm) - 1] = '\0';
+	d->put = !!(w->flags & SHMQ_WIRE_DL_PUT);
+	memcpy(d->queue, w->queue, sizeof(d->queue));
+	d->queue[SHMQ_NAME_MAX] = '\0';
+	d->messages = w->messages;
+	d->capacity = w->capacity;
+	d->threads = w->threads;
+	d->blocked_ns = w->blocked_ns;
+	d->fail = !!(w->flags & SHMQ_WIRE_DL_FAIL);
+	d->victim = !!(w->flags & SHMQ_WIRE_DL_VICTIM);
+	d->nfreers = w->nfreers;
+	uint32_t k = w->nfreers < SHMQ_DEADLOCK_FREERS ? w->nfreers
+						       : SHMQ_DEADLOCK_FREERS;
+	for (uint32_t i = 0; i < k; i++)
+		d->freers[i] = w->freers[i];
 }

@@ -26,6 +26,10 @@ size_t wire_pack(void *buf, uint16_t type, uint32_t seq, const void *body,
 int wire_check_request(const void *pkt, size_t len, uint16_t *type,
 		       uint32_t *seq, const void **body);
 
+/* Is `type` a request that gets no reply (a DETACH or a BLOCKED with
+ * SHMQ_MSG_NOREPLY)? */
+int wire_noreply(uint16_t type);
+
 /* Checks a reply to request `type` number `seq`.  On SHMQ_OK *body points
  * at the body (starting with struct shmq_wire_status) of *body_len bytes. */
 int wire_check_reply(const void *pkt, size_t len, uint16_t type,
@@ -37,5 +41,7 @@ int wire_check_name(const char *field, size_t cap, int allow_empty);
 
 void wire_stat_pack(struct shmq_wire_stat *w, const struct shmq_stat *s);
 void wire_stat_unpack(struct shmq_stat *s, const struct shmq_wire_stat *w);
+void wire_dl_unpack(struct shmq_deadlock_wait *d,
+		    const struct shmq_wire_dl_wait *w);
 
 #endif /* SHMQ_WIRE_CODEC_H */
