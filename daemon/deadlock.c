@@ -958,11 +958,18 @@ void deadlock_watch(struct queue *q)
 		if (GROW(watches, capwatch, nwatch + 1) < 0)
 			return;
 		watches[nwatch++] = (struct watch){ .id = q->id };
+		log_debug("deadlock detection: watching '%s', where a call "
+			  "has been blocked", q->name);
 	}
 	if (!ticking) {
-		/* The first look now: it is the one the next compares to. */
-		struct timeval now = { 0, 0 };
-		ticking = evtimer_add(tick_ev, &now) == 0;
+		/* The first look soon: it is the one the next compares to.
+		 * Not at once: the wait that told us is then half a timeout
+		 * old, and one period later it must be a whole one, which
+		 * it would be only just, or just not. */
+		int64_t soon = period_ns / 8;
+		struct timeval tv = { .tv_sec = soon / 1000000000,
+				      .tv_usec = (soon % 1000000000) / 1000 };
+		ticking = evtimer_add(tick_ev, &tv) == 0;
 	}
 }
 

@@ -1,0 +1,789 @@
+/*
+ * check_deadlock.c - shmqd finding, naming and breaking deadlocks.
+ *
+ * Owns the promises of "Deadlocks" in shmq.h: processes that wait for
+ * each other in shmq are reported within twice the deadlock timeout, by
+ * the log (once) and by shmq_deadlocks(), with the right processes,
+ * queues and freers, and those blocked behind them; with the fail policy
+ * exactly one blocked call returns SHMQ_EDEADLK and the rest go on; a
+ * restarted daemon finds a deadlock again; and none of the situations
+ * that only look alike is ever reported (a slow consumer, a producer
+ * busy outside shmq, another thread running, a stopped process, nobody
+ * attached on the other side, a waiter killed).  Every "never" test waits
+ * at least three timeouts after shmqd started watching the queue (its
+ * debug log says so: the silence is not for want of looking), and most
+ * then turn the situation into a real deadlock, which must be found: a
+ * detector that finds nothing fails them.
+ *
+ * Rules every integration suite keeps (tests/lib/): it runs the real
+ * built shmqd (harness.h) and real client processes on real shared
+ * memory, nothing mocked; every test is bounded in time (Check's timeout,
+ * and a timeout on every blocking call); no verdict rests on a sleep
+ * (channels carry handshakes; WAIT_UNTIL polls, with a bound, what offers
+ * none), except the silences, which are the point; and it leaves nothing
+ * behind (daemon_cleanup() in the test, harness_sweep() after a test that
+ * died).  Children never call ck_assert: they exit CHILD_FAIL, and the
+ * test's CHILD_OK fails.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/chan.h"
+#include "lib/checks.h"
+#include "lib/clock.h"
+#include "lib/harness.h"
+#include "lib/queue.h"
+#include "lib/runner.h"
+
+/* The daemon's deadlock timeout in these tests, and how long a silence
+ * lasts: three timeouts after shmqd began to watch. */
+#define TIMEOUT_MS 300
+#define SILENCE_MS (3 * TIMEOUT_MS + 100)
+
+static char *const dl_args[] = { "--deadlock-timeout", "0.3", "-v", NULL };
+
+/* How many times `needle` occurs in the file at `path`. */
+static int count_in_file(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r");
+	char line[8192];
+	int n = 0;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		for (char *p = line; (p = strstr(p, needle)) != NULL; p++)
+			n++;
+	fclose(f);
+	return n;
+}
+
+/* Rows shmq_deadlocks() lists now (freed by the caller). */
+static size_t deadlocks(struct shmq_deadlock_wait **rows)
+{
+	size_t n;
+
+	RC_EQ(shmq_deadlocks(rows, &n), SHMQ_OK);
+	return n;
+}
+
+static size_t deadlock_count(void)
+{
+	struct shmq_deadlock_wait *rows;
+	size_t n = deadlocks(&rows);
+
+	free(rows);
+	return n;
+}
+
+/* Fills a fresh queue of capacity `cap` to the brim, without keeping a
+ * handle: a process that has it open and is not blocked could close it,
+ * and shmqd would rightly see no deadlock. */
+static void create_full(const char *name, uint32_t cap, uint32_t flags)
+{
+	create_q(name, cap, 64, 0600, flags);
+	shmq_t *q = open_q(name, SHMQ_PRODUCER);
+	for (uint32_t i = 0; i < cap; i++)
+		put_str(q, "token");
+	shmq_detach(q);
+}
+
+/* Waits until shmqd watches `queue` (it logs that at debug level). */
+static void wait_watched(struct daemon *d, const char *queue)
+{
+	char needle[300];
+
+	snprintf(needle, sizeof(needle), "watching '%s'", queue);
+	EVENTUALLY(file_contains(d->log, needle));
+}
+
+/* ======================================================================= */
+/* The processes                                                           */
+
+/*
+ * A stage: a process named `comm` with queue `in` open as a consumer and
+ * `out` as a producer, and `hold_in` (`hold_out`) open as a consumer
+ * (producer) that it never uses; any may be NULL.  It answers 'r' once
+ * open; then, per command:
+ *   'l'  answers 'b', then runs `rounds` rounds of "put to out, get from
+ *        in" (each with SHMQ_FOREVER), and exits with the number of calls
+ *        that returned SHMQ_EDEADLK
+ *   'p'  answers 'b', puts one message to out, answers 'k' (or 'd' if
+ *        the put returned SHMQ_EDEADLK)
+ *   'g'  answers 'b', gets one message from in, answers 'k' (or 'd')
+ * Any other status of a call fails it.
+ */
+struct stage_cfg {
+	const char *comm, *in, *out, *hold_in, *hold_out;
+	int rounds;
+};
+
+struct stage {
+	pid_t pid;
+	struct chan ch;
+};
+
+static int count_rc(int rc, int *dead)
+{
+	if (rc == SHMQ_EDEADLK) {
+		(*dead)++;
+		return SHMQ_OK;
+	}
+	return rc;
+}
+
+static void stage_run(struct chan *ch, const struct stage_cfg *c)
+{
+	shmq_t *qi = NULL, *qo = NULL, *h;
+	char buf[64];
+	size_t len;
+	int dead = 0;
+
+	prctl(PR_SET_NAME, c->comm);
+	if (c->in && c->out && strcmp(c->in, c->out) == 0) {
+		CHILD_RC(shmq_open(c->in, SHMQ_PRODUCER | SHMQ_CONSUMER, &qi),
+			 SHMQ_OK);
+		qo = qi;
+	} else {
+		if (c->in)
+			CHILD_RC(shmq_open(c->in, SHMQ_CONSUMER, &qi), SHMQ_OK);
+		if (c->out)
+			CHILD_RC(shmq_open(c->out, SHMQ_PRODUCER, &qo), SHMQ_OK);
+	}
+	if (c->hold_in)
+		CHILD_RC(shmq_open(c->hold_in, SHMQ_CONSUMER, &h), SHMQ_OK);
+	if (c->hold_out)
+		CHILD_RC(shmq_open(c->hold_out, SHMQ_PRODUCER, &h), SHMQ_OK);
+	child_say(ch, 'r');
+	for (;;) {
+		int cmd = child_hear(ch), rc;
+		child_say(ch, 'b');
+		switch (cmd) {
+		case 'l':
+			for (int i = 0; i < c->rounds; i++) {
+				if (qo)
+					CHILD_RC(count_rc(shmq_put(qo, "m", 1,
+								   SHMQ_FOREVER),
+							  &dead), SHMQ_OK);
+				if (qi)
+					CHILD_RC(count_rc(shmq_get(qi, buf,
+								   sizeof(buf),
+								   &len,
+								   SHMQ_FOREVER),
+							  &dead), SHMQ_OK);
+			}
+			_exit(dead);
+		case 'p':
+			rc = shmq_put(qo, "m", 1, SHMQ_FOREVER);
+			child_say(ch, rc == SHMQ_EDEADLK ? 'd' : 'k');
+			CHILD_RC(count_rc(rc, &dead), SHMQ_OK);
+			break;
+		case 'g':
+			rc = shmq_get(qi, buf, sizeof(buf), &len, SHMQ_FOREVER);
+			child_say(ch, rc == SHMQ_EDEADLK ? 'd' : 'k');
+			CHILD_RC(count_rc(rc, &dead), SHMQ_OK);
+			break;
+		default:
+			_exit(CHILD_FAIL);
+		}
+	}
+}
+
+static void stage_start(struct stage *s, const struct stage_cfg *c)
+{
+	chan_init(&s->ch);
+	s->pid = harness_fork();
+	ck_assert_int_ge(s->pid, 0);
+	if (s->pid == 0) {
+		chan_child(&s->ch);
+		stage_run(&s->ch, c);
+		_exit(0);
+	}
+	chan_parent(&s->ch);
+	chan_expect(&s->ch, 'r');
+}
+
+/* Sends a command that blocks; returns once the stage is about to. */
+static void stage_go(struct stage *s, int cmd)
+{
+	ck_assert_int_eq(byte_write(s->ch.down[1], cmd), 0);
+	chan_expect(&s->ch, 'b');
+}
+
+static void stage_kill(struct stage *s)
+{
+	kill(s->pid, SIGCONT);
+	kill(s->pid, SIGKILL);
+	harness_wait(s->pid, 5000);
+	chan_done(&s->ch);
+}
+
+/* Its exit status (its count of SHMQ_EDEADLK), -1 if it failed. */
+static int stage_end(struct stage *s)
+{
+	int st = harness_wait(s->pid, 20000);
+
+	chan_done(&s->ch);
+	return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) != CHILD_FAIL
+		       ? WEXITSTATUS(st)
+		       : -1;
+}
+
+/* The row of `pid`'s wait on `queue`, or NULL. */
+static const struct shmq_deadlock_wait *
+row_of(const struct shmq_deadlock_wait *rows, size_t n, pid_t pid,
+       const char *queue)
+{
+	for (size_t i = 0; i < n; i++)
+		if (rows[i].pid == (uint32_t)pid &&
+		    strcmp(rows[i].queue, queue) == 0)
+			return &rows[i];
+	return NULL;
+}
+
+/* The cycle a -> A -> b -> B -> c -> C -> a: stage X gets from x and
+ * puts to the next queue; every queue is full, so each blocks in put. */
+static void cycle_start(struct stage st[3], int rounds)
+{
+	static const char *const names[3] = { "a", "b", "c" };
+	static const char *const comms[3] = { "stage-a", "stage-b",
+					      "stage-c" };
+
+	for (int i = 0; i < 3; i++) {
+		struct stage_cfg c = { .comm = comms[i], .in = names[i],
+				       .out = names[(i + 1) % 3],
+				       .rounds = rounds };
+		stage_start(&st[i], &c);
+	}
+}
+
+/* Whether /proc says `pid` is stopped. */
+static int is_stopped(pid_t pid)
+{
+	char path[64], buf[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
+
+/* ======================================================================= */
+/* Deadlocks found                                                         */
+
+/* Three processes in a cycle, every queue full: reported within twice
+ * the timeout, once in the log and by shmq_deadlocks(), naming each
+ * process, its command, the queue it waits on and who alone could free
+ * it; the queues' stat says so, until it is over. */
+START_TEST(test_cycle_reported)
+{
+	struct shmq_deadlock_wait *rows;
+	struct stage st[3];
+	struct daemon d;
+	size_t n = 0;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("a", 2, 0);
+	create_full("b", 2, 0);
+	create_full("c", 2, 0);
+	cycle_start(st, 1);
+	for (int i = 0; i < 3; i++)
+		stage_go(&st[i], 'l');
+	long t0 = now_ms();
+	ck_assert(WAIT_UNTIL((n = deadlock_count()) == 3, 4 * TIMEOUT_MS));
+	long took = now_ms() - t0;
+	ck_assert_msg(took <= 2 * TIMEOUT_MS, "found after %ld ms", took);
+	fprintf(stderr, "deadlock found %ld ms after it formed\n", took);
+
+	n = deadlocks(&rows);
+	ck_assert_uint_eq(n, 3);
+	for (int i = 0; i < 3; i++) {
+		static const char *const out[3] = { "b", "c", "a" };
+		static const char *const comm[3] = { "stage-a", "stage-b",
+						     "stage-c" };
+		const struct shmq_deadlock_wait *r =
+			row_of(rows, n, st[i].pid, out[i]);
+		ck_assert_msg(r != NULL, "no row for stage %d", i);
+		ck_assert_uint_eq(r->deadlock, 0);
+		ck_assert_int_eq(r->behind, 0);
+		ck_assert_int_eq(r->put, 1);
+		ck_assert_str_eq(r->comm, comm[i]);
+		ck_assert_uint_eq(r->messages, 2);
+		ck_assert_uint_eq(r->capacity, 2);
+		ck_assert_uint_eq(r->threads, 1);
+		ck_assert_int_ge(r->blocked_ns, (int64_t)TIMEOUT_MS * 1000000);
+		ck_assert_int_eq(r->fail, 0);
+		ck_assert_int_eq(r->victim, 0);
+		ck_assert_uint_eq(r->nfreers, 1);
+		ck_assert_uint_eq(r->freers[0], (uint32_t)st[(i + 1) % 3].pid);
+	}
+	free(rows);
+	ck_assert_int_eq(stat_name("a").deadlocked, 1);
+
+	/* One line naming them all, and only one however long it lasts. */
+	char line[200];
+	snprintf(line, sizeof(line),
+		 "pid %d (stage-a) blocked in put on 'b' (full 2/2), freed "
+		 "only by pid %d (stage-b)", st[0].pid, st[1].pid);
+	EVENTUALLY(file_contains(d.log, line));
+	snprintf(line, sizeof(line),
+		 "pid %d (stage-c) blocked in put on 'a' (full 2/2), freed "
+		 "only by pid %d (stage-a)", st[2].pid, st[0].pid);
+	ck_assert(file_contains(d.log, line));
+	sleep_ms(3 * TIMEOUT_MS);
+	ck_assert_int_eq(count_in_file(d.log, "deadlock: pid"), 1);
+
+	for (int i = 0; i < 3; i++)
+		stage_kill(&st[i]);
+	EVENTUALLY(deadlock_count() == 0);
+	EVENTUALLY(stat_name("a").deadlocked == 0);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* The same cycle with the fail policy: exactly one blocked call returns
+ * SHMQ_EDEADLK, and then all three run to the end. */
+START_TEST(test_cycle_fail)
+{
+	struct stage st[3];
+	struct daemon d;
+	int total = 0;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("a", 2, SHMQ_DEADLOCK_FAIL);
+	create_full("b", 2, SHMQ_DEADLOCK_FAIL);
+	create_full("c", 2, SHMQ_DEADLOCK_FAIL);
+	ck_assert_uint_eq(stat_name("a").flags & SHMQ_DEADLOCK_FAIL,
+			  SHMQ_DEADLOCK_FAIL);
+	cycle_start(st, 40);
+	for (int i = 0; i < 3; i++)
+		stage_go(&st[i], 'l');
+	for (int i = 0; i < 3; i++) {
+		int dead = stage_end(&st[i]);
+		ck_assert_msg(dead >= 0, "stage %d failed", i);
+		total += dead;
+	}
+	ck_assert_int_eq(total, 1);
+	EVENTUALLY(count_in_file(d.log, "breaking it") == 1);
+	ck_assert_int_eq(count_in_file(d.log, "deadlock: pid"), 1);
+	ck_assert_uint_eq(deadlock_count(), 0);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* Two processes each waiting in get for the other's put; only one of
+ * the queues has the fail policy: the get on it is the one that fails. */
+START_TEST(test_get_victim)
+{
+	struct stage x, y;
+	struct daemon d;
+	struct stage_cfg cx = { .comm = "getter-x", .in = "x", .out = "y",
+				.rounds = 1 };
+	struct stage_cfg cy = { .comm = "getter-y", .in = "y", .out = "x",
+				.rounds = 1 };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_q("x", 2, 64, 0600, SHMQ_DEADLOCK_FAIL);
+	create_q("y", 2, 64, 0600, 0);
+	stage_start(&x, &cx);
+	stage_start(&y, &cy);
+	stage_go(&x, 'g');
+	stage_go(&y, 'g');
+	chan_expect(&x.ch, 'd');
+	char line[100];
+	snprintf(line, sizeof(line), "the get of pid %d (getter-x) on 'x' fails",
+		 x.pid);
+	EVENTUALLY(file_contains(d.log, line));     /* written after */
+	/* x goes on: its put frees y. */
+	chan_cmd(&x.ch, 'p', 'b');
+	chan_expect(&x.ch, 'k');
+	chan_expect(&y.ch, 'k');
+	stage_kill(&x);
+	stage_kill(&y);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* One process, one thread, putting to its own full queue: a deadlock of
+ * one, freed only by itself. */
+START_TEST(test_self_put)
+{
+	struct shmq_deadlock_wait *rows;
+	struct stage s;
+	struct daemon d;
+	struct stage_cfg c = { .comm = "selfish", .in = "own", .out = "own",
+			       .rounds = 1 };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("own", 4, 0);
+	stage_start(&s, &c);
+	stage_go(&s, 'l');
+	EVENTUALLY(deadlock_count() == 1);
+	size_t n = deadlocks(&rows);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(rows[0].pid, (uint32_t)s.pid);
+	ck_assert_str_eq(rows[0].queue, "own");
+	ck_assert_uint_eq(rows[0].nfreers, 1);
+	ck_assert_uint_eq(rows[0].freers[0], (uint32_t)s.pid);
+	free(rows);
+	ck_assert(file_contains(d.log, "freed only by itself"));
+	stage_kill(&s);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A process blocked behind a deadlock from outside it: listed as such,
+ * after the cycle, freed only by the process of the cycle it waits
+ * for. */
+START_TEST(test_behind)
+{
+	struct shmq_deadlock_wait *rows;
+	struct stage a, b, feeder;
+	struct daemon d;
+	struct stage_cfg ca = { .comm = "cycle-a", .in = "ba", .out = "ab",
+				.hold_in = "side", .rounds = 1 };
+	struct stage_cfg cb = { .comm = "cycle-b", .in = "ab", .out = "ba",
+				.rounds = 1 };
+	struct stage_cfg cf = { .comm = "feeder", .out = "side", .rounds = 1 };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("ab", 1, 0);
+	create_full("ba", 1, 0);
+	create_full("side", 1, 0);
+	stage_start(&a, &ca);
+	stage_start(&b, &cb);
+	stage_start(&feeder, &cf);
+	stage_go(&a, 'l');
+	stage_go(&b, 'l');
+	stage_go(&feeder, 'l');
+	EVENTUALLY(deadlock_count() == 3);
+	size_t n = deadlocks(&rows);
+	const struct shmq_deadlock_wait *r = row_of(rows, n, feeder.pid,
+						    "side");
+	ck_assert(r != NULL);
+	ck_assert_int_eq(r->behind, 1);
+	ck_assert_uint_eq(r->nfreers, 1);
+	ck_assert_uint_eq(r->freers[0], (uint32_t)a.pid);
+	ck_assert_int_eq(row_of(rows, n, a.pid, "ab")->behind, 0);
+	ck_assert_int_eq(row_of(rows, n, b.pid, "ba")->behind, 0);
+	ck_assert_int_eq(rows[n - 1].behind, 1);        /* cycle first */
+	free(rows);
+	ck_assert(file_contains(d.log, "; blocked behind it: pid"));
+	stage_kill(&a);
+	stage_kill(&b);
+	stage_kill(&feeder);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A deadlock that still exists when shmqd is killed (-9) is found again
+ * by the next one, from the wait records in the segments. */
+START_TEST(test_found_after_restart)
+{
+	struct stage st[3];
+	struct daemon d;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("a", 1, 0);
+	create_full("b", 1, 0);
+	create_full("c", 1, 0);
+	cycle_start(st, 1);
+	for (int i = 0; i < 3; i++)
+		stage_go(&st[i], 'l');
+	EVENTUALLY(deadlock_count() == 3);
+	ck_assert_int_eq(count_in_file(d.log, "deadlock: pid"), 1);
+	daemon_stop(&d, SIGKILL);
+	ck_assert_int_eq(daemon_restart(&d), 0);
+	EVENTUALLY(deadlock_count() == 3);
+	EVENTUALLY(count_in_file(d.log, "deadlock: pid") == 2);
+	ck_assert_int_eq(stat_name("b").deadlocked, 1);
+	for (int i = 0; i < 3; i++)
+		stage_kill(&st[i]);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* ======================================================================= */
+/* Never a deadlock                                                        */
+
+/* Asserts that shmq_deadlocks() lists nothing for SILENCE_MS, and that
+ * the log has only `lines` deadlocks in it all along. */
+static void assert_silence(struct daemon *d, int lines)
+{
+	long until = now_ms() + SILENCE_MS;
+
+	while (now_ms() < until) {
+		ck_assert_uint_eq(deadlock_count(), 0);
+		sleep_ms(20);
+	}
+	ck_assert_int_eq(count_in_file(d->log, "deadlock: pid"), lines);
+}
+
+/* A process with a second thread that is not blocked: its put to its
+ * own full queue is no deadlock (the other thread may get); once that
+ * thread gets, the put goes through. */
+struct own_thread {
+	struct chan *ch;
+	shmq_t *q;
+};
+
+static void *own_consumer(void *arg)
+{
+	struct own_thread *t = arg;
+	char buf[64];
+	size_t len;
+
+	if (child_hear(t->ch) != 'g' ||
+	    shmq_get(t->q, buf, sizeof(buf), &len, 5000) != SHMQ_OK)
+		_exit(CHILD_FAIL);
+	return NULL;
+}
+
+START_TEST(test_other_thread_runs)
+{
+	struct daemon d;
+	struct chan ch;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("own", 2, 0);
+	chan_init(&ch);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		struct own_thread t = { &ch, NULL };
+		pthread_t th;
+		chan_child(&ch);
+		CHILD_RC(shmq_open("own", SHMQ_PRODUCER | SHMQ_CONSUMER, &t.q),
+			 SHMQ_OK);
+		CHILD_CHECK(pthread_create(&th, NULL, own_consumer, &t) == 0);
+		child_say(&ch, 'b');
+		CHILD_RC(shmq_put(t.q, "m", 1, 20000), SHMQ_OK);
+		CHILD_CHECK(pthread_join(th, NULL) == 0);
+		_exit(0);
+	}
+	chan_parent(&ch);
+	chan_expect(&ch, 'b');
+	wait_watched(&d, "own");
+	assert_silence(&d, 0);
+	ck_assert_int_eq(byte_write(ch.down[1], 'g'), 0);
+	CHILD_OK(kid);
+	chan_done(&ch);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A slow consumer (a second between gets, asleep outside shmq) behind a
+ * full queue: its producer waits long, but the consumer is no waiter. */
+START_TEST(test_slow_consumer)
+{
+	struct daemon d;
+	struct stage p;
+	struct stage_cfg cp = { .comm = "producer", .out = "slow",
+				.rounds = 1000 };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("slow", 1, 0);
+	stage_start(&p, &cp);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		shmq_t *q;
+		char buf[64];
+		size_t len;
+		prctl(PR_SET_NAME, "slow-consumer");
+		CHILD_RC(shmq_open("slow", SHMQ_CONSUMER, &q), SHMQ_OK);
+		for (int i = 0; i < 3; i++) {
+			sleep_ms(1000);
+			CHILD_RC(shmq_get(q, buf, sizeof(buf), &len, 5000),
+				 SHMQ_OK);
+		}
+		_exit(0);
+	}
+	stage_go(&p, 'l');
+	wait_watched(&d, "slow");
+	assert_silence(&d, 0);
+	CHILD_OK(kid);
+	stage_kill(&p);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A consumer blocked in get while its producer is alive but busy
+ * elsewhere (waiting for its next command, outside shmq): no deadlock.
+ * Then the producer blocks in a put that only that consumer could end:
+ * now it is one. */
+START_TEST(test_producer_busy)
+{
+	struct daemon d;
+	struct stage c, p;
+	struct stage_cfg cc = { .comm = "consumer", .in = "work",
+				.hold_in = "back" };
+	struct stage_cfg cp = { .comm = "producer", .out = "back",
+				.hold_out = "work" };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_q("work", 2, 64, 0600, 0);
+	create_full("back", 1, 0);
+	stage_start(&c, &cc);
+	stage_start(&p, &cp);
+	stage_go(&c, 'g');
+	wait_watched(&d, "work");
+	assert_silence(&d, 0);
+	stage_go(&p, 'p');
+	EVENTUALLY(deadlock_count() == 2);
+	stage_kill(&c);
+	stage_kill(&p);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A stopped process on the path (SIGSTOP while it waits in put): no
+ * deadlock while it is stopped; once it runs again, it is one. */
+START_TEST(test_stopped)
+{
+	struct daemon d;
+	struct stage a, b;
+	struct stage_cfg ca = { .comm = "runner", .in = "q2", .out = "q1" };
+	struct stage_cfg cb = { .comm = "stopped", .in = "q1", .out = "q2" };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("q1", 1, 0);
+	create_full("q2", 1, 0);
+	stage_start(&a, &ca);
+	stage_start(&b, &cb);
+	stage_go(&b, 'p');
+	EVENTUALLY(stat_name("q2").put_blocked == 1);
+	ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
+	EVENTUALLY(is_stopped(b.pid));
+	stage_go(&a, 'p');
+	wait_watched(&d, "q1");
+	assert_silence(&d, 0);
+	ck_assert_int_eq(kill(b.pid, SIGCONT), 0);
+	EVENTUALLY(deadlock_count() == 2);
+	stage_kill(&a);
+	stage_kill(&b);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A put on a full queue that no consumer has open (as between two runs
+ * of `qctl get` in a shell loop): a newcomer may end it, no deadlock.
+ * Once a consumer that is itself blocked for good opens it, it is one. */
+START_TEST(test_nobody_attached)
+{
+	struct daemon d;
+	struct stage p, c;
+	struct stage_cfg cp = { .comm = "lonely", .out = "full",
+				.hold_out = "empty" };
+	struct stage_cfg cc = { .comm = "late", .in = "empty",
+				.hold_in = "full" };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("full", 1, 0);
+	create_q("empty", 1, 64, 0600, 0);
+	stage_start(&p, &cp);
+	stage_go(&p, 'p');
+	wait_watched(&d, "full");
+	assert_silence(&d, 0);
+	stage_start(&c, &cc);
+	stage_go(&c, 'g');
+	EVENTUALLY(deadlock_count() == 2);
+	stage_kill(&p);
+	stage_kill(&c);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A member of a deadlock killed (-9) while blocked: the deadlock is over
+ * at once, and nothing it left makes the others look stuck (the one
+ * that waited for it now waits for nobody attached). */
+START_TEST(test_waiter_killed)
+{
+	struct stage st[3];
+	struct daemon d;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("a", 1, 0);
+	create_full("b", 1, 0);
+	create_full("c", 1, 0);
+	cycle_start(st, 1);
+	for (int i = 0; i < 3; i++)
+		stage_go(&st[i], 'l');
+	EVENTUALLY(deadlock_count() == 3);
+	stage_kill(&st[2]);
+	EVENTUALLY(deadlock_count() == 0);
+	EVENTUALLY(stat_name("a").deadlocked == 0);
+	assert_silence(&d, 1);
+	stage_kill(&st[0]);
+	stage_kill(&st[1]);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* --deadlock-timeout 0: nothing is looked for, nothing found. */
+START_TEST(test_off)
+{
+	static char *const off[] = { "--deadlock-timeout", "0", "-v", NULL };
+	struct stage s;
+	struct daemon d;
+	struct stage_cfg c = { .comm = "selfish", .in = "own", .out = "own",
+			       .rounds = 1 };
+
+	ck_assert_int_eq(daemon_start(&d, off), 0);
+	create_full("own", 1, 0);
+	stage_start(&s, &c);
+	stage_go(&s, 'l');
+	EVENTUALLY(stat_name("own").put_blocked == 1);
+	assert_silence(&d, 0);
+	ck_assert(!file_contains(d.log, "watching"));
+	stage_kill(&s);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* ======================================================================= */
+
+static Suite *deadlock_suite(void)
+{
+	Suite *s = suite_create("deadlock");
+	TCase *tc;
+
+	tc = tcase_create("found");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_cycle_reported);
+	tcase_add_test(tc, test_cycle_fail);
+	tcase_add_test(tc, test_get_victim);
+	tcase_add_test(tc, test_self_put);
+	tcase_add_test(tc, test_behind);
+	tcase_add_test(tc, test_found_after_restart);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("never");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_other_thread_runs);
+	tcase_add_test(tc, test_slow_consumer);
+	tcase_add_test(tc, test_producer_busy);
+	tcase_add_test(tc, test_stopped);
+	tcase_add_test(tc, test_nobody_attached);
+	tcase_add_test(tc, test_waiter_killed);
+	tcase_add_test(tc, test_off);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(deadlock_suite(), "deadlock");
+}
