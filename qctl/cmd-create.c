@@ -7,6 +7,8 @@
  */
 #include "config.h"
 
+#include <string.h>
+
 #include "qctl.h"
 
 static int exec_create(struct args *a)
@@ -25,6 +27,13 @@ static int exec_create(struct args *a)
 	attr.max_bytes = max_bytes;
 	if (a->opt[OPT_AUTO_CLOSE])
 		attr.flags |= SHMQ_AUTO_CLOSE;
+	if (a->opt[OPT_ON_DEADLOCK]) {
+		if (strcmp(a->opt[OPT_ON_DEADLOCK], "fail") == 0)
+			attr.flags |= SHMQ_DEADLOCK_FAIL;
+		else if (strcmp(a->opt[OPT_ON_DEADLOCK], "report") != 0)
+			return num_bad(a, OPT_ON_DEADLOCK,
+				       "expected report or fail");
+	}
 	rc = shmq_create(a->name, &attr,
 			 a->opt[OPT_EXIST_OK] ? SHMQ_EXIST_OK : 0);
 	if (rc != SHMQ_OK)
@@ -43,6 +52,8 @@ static const struct cmd_opt create_opts[] = {
 	  "permission bits (default 0600: owner only)" },
 	{ OPT_AUTO_CLOSE, "auto-close", 0, NULL, NULL,
 	  "close the queue when its last producer detaches" },
+	{ OPT_ON_DEADLOCK, "on-deadlock", 0, "report|fail", NULL,
+	  "on a deadlock, only log it (default) or fail a call" },
 	{ OPT_EXIST_OK, "exist-ok", 0, NULL, NULL,
 	  "an existing queue NAME is not an error" },
 	{ OPT_NONE }
@@ -51,7 +62,8 @@ static const struct cmd_opt create_opts[] = {
 const struct cmd_entry cmd_create_entry = {
 	.name = "create",
 	.usage = "NAME [--capacity N] [--max-msg BYTES] [--max-bytes BYTES] "
-		 "[--mode OCTAL] [--auto-close] [--exist-ok]",
+		 "[--mode OCTAL] [--auto-close] [--on-deadlock report|fail] "
+		 "[--exist-ok]",
 	.summary = "create a queue",
 	.help =
 "Create queue NAME.  It holds at most N messages of at most --max-msg bytes\n"
@@ -59,7 +71,10 @@ const struct cmd_entry cmd_create_entry = {
 "while it is full, put waits.  The mode works as for files: producers need\n"
 "write permission, consumers read permission.  With --auto-close the queue\n"
 "closes when its last producer detaches (or dies), so consumers see end of\n"
-"stream without anyone running 'qctl close'.\n",
+"stream without anyone running 'qctl close'.  When shmqd finds processes\n"
+"deadlocked in calls blocked on the queue (see 'qctl deadlocks'), it logs\n"
+"it; with --on-deadlock fail it also breaks the deadlock: one such call,\n"
+"the most recent, fails (put and get exit with status 12).\n",
 	.opts = create_opts,
 	.min_args = 1,
 	.max_args = 1,

@@ -156,7 +156,7 @@ const struct cmd_entry cmd_get_entry = {
 	.max_args = 1,
 	.flags = CMD_QUEUE,
 	.exits = X_COMMON | X(QX_EOS) | X(QX_TIMEOUT) | X(QX_NOENT) |
-		 X(QX_ACCESS) | X(QX_EOS_LOST),
+		 X(QX_ACCESS) | X(QX_EOS_LOST) | X(QX_DEADLOCK),
 	.exec = exec_get,
 };
 
@@ -364,6 +364,7 @@ const struct cmd_entry cmd_cat_entry = {
 	.min_args = 1,
 	.max_args = -1,
 	.flags = CMD_QUEUE,
-	.exits = X_COMMON | X(QX_NOENT) | X(QX_ACCESS) | X(QX_EOS_LOST),
+	.exits = X_COMMON | X(QX_NOENT) | X(QX_ACCESS) | X(QX_EOS_LOST) |
+		 X(QX_DEADLOCK),
 	.exec = exec_cat,
 };

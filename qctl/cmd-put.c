@@ -210,6 +210,6 @@ const struct cmd_entry cmd_put_entry = {
 	.max_args = -1,
 	.flags = CMD_QUEUE,
 	.exits = X_COMMON | X(QX_CLOSED) | X(QX_TIMEOUT) | X(QX_NOENT) |
-		 X(QX_ACCESS) | X(QX_TOOBIG),
+		 X(QX_ACCESS) | X(QX_TOOBIG) | X(QX_DEADLOCK),
 	.exec = exec_put,
 };

@@ -60,6 +60,9 @@ static void show_stat(const struct shmq_stat *st, int json)
 	}
 	fields_time(&f, "created", st->created_ns);
 	fields_time(&f, "closed", st->closed_ns);
+	fields_str(&f, "on_deadlock",
+		   st->flags & SHMQ_DEADLOCK_FAIL ? "fail" : "report");
+	fields_bool(&f, "deadlocked", st->deadlocked);
 	fields_end(&f);
 }
 
@@ -92,7 +95,9 @@ const struct cmd_entry cmd_stat_entry = {
 "blocked_put, blocked_get (processes waiting), total_put, total_got,\n"
 "discarded (by close --now), state (open, closed or closed-now; JSON adds\n"
 "auto_closed and producer_lost, the text adds them in parentheses),\n"
-"created and closed (UTC, ISO 8601; '-' or null while open).\n",
+"created and closed (UTC, ISO 8601; '-' or null while open), on_deadlock\n"
+"(report or fail) and deadlocked (shmqd found calls blocked here\n"
+"deadlocked at its last look: see 'qctl deadlocks').\n",
 	.opts = json_opts,
 	.min_args = 1,
 	.max_args = 1,
@@ -160,9 +165,11 @@ static void show_list_table(const struct shmq_stat *list, size_t n,
 		const struct shmq_stat *st = &list[i];
 		snprintf(len, sizeof(len), "%" PRIu64 "/%" PRIu32,
 			 st->messages, st->capacity);
-		snprintf(state, sizeof(state), "%s%s%s", fields_state_name(st->state),
+		snprintf(state, sizeof(state), "%s%s%s%s",
+			 fields_state_name(st->state),
 			 st->auto_closed ? ",auto" : "",
-			 st->producer_lost ? ",lost" : "");
+			 st->producer_lost ? ",lost" : "",
+			 st->deadlocked ? ",deadlock" : "");
 		printf("%-*s  ", width, st->name);
 		if (long_form) {
 			printf("%04o  ", (unsigned)st->mode);
@@ -207,8 +214,9 @@ const struct cmd_entry cmd_ls_entry = {
 	.help =
 "List the queues you may read, by name: NAME, LENGTH/CAPACITY (messages\n"
 "queued, and the most it holds), STATE (open, closed or closed-now, plus\n"
-"',auto' if the last producer's leaving closed it and ',lost' if a producer\n"
-"died without detaching), PRODUCERS and CONSUMERS attached.  -l adds,\n"
+"',auto' if the last producer's leaving closed it, ',lost' if a producer\n"
+"died without detaching and ',deadlock' if calls blocked on it are\n"
+"deadlocked), PRODUCERS and CONSUMERS attached.  -l adds,\n"
 "after NAME, the queue's MODE, OWNER and GROUP (names, or numbers without\n"
 "one): the owner is the user whose quotas the queue counts against (see\n"
 "'qctl users').  --json prints a JSON array of the objects 'qctl stat\n"

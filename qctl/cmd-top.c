@@ -116,7 +116,8 @@ static const char *rate(char *buf, size_t size, uint64_t then, uint64_t now,
 }
 
 /* open, closed, closed-now or auto-closed; ",producer-lost" after it if a
- * producer died without detaching.  One word, for awk. */
+ * producer died without detaching, ",deadlock" if calls blocked on it are
+ * deadlocked.  One word, for awk. */
 static const char *state_word(const struct shmq_stat *st, char *buf,
 			      size_t size)
 {
@@ -124,8 +125,9 @@ static const char *state_word(const struct shmq_stat *st, char *buf,
 
 	if (st->state == SHMQ_STATE_CLOSED && st->auto_closed)
 		base = "auto-closed";
-	snprintf(buf, size, "%s%s", base,
-		 st->producer_lost ? ",producer-lost" : "");
+	snprintf(buf, size, "%s%s%s", base,
+		 st->producer_lost ? ",producer-lost" : "",
+		 st->deadlocked ? ",deadlock" : "");
 	return buf;
 }
 

@@ -16,7 +16,7 @@
 
 #include "qctl.h"
 
-static void json_string(const char *s)
+void fields_json_string(const char *s)
 {
 	putchar('"');
 	for (; *s; s++) {
@@ -37,7 +37,7 @@ static void key(struct fields *f, const char *k)
 
 	if (f->json) {
 		fputs(f->n ? "," : "{", stdout);
-		json_string(k);
+		fields_json_string(k);
 		putchar(':');
 	} else {
 		printf("%s:%*s", k, len < 14 ? (int)(14 - len) : 1, "");
@@ -55,7 +55,7 @@ void fields_str(struct fields *f, const char *k, const char *val)
 {
 	key(f, k);
 	if (f->json)
-		json_string(val);
+		fields_json_string(val);
 	else
 		fputs(val, stdout);
 	line_end(f);

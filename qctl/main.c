@@ -38,6 +38,7 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_rm_entry,
 	&cmd_top_entry,
 	&cmd_users_entry,
+	&cmd_deadlocks_entry,
 	&cmd_help_entry,
 };
 

@@ -35,6 +35,7 @@ enum {
 	QX_TOOBIG   = 9,
 	QX_EOS_LOST = 10,
 	QX_EXISTS   = 11,
+	QX_DEADLOCK = 12,
 };
 
 #define X(status) (1u << (status))
@@ -62,6 +63,7 @@ enum opt_id {
 	OPT_ONCE,
 	OPT_LONG,
 	OPT_NAMES,
+	OPT_ON_DEADLOCK,
 	OPT_LAST
 };
 
@@ -117,6 +119,7 @@ extern const struct cmd_entry cmd_ls_entry;
 extern const struct cmd_entry cmd_rm_entry;
 extern const struct cmd_entry cmd_top_entry;
 extern const struct cmd_entry cmd_users_entry;
+extern const struct cmd_entry cmd_deadlocks_entry;
 
 /* ------------------------------------------------------------------ */
 /* report.c: errors and exit statuses                                 */
@@ -171,6 +174,8 @@ void fields_limit(struct fields *f, const char *key, uint64_t val);
 void fields_bool(struct fields *f, const char *key, int val);
 /* UTC, ISO 8601, milliseconds; 0 is "never" ('-', or null in JSON). */
 void fields_time(struct fields *f, const char *key, int64_t ns);
+/* A JSON string, on its own (for output that is not one flat object). */
+void fields_json_string(const char *s);
 /* Closes the object (JSON only). */
 void fields_end(const struct fields *f);
 /* "open", "closed" or "closed-now". */

@@ -35,6 +35,8 @@ static const struct {
 	{ QX_EOS_LOST, "end of stream, but a producer died without detaching "
 		       "(get, cat)" },
 	{ QX_EXISTS,   "queue already exists (create without --exist-ok)" },
+	{ QX_DEADLOCK, "deadlock: a blocked call was chosen to break a "
+		       "deadlock (--on-deadlock fail); deadlocks found one" },
 };
 
 void report_exits_help(unsigned mask, FILE *f)
@@ -96,6 +98,7 @@ int report_exit_status(int rc)
 	case SHMQ_ENODAEMON: return QX_NODAEMON;
 	case SHMQ_E2BIG:     return QX_TOOBIG;
 	case SHMQ_EEXIST:    return QX_EXISTS;
+	case SHMQ_EDEADLK:   return QX_DEADLOCK;
 	case SHMQ_ENAME:
 	case SHMQ_EINVAL:    return QX_USAGE;
 	default:             return QX_ERROR;

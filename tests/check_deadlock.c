@@ -282,6 +282,44 @@ static int is_stopped(pid_t pid)
 	return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
 }
 
+/* Runs qctl with `args` (NULL-terminated, after "qctl"); its standard
+ * output goes to out (NUL-terminated, cut to `cap`), its standard error
+ * to ours.  Returns its wait status. */
+static int run_qctl(const char *const *args, char *out, size_t cap)
+{
+	char bin[512];
+	char *argv[16];
+	int fds[2], n = 0;
+	size_t len = 0;
+
+	harness_path("tools/qctl", bin, sizeof(bin));
+	argv[n++] = "qctl";
+	for (; *args && n < 15; args++)
+		argv[n++] = (char *)*args;
+	argv[n] = NULL;
+	ck_assert_int_eq(pipe(fds), 0);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		execv(bin, argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	for (;;) {
+		char buf[512];
+		ssize_t got = read(fds[0], buf, sizeof(buf));
+		if (got <= 0)
+			break;
+		for (ssize_t i = 0; i < got && len + 1 < cap; i++)
+			out[len++] = buf[i];
+	}
+	out[len] = '\0';
+	close(fds[0]);
+	return harness_wait(kid, 20000);
+}
+
 /* ======================================================================= */
 /* Deadlocks found                                                         */
 
@@ -347,10 +385,30 @@ START_TEST(test_cycle_reported)
 	sleep_ms(3 * TIMEOUT_MS);
 	ck_assert_int_eq(count_in_file(d.log, "deadlock: pid"), 1);
 
+	/* qctl deadlocks --json says the same, and exits 12. */
+	static const char *const json[] = { "deadlocks", "--json", NULL };
+	char out[8192], want[100];
+	int status = run_qctl(json, out, sizeof(out));
+	ck_assert_msg(exited_with(status, 12), "qctl: %s", describe(status));
+	for (int i = 0; i < 3; i++) {
+		static const char *const out_q[3] = { "b", "c", "a" };
+		snprintf(want, sizeof(want),
+			 "{\"pid\":%d,\"command\":\"stage-%c\",\"behind\":false,"
+			 "\"waits\":[{\"op\":\"put\",\"queue\":\"%s\",", st[i].pid,
+			 'a' + i, out_q[i]);
+		ck_assert_msg(strstr(out, want), "no %s in %s", want, out);
+		snprintf(want, sizeof(want), "\"freed_by\":[%d]",
+			 st[(i + 1) % 3].pid);
+		ck_assert_msg(strstr(out, want), "no %s in %s", want, out);
+	}
+
 	for (int i = 0; i < 3; i++)
 		stage_kill(&st[i]);
 	EVENTUALLY(deadlock_count() == 0);
 	EVENTUALLY(stat_name("a").deadlocked == 0);
+	status = run_qctl(json, out, sizeof(out));
+	ck_assert_msg(exited_with(status, 0), "qctl: %s", describe(status));
+	ck_assert_str_eq(out, "[]\n");
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
@@ -486,6 +544,35 @@ START_TEST(test_behind)
 	stage_kill(&a);
 	stage_kill(&b);
 	stage_kill(&feeder);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* `qctl put` blocked behind a deadlock it is not part of, on a queue
+ * with the fail policy (the cycle has none): its call is failed, and qctl
+ * exits 12. */
+START_TEST(test_qctl_victim)
+{
+	static const char *const put[] = { "put", "x", "m", NULL };
+	struct stage s;
+	struct daemon d;
+	struct stage_cfg c = { .comm = "selfish", .in = "own", .out = "own",
+			       .hold_in = "x", .rounds = 1 };
+	char out[64];
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("own", 1, 0);
+	create_full("x", 1, SHMQ_DEADLOCK_FAIL);
+	stage_start(&s, &c);
+	stage_go(&s, 'l');
+	int status = run_qctl(put, out, sizeof(out));
+	ck_assert_msg(exited_with(status, 12), "qctl put: %s",
+		      describe(status));
+	EVENTUALLY(file_contains(d.log, "(qctl) on 'x' fails"));
+	/* The cycle of one goes on being reported, without a victim. */
+	ck_assert_int_eq(count_in_file(d.log, "breaking it"), 1);
+	EVENTUALLY(deadlock_count() == 1);
+	stage_kill(&s);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
@@ -767,6 +854,7 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_get_victim);
 	tcase_add_test(tc, test_self_put);
 	tcase_add_test(tc, test_behind);
+	tcase_add_test(tc, test_qctl_victim);
 	tcase_add_test(tc, test_found_after_restart);
 	suite_add_tcase(s, tc);
 

@@ -437,7 +437,8 @@ t_help() {
 		"   8  daemon unreachable" \
 		"   9  message too big" \
 		"  10  end of stream, but a producer died without detaching (get, cat)" \
-		"  11  queue already exists (create without --exist-ok)"; do
+		"  11  queue already exists (create without --exist-ok)" \
+		"  12  deadlock: a blocked call was chosen to break a deadlock (--on-deadlock fail); deadlocks found one"; do
 		check "qctl --help lists exit status ${want:0:4}" \
 			grep -qxF -- "$want" "$C/out"
 	done
@@ -449,7 +450,7 @@ t_help() {
 		expect 0 "qctl help $cmd" qc help "$cmd"
 		same_file "qctl help $cmd is qctl $cmd --help" "$C/help1" "$C/out"
 	done <<'EOF'
-create|NAME [--capacity N] [--max-msg BYTES] [--max-bytes BYTES] [--mode OCTAL] [--auto-close] [--exist-ok]
+create|NAME [--capacity N] [--max-msg BYTES] [--max-bytes BYTES] [--mode OCTAL] [--auto-close] [--on-deadlock report|fail] [--exist-ok]
 put|NAME [MSG...] [-0] [--close] [--timeout SECONDS] [--nonblock]
 get|NAME [-n N] [-0] [--timeout SECONDS] [--nonblock]
 cat|NAME... [-0] [--names]
@@ -458,6 +459,7 @@ stat|NAME [--json]
 ls|[-l] [--json]
 rm|NAME
 users|[--json]
+deadlocks|[--json]
 EOF
 	v=$(sed -n 's/^#define PACKAGE_VERSION "\(.*\)"$/\1/p' \
 		"$build/config.h" 2>/dev/null)
@@ -775,12 +777,12 @@ t_json() {
 	fi
 	check "stat --json has exactly the documented keys" \
 		[ "$(grep -oE '"[a-z_]+":' "$C/out" | tr -d '":' | sort | tr '\n' ' ')" = \
-		  "auto_close auto_closed blocked_get blocked_put bytes capacity closed consumers created discarded gid max_bytes max_msg messages mode name producer_lost producers state total_got total_put uid " ]
+		  "auto_close auto_closed blocked_get blocked_put bytes capacity closed consumers created deadlocked discarded gid max_bytes max_msg messages mode name on_deadlock producer_lost producers state total_got total_put uid " ]
 	check_stat "stat --json numbers" j name=j capacity=5 max_msg=100 \
 		max_bytes=1024 mode=0640 uid="$uid" auto_close=false messages=2 \
 		bytes=5 producers=0 consumers=0 blocked_put=0 blocked_get=0 \
 		total_put=3 total_got=1 discarded=0 state=open auto_closed=false \
-		producer_lost=false closed=null
+		producer_lost=false closed=null on_deadlock=report deadlocked=false
 	check "created is an ISO 8601 UTC time" grep -qE \
 		'"created":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z"' \
 		"$C/out"
@@ -821,6 +823,36 @@ t_json() {
 	expect 0 "rm j" qc rm j
 	expect 0 "ls --json of no queues" qc ls --json
 	out_is "an empty JSON array" "[]"
+}
+
+# Deadlocks themselves need processes that both put and get, which qctl
+# is not: check_deadlock finds them, runs 'qctl deadlocks --json' on one
+# and has 'qctl put' fail with 12.  Here: the command, the option, the
+# fields.
+t_deadlocks() {
+	expect 0 "deadlocks with none" qc deadlocks
+	out_is "deadlocks says there are none" "no deadlocks"
+	expect 0 "deadlocks --json with none" qc deadlocks --json
+	out_is "deadlocks --json of none is an empty array" "[]"
+	expect 2 "deadlocks takes no queue" qc deadlocks q
+	expect 0 "create --on-deadlock fail" qc create f --on-deadlock fail
+	expect 0 "create --on-deadlock report" qc create r --on-deadlock report
+	expect 0 "create without --on-deadlock" qc create d
+	expect 2 "create --on-deadlock maybe" qc create m --on-deadlock maybe
+	err_has "the error says what it takes" "expected report or fail"
+	check_stat "fail is kept" f on_deadlock=fail deadlocked=false
+	check_stat "report is kept" r on_deadlock=report
+	check_stat "report is the default" d on_deadlock=report
+	expect 0 "stat (text)" qc stat f
+	check "stat text: on_deadlock" grep -qE '^on_deadlock: +fail$' "$C/out"
+	check "stat text: deadlocked" grep -qE '^deadlocked: +no$' "$C/out"
+	check "shmqd logs the create with its policy" \
+		grep -qF "on-deadlock fail" "$C/s.sock.log"
+	# The policy survives a restart: it is in the daemon's own record.
+	stop_daemon "$C/s.sock"
+	check "shmqd restarts" start_daemon "$C/s.sock" --deadlock-timeout 0.5
+	check_stat "fail survives a restart" f on_deadlock=fail
+	check_stat "report survives a restart" r on_deadlock=report
 }
 
 t_closenow() {
@@ -1675,6 +1707,7 @@ run_case "shmqd restart" t_restart
 run_case "autostart" t_autostart --no-daemon
 run_case "why the daemon is unreachable (8)" t_causes
 run_case "top" t_top
+run_case "deadlocks" t_deadlocks --deadlock-timeout 0.3
 echo "1..$N"
 echo "# $FAILED of $N checks failed, $((SECONDS - T0)) s"
 [ "$FAILED" = 0 ]
