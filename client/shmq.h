@@ -81,9 +81,11 @@
  * stat and the accessors work in the queue's shared memory and never talk
  * to the daemon; they make no system call unless they sleep, wake a
  * sleeper or a poller, or arm their handle's descriptor (see "Event
- * loops").  (One exception: a consumer of an acked queue with a
+ * loops").  (Two exceptions: a consumer of an acked queue with a
  * dead-letter queue opens that queue through the daemon, once; see
- * "Acked queues".)  Every one of them returns SHMQ_EINVAL for a NULL
+ * "Acked queues".  And a call that has slept for half shmqd's deadlock
+ * timeout tells the daemon, without waiting for an answer; see
+ * "Deadlocks".)  Every one of them returns SHMQ_EINVAL for a NULL
  * handle, and those that touch the queue return SHMQ_ECORRUPT when what
  * they read from it fails a check (another process scribbled over it) or
  * its lock word is damaged: the queue is then unusable, but nothing
@@ -353,13 +355,16 @@ int shmq_detach(shmq_t *q);
  *   SHMQ_EAGAIN    timeout SHMQ_NOWAIT and no room (or the producers'
  *                  lock held for over 10 ms)
  *   SHMQ_EINTR     a signal handler ran while waiting; nothing queued
+ *   SHMQ_EDEADLK   the wait was part of a deadlock and shmqd failed it to
+ *                  break the deadlock (the queue has SHMQ_DEADLOCK_FAIL;
+ *                  see "Deadlocks"); nothing queued
  *   SHMQ_EROLE     the handle was not opened with SHMQ_PRODUCER
  *   SHMQ_EINVAL    q is NULL, msg is NULL with len > 0, or a zero-copy
  *                  call is in progress on this handle
  *   SHMQ_ECORRUPT  the queue's memory is damaged
  *
- * Blocks as the timeout allows (see "Timeouts" above); never talks to the
- * daemon.
+ * Blocks as the timeout allows (see "Timeouts" above); never waits for
+ * the daemon (see "Deadlocks" for the one notice a long wait sends it).
  */
 int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms);
 
@@ -387,12 +392,14 @@ int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms);
  *   SHMQ_EAGAIN    timeout SHMQ_NOWAIT and the queue is empty (or the
  *                  consumers' lock held for over 10 ms)
  *   SHMQ_EINTR     a signal handler ran while waiting; nothing taken
+ *   SHMQ_EDEADLK   shmqd failed the wait to break a deadlock (see
+ *                  "Deadlocks"); nothing taken
  *   SHMQ_EROLE     the handle was not opened with SHMQ_CONSUMER
  *   SHMQ_EINVAL    q or len is NULL, buf is NULL with size > 0, or a
  *                  zero-copy call is in progress on this handle
  *   SHMQ_ECORRUPT  the queue's memory is damaged
  *
- * Blocks as the timeout allows; never talks to the daemon.
+ * Blocks as the timeout allows; never waits for the daemon.
  */
 int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms);
 
@@ -414,11 +421,11 @@ int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms);
  * Returns SHMQ_OK when all n are queued; otherwise the status of
  * msgs[*nput], which was not queued, with the meanings of shmq_put:
  * SHMQ_ECLOSED, SHMQ_E2BIG (that message is too big; those before it are
- * queued), SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EROLE,
- * SHMQ_EINVAL (q is NULL, msgs is NULL with n > 0, or a zero-copy call is
- * in progress) or SHMQ_ECORRUPT.
+ * queued), SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EDEADLK,
+ * SHMQ_EROLE, SHMQ_EINVAL (q is NULL, msgs is NULL with n > 0, or a
+ * zero-copy call is in progress) or SHMQ_ECORRUPT.
  *
- * Blocks as the timeout allows; never talks to the daemon.
+ * Blocks as the timeout allows; never waits for the daemon.
  */
 int shmq_putv(shmq_t *q, const struct iovec *msgs, size_t n, size_t *nput,
 	      int timeout_ms);
@@ -438,12 +445,12 @@ int shmq_putv(shmq_t *q, const struct iovec *msgs, size_t n, size_t *nput,
  *                  end of stream, as for shmq_get; *ngot is 0
  *   SHMQ_EMSGSIZE  the oldest message is longer than size: nothing taken,
  *                  msgs[0].iov_len is its length, msgs[0].iov_base NULL
- *   SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EROLE, SHMQ_ECORRUPT
- *                  as for shmq_get
+ *   SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EDEADLK, SHMQ_EROLE,
+ *   SHMQ_ECORRUPT  as for shmq_get
  *   SHMQ_EINVAL    q or msgs is NULL, n is 0, buf is NULL with size > 0,
  *                  or a zero-copy call is in progress on this handle
  *
- * Blocks as the timeout allows; never talks to the daemon.
+ * Blocks as the timeout allows; never waits for the daemon.
  */
 int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
 	      size_t n, size_t *ngot, int timeout_ms);
@@ -485,7 +492,8 @@ int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
  *
  * Returns SHMQ_OK (the producers' lock is held until commit or cancel),
  * or, with nothing reserved, as shmq_put: SHMQ_ECLOSED, SHMQ_E2BIG,
- * SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EROLE, SHMQ_ECORRUPT, or
+ * SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EDEADLK, SHMQ_EROLE,
+ * SHMQ_ECORRUPT, or
  * SHMQ_EINVAL (q or data is NULL, or a zero-copy call is already in
  * progress on this handle).
  */
@@ -513,9 +521,9 @@ int shmq_put_cancel(shmq_t *q);
  *
  * Returns SHMQ_OK (the consumers' lock is held until take or leave), or,
  * with nothing held, as shmq_get: SHMQ_EOS, SHMQ_EOS_LOST, SHMQ_ETIMEDOUT,
- * SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EROLE, SHMQ_ECORRUPT, or SHMQ_EINVAL (q,
- * data or len is NULL, or a zero-copy call is already in progress on this
- * handle).
+ * SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EDEADLK, SHMQ_EROLE, SHMQ_ECORRUPT, or
+ * SHMQ_EINVAL (q, data or len is NULL, or a zero-copy call is already in
+ * progress on this handle).
  */
 int shmq_get_view(shmq_t *q, const void **data, size_t *len,
 		  int timeout_ms);
@@ -718,7 +726,7 @@ struct shmq_msg {
  *   SHMQ_EMSGSIZE  the message is longer than size: nothing is leased,
  *                  m->len is its length (on an acked queue the rest of *m
  *                  is zeroed)
- *   SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_ECORRUPT
+ *   SHMQ_ETIMEDOUT, SHMQ_EAGAIN, SHMQ_EINTR, SHMQ_EDEADLK, SHMQ_ECORRUPT
  *                  as for shmq_get()
  *   SHMQ_EROLE     the handle was not opened with SHMQ_CONSUMER
  *   SHMQ_EINVAL    q or m is NULL, buf is NULL with size > 0, or a
@@ -949,7 +957,8 @@ int shmq_wait(shmq_t *q, unsigned dir, size_t len, int timeout_ms);
  * shmq_stat - fill *st with the queue's settings and counters, read from
  * its shared memory without a lock: each field is current when read, but
  * under load the fields are not one snapshot (messages and the totals may
- * disagree by what moved meanwhile).  name, uid, gid and mode are the
+ * disagree by what moved meanwhile).  `deadlocked` is shmqd's word, as of
+ * its last look for deadlocks.  name, uid, gid and mode are the
  * daemon's record, given at open; the counters are whatever the processes
  * sharing the queue wrote, so a scribbler can make them say anything
  * (they are only ever displayed).  put_blocked and get_blocked count the
@@ -1140,8 +1149,9 @@ struct shmq_deadlock_wait {
  * behind it); the caller frees it with free().  With none, *list is NULL
  * and *n 0; also when shmqd runs with --deadlock-timeout 0 (it looks for
  * none).  At most 128 rows: the rest of a larger picture is left off.
- * Every user sees every deadlock the daemon found: pids and command names
- * are public in /proc anyway, and a deadlock spans its users.
+ * Only deadlocks involving a queue the caller may read are listed (root:
+ * all); a deadlock spans users, and its pids and command names are public
+ * in /proc anyway.
  *
  * Returns SHMQ_OK; SHMQ_EINVAL (list or n is NULL); SHMQ_ENOMEM; or a
  * control error.  On error *list is NULL and *n 0.  Blocks for one round
