@@ -597,8 +597,11 @@ int main(int argc, char **argv)
 		log_error("cannot write %s: %s", o.pid_file, strerror(errno));
 		goto out;
 	}
-	log_info("listening on %s (%zu queues adopted)%s", l.path,
-		 registry_count(), inherited ? " [socket activation]" : "");
+	log_info("listening on %s (%zu queues adopted; deadlock timeout "
+		 "%.3g s%s)%s", l.path, registry_count(),
+		 (double)o.deadlock_timeout_ns / 1e9,
+		 o.deadlock_timeout_ns ? "" : ": off",
+		 inherited ? " [socket activation]" : "");
 	log_limits(&quotas);
 	notify_systemd("READY=1\nSTATUS=listening");
 	if (ready_fd >= 0) {
