@@ -948,7 +948,9 @@ int shmq_fd(shmq_t *q, unsigned dir, int *fd);
  * first; and it returns what that call returns (end of stream,
  * SHMQ_ECLOSED).  SHMQ_EAGAIN with SHMQ_NOWAIT (and the descriptor, if
  * the handle has one, is armed), SHMQ_ETIMEDOUT, SHMQ_EINTR (a signal
- * handler ran), SHMQ_EINVAL, SHMQ_EROLE, SHMQ_E2BIG (`len` above the
+ * handler ran), SHMQ_EDEADLK (its wait counts as the put's or get's for
+ * deadlock detection, and shmqd failed it to break a deadlock; see
+ * "Deadlocks"), SHMQ_EINVAL, SHMQ_EROLE, SHMQ_E2BIG (`len` above the
  * queue's maximum).  Thread-safe.
  */
 int shmq_wait(shmq_t *q, unsigned dir, size_t len, int timeout_ms);
@@ -1088,7 +1090,8 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total);
  * breaks them.  The model:
  *
  *  - A process is stuck when every one of its threads is blocked in a
- *    put or a get of shmq (a zero-copy or lease call counts as one),
+ *    put or a get of shmq (a zero-copy or lease call, or shmq_wait(),
+ *    counts as one),
  *    each for longer than shmqd's deadlock timeout (shmqd
  *    --deadlock-timeout, default 1 s), the process is not stopped
  *    (SIGSTOP, a debugger), and two looks at the queues it waits on,
