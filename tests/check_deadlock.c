@@ -504,6 +504,40 @@ START_TEST(test_self_put)
 }
 END_TEST
 
+/* shmq_wait() waits as a put does, and is recorded as one: a process
+ * waiting for room in its own full queue is a deadlock of one, and the
+ * fail policy fails its wait. */
+START_TEST(test_wait_recorded)
+{
+	struct daemon d;
+	struct chan ch;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("own", 2, SHMQ_DEADLOCK_FAIL);
+	chan_init(&ch);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		shmq_t *q;
+		chan_child(&ch);
+		prctl(PR_SET_NAME, "waiter");
+		CHILD_RC(shmq_open("own", SHMQ_PRODUCER | SHMQ_CONSUMER, &q),
+			 SHMQ_OK);
+		child_say(&ch, 'b');
+		CHILD_RC(shmq_wait(q, SHMQ_POLL_PUT, 1, 20000), SHMQ_EDEADLK);
+		_exit(0);
+	}
+	chan_parent(&ch);
+	chan_expect(&ch, 'b');
+	CHILD_OK(kid);
+	chan_done(&ch);
+	char line[100];
+	snprintf(line, sizeof(line), "the put of pid %d (waiter) on 'own' fails",
+		 kid);
+	EVENTUALLY(file_contains(d.log, line));
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* A process blocked behind a deadlock from outside it: listed as such,
  * after the cycle, freed only by the process of the cycle it waits
  * for. */
@@ -853,6 +887,7 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_cycle_fail);
 	tcase_add_test(tc, test_get_victim);
 	tcase_add_test(tc, test_self_put);
+	tcase_add_test(tc, test_wait_recorded);
 	tcase_add_test(tc, test_behind);
 	tcase_add_test(tc, test_qctl_victim);
 	tcase_add_test(tc, test_found_after_restart);
