@@ -7,7 +7,10 @@
  * waiting on an empty queue (whoever reads us must not wait for messages
  * we hold), and end of stream is quiet unless a producer was lost.  A cat
  * of several queues waits for all of them in one poll(2) loop on their
- * descriptors (shmq_fd), never in one of them.
+ * descriptors (shmq_fd), never in one of them.  On an acked queue a
+ * message is acked only once it has been written and flushed, and given
+ * back (nacked) if that fails: it must never be acked before it is out
+ * of our hands.
  */
 #include "config.h"
 
@@ -25,23 +28,47 @@
 #define GET_SOME    64          /* get -n: the same; its buffer is small */
 #define OUT_BUF     (1u << 17)  /* cat: stdio buffer for standard output */
 
+/* What one call took: the messages, and on an acked queue their leases,
+ * to settle once they are printed. */
+struct batch {
+	struct iovec *v;
+	struct shmq_msg *m;     /* room for the leases, if any is acked */
+	size_t n;
+	int acked;              /* the queue taken from is acked */
+};
+
+static int take(shmq_t *q, void *buf, size_t size, struct batch *b,
+		size_t want, int timeout)
+{
+	int rc;
+
+	if (!b->acked)
+		return shmq_getv(q, buf, size, b->v, want, &b->n, timeout);
+	rc = shmq_leasev(q, buf, size, b->m, want, &b->n, timeout);
+	for (size_t i = 0; i < b->n; i++)
+		b->v[i] = (struct iovec){ b->m[i].data, b->m[i].len };
+	if (rc == SHMQ_EMSGSIZE)
+		b->v[0] = (struct iovec){ NULL, b->m[0].len };
+	return rc;
+}
+
 /* Takes up to n messages.  Before sleeping on an empty queue it flushes
  * standard output: whoever reads us must not wait for messages we hold in
  * a buffer while we wait for more. */
-static int receive(shmq_t *q, void *buf, size_t size, struct iovec *v,
-		   size_t n, size_t *got, int timeout)
+static int receive(shmq_t *q, void *buf, size_t size, struct batch *b,
+		   size_t n, int timeout)
 {
 	int rc;
 
 	do
-		rc = shmq_getv(q, buf, size, v, n, got, SHMQ_NOWAIT);
+		rc = take(q, buf, size, b, n, SHMQ_NOWAIT);
 	while (rc == SHMQ_EINTR);
 	if (rc != SHMQ_EAGAIN || timeout == SHMQ_NOWAIT)
 		return rc;
 	if (fflush(stdout) == EOF)
 		return QCTL_EWRITE;
 	do
-		rc = shmq_getv(q, buf, size, v, n, got, timeout);
+		rc = take(q, buf, size, b, n, timeout);
 	while (rc == SHMQ_EINTR);
 	return rc;
 }
@@ -60,6 +87,44 @@ static int print_msgs(const struct iovec *v, size_t n, char delim,
 			return QCTL_EWRITE;
 	}
 	return SHMQ_OK;
+}
+
+/* Prints a batch taken from queue `name`; on an acked queue flushes it,
+ * then acks it, or gives it all back if any of it could not be written
+ * (what reached the reader before the failure is delivered again: at
+ * least once). */
+static int deliver(struct args *a, const char *name, shmq_t *q,
+		   const struct batch *b, char delim, const char *prefix)
+{
+	int rc = print_msgs(b->v, b->n, delim, prefix);
+	size_t acked = 0;
+
+	if (!b->acked)
+		return rc;
+	if (rc == SHMQ_OK && fflush(stdout) == EOF)
+		rc = QCTL_EWRITE;
+	if (rc != SHMQ_OK) {
+		int e = errno;
+		for (size_t i = 0; i < b->n; i++)
+			shmq_nack(q, &b->m[i], 0);
+		errno = e;      /* the write's, for the report */
+		return rc;
+	}
+	if (shmq_ackv(q, b->m, b->n, &acked) == SHMQ_ELEASE) {
+		const char *keep = a->name;
+		a->name = name;
+		report(a, "warning: %zu message(s) printed after their lease "
+		       "ended: they will be delivered again", b->n - acked);
+		a->name = keep;
+	}
+	return SHMQ_OK;
+}
+
+static int is_acked(shmq_t *q)
+{
+	struct shmq_stat st;
+
+	return shmq_stat(q, &st) == SHMQ_OK && (st.flags & SHMQ_ACKED);
 }
 
 /* Whoever prints messages must detach even when the reader goes away, so
@@ -86,6 +151,8 @@ static int exec_get(struct args *a)
 	char delim = a->opt[OPT_NUL] ? '\0' : '\n';
 	uint64_t count = 1, got = 0;
 	struct iovec v[GET_SOME];
+	struct shmq_msg m[GET_SOME];
+	struct batch b = { .v = v, .m = m };
 	shmq_t *q = NULL;
 	char *buf = NULL;
 	size_t size;
@@ -98,6 +165,7 @@ static int exec_get(struct args *a)
 	if (rc != SHMQ_OK)
 		return report_fail(a, rc);
 	ignore_sigpipe();
+	b.acked = is_acked(q);
 	size = shmq_max_msg(q);
 	buf = malloc(size + 1);
 	if (buf == NULL) {
@@ -106,14 +174,13 @@ static int exec_get(struct args *a)
 	}
 	for (rc = SHMQ_OK; got < count && rc == SHMQ_OK;) {
 		uint64_t want = count - got;
-		size_t n = 0;
 
 		if (want > GET_SOME)
 			want = GET_SOME;
-		rc = receive(q, buf, size, v, (size_t)want, &n, timeout);
+		rc = receive(q, buf, size, &b, (size_t)want, timeout);
 		if (rc == SHMQ_OK)
-			rc = print_msgs(v, n, delim, NULL);
-		got += n;
+			rc = deliver(a, a->name, q, &b, delim, NULL);
+		got += b.n;
 	}
 	if (rc == SHMQ_OK || rc == SHMQ_EOS || rc == SHMQ_EOS_LOST) {
 		status = report_flush(a);
@@ -150,7 +217,9 @@ const struct cmd_entry cmd_get_entry = {
 "newline (with -0, a NUL); with -n, do so for the N oldest.  While the\n"
 "queue is empty, get waits.  If the queue is closed and drained before\n"
 "N messages came, get prints those it has and exits with status 3, quietly\n"
-"(10, with a message, if a producer died without detaching).\n",
+"(10, with a message, if a producer died without detaching).  On an acked\n"
+"queue each message is acked once it has been written out, and given back\n"
+"for redelivery if writing it fails.\n",
 	.opts = get_opts,
 	.min_args = 1,
 	.max_args = 1,
@@ -166,19 +235,20 @@ struct source {
 	shmq_t *q;
 	int fd;                 /* its get descriptor (several queues) */
 	int rc;                 /* SHMQ_OK while it runs, then how it ended */
+	int acked;              /* an acked queue */
 };
 
 /* One queue: wait in the library, as a plain consumer does. */
-static int cat_one(struct source *s, void *buf, size_t size,
-		   struct iovec *v, char delim, const char *prefix)
+static int cat_one(struct args *a, struct source *s, void *buf, size_t size,
+		   struct batch *b, char delim, const char *prefix)
 {
-	size_t n = 0;
 	int rc;
 
+	b->acked = s->acked;
 	do {
-		rc = receive(s->q, buf, size, v, GET_BATCH, &n, SHMQ_FOREVER);
+		rc = receive(s->q, buf, size, b, GET_BATCH, SHMQ_FOREVER);
 		if (rc == SHMQ_OK)
-			rc = print_msgs(v, n, delim, prefix);
+			rc = deliver(a, s->name, s->q, b, delim, prefix);
 	} while (rc == SHMQ_OK);
 	s->rc = rc;
 	return rc == SHMQ_EOS || rc == SHMQ_EOS_LOST ? SHMQ_OK : rc;
@@ -190,8 +260,9 @@ static int cat_one(struct source *s, void *buf, size_t size,
  * cannot starve the others (the descriptor stays readable until a get
  * finds the queue empty); output is flushed before the loop sleeps.  Returns SHMQ_OK, or the error that
  * ended it (*failed is then the queue). */
-static int cat_many(struct source *src, int n, void *buf, size_t size,
-		    struct iovec *v, char delim, int names, int *failed)
+static int cat_many(struct args *a, struct source *src, int n, void *buf,
+		    size_t size, struct batch *b, char delim, int names,
+		    int *failed)
 {
 	struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
 	int *which = calloc((size_t)n, sizeof(*which));
@@ -233,14 +304,13 @@ static int cat_many(struct source *src, int n, void *buf, size_t size,
 		}
 		for (int k = 0; k < m; k++) {
 			struct source *s = &src[which[k]];
-			size_t got = 0;
 			if (!pf[k].revents)
 				continue;
-			rc = shmq_getv(s->q, buf, size, v, GET_BATCH, &got,
-				       SHMQ_NOWAIT);
+			b->acked = s->acked;
+			rc = take(s->q, buf, size, b, GET_BATCH, SHMQ_NOWAIT);
 			if (rc == SHMQ_OK)
-				rc = print_msgs(v, got, delim,
-						names ? s->name : NULL);
+				rc = deliver(a, s->name, s->q, b, delim,
+					     names ? s->name : NULL);
 			if (rc == SHMQ_OK || rc == SHMQ_EAGAIN) {
 				rc = SHMQ_OK;   /* EAGAIN armed it */
 				continue;
@@ -270,7 +340,8 @@ static int exec_cat(struct args *a)
 	int status = QX_OK, failed = -1, rc;
 	const char *first = a->name;
 	struct source *src = calloc((size_t)n, sizeof(*src));
-	struct iovec *v = NULL;
+	struct batch b = { 0 };
+	int acked = 0;
 	char *buf = NULL;
 	size_t size = CAT_BUF;
 
@@ -294,23 +365,28 @@ static int exec_cat(struct args *a)
 		}
 		if (shmq_max_msg(src[opened].q) > size)
 			size = shmq_max_msg(src[opened].q);
+		src[opened].acked = is_acked(src[opened].q);
+		acked |= src[opened].acked;
 	}
 	ignore_sigpipe();
 	/* Full buffering even on a terminal: output is flushed whenever
 	 * the queues run dry, so nothing waits in the buffer for long. */
 	setvbuf(stdout, NULL, _IOFBF, OUT_BUF);
 	buf = malloc(size);
-	v = malloc(GET_BATCH * sizeof(*v));
-	if (buf == NULL || v == NULL) {
+	b.v = malloc(GET_BATCH * sizeof(*b.v));
+	if (acked)
+		b.m = malloc(GET_BATCH * sizeof(*b.m));
+	if (buf == NULL || b.v == NULL || (acked && b.m == NULL)) {
 		status = report_fail(a, SHMQ_ENOMEM);
 		goto out;
 	}
 	if (n == 1) {
-		rc = cat_one(&src[0], buf, size, v, delim,
+		rc = cat_one(a, &src[0], buf, size, &b, delim,
 			     names ? src[0].name : NULL);
 		failed = 0;
 	} else {
-		rc = cat_many(src, n, buf, size, v, delim, names, &failed);
+		rc = cat_many(a, src, n, buf, size, &b, delim, names,
+			      &failed);
 	}
 	if (rc != SHMQ_OK) {
 		if (failed >= 0)
@@ -328,7 +404,8 @@ static int exec_cat(struct args *a)
 		}
 out:
 	a->name = first;
-	free(v);
+	free(b.m);
+	free(b.v);
 	free(buf);
 	for (int i = 0; i < opened; i++)
 		shmq_detach(src[i].q);
@@ -359,7 +436,8 @@ const struct cmd_entry cmd_cat_entry = {
 "each message promptly.  With several consumers each message goes to one\n"
 "of them.  Status 0 means every producer of every queue finished; 10\n"
 "means one died without detaching (each such queue is named), so a\n"
-"stream may be incomplete.\n",
+"stream may be incomplete.  On an acked queue each batch is flushed, then\n"
+"acked; if writing fails it is given back for redelivery.\n",
 	.opts = cat_opts,
 	.min_args = 1,
 	.max_args = -1,

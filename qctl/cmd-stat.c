@@ -26,6 +26,26 @@ static const char *state_notes(const struct shmq_stat *st)
 	return st->producer_lost ? " (producer lost)" : "";
 }
 
+/* Added after the fields of every queue, never among them: scripts parse
+ * both outputs.  JSON has every key for every queue (0 and null for a
+ * plain one), the text only says "acked: no" for a plain queue. */
+static void show_acked(struct fields *f, const struct shmq_stat *st)
+{
+	int acked = (st->flags & SHMQ_ACKED) != 0;
+
+	fields_bool(f, "acked", acked);
+	if (!acked && !f->json)
+		return;
+	fields_u64(f, "leased", st->leased);
+	fields_u64(f, "returned", st->returned);
+	fields_u64(f, "total_acked", st->acked);
+	fields_u64(f, "dead_lettered", st->dead_lettered);
+	fields_u64(f, "dropped", st->dropped);
+	fields_u64(f, "lease_timeout_ms", st->lease_timeout_ms);
+	fields_u64(f, "max_deliveries", st->max_deliveries);
+	fields_str_or_none(f, "dead_letter", st->dead_letter);
+}
+
 static void show_stat(const struct shmq_stat *st, int json)
 {
 	struct fields f = { .json = json };
@@ -63,6 +83,7 @@ static void show_stat(const struct shmq_stat *st, int json)
 	fields_str(&f, "on_deadlock",
 		   st->flags & SHMQ_DEADLOCK_FAIL ? "fail" : "report");
 	fields_bool(&f, "deadlocked", st->deadlocked);
+	show_acked(&f, st);
 	fields_end(&f);
 }
 
@@ -96,8 +117,13 @@ const struct cmd_entry cmd_stat_entry = {
 "discarded (by close --now), state (open, closed or closed-now; JSON adds\n"
 "auto_closed and producer_lost, the text adds them in parentheses),\n"
 "created and closed (UTC, ISO 8601; '-' or null while open), on_deadlock\n"
-"(report or fail) and deadlocked (shmqd found calls blocked here\n"
-"deadlocked at its last look: see 'qctl deadlocks').\n",
+"(report or fail), deadlocked (shmqd found calls blocked here deadlocked\n"
+"at its last look: see 'qctl deadlocks'), acked (an acked queue).  For an\n"
+"acked queue (JSON: for every queue, 0 or null if plain) also: leased\n"
+"(delivered, not yet acked), returned (waiting for redelivery; counted in\n"
+"messages too), total_acked, dead_lettered, dropped (after the most\n"
+"deliveries, for want of a dead-letter queue), lease_timeout_ms and\n"
+"max_deliveries (0: none), dead_letter ('-' or null: none).\n",
 	.opts = json_opts,
 	.min_args = 1,
 	.max_args = 1,
@@ -144,7 +170,7 @@ static void show_list_table(const struct shmq_stat *list, size_t n,
 			    int long_form)
 {
 	int width = 4, ow = 5, gw = 5;
-	char len[48], state[48], who[CLEAN_MAX];
+	char len[48], state[48], who[CLEAN_MAX], leased[16];
 
 	for (size_t i = 0; i < n; i++) {
 		if ((int)strlen(list[i].name) > width)
@@ -159,8 +185,8 @@ static void show_list_table(const struct shmq_stat *list, size_t n,
 	printf("%-*s  ", width, "NAME");
 	if (long_form)
 		printf("%-4s  %-*s  %-*s  ", "MODE", ow, "OWNER", gw, "GROUP");
-	printf("%-15s  %-17s  %9s  %9s\n", "LENGTH/CAPACITY", "STATE",
-	       "PRODUCERS", "CONSUMERS");
+	printf("%-15s  %-17s  %9s  %9s  %6s\n", "LENGTH/CAPACITY", "STATE",
+	       "PRODUCERS", "CONSUMERS", "LEASED");
 	for (size_t i = 0; i < n; i++) {
 		const struct shmq_stat *st = &list[i];
 		snprintf(len, sizeof(len), "%" PRIu64 "/%" PRIu32,
@@ -178,8 +204,14 @@ static void show_list_table(const struct shmq_stat *list, size_t n,
 			printf("%-*s  ", gw, group_name(st->gid, who,
 							 sizeof(who)));
 		}
-		printf("%-15s  %-17s  %9" PRIu32 "  %9" PRIu32 "\n", len,
-		       state, st->producers, st->consumers);
+		/* A plain queue has no leases: '-' marks it. */
+		if (st->flags & SHMQ_ACKED)
+			snprintf(leased, sizeof(leased), "%" PRIu32,
+				 st->leased);
+		else
+			strcpy(leased, "-");
+		printf("%-15s  %-17s  %9" PRIu32 "  %9" PRIu32 "  %6s\n", len,
+		       state, st->producers, st->consumers, leased);
 	}
 }
 
@@ -216,7 +248,8 @@ const struct cmd_entry cmd_ls_entry = {
 "queued, and the most it holds), STATE (open, closed or closed-now, plus\n"
 "',auto' if the last producer's leaving closed it, ',lost' if a producer\n"
 "died without detaching and ',deadlock' if calls blocked on it are\n"
-"deadlocked), PRODUCERS and CONSUMERS attached.  -l adds,\n"
+"deadlocked), PRODUCERS and CONSUMERS attached, LEASED (an acked queue's\n"
+"messages delivered and not yet acked; '-' for a plain queue).  -l adds,\n"
 "after NAME, the queue's MODE, OWNER and GROUP (names, or numbers without\n"
 "one): the owner is the user whose quotas the queue counts against (see\n"
 "'qctl users').  --json prints a JSON array of the objects 'qctl stat\n"

@@ -40,7 +40,7 @@ static void key(struct fields *f, const char *k)
 		fields_json_string(k);
 		putchar(':');
 	} else {
-		printf("%s:%*s", k, len < 14 ? (int)(14 - len) : 1, "");
+		printf("%s:%*s", k, len < 16 ? (int)(16 - len) : 1, "");
 	}
 	f->n++;
 }
@@ -58,6 +58,17 @@ void fields_str(struct fields *f, const char *k, const char *val)
 		fields_json_string(val);
 	else
 		fputs(val, stdout);
+	line_end(f);
+}
+
+void fields_str_or_none(struct fields *f, const char *k, const char *val)
+{
+	if (val && *val) {
+		fields_str(f, k, val);
+		return;
+	}
+	key(f, k);
+	fputs(f->json ? "null" : "-", stdout);
 	line_end(f);
 }
 

@@ -32,7 +32,10 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_put_entry,
 	&cmd_get_entry,
 	&cmd_cat_entry,
+	&cmd_work_entry,
 	&cmd_close_entry,
+	&cmd_join_entry,
+	&cmd_pending_entry,
 	&cmd_stat_entry,
 	&cmd_ls_entry,
 	&cmd_rm_entry,
@@ -262,6 +265,8 @@ static int check_operands(struct args *a, char **pos, int npos)
 	if (npos < cmd->min_args)
 		return report_usage(a, (cmd->flags & CMD_QUEUE) && npos == 0
 					      ? "missing queue NAME"
+				       : (cmd->flags & CMD_ARGV)
+					      ? "missing COMMAND after NAME"
 					      : "missing argument");
 	if (cmd->max_args >= 0 && npos > cmd->max_args)
 		return report_usage(a, "unexpected argument '%s'",
@@ -304,6 +309,10 @@ static int parse_args(const struct cmd_entry *cmd, int argc, char **argv,
 			break;
 		if (c == 1) {
 			pos[npos++] = optarg;
+			/* A command line after NAME is the command's own:
+			 * "qctl work q sh -c 'x'" must not parse -c. */
+			if ((cmd->flags & CMD_ARGV) && npos >= 2)
+				break;
 			continue;
 		}
 		if (c == '?' || c == ':')

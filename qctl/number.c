@@ -155,23 +155,26 @@ int num_opt_u32(const struct args *a, enum opt_id id, uint32_t min,
 	return status;
 }
 
-int num_opt_timeout(const struct args *a, int *ms)
+int num_opt_seconds(const struct args *a, enum opt_id id, int *ms)
 {
-	*ms = SHMQ_FOREVER;
-	if (a->opt[OPT_TIMEOUT] == NULL)
+	if (a->opt[id] == NULL)
 		return QX_OK;
-	switch (parse_seconds(a->opt[OPT_TIMEOUT], ms)) {
+	switch (parse_seconds(a->opt[id], ms)) {
 	case NUM_OK:
 		return QX_OK;
 	case NUM_NEGATIVE:
-		return num_bad(a, OPT_TIMEOUT, "must not be negative");
+		return num_bad(a, id, "must not be negative");
 	case NUM_SYNTAX:
-		return num_bad(a, OPT_TIMEOUT, "expected seconds, "
-			       "e.g. 2 or 0.25");
+		return num_bad(a, id, "expected seconds, e.g. 2 or 0.25");
 	default:
-		return num_bad(a, OPT_TIMEOUT, "too large (at most "
-			       "2147483 seconds)");
+		return num_bad(a, id, "too large (at most 2147483 seconds)");
 	}
+}
+
+int num_opt_timeout(const struct args *a, int *ms)
+{
+	*ms = SHMQ_FOREVER;
+	return num_opt_seconds(a, OPT_TIMEOUT, ms);
 }
 
 int num_opt_mode(const struct args *a, enum opt_id id, uint32_t *mode)

@@ -64,6 +64,11 @@ enum opt_id {
 	OPT_LONG,
 	OPT_NAMES,
 	OPT_ON_DEADLOCK,
+	OPT_ACKED,
+	OPT_LEASE_TIMEOUT,
+	OPT_MAX_DELIVERIES,
+	OPT_DEAD_LETTER,
+	OPT_JOBS,
 	OPT_LAST
 };
 
@@ -92,6 +97,8 @@ struct args {
 };
 
 #define CMD_QUEUE 0x1u          /* the first argument is a queue name */
+#define CMD_ARGV  0x2u          /* after NAME comes a command line: options
+				   end at its first word */
 
 /* One command: each cmd-*.c exports its entries, main.c lists them, and
  * the parser and every help screen are generated from them. */
@@ -120,6 +127,9 @@ extern const struct cmd_entry cmd_rm_entry;
 extern const struct cmd_entry cmd_top_entry;
 extern const struct cmd_entry cmd_users_entry;
 extern const struct cmd_entry cmd_deadlocks_entry;
+extern const struct cmd_entry cmd_work_entry;
+extern const struct cmd_entry cmd_join_entry;
+extern const struct cmd_entry cmd_pending_entry;
 
 /* ------------------------------------------------------------------ */
 /* report.c: errors and exit statuses                                 */
@@ -156,6 +166,9 @@ int num_opt_u32(const struct args *a, enum opt_id id, uint32_t min,
 		uint32_t *v);
 /* --timeout/--nonblock in milliseconds; SHMQ_FOREVER if neither. */
 int num_opt_timeout(const struct args *a, int *ms);
+/* Option id's SECONDS in milliseconds (rounded up); *ms is left alone if
+ * it is absent. */
+int num_opt_seconds(const struct args *a, enum opt_id id, int *ms);
 /* Octal permission bits, at most 0777. */
 int num_opt_mode(const struct args *a, enum opt_id id, uint32_t *mode);
 
@@ -171,6 +184,8 @@ void fields_str(struct fields *f, const char *key, const char *val);
 void fields_u64(struct fields *f, const char *key, uint64_t val);
 /* A limit: the number, or SHMQ_UNLIMITED as 'unlimited' (null in JSON). */
 void fields_limit(struct fields *f, const char *key, uint64_t val);
+/* A string, or "-" (null in JSON) for NULL or "". */
+void fields_str_or_none(struct fields *f, const char *key, const char *val);
 void fields_bool(struct fields *f, const char *key, int val);
 /* UTC, ISO 8601, milliseconds; 0 is "never" ('-', or null in JSON). */
 void fields_time(struct fields *f, const char *key, int64_t ns);
