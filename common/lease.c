@@ -813,6 +813,21 @@ int ring_join(struct ring *r, int timeout_ms)
 	return wait_until(r, &r->hdr->space_futex, settled, &j, &to);
 }
 
+/* A slot as stat and pending show it, without the lock: a lease whose
+ * holder is gone or whose deadline passed has ended, even before the next
+ * getter's sweep returns it (an ack would be refused already), so it is
+ * shown as returned. */
+static uint32_t shown_state(const struct ring *r, uint32_t i, uint64_t head,
+			    int64_t now, struct shmq_lease *s)
+{
+	uint32_t st = read_lease(r, i, head, s);
+
+	if (st == SHMQ_LEASE_LEASED &&
+	    (!holder_alive(r, s) || s->deadline <= now))
+		st = SHMQ_LEASE_RETURNED;
+	return st;
+}
+
 size_t ring_pending(const struct ring *r, struct shmq_lease_info *out,
 		    size_t cap)
 {
@@ -824,7 +839,7 @@ size_t ring_pending(const struct ring *r, struct shmq_lease_info *out,
 		return 0;
 	for (uint32_t i = 0; i < r->capacity; i++) {
 		struct shmq_lease s;
-		uint32_t st = read_lease(r, i, head, &s);
+		uint32_t st = shown_state(r, i, head, now, &s);
 		if (st == SHMQ_LEASE_FREE)
 			continue;
 		if (n < cap) {
@@ -859,9 +874,11 @@ void lease_stat(const struct ring *r, uint64_t head, struct shmq_stat *st)
 {
 	const struct shmq_seg_hdr *h = r->hdr;
 
+	int64_t now = now_ns();
+
 	for (uint32_t i = 0; i < r->capacity; i++) {
 		struct shmq_lease s;
-		uint32_t state = read_lease(r, i, head, &s);
+		uint32_t state = shown_state(r, i, head, now, &s);
 		if (state == SHMQ_LEASE_LEASED) {
 			st->leased++;
 		} else if (state != SHMQ_LEASE_FREE) {

@@ -24,400 +24,7 @@ if [ -z "${BASH_VERSION:-}" ]; then
 	command -v bash >/dev/null 2>&1 || { echo "SKIP: bash not installed"; exit 77; }
 	exec bash "$0" "$@"
 fi
-set -u
-export LC_ALL=C
-
-build=$(cd "${SHMQ_BUILDDIR:-.}" && pwd) || exit 99
-QCTL=$build/tools/qctl
-SHMQD=$build/daemon/shmqd
-T=10                    # seconds any single qctl command may take
-TL=30                   # seconds a long-running pipeline stage may take
-
-for tool in timeout pgrep mkfifo cmp sort awk; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "SKIP: $tool not installed"
-		exit 77
-	fi
-done
-for bin in "$QCTL" "$SHMQD"; do
-	if ! [ -x "$bin" ]; then
-		echo "Bail out! $bin is not built"
-		exit 99
-	fi
-done
-unset SHMQ_DAEMON SHMQ_SOCKET SHMQ_NO_AUTOSTART
-
-TOP=$(mktemp -d /tmp/qctl-test.XXXXXX) || exit 99
-N=0                     # checks run
-FAILED=0                # checks failed
-CASE=""                 # the case running
-CASE_FAILED=0
-C=""                    # its directory
-SOCKS=()                # every socket path a daemon may serve
-
-# ------------------------------------------------------------------------
-# Reporting
-
-ok() {
-	N=$((N + 1))
-	echo "ok $N - $CASE: $1"
-}
-
-# not_ok DESC [DETAIL...]: each DETAIL is printed as a comment line.
-not_ok() {
-	local l
-	N=$((N + 1))
-	FAILED=$((FAILED + 1))
-	CASE_FAILED=1
-	echo "not ok $N - $CASE: $1"
-	shift
-	for l in "$@"; do
-		printf '%s\n' "$l" | sed 's/^/#   /'
-	done
-}
-
-# todo DESC CMD...: as check, for a known bug: a failure is reported with
-# "# TODO" and does not fail the suite.
-todo() {
-	local desc=$1
-	shift
-	N=$((N + 1))
-	if "$@" >/dev/null; then
-		echo "ok $N - $CASE: $desc # TODO passes now: make it a check"
-	else
-		echo "not ok $N - $CASE: $desc # TODO known bug"
-	fi
-}
-
-# check DESC CMD...: ok if CMD succeeds (its output is discarded).
-check() {
-	local desc=$1
-	shift
-	if "$@" >/dev/null; then
-		ok "$desc"
-	else
-		not_ok "$desc" "failed: $*"
-	fi
-}
-
-# ------------------------------------------------------------------------
-# Running qctl
-
-# qc ARGS...: qctl, bounded.  124 (or 137) means it hung.
-qc() {
-	timeout -k 2 "$T" "$QCTL" "$@"
-}
-
-# ql ARGS...: qctl, bounded more loosely, for a pipeline stage.
-ql() {
-	timeout -k 2 "$TL" "$QCTL" "$@"
-}
-
-# qn ARGS...: qctl as the unprivileged user 65534, bounded.
-qn() {
-	timeout -k 2 "$T" setpriv --reuid=65534 --regid=65534 --clear-groups \
-		"$QCTL" "$@"
-}
-
-# expect STATUS DESC CMD...: runs CMD with standard input from $IN (or
-# /dev/null), output in $C/out and $C/err; checks the exit status and that
-# standard error is empty for 0 and 3 (get's quiet end of stream) and one
-# line "qctl: ..." otherwise.
-expect() {
-	local want=$1 desc=$2 rc lines
-	shift 2
-	"$@" <"${IN:-/dev/null}" >"$C/out" 2>"$C/err"
-	rc=$?
-	lines=$(wc -l <"$C/err")
-	if [ "$rc" -ne "$want" ]; then
-		not_ok "$desc (exit $want)" "command: $*" \
-			"exit status $rc, expected $want" \
-			"stderr: $(head -c 600 "$C/err")"
-		return 1
-	fi
-	case $want in
-	0 | 3)
-		if [ -s "$C/err" ]; then
-			not_ok "$desc (exit $want, quiet)" "command: $*" \
-				"unexpected stderr: $(head -c 600 "$C/err")"
-			return 1
-		fi ;;
-	*)
-		if [ "$lines" -ne 1 ] || ! grep -q '^qctl: ' "$C/err"; then
-			not_ok "$desc (exit $want, one error line)" \
-				"command: $*" "stderr ($lines lines):" \
-				"$(head -c 600 "$C/err")"
-			return 1
-		fi ;;
-	esac
-	ok "$desc (exit $want)"
-}
-
-# out_is DESC LINE...: $C/out is exactly these lines, each ending in a
-# newline (no LINE: empty).
-out_is() {
-	local desc=$1
-	shift
-	if [ $# -eq 0 ]; then
-		: >"$C/want"
-	else
-		printf '%s\n' "$@" >"$C/want"
-	fi
-	same_file "$desc" "$C/want" "$C/out"
-}
-
-# same_file DESC WANT GOT: byte-for-byte equal.
-same_file() {
-	if cmp -s "$2" "$3"; then
-		ok "$1"
-	else
-		not_ok "$1" "expected ($(wc -c <"$2") bytes):" \
-			"$(head -c 300 "$2" | od -c | head -8)" \
-			"got ($(wc -c <"$3") bytes):" \
-			"$(head -c 300 "$3" | od -c | head -8)"
-	fi
-}
-
-# err_has DESC TEXT: the last command's error line contains TEXT.
-err_has() {
-	if grep -qF -- "$2" "$C/err"; then
-		ok "$1"
-	else
-		not_ok "$1" "expected stderr to contain: $2" \
-			"stderr: $(head -c 600 "$C/err")"
-	fi
-}
-
-# ------------------------------------------------------------------------
-# stat --json
-
-# A flat JSON object of the documented shape, without jq: "key":value
-# pairs where each value is an integer, true, false, null or a string
-# without escapes.
-JV='(-?[0-9]+|true|false|null|"[^"\\]*")'
-JKV="\"[a-z_]+\":$JV"
-JSON_OBJ="\\{$JKV(,$JKV)*\\}"
-
-# json_get KEY FILE: the value of KEY in a one-line JSON object (strings
-# without their quotes).
-json_get() {
-	grep -oE "\"$1\":$JV" "$2" | head -n 1 | cut -d: -f2- | tr -d '"'
-}
-
-# snap NAME: stat --json of NAME into $C/stat.json; false if that fails.
-snap() {
-	qc stat "$1" --json >"$C/stat.json" 2>"$C/stat.err"
-}
-
-# stat_is NAME KEY=VALUE...: every KEY of stat --json has its VALUE.
-stat_is() {
-	local name=$1 kv bad=()
-	shift
-	if ! snap "$name"; then
-		echo "stat $name failed: $(cat "$C/stat.err")"
-		return 1
-	fi
-	for kv in "$@"; do
-		if [ "$(json_get "${kv%%=*}" "$C/stat.json")" != "${kv#*=}" ]; then
-			bad+=("${kv%%=*}=$(json_get "${kv%%=*}" "$C/stat.json") (want ${kv#*=})")
-		fi
-	done
-	if [ ${#bad[@]} -gt 0 ]; then
-		echo "stat $name: ${bad[*]}"
-		return 1
-	fi
-}
-
-# check_stat DESC NAME KEY=VALUE...
-check_stat() {
-	local desc=$1 why
-	shift
-	if why=$(stat_is "$@"); then
-		ok "$desc"
-	else
-		not_ok "$desc" "$why" "$(cat "$C/stat.json" 2>/dev/null)"
-	fi
-}
-
-# wait_for SECONDS CMD...: polls CMD (every 20 ms) until it succeeds.
-wait_for() {
-	local end=$((SECONDS + $1 + 1))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ "$SECONDS" -ge "$end" ] && return 1
-		sleep 0.02
-	done
-}
-
-# wait_stat DESC NAME KEY=VALUE...: polls until stat_is holds (at most
-# $T seconds); a check.
-wait_stat() {
-	local desc=$1
-	shift
-	if wait_for "$T" stat_is "$@"; then
-		ok "$desc"
-	else
-		not_ok "$desc" "$(stat_is "$@")" "$(cat "$C/stat.json")"
-	fi
-}
-
-now_ms() {
-	local t=${EPOCHREALTIME/./}
-	echo $((10#$t / 1000))
-}
-
-# ------------------------------------------------------------------------
-# Daemons, processes, segments
-
-# seg_prefix SOCKET: the daemon's segment names' prefix, as
-# paths_segment_prefix() in client/paths.c: FNV-1a-64 of the path's bytes.
-# Bash integers are 64-bit and wrap, and printf %x prints them unsigned.
-seg_prefix() {
-	local LC_ALL=C s=$1 h=$((0xcbf29ce484222325)) i c
-	for ((i = 0; i < ${#s}; i++)); do
-		printf -v c '%d' "'${s:i:1}"
-		h=$(((h ^ (c & 255)) * 0x100000001b3))
-	done
-	printf 'shmq.%016x.' "$h"
-}
-
-# daemon_pids SOCKET: the live shmqd processes serving SOCKET.
-daemon_pids() {
-	pgrep -f "shmqd --socket $1( |\$)"
-}
-
-# start_daemon SOCKET [OPTIONS]: starts shmqd (it returns once listening).
-start_daemon() {
-	local sock=$1
-	shift
-	SOCKS+=("$sock")
-	timeout -k 2 "$T" "$SHMQD" --socket "$sock" --pid-file "$sock.pid" \
-		--log "$sock.log" "$@"
-}
-
-# stop_daemon SOCKET: SIGTERM, then SIGKILL after 5 s.
-stop_daemon() {
-	local p
-	for p in $(daemon_pids "$1"); do
-		kill -TERM "$p" 2>/dev/null
-	done
-	if ! wait_for 5 no_daemon "$1"; then
-		for p in $(daemon_pids "$1"); do
-			kill -KILL "$p" 2>/dev/null
-		done
-		wait_for 5 no_daemon "$1"
-	fi
-}
-
-no_daemon() {
-	[ -z "$(daemon_pids "$1")" ]
-}
-
-# kill_tree PID: stops PID, kills its descendants, then PID.
-kill_tree() {
-	local c
-	kill -STOP "$1" 2>/dev/null
-	for c in $(pgrep -P "$1"); do
-		kill_tree "$c"
-	done
-	kill -KILL "$1" 2>/dev/null
-}
-
-# reap: kills every process this shell started and still runs.
-reap() {
-	local c
-	for c in $(pgrep -P $$); do
-		kill_tree "$c"
-	done
-	wait 2>/dev/null
-}
-
-CLEANED=0
-cleanup() {
-	local s
-	[ "$CLEANED" = 1 ] && return
-	CLEANED=1
-	trap '' INT TERM        # a second signal must not cut this short
-	exec 7>&- 8>&-
-	reap
-	for s in "${SOCKS[@]}"; do
-		stop_daemon "$s"
-		rm -f /dev/shm/"$(seg_prefix "$s")"*
-	done
-	if [ "${QCTL_TEST_KEEP:-0}" = 1 ]; then
-		echo "# kept $TOP"
-	else
-		rm -rf "$TOP"
-	fi
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
-
-# run_case NAME FUNCTION [SHMQD OPTIONS | --no-daemon]
-run_case() {
-	local fn=$2 s log
-	CASE=$1
-	shift 2
-	if [ -n "${QCTL_TEST_CASES:-}" ] &&
-	   [[ " $QCTL_TEST_CASES " != *" $fn "* ]]; then
-		return
-	fi
-	CASE_FAILED=0
-	C=$TOP/$fn
-	mkdir -p "$C"
-	local first=${#SOCKS[@]}
-	unset SHMQ_DAEMON
-	export SHMQ_SOCKET=$C/s.sock SHMQ_NO_AUTOSTART=1
-	if [ "${1:-}" != --no-daemon ]; then
-		if ! start_daemon "$C/s.sock" "$@"; then
-			not_ok "shmqd starts" "$(cat "$C/s.sock.log" 2>/dev/null)"
-			return
-		fi
-	fi
-	"$fn"
-	exec 7>&- 8>&-
-	reap
-	if [ "${1:-}" != --no-daemon ] && no_daemon "$C/s.sock"; then
-		not_ok "shmqd is still running at the end of the case" \
-			"$(tail -n 20 "$C/s.sock.log" 2>/dev/null)"
-	fi
-	for s in "${SOCKS[@]:first}"; do
-		stop_daemon "$s"
-		rm -f /dev/shm/"$(seg_prefix "$s")"*
-	done
-	if [ "$CASE_FAILED" = 1 ]; then
-		for log in "$C"/*.log; do
-			[ -f "$log" ] || continue
-			echo "# --- $log (last lines)"
-			tail -n 15 "$log" | sed 's/^/#   /'
-		done
-	fi
-}
-
-# between LO X HI: LO <= X < HI.
-between() {
-	[ "$1" -le "$2" ] && [ "$2" -lt "$3" ]
-}
-
-# empty FILE...: all empty.
-empty() {
-	local f
-	for f in "$@"; do
-		[ -s "$f" ] && return 1
-	done
-	return 0
-}
-
-# has_lines FILE N: FILE has N lines or more.
-has_lines() {
-	[ "$(lines_of "$1")" -ge "$2" ]
-}
-
-# lines_of FILE: its number of lines.
-lines_of() {
-	wc -l <"$1" | tr -d ' '
-}
+. "$(dirname "$0")/lib/qctl.sh"
 
 # ------------------------------------------------------------------------
 # The cases
@@ -777,12 +384,14 @@ t_json() {
 	fi
 	check "stat --json has exactly the documented keys" \
 		[ "$(grep -oE '"[a-z_]+":' "$C/out" | tr -d '":' | sort | tr '\n' ' ')" = \
-		  "auto_close auto_closed blocked_get blocked_put bytes capacity closed consumers created deadlocked discarded gid max_bytes max_msg messages mode name on_deadlock producer_lost producers state total_got total_put uid " ]
+		  "acked auto_close auto_closed blocked_get blocked_put bytes capacity closed consumers created dead_letter dead_lettered deadlocked discarded dropped gid lease_timeout_ms leased max_bytes max_deliveries max_msg messages mode name on_deadlock producer_lost producers returned state total_acked total_got total_put uid " ]
 	check_stat "stat --json numbers" j name=j capacity=5 max_msg=100 \
 		max_bytes=1024 mode=0640 uid="$uid" auto_close=false messages=2 \
 		bytes=5 producers=0 consumers=0 blocked_put=0 blocked_get=0 \
 		total_put=3 total_got=1 discarded=0 state=open auto_closed=false \
-		producer_lost=false closed=null on_deadlock=report deadlocked=false
+		producer_lost=false closed=null on_deadlock=report deadlocked=false \
+		acked=false leased=0 returned=0 total_acked=0 dead_lettered=0 \
+		dropped=0 lease_timeout_ms=0 max_deliveries=0 dead_letter=null
 	check "created is an ISO 8601 UTC time" grep -qE \
 		'"created":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z"' \
 		"$C/out"
@@ -792,6 +401,8 @@ t_json() {
 	check "stat text: bytes" grep -qE '^bytes: +5$' "$C/out"
 	check "stat text: state" grep -qE '^state: +open$' "$C/out"
 	check "stat text: total_put" grep -qE '^total_put: +3$' "$C/out"
+	check "stat text of a plain queue: acked no, and no lease fields" \
+		[ "$(tail -n 1 "$C/out")" = "acked:           no" ]
 	expect 0 "ls --json" qc ls --json
 	# shellcheck disable=SC2016
 	check "ls --json: [, one object per line, ]" \
@@ -814,10 +425,10 @@ t_json() {
 		grep -qxF -e "$(cat "$C/stat.json")," -e "$(cat "$C/stat.json")" \
 		"$C/out"
 	expect 0 "ls" qc ls
-	check "ls header" grep -qE '^NAME +LENGTH/CAPACITY +STATE +PRODUCERS +CONSUMERS$' \
+	check "ls header" grep -qE '^NAME +LENGTH/CAPACITY +STATE +PRODUCERS +CONSUMERS +LEASED$' \
 		"$C/out"
-	check "ls line of j" grep -qE '^j +2/5 +open +0 +0$' "$C/out"
-	check "ls line of k" grep -qE '^k +0/1024 +open +0 +0$' "$C/out"
+	check "ls line of j" grep -qE '^j +2/5 +open +0 +0 +-$' "$C/out"
+	check "ls line of k" grep -qE '^k +0/1024 +open +0 +0 +-$' "$C/out"
 	check_stat "k is --auto-close" k auto_close=true state=open
 	expect 0 "rm k" qc rm k
 	expect 0 "rm j" qc rm j
@@ -889,7 +500,7 @@ t_blocked() {
 	wait_stat "stat --json shows the put blocked (backpressure)" q \
 		blocked_put=1 producers=1 messages=2
 	expect 0 "ls" qc ls
-	check "ls shows the queue full" grep -qE '^q +2/2 +open +1 +0$' "$C/out"
+	check "ls shows the queue full" grep -qE '^q +2/2 +open +1 +0 +-$' "$C/out"
 	expect 0 "get one" qc get q
 	out_is "the oldest" a
 	wait "$ppid"
@@ -1094,7 +705,7 @@ t_lost() {
 	expect 10 "get after the drain" qc get q
 	expect 0 "ls" qc ls
 	check "ls shows the queue closed,auto,lost" \
-		grep -qE '^q +0/1024 +closed,auto,lost +0 +0$' "$C/out"
+		grep -qE '^q +0/1024 +closed,auto,lost +0 +0 +-$' "$C/out"
 
 	# Killed while blocked on a full queue; the consumer comes later.
 	expect 0 "create --auto-close --capacity 100" qc create r \
@@ -1682,7 +1293,6 @@ t_top_live() {
 
 # ------------------------------------------------------------------------
 
-T0=$SECONDS
 run_case "help" t_help
 run_case "usage errors (2)" t_usage
 run_case "create, put, get" t_basic
@@ -1708,6 +1318,4 @@ run_case "autostart" t_autostart --no-daemon
 run_case "why the daemon is unreachable (8)" t_causes
 run_case "top" t_top
 run_case "deadlocks" t_deadlocks --deadlock-timeout 0.3
-echo "1..$N"
-echo "# $FAILED of $N checks failed, $((SECONDS - T0)) s"
-[ "$FAILED" = 0 ]
+finish
