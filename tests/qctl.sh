@@ -1005,10 +1005,10 @@ t_perm() {
 	check_stat "its queue is owned by it" mine uid=65534 gid=65534 mode=0600
 	expect 0 "ls -l" qc ls -l
 	check "ls -l header" grep -qE \
-		'^NAME +MODE +OWNER +GROUP +LENGTH/CAPACITY +STATE +PRODUCERS +CONSUMERS$' \
+		'^NAME +MODE +OWNER +GROUP +LENGTH/CAPACITY +STATE +PRODUCERS +CONSUMERS +LEASED$' \
 		"$C/out"
 	check "ls -l shows the owner of each queue" grep -qE \
-		'^mine +0600 +(nobody|65534) +[a-z0-9]+ +0/1024 +open +0 +0$' \
+		'^mine +0600 +(nobody|65534) +[a-z0-9]+ +0/1024 +open +0 +0 +-$' \
 		"$C/out"
 	check "ls -l: root's queue" grep -qE '^pub +0644 +root +' "$C/out"
 	expect 0 "users as another user" qn users
