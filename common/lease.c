@@ -32,8 +32,9 @@
  *       so an ack that comes after its lease ended can never remove a
  *       message that is now someone else's.
  *
- * A slot is re-delivered by writing its fields first and its state last:
- * killed halfway, it stays returned.  A dead letter is committed to the
+ * A slot is re-delivered by writing its fields first and its state last,
+ * together with its raised delivery count in the same store: killed
+ * halfway, it stays returned, its count as it was.  A dead letter is committed to the
  * dead-letter queue before its slot is freed: a getter killed between the
  * two leaves it to be moved again (the one place a message can arrive
  * twice, there).
@@ -103,13 +104,29 @@ static int holder_alive(const struct ring *r, const struct shmq_lease *s)
 	       READ_ONCE(c->detached) != SHMQ_CLIENT_DETACHED;
 }
 
-/* Changes a slot's state, and with it its epoch (rule L4). */
-static void set_state(struct ring *r, uint32_t i, uint32_t state)
+/* A slot's state and delivery count, stored as one word (see the layout),
+ * whatever the byte order. */
+typedef uint64_t lease_word __attribute__((may_alias));
+
+/* Changes a slot's state and delivery count in one store, and its epoch
+ * before them (rule L4): a delivery is counted if and only if it was
+ * committed. */
+static void set_state_count(struct ring *r, uint32_t i, uint32_t state,
+			    uint32_t deliveries)
 {
 	struct shmq_lease *p = &r->leases[i];
+	uint32_t pair[2] = { state, deliveries };
+	uint64_t w;
 
+	memcpy(&w, pair, sizeof(w));
 	WRITE_ONCE(p->epoch, READ_ONCE(p->epoch) + 1);
-	__atomic_store_n(&p->state, state, __ATOMIC_RELEASE);
+	__atomic_store_n((lease_word *)&p->state, w, __ATOMIC_RELEASE);
+}
+
+/* Changes a slot's state, keeping its count. */
+static void set_state(struct ring *r, uint32_t i, uint32_t state)
+{
+	set_state_count(r, i, state, READ_ONCE(r->leases[i].deliveries));
 }
 
 /* Frees slot i holding `len` bytes: state first, counters after (L3). */
@@ -258,6 +275,7 @@ static int try_dead_letter(struct ring *r, uint32_t i,
 		wait_notify(r, &h->space_futex);
 		return 1;
 	}
+	HOOK(RING_HOOK_LEASE_DEAD_LETTERING);
 	if (r->dead_letter &&
 	    r->dead_letter(r->dead_letter_ctx, lease_bytes_of(r, i),
 			   s->len) == SHMQ_OK) {
@@ -404,13 +422,14 @@ static int redeliver(struct ring *r, struct lease_args *a, uint32_t i,
 	} else {
 		WRITE_ONCE(p->holder, r->self_index);
 		WRITE_ONCE(p->holder_gen, r->self_gen);
-		WRITE_ONCE(p->deliveries, deliveries);
 		WRITE_ONCE(p->since, now);
 		WRITE_ONCE(p->deadline,
 			   r->lease_timeout_ms
 				   ? now + (int64_t)r->lease_timeout_ms * 1000000
 				   : SHMQ_NO_DEADLINE);
-		set_state(r, i, SHMQ_LEASE_LEASED);
+		HOOK(RING_HOOK_LEASE_REDELIVERING);
+		set_state_count(r, i, SHMQ_LEASE_LEASED, deliveries);
+		HOOK(RING_HOOK_LEASE_REDELIVERED);
 		int64_t dl = READ_ONCE(p->deadline);
 		if (dl < READ_ONCE(r->hdr->next_deadline))
 			WRITE_ONCE(r->hdr->next_deadline, dl);
@@ -462,13 +481,12 @@ static int lease_from_ring(struct ring *r, struct lease_args *a,
 	WRITE_ONCE(p->holder, r->self_index);
 	WRITE_ONCE(p->holder_gen, r->self_gen);
 	WRITE_ONCE(p->len, s.len);
-	WRITE_ONCE(p->deliveries, 1);
 	WRITE_ONCE(p->since, now);
 	int64_t dl = r->lease_timeout_ms
 			     ? now + (int64_t)r->lease_timeout_ms * 1000000
 			     : SHMQ_NO_DEADLINE;
 	WRITE_ONCE(p->deadline, dl);
-	set_state(r, i, SHMQ_LEASE_LEASED);
+	set_state_count(r, i, SHMQ_LEASE_LEASED, 1);
 	/* Raised before head moves (L3). */
 	WRITE_ONCE(h->leased, READ_ONCE(h->leased) + 1);
 	WRITE_ONCE(h->lease_bytes, READ_ONCE(h->lease_bytes) + s.len);

@@ -237,6 +237,12 @@ enum ring_hook_point {
 					   queue, slot not yet freed */
 	RING_HOOK_WAKE,             /* a waker cleared the sleep and poll
 				       bits, has woken nobody yet */
+	RING_HOOK_LEASE_REDELIVERING,   /* a returned slot's fields written
+					   for its next holder, state not */
+	RING_HOOK_LEASE_REDELIVERED,    /* that redelivery committed, lock
+					   still held */
+	RING_HOOK_LEASE_DEAD_LETTERING, /* about to put a dead letter in
+					   the dead-letter queue */
 };
 extern void (*ring_test_hook)(enum ring_hook_point point);
 

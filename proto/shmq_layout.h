@@ -62,7 +62,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 9u
+#define SHMQ_LAYOUT_VERSION 10u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -323,6 +323,10 @@ struct shmq_client {
  * else) is refused instead of removing the wrong message.  A slot is in
  * use only if its ticket is below head: a getter killed before its commit
  * leaves a slot that the next get_lock holder frees (see repair).
+ * `state` and `deliveries` are one aligned 8-byte word, written by one
+ * store: a redelivery commits its count with its state, so a getter
+ * killed just before that store leaves the count as it was, and one
+ * killed just after leaves it raised.
  */
 #define SHMQ_LEASE_FREE     0u
 #define SHMQ_LEASE_LEASED   1u  /* held by `holder` until the deadline */
@@ -331,12 +335,12 @@ struct shmq_client {
 
 struct shmq_lease {
 	uint32_t state;             /* SHMQ_LEASE_* */
-	uint32_t epoch;             /* bumped at every change of state */
+	uint32_t deliveries;        /* 1 the first time; stored with state */
 	uint64_t ticket;            /* the message's position in the stream */
 	uint32_t holder;            /* attachment index of the holder */
 	uint32_t holder_gen;        /* that entry's generation when leased */
 	uint32_t len;               /* message bytes, in lease_data */
-	uint32_t deliveries;        /* 1 the first time */
+	uint32_t epoch;             /* bumped at every change of state */
 	int64_t  deadline;          /* CLOCK_MONOTONIC ns, or SHMQ_NO_DEADLINE */
 	int64_t  since;             /* CLOCK_MONOTONIC ns of this delivery */
 	uint8_t  pad[16];
@@ -356,6 +360,9 @@ static_assert(offsetof(struct shmq_seg_hdr, head) == 640, "head");
 static_assert(offsetof(struct shmq_seg_hdr, data_futex) == 768, "futexes");
 static_assert(offsetof(struct shmq_seg_hdr, state_flags) == 896, "state");
 static_assert(sizeof(struct shmq_lease) == SHMQ_CACHELINE, "lease size");
+static_assert(offsetof(struct shmq_lease, state) == 0 &&
+	      offsetof(struct shmq_lease, deliveries) == 4,
+	      "a lease's state and deliveries form one 8-byte word");
 static_assert(offsetof(struct shmq_seg_hdr, lease_timeout_ms) == 960,
 	      "acked configuration");
 static_assert(offsetof(struct shmq_seg_hdr, leased) == 1280, "leased");
