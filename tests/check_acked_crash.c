@@ -570,13 +570,16 @@ END_TEST
  * timeout and ack after a random 0-4 ms: about half the acks come after
  * the deadline, some of them while another consumer's sweep returns the
  * lease.  Each message must be acked successfully exactly once over all
- * of them: an ack that wins means no redelivery is ever acked, one that
- * loses means the message came back.
+ * of them, and by the holder of its latest delivery: an ack that wins
+ * means the message is never delivered again, one that loses means it
+ * came back.
  */
 #define RACE_MSGS 300
 
 struct race {
 	uint32_t acks[RACE_MSGS];       /* successful acks per message */
+	uint32_t leased_max[RACE_MSGS]; /* the latest delivery leased */
+	uint32_t acked_at[RACE_MSGS];   /* the delivery whose ack won */
 	uint32_t lost;                  /* acks refused (ELEASE) */
 };
 
@@ -598,13 +601,24 @@ static int kid_race(struct kctx *c)
 		CHILD_CHECK(m.len < sizeof(buf));
 		buf[m.len] = '\0';
 		CHILD_CHECK(sscanf(buf, "%u", &i) == 1 && i < RACE_MSGS);
+		uint32_t seen = __atomic_load_n(&rc->leased_max[i],
+						__ATOMIC_SEQ_CST);
+		while (seen < m.deliveries &&
+		       !__atomic_compare_exchange_n(&rc->leased_max[i], &seen,
+						    m.deliveries, 0,
+						    __ATOMIC_SEQ_CST,
+						    __ATOMIC_SEQ_CST))
+			;
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
 		sleep_us((long)(x % 4000));
 		st = ring_ack(&c->r, &m, 1, NULL);
-		if (st == SHMQ_OK)
+		if (st == SHMQ_OK) {
 			__atomic_add_fetch(&rc->acks[i], 1, __ATOMIC_SEQ_CST);
+			__atomic_store_n(&rc->acked_at[i], m.deliveries,
+					 __ATOMIC_SEQ_CST);
+		}
 		else if (st == SHMQ_ELEASE)
 			__atomic_add_fetch(&rc->lost, 1, __ATOMIC_SEQ_CST);
 		else
@@ -628,9 +642,17 @@ START_TEST(test_ack_races_deadline)
 	ck_assert_int_eq(ring_close(&R, SHMQ_CLOSE_DRAIN, NULL), SHMQ_OK);
 	for (int i = 0; i < 3; i++)
 		kid_ok(k[i]);
-	for (int i = 0; i < RACE_MSGS; i++)
+	/* Once acked, never delivered again: the ack that won is that of
+	 * the latest delivery (a stale ack that removed a redelivered
+	 * message would be "both"). */
+	for (int i = 0; i < RACE_MSGS; i++) {
 		ck_assert_msg(rc->acks[i] == 1, "message %d acked %u times", i,
 			      rc->acks[i]);
+		ck_assert_msg(rc->acked_at[i] == rc->leased_max[i],
+			      "message %d: delivery %u acked, but delivery %u "
+			      "was leased", i, rc->acked_at[i],
+			      rc->leased_max[i]);
+	}
 	/* The race did happen. */
 	ck_assert_uint_gt(rc->lost, 0);
 	struct shmq_stat st = stat_now();
