@@ -313,6 +313,84 @@ START_TEST(test_foreign_user_daemon)
 }
 END_TEST
 
+/* shmqd, and the library before it autostarts one, refuse a socket
+ * directory that another user owns or that others may write in without
+ * the sticky bit: someone else could put a socket of theirs in its
+ * place.  A sticky one (as /tmp) and one of our own are fine. */
+struct sock_dir {
+	mode_t mode;
+	uid_t owner;            /* (uid_t)-1: ours */
+	int refused;
+};
+
+static const struct sock_dir sock_dirs[] = {
+	{ 0700, (uid_t)-1, 0 },
+	{ 0755, (uid_t)-1, 0 },
+	{ 01777, (uid_t)-1, 0 },
+	{ 0777, (uid_t)-1, 1 },
+	{ 0720, (uid_t)-1, 1 },
+	{ 0702, (uid_t)-1, 1 },
+	{ 0700, 65534, 1 },
+};
+
+START_TEST(test_socket_dir_refused)
+{
+	const struct sock_dir *sd = &sock_dirs[_i];
+	char bin[PATH_MAX], dir[PATH_MAX], sock[PATH_MAX + 16],
+		log[PATH_MAX + 16];
+	struct shmq_stat *list;
+	struct daemon d;
+	size_t n;
+	pid_t pid;
+
+	if (sd->owner != (uid_t)-1 && geteuid() != 0)
+		return;         /* chown needs root */
+	borrow_dir(&d);
+	harness_path("daemon/shmqd", bin, sizeof(bin));
+	snprintf(dir, sizeof(dir), "%s/sub", d.dir);
+	snprintf(sock, sizeof(sock), "%s/s.sock", dir);
+	snprintf(log, sizeof(log), "%s/shmqd.log", d.dir);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(chmod(dir, sd->mode), 0);
+	if (sd->owner != (uid_t)-1)
+		ck_assert_int_eq(chown(dir, sd->owner, sd->owner), 0);
+
+	pid = harness_fork();
+	if (pid == 0) {
+		/* A refusal comes before any --log is opened: stderr. */
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || dup2(fd, 2) < 0)
+			_exit(CHILD_FAIL);
+		execl(bin, "shmqd", "--foreground", "--socket", sock,
+		      (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_gt(pid, 0);
+	if (sd->refused) {
+		int st = harness_wait(pid, 10000);
+		ck_assert_msg(exited_with(st, 1), "shmqd: %s", describe(st));
+		ck_assert(file_contains(log, "refusing the directory of"));
+		ck_assert_int_ne(access(sock, F_OK), 0);
+	} else {
+		ck_assert(WAIT_UNTIL(serving(sock), 10000));
+		kill(pid, SIGTERM);
+		ck_assert(exited_with(harness_wait(pid, 10000), 0));
+	}
+
+	/* The library's autostart says the same before starting one. */
+	if (sd->refused) {
+		setenv("SHMQ_SOCKET", sock, 1);
+		setenv("SHMQ_DAEMON", bin, 1);
+		unsetenv("SHMQ_NO_AUTOSTART");
+		RC_EQ(shmq_list(&list, &n), SHMQ_ENODAEMON);
+		expect_detail("another user owns it or may write in it");
+		ck_assert_int_eq(daemons_on(sock, NULL, 0), 0);
+		setenv("SHMQ_NO_AUTOSTART", "1", 1);
+	}
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 
 static Suite *autostart_suite(void)
@@ -327,6 +405,8 @@ static Suite *autostart_suite(void)
 	tcase_add_test(tc, test_no_daemon);
 	tcase_add_test(tc, test_detach_does_not_start);
 	tcase_add_test(tc, test_foreign_user_daemon);
+	tcase_add_loop_test(tc, test_socket_dir_refused, 0,
+			    sizeof(sock_dirs) / sizeof(sock_dirs[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,6 +332,60 @@ START_TEST(test_zero_copy)
 }
 END_TEST
 
+/* A zero-copy operation holds a robust mutex, which only its owner
+ * thread can unlock: ending it from another thread is refused (the lock
+ * would otherwise stay held until the owner thread exits), and the owner
+ * can still end it. */
+struct other_thread {
+	int cancel_leave;       /* commit/release: 0, cancel/leave: 1 */
+	int put_side;
+	int rc;
+};
+
+static void *end_elsewhere(void *arg)
+{
+	struct other_thread *o = arg;
+
+	o->rc = o->put_side ? ring_commit(&R, o->cancel_leave)
+			    : ring_release(&R, o->cancel_leave);
+	return NULL;
+}
+
+static int end_in_thread(int put_side, int cancel_leave)
+{
+	struct other_thread o = { cancel_leave, put_side, 99 };
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, end_elsewhere, &o), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	return o.rc;
+}
+
+START_TEST(test_zero_copy_other_thread)
+{
+	struct ring_config c = seg_config(4, 32, 0, 0);
+	const void *view;
+	void *data;
+	size_t len;
+
+	seg_create(&c);
+	ck_assert_int_eq(ring_reserve(&R, 2, &data, 0), SHMQ_OK);
+	memcpy(data, "zc", 2);
+	ck_assert_int_eq(end_in_thread(1, 0), SHMQ_EINVAL);
+	ck_assert_int_eq(end_in_thread(1, 1), SHMQ_EINVAL);
+	ck_assert_uint_eq(stat_now().messages, 0);
+	ck_assert_int_eq(ring_commit(&R, 0), SHMQ_OK);
+	/* The lock was released: another put goes through. */
+	put_ok(&R, "next");
+	ck_assert_int_eq(ring_view(&R, &view, &len, 0), SHMQ_OK);
+	ck_assert_int_eq(end_in_thread(0, 0), SHMQ_EINVAL);
+	ck_assert_int_eq(end_in_thread(0, 1), SHMQ_EINVAL);
+	ck_assert_int_eq(ring_release(&R, 0), SHMQ_OK);
+	expect_msg(&R, "next");
+	expect_empty(&R);
+}
+END_TEST
+
 static int kid_reserve_and_park(struct kctx *c)
 {
 	void *data;
@@ -404,6 +459,7 @@ static Suite *ring_batch_suite(void)
 
 	tc = ring_tcase(s, "zerocopy", 10);
 	tcase_add_test(tc, test_zero_copy);
+	tcase_add_test(tc, test_zero_copy_other_thread);
 	tcase_add_test(tc, test_crash_zero_copy);
 	return s;
 }
