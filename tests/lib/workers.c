@@ -95,3 +95,42 @@ void consumer_start(struct consumer *k, const char *queue)
 	close(k->rec[1]);
 	chan_expect(&k->ch, 'r');
 }
+
+void holder_start(struct holder *h, const char *queue, unsigned n)
+{
+	chan_init(&h->ch);
+	h->pid = harness_fork();
+	ck_assert_int_ge(h->pid, 0);
+	if (h->pid == 0) {
+		struct shmq_msg m[16];
+		char buf[16][256];
+		shmq_t *q;
+
+		chan_child(&h->ch);
+		CHILD_CHECK(n <= 16);
+		CHILD_RC(shmq_open(queue, SHMQ_CONSUMER, &q), SHMQ_OK);
+		for (unsigned i = 0; i < n; i++)
+			CHILD_RC(shmq_lease(q, buf[i], sizeof(buf[i]), &m[i],
+					    10000), SHMQ_OK);
+		child_say(&h->ch, 'r');
+		for (;;) {
+			int cmd = child_hear(&h->ch), bad = 0;
+			if (cmd == 'a') {
+				bad = shmq_ackv(q, m, n, NULL) != SHMQ_OK;
+			} else if (cmd == 'n') {
+				for (unsigned i = 0; i < n; i++)
+					bad |= shmq_nack(q, &m[i], 0) != SHMQ_OK;
+			} else if (cmd == 'd') {
+				CHILD_RC(shmq_detach(q), SHMQ_OK);
+				child_say(&h->ch, 'k');
+				_exit(0);
+			} else {
+				CHILD_CHECK(cmd == 'a' || cmd == 'n' ||
+					    cmd == 'd');
+			}
+			child_say(&h->ch, bad ? 'e' : 'k');
+		}
+	}
+	chan_parent(&h->ch);
+	chan_expect(&h->ch, 'r');
+}

@@ -42,4 +42,18 @@ struct consumer {
 
 void consumer_start(struct consumer *k, const char *queue);
 
+/* A consumer of an acked queue that holds leases.  It opens `queue`,
+ * leases `n` messages (waiting for each at most 10 s) and answers 'r';
+ * then, per command:
+ *   'a'  acks them all, answers 'k' (or 'e' if an ack was refused)
+ *   'n'  nacks them all, answers 'k' (or 'e')
+ *   'd'  detaches, answers 'k', exits 0
+ * and otherwise waits, holding them, until it is killed. */
+struct holder {
+	pid_t pid;
+	struct chan ch;
+};
+
+void holder_start(struct holder *h, const char *queue, unsigned n);
+
 #endif /* SHMQ_TEST_WORKERS_H */
