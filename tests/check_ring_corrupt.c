@@ -564,6 +564,240 @@ START_TEST(test_corrupt_random_bytes)
 END_TEST
 
 /* ================================================================== */
+/* Corrupted lease tables (acked queues)                              */
+
+/* An acked queue with history: every kind of lease slot in use (held by
+ * the test's own entry, returned, waiting for the dead-letter queue),
+ * messages queued behind them, and a lease timeout so that deadlines
+ * matter. */
+static void acked_fill(struct shmq_msg *held, size_t *nheld, char *keep)
+{
+	struct shmq_msg m;
+	size_t got;
+
+	corrupt_fill();
+	*nheld = 0;
+	for (int i = 0; i < 12; i++) {
+		char *buf = keep + (size_t)i * 64;
+		if (ring_lease(&R, buf, 64, &m, 1, &got, 0, 0) != SHMQ_OK)
+			break;
+		switch (i % 4) {
+		case 0:
+			ck_assert_int_eq(ring_ack(&R, &m, 1, NULL), SHMQ_OK);
+			break;
+		case 1:
+			ck_assert_int_eq(ring_nack(&R, &m, 0), SHMQ_OK);
+			break;
+		default:
+			held[(*nheld)++] = m;
+		}
+	}
+}
+
+static void acked_setup(struct ring_config *c)
+{
+	uint32_t idx, gen;
+
+	seg_reformat(c);
+	ck_assert_int_eq(ring_client_add(&R, (uint32_t)getpid(), 0,
+					 SHMQ_ROLE_PRODUCER |
+						 SHMQ_ROLE_CONSUMER,
+					 &idx, &gen), SHMQ_OK);
+	ck_assert_int_eq(ring_client_bind(&R, idx, gen), SHMQ_OK);
+}
+
+static int lease_status_ok(int rc)
+{
+	return get_status_ok(rc);
+}
+
+static int ack_status_ok(int rc)
+{
+	return rc == SHMQ_OK || rc == SHMQ_ELEASE || rc == SHMQ_ECORRUPT;
+}
+
+/* Every lease operation, without blocking, on a possibly corrupted acked
+ * queue: statuses the API allows, messages inside their buffer or inside
+ * the lease copies, never longer than max_msg. */
+static void exercise_acked(struct ring *r, struct shmq_msg *held,
+			   size_t nheld)
+{
+	uint8_t *buf = malloc(4 * r->max_msg + 64);
+	uint8_t *copy = malloc(r->max_msg + 1);
+	const uint8_t *lo = r->lease_data;
+	const uint8_t *hi = r->lease_data + (size_t)r->capacity *
+						    r->lease_stride;
+	struct shmq_lease_info info[70];
+	struct shmq_msg m[4];
+	struct shmq_stat st;
+	size_t got;
+	int rc;
+
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_ptr_nonnull(copy);
+	ring_stat(r, &st);
+	ck_assert_uint_le(st.leased, r->capacity);
+	ck_assert_uint_le(strlen(st.dead_letter), SHMQ_NAME_MAX);
+	ck_assert_uint_le(ring_pending(r, info, 70), r->capacity);
+	rc = ring_check(r);
+	ck_assert_msg(rc == SHMQ_OK || rc == SHMQ_ECORRUPT, "check: %d", rc);
+	for (int i = 0; i < 3; i++) {
+		rc = ring_lease(r, buf, 4 * r->max_msg + 64, m, 4, &got,
+				SHMQ_NOWAIT, 0);
+		ck_assert_msg(lease_status_ok(rc), "leasev: %d", rc);
+		ck_assert_uint_eq(got > 0, rc == SHMQ_OK);
+		for (size_t j = 0; j < got; j++) {
+			ck_assert_uint_le(m[j].len, r->max_msg);
+			ck_assert((uint8_t *)m[j].data >= buf &&
+				  (uint8_t *)m[j].data + m[j].len <=
+					  buf + 4 * r->max_msg + 64);
+		}
+		if (got == 0)
+			continue;
+		if (rnd() & 1)
+			rc = ring_ack(r, m, got, NULL);
+		else
+			rc = ring_nack(r, &m[0], (unsigned)(rnd() & 1));
+		ck_assert_msg(ack_status_ok(rc), "settle: %d", rc);
+	}
+	rc = ring_lease(r, NULL, 0, m, 1, &got, SHMQ_NOWAIT, 1);
+	ck_assert_msg(lease_status_ok(rc), "view: %d", rc);
+	if (rc == SHMQ_OK) {
+		ck_assert_uint_le(m[0].len, r->max_msg);
+		ck_assert((const uint8_t *)m[0].data >= lo &&
+			  (const uint8_t *)m[0].data + m[0].len <= hi);
+		memcpy(copy, m[0].data, m[0].len);     /* ASan watches */
+		rc = ring_ack(r, m, 1, NULL);
+		ck_assert_msg(ack_status_ok(rc), "ack view: %d", rc);
+	}
+	for (size_t j = 0; j < nheld; j++) {
+		switch (rnd() % 3) {
+		case 0: rc = ring_ack(r, &held[j], 1, NULL); break;
+		case 1: rc = ring_nack(r, &held[j], 0); break;
+		default: rc = ring_extend(r, &held[j], (int)(rnd() % 1000));
+		}
+		ck_assert_msg(ack_status_ok(rc), "held: %d", rc);
+	}
+	rc = ring_join(r, 1);
+	ck_assert_msg(rc == SHMQ_OK || rc == SHMQ_ETIMEDOUT, "join: %d", rc);
+	free(copy);
+	free(buf);
+}
+
+static const struct field lease_hdr_fields[] = {
+	HDR_FIELD(leases_off, 1),
+	HDR_FIELD(lease_data_off, 1),
+	HDR_FIELD(lease_stride, 1),
+	HDR_FIELD(lease_timeout_ms, 0),
+	HDR_FIELD(max_deliveries, 0),
+	HDR_FIELD(dlq_len, 0),
+	HDR_FIELD(leased, 0),
+	HDR_FIELD(lease_bytes, 0),
+	HDR_FIELD(returned, 0),
+	HDR_FIELD(departures_seen, 0),
+	HDR_FIELD(next_deadline, 0),
+	HDR_FIELD(free_hint, 0),
+	HDR_FIELD(departures, 0),
+};
+
+#define LEASE_FIELD(f)                                                       	{ #f, offsetof(struct shmq_lease, f),                                	  sizeof(((struct shmq_lease *)0)->f), 0 }
+
+static const struct field lease_fields[] = {
+	LEASE_FIELD(state), LEASE_FIELD(deliveries), LEASE_FIELD(ticket),
+	LEASE_FIELD(holder), LEASE_FIELD(holder_gen), LEASE_FIELD(len),
+	LEASE_FIELD(epoch), LEASE_FIELD(deadline), LEASE_FIELD(since),
+};
+
+static struct ring_config acked_corrupt_config(void)
+{
+	struct ring_config c = seg_config(63, 64, 0, SHMQ_CFG_ACKED);
+
+	c.lease_timeout_ms = 1000;
+	c.max_deliveries = 3;
+	return c;
+}
+
+/* Any value in any lease field of the header and of any lease slot;
+ * then random bytes over the lease table, the lease copies and the
+ * header's acked fields.  A getter gets SHMQ_ECORRUPT or well-formed
+ * messages, never an access outside the segment, never a wait past its
+ * timeout; a fresh attach refuses a bad geometry. */
+START_TEST(test_corrupt_leases)
+{
+	struct ring_config c = acked_corrupt_config();
+	struct shmq_msg held[12];
+	char keep[12 * 64];
+	uint64_t vals[32];
+	size_t nheld;
+	struct ring r2;
+
+	seg_create(&c);
+	for (size_t f = 0;
+	     f < sizeof(lease_hdr_fields) / sizeof(lease_hdr_fields[0]); f++) {
+		const struct field *fd = &lease_hdr_fields[f];
+		uint8_t *p = S.mem + fd->off;
+		acked_setup(&c);
+		uint64_t orig = peek(p, fd->width);
+		size_t n = bad_values(orig, vals);
+		for (size_t i = 0; i < n; i++) {
+			uint64_t v = fd->width == 4 ? (uint32_t)vals[i]
+						    : vals[i];
+			if (v == orig)
+				continue;
+			acked_setup(&c);
+			acked_fill(held, &nheld, keep);
+			poke(p, fd->width, v);
+			int rc = ring_attach(&r2, S.mem, S.size);
+			if (fd->must_reject)
+				ck_assert_msg(rc == SHMQ_ECORRUPT,
+					      "%s = %#llx accepted", fd->name,
+					      (unsigned long long)v);
+			exercise_acked(&R, held, nheld);
+			exercise(&R, (int)(i & 1));
+		}
+	}
+	for (int iter = 0; iter < 300; iter++) {
+		acked_setup(&c);
+		acked_fill(held, &nheld, keep);
+		uint32_t slot = (uint32_t)(rnd() % R.capacity);
+		const struct field *fd = &lease_fields[rnd() % 9];
+		uint8_t *p = (uint8_t *)&R.leases[slot] + fd->off;
+		size_t n = bad_values(peek(p, fd->width), vals);
+		poke(p, fd->width, vals[rnd() % n]);
+		exercise_acked(&R, held, nheld);
+		exercise(&R, iter & 1);
+	}
+	uint8_t *table = (uint8_t *)R.leases;
+	size_t table_len = (size_t)R.capacity * sizeof(struct shmq_lease);
+	size_t acked_hdr = offsetof(struct shmq_seg_hdr, lease_timeout_ms);
+	for (int iter = 0; iter < 300; iter++) {
+		acked_setup(&c);
+		acked_fill(held, &nheld, keep);
+		int flips = 1 + (int)(rnd() % 16);
+		for (int i = 0; i < flips; i++) {
+			switch (rnd() % 3) {
+			case 0:
+				table[rnd() % table_len] = (uint8_t)rnd();
+				break;
+			case 1:
+				S.mem[acked_hdr + rnd() % (sizeof(struct
+					shmq_seg_hdr) - acked_hdr)] =
+					(uint8_t)rnd();
+				break;
+			default:
+				R.lease_data[rnd() % ((size_t)R.capacity *
+						      R.lease_stride)] =
+					(uint8_t)rnd();
+			}
+		}
+		exercise_acked(&R, held, nheld);
+		if (ring_attach(&r2, S.mem, S.size) == SHMQ_OK)
+			exercise_acked(&r2, NULL, 0);
+	}
+}
+END_TEST
+
+/* ================================================================== */
 
 static Suite *ring_corrupt_suite(void)
 {
@@ -580,6 +814,7 @@ static Suite *ring_corrupt_suite(void)
 	tcase_add_test(tc, test_stride_missed_in_short_spin);
 	tcase_add_test(tc, test_corrupt_slots_random);
 	tcase_add_test(tc, test_corrupt_random_bytes);
+	tcase_add_test(tc, test_corrupt_leases);
 	return s;
 }
 
