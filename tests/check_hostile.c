@@ -5,9 +5,9 @@
  * Any process that has a queue open can write any byte of its segment, so
  * the library and the daemon treat the segment as hostile input.  Here a
  * scribbler writes random bytes over header fields, head/tail and hints,
- * slots (tickets, offsets, lengths), the attachment table and the data,
- * while producers and consumers in other processes keep working with
- * timeouts.  They may get errors or (garbled but well-formed) messages;
+ * slots (tickets, offsets, lengths), the attachment table and the data
+ * (and, on an acked queue, the lease table and its counters), while
+ * producers and consumers in other processes keep working with timeouts.  They may get errors or (garbled but well-formed) messages;
  * they must never crash, read outside the mapping (the suite runs under
  * AddressSanitizer in CI), or hang past their timeouts, and the daemon
  * must keep serving everyone else.
@@ -44,6 +44,7 @@ static void worker(const char *name, int producer, unsigned seed)
 {
 	char buf[MSG_MAX];
 	long until = now_ms() + RUN_MS;
+	struct shmq_msg m;
 	shmq_t *q;
 	int rc;
 
@@ -57,11 +58,25 @@ static void worker(const char *name, int producer, unsigned seed)
 		if (producer) {
 			memset(buf, 'a' + (int)(len % 26), len);
 			rc = shmq_put(q, buf, len, 5);
-		} else {
+		} else if (seed % 2) {
 			rc = shmq_get(q, buf, sizeof(buf), &len, 5);
 			/* A message handed out must fit what we gave. */
 			if (rc == SHMQ_OK && len > sizeof(buf))
 				_exit(11);
+		} else {
+			/* Leases (on a plain queue, gets), settled in turn by
+			 * an ack, a nack or an extend. */
+			rc = shmq_lease(q, buf, sizeof(buf), &m, 5);
+			if (rc == SHMQ_OK && (m.len > sizeof(buf) ||
+					      (char *)m.data != buf))
+				_exit(12);
+			if (rc == SHMQ_OK && len % 3 == 0)
+				shmq_extend(q, &m, 10);
+			if (rc == SHMQ_OK && len % 2)
+				shmq_nack(q, &m, len % 5 == 0 ? SHMQ_NACK_DEAD
+							      : 0);
+			else if (rc == SHMQ_OK)
+				shmq_ack(q, &m);
 		}
 	}
 	shmq_detach(q);
@@ -88,6 +103,13 @@ static size_t random_target(unsigned *seed, size_t size)
 		offsetof(struct shmq_seg_hdr, producers),
 		offsetof(struct shmq_seg_hdr, capacity),
 		offsetof(struct shmq_seg_hdr, name_len),
+		offsetof(struct shmq_seg_hdr, leased),
+		offsetof(struct shmq_seg_hdr, lease_bytes),
+		offsetof(struct shmq_seg_hdr, returned),
+		offsetof(struct shmq_seg_hdr, next_deadline),
+		offsetof(struct shmq_seg_hdr, free_hint),
+		offsetof(struct shmq_seg_hdr, departures),
+		offsetof(struct shmq_seg_hdr, departures_seen),
 	};
 	size_t off;
 
@@ -167,6 +189,11 @@ START_TEST(scribble_while_in_use)
 	shmq_attr_init(&a);
 	a.capacity = 16;
 	a.max_msg = MSG_MAX;
+	if (_i >= 4) {          /* an acked queue, its lease table too */
+		a.flags = SHMQ_ACKED;
+		a.lease_timeout_ms = 3;
+		a.max_deliveries = 4;
+	}
 	ck_assert_int_eq(shmq_create("victim", &a, 0), SHMQ_OK);
 	map = segment_map_only(&d, &size);
 
@@ -352,7 +379,7 @@ static Suite *hostile_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	/* Several seeds: each loop is a different scribbling. */
-	tcase_add_loop_test(tc, scribble_while_in_use, 0, 4);
+	tcase_add_loop_test(tc, scribble_while_in_use, 0, 6);
 	tcase_add_loop_test(tc, adopt_scribbled_segment, 0, 4);
 	tcase_add_test(tc, truncated_segment);
 	tcase_add_test(tc, truncated_then_open_and_list);
