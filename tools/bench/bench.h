@@ -28,7 +28,8 @@
  *   facts.c         the machine's facts and the report's "Machine" section
  *   probe.c         what a process costs: CPU, context switches, syscalls
  *   xports.c        the transport table, the report's row order, chan_create
- *   xp_shmq.c       shmq (also at POSIX mq's capacity, and zero copy)
+ *   xp_shmq.c       shmq (also at POSIX mq's capacity, zero copy, and an
+ *                   acked queue: lease and ack)
  *   xp_shmq_poll.c  shmq driven by epoll (pollable descriptors)
  *   xp_pipe.c       a pipe (also grown to the queues' capacity in bytes)
  *   xp_seqpacket.c  an AF_UNIX SOCK_SEQPACKET socket pair
@@ -252,6 +253,7 @@ struct chan {
 	char name[64];
 	struct mmsghdr *mm;     /* sendmmsg/recvmmsg scratch */
 	struct iovec *mio;
+	struct shmq_msg *lease; /* shmq acked: the leases of a batch */
 	char why[128];
 	int kind;               /* the case's enum kind */
 };
@@ -284,7 +286,7 @@ struct xport {
 /* The order of the table is the order transports run in, each run. */
 enum {
 	T_SHMQ, T_PIPE, T_SOCK, T_MQ, T_SHMQ_SMALL, T_SHMQ_ZC, T_PIPE_BIG,
-	T_SHMQ_POLL, NT
+	T_SHMQ_POLL, T_SHMQ_ACKED, NT
 };
 
 extern const struct xport *const xports[NT];
@@ -292,6 +294,7 @@ extern const struct xport *const xports[NT];
 extern const int row_order[NT];
 
 extern const struct xport xp_shmq, xp_shmq_small, xp_shmq_zc, xp_shmq_poll;
+extern const struct xport xp_shmq_acked;
 extern const struct xport xp_pipe, xp_pipe_big;
 extern const struct xport xp_sock;
 extern const struct xport xp_mq;

@@ -20,7 +20,9 @@
  * capacity.  T_SHMQ_ZC, the zero-copy calls, runs at that capacity too.
  * T_PIPE_BIG is a pipe whose buffer holds as many bytes as those queues
  * (as far as fs/pipe-max-size allows): the default pipe holds a single
- * 64 KiB message, and this row shows what a larger buffer buys it. */
+ * 64 KiB message, and this row shows what a larger buffer buys it.
+ * T_SHMQ_ACKED is an acked queue, each message leased and acked, next to
+ * the plain one it costs more than. */
 const struct xport *const xports[NT] = {
 	[T_SHMQ] = &xp_shmq,
 	[T_PIPE] = &xp_pipe,
@@ -30,10 +32,11 @@ const struct xport *const xports[NT] = {
 	[T_SHMQ_ZC] = &xp_shmq_zc,
 	[T_PIPE_BIG] = &xp_pipe_big,
 	[T_SHMQ_POLL] = &xp_shmq_poll,
+	[T_SHMQ_ACKED] = &xp_shmq_acked,
 };
 
-const int row_order[NT] = { T_SHMQ, T_SHMQ_POLL, T_SHMQ_SMALL, T_SHMQ_ZC,
-			    T_PIPE, T_PIPE_BIG, T_SOCK, T_MQ };
+const int row_order[NT] = { T_SHMQ, T_SHMQ_POLL, T_SHMQ_ACKED, T_SHMQ_SMALL,
+			    T_SHMQ_ZC, T_PIPE, T_PIPE_BIG, T_SOCK, T_MQ };
 
 int fail_errno(struct chan *c, const char *what)
 {
