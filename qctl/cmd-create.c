@@ -131,6 +131,6 @@ const struct cmd_entry cmd_create_entry = {
 	.min_args = 1,
 	.max_args = 1,
 	.flags = CMD_QUEUE,
-	.exits = X_COMMON | X(QX_ACCESS) | X(QX_EXISTS),
+	.exits = X_COMMON | X(QX_NOENT) | X(QX_ACCESS) | X(QX_EXISTS),
 	.exec = exec_create,
 };
