@@ -866,7 +866,10 @@ size_t ring_pending(const struct ring *r, struct shmq_lease_info *out,
 			e->seq = s.ticket;
 			e->deliveries = s.deliveries;
 			e->len = s.len;
-			e->age_ns = now > s.since ? now - s.since : 0;
+			/* since is the segment's word: any value (a negative
+			 * one would overflow the subtraction). */
+			e->age_ns = s.since >= 0 && now > s.since ? now - s.since
+								  : 0;
 			e->left_ns = -1;
 			if (st == SHMQ_LEASE_LEASED) {
 				e->state = SHMQ_LEASE_HELD;
