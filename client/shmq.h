@@ -671,7 +671,9 @@ struct shmq_stat {
  * one step; shmq_lease() on a plain queue is a shmq_get() (m.lease is 0,
  * and acking it does nothing).  A process killed at any instruction loses
  * nothing: the only message delivered twice is one whose holder died
- * before its ack, and it comes back with its count raised.
+ * before its ack, and it comes back with its count raised.  A delivery is
+ * counted if and only if it took effect: a consumer killed before its
+ * lease (or redelivery) was committed leaves the count as it was.
  *
  * What else holds for the calls below:
  *  - A lease belongs to the handle that took it: only that handle can
@@ -838,7 +840,10 @@ struct shmq_lease_info {
  * message that is leased, waiting for redelivery, or waiting for room in
  * the dead-letter queue; the caller frees it with free().  With none (and
  * on a plain queue), *list is NULL and *n 0.  Read from the queue's memory
- * without a lock: each entry is current when read.
+ * without a lock: each entry is current when read.  A lease that has
+ * ended (its holder gone, its deadline passed) but that no consumer has
+ * returned yet is listed as SHMQ_LEASE_WAITING, and counted so by
+ * shmq_stat() (`returned`, not `leased`).
  *
  * Returns SHMQ_OK, SHMQ_EINVAL (q, list or n is NULL) or SHMQ_ENOMEM
  * (then *list is NULL and *n 0).  Never blocks, never talks to the daemon.
