@@ -234,13 +234,12 @@ pool_run() {       # pool_run DEAD_LETTER_OPTION...
 		ql work w -j 3 -- "$C/job"
 	check "three commands ran at once (wait3 finished)" \
 		[ "$(grep -c ' wait3-' "$C/runs")" = 3 ]
-	check "each ok message ran once" \
-		[ "$(grep -c ' ok-' "$C/runs")" = 12 ] && \
-		[ "$(grep -o ' ok-[0-9]*' "$C/runs" | sort -u | wc -l)" = 12 ]
+	check "each ok message ran once" [ "$(grep -c ' ok-' "$C/runs") $(
+		grep -o ' ok-[0-9]*' "$C/runs" | sort -u | wc -l)" = "12 12" ]
 	check "each flaky message ran twice: delivery 1, then 2" \
-		[ "$(grep -c ' 1 flaky-' "$C/runs")" = 5 ] && \
-		[ "$(grep -c ' 2 flaky-' "$C/runs")" = 5 ] && \
-		[ "$(grep -c ' flaky-' "$C/runs")" = 10 ]
+		[ "$(grep -c ' 1 flaky-' "$C/runs") $(
+		     grep -c ' 2 flaky-' "$C/runs") $(
+		     grep -c ' flaky-' "$C/runs")" = "5 5 10" ]
 	check "the poison ran three times, deliveries 1 2 3" \
 		[ "$(awk '$4 == "poison" { printf "%s ", $3 }' "$C/runs")" = "1 2 3 " ]
 	check "every command saw SHMQ_QUEUE=w" \
