@@ -656,6 +656,6 @@ const struct cmd_entry cmd_work_entry = {
 	.max_args = -1,
 	.flags = CMD_QUEUE | CMD_ARGV,
 	.exits = X_COMMON | X(QX_TIMEOUT) | X(QX_NOENT) | X(QX_ACCESS) |
-		 X(QX_EOS_LOST),
+		 X(QX_EOS_LOST) | X(QX_DEADLOCK),
 	.exec = exec_work,
 };
