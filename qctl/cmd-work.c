@@ -84,6 +84,8 @@ struct pool {
 	struct job *jobs;
 	unsigned njobs, running;
 	int outstanding;        /* asked, result not read yet */
+	unsigned given_back;    /* messages given back (or lost) so far */
+	unsigned asked_at;      /* given_back when the leaser was asked */
 	int eos;                /* SHMQ_EOS/_LOST seen, 0 */
 	int ending;             /* take no more messages */
 	int status;             /* exit status if not QX_OK */
@@ -215,6 +217,7 @@ static void ask(struct pool *p)
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	p->outstanding = 1;
+	p->asked_at = p->given_back;
 }
 
 static void stop_leaser(struct pool *p)
@@ -330,6 +333,7 @@ static void lease_lost(struct pool *p, struct job *j, const char *when)
 	j->lost = 1;
 	/* It is back in the queue: the stream has not ended for us. */
 	p->eos = 0;
+	p->given_back++;
 }
 
 /* A command exited: ack its message if it succeeded, else give it back. */
@@ -344,8 +348,10 @@ static void settle(struct pool *p, struct job *j, int wstatus)
 			lease_lost(p, j, "before its command finished");
 		else if (rc != SHMQ_OK && p->status == QX_OK)
 			p->status = report_fail(p->a, rc);
-		else if (!ok)
+		else if (!ok) {
 			p->eos = 0;     /* given back: it comes again */
+			p->given_back++;
+		}
 	}
 	j->pid = 0;
 	p->running--;
@@ -460,8 +466,11 @@ static void on_result(struct pool *p, const struct lease_result *r)
 		break;
 	case SHMQ_EOS:
 	case SHMQ_EOS_LOST:
-		/* Final only once none of ours may come back. */
-		p->eos = r->rc;
+		/* Final only once none of ours may come back: an end seen
+		 * before we gave a message back (the leaser may have looked
+		 * just before our nack) is no end; ask again. */
+		if (p->given_back == p->asked_at)
+			p->eos = r->rc;
 		break;
 	case STOPPED:
 		break;
