@@ -429,6 +429,17 @@ int shmq_get_take(shmq_t *q)
 	return ring_ack(&q->ring, &q->viewed, 1, NULL);
 }
 
+int shmq_view_seq(const shmq_t *q, uint64_t *seq)
+{
+	if (q == NULL || seq == NULL)
+		return SHMQ_EINVAL;
+	if (q->viewing) {
+		*seq = q->viewed.seq;
+		return SHMQ_OK;
+	}
+	return ring_viewed_seq(&q->ring, seq);
+}
+
 int shmq_get_leave(shmq_t *q)
 {
 	if (q == NULL)
@@ -598,7 +609,7 @@ int shmq_close(shmq_t *q, unsigned how, uint64_t *discarded)
 {
 	if (discarded)
 		*discarded = 0;
-	if (q == NULL || how > SHMQ_CLOSE_NOW)
+	if (q == NULL || (how & ~SHMQ_CLOSE_LOST) > SHMQ_CLOSE_NOW)
 		return SHMQ_EINVAL;
 	if (!(q->access & SHMQ_ACCESS_WRITE))
 		return SHMQ_EACCES;
@@ -659,7 +670,7 @@ int shmq_close_name(const char *name, unsigned how, uint64_t *discarded)
 
 	if (discarded)
 		*discarded = 0;
-	if (how > SHMQ_CLOSE_NOW)
+	if ((how & ~SHMQ_CLOSE_LOST) > SHMQ_CLOSE_NOW)
 		return SHMQ_EINVAL;
 	rc = shmq_open(name, 0, &q);
 	if (rc != SHMQ_OK)

@@ -537,6 +537,13 @@ int shmq_get_view(shmq_t *q, const void **data, size_t *len,
  */
 int shmq_get_take(shmq_t *q);
 int shmq_get_leave(shmq_t *q);
+/* While this handle holds a view (shmq_get_view, shmq_lease_view), sets
+ * *seq to the viewed message's position in the queue's stream (0, 1,
+ * 2... in put order; the `seq` of struct shmq_msg below): a view left
+ * and viewed again, or viewed again after its viewer died, has the same
+ * seq.  SHMQ_EINVAL if no view is held.  Never blocks; same thread rules
+ * as the view itself. */
+int shmq_view_seq(const shmq_t *q, uint64_t *seq);
 
 /* Iterate until end of stream:
  *   SHMQ_FOREACH(q, buf, sizeof buf, len, rc) { use(buf, len); }
@@ -558,6 +565,13 @@ int shmq_get_leave(shmq_t *q);
  * discards what is left (stat's `discarded` then counts it). */
 #define SHMQ_CLOSE_DRAIN 0u
 #define SHMQ_CLOSE_NOW   1u
+/* SHMQ_CLOSE_LOST, or'ed into `how`: mark the queue "producer lost" first, as shmqd does
+ * when a producer dies attached, so that consumers end with
+ * SHMQ_EOS_LOST instead of SHMQ_EOS (and stat shows producer_lost).  For
+ * a relay that learns from elsewhere that the stream it carries ended
+ * with a lost producer (shmq-bridge does).  The mark stays; it is set
+ * even if the queue was already closed. */
+#define SHMQ_CLOSE_LOST  2u
 /*
  * shmq_close - close the queue, for every process that has it open.  From
  * then on every put fails with SHMQ_ECLOSED (puts waiting for room wake
@@ -584,7 +598,7 @@ int shmq_get_leave(shmq_t *q);
  *                  is 0
  *   SHMQ_EACCES    the handle's opener has no write permission
  *   SHMQ_EINVAL    q is NULL, or `how` is neither SHMQ_CLOSE_DRAIN nor
- *                  SHMQ_CLOSE_NOW
+ *                  SHMQ_CLOSE_NOW (either or'ed with SHMQ_CLOSE_LOST)
  *   SHMQ_ECORRUPT  SHMQ_CLOSE_NOW: the consumers' lock or the queue's
  *                  memory is damaged; the queue is closed all the same
  *

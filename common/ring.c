@@ -967,6 +967,14 @@ int ring_view(struct ring *r, const void **data, size_t *len, int timeout_ms)
 	return rc;
 }
 
+int ring_viewed_seq(const struct ring *r, uint64_t *seq)
+{
+	if (r->held != GET_SIDE + 1)
+		return SHMQ_EINVAL;
+	*seq = r->held_head;
+	return SHMQ_OK;
+}
+
 int ring_release(struct ring *r, int leave)
 {
 	if (r->held != GET_SIDE + 1 || !pthread_equal(r->held_by, pthread_self()))
@@ -990,6 +998,13 @@ int ring_close(struct ring *r, unsigned how, uint64_t *discarded)
 	uint64_t n = 0;
 	int rc = SHMQ_OK;
 
+	if (how & SHMQ_CLOSE_LOST) {
+		/* Before the close, so that a consumer that sees the close
+		 * also sees why (as when shmqd marks a dead producer). */
+		__atomic_fetch_or(&h->state_flags, SHMQ_ST_PRODUCER_LOST,
+				  __ATOMIC_SEQ_CST);
+		how &= ~SHMQ_CLOSE_LOST;
+	}
 	if (how == SHMQ_CLOSE_NOW)
 		bits |= SHMQ_TAIL_NOW;
 	else if (how != SHMQ_CLOSE_DRAIN)

@@ -135,6 +135,7 @@ int ring_reserve(struct ring *r, size_t len, void **data, int timeout_ms);
 int ring_commit(struct ring *r, int cancel);
 int ring_view(struct ring *r, const void **data, size_t *len, int timeout_ms);
 int ring_release(struct ring *r, int leave);
+int ring_viewed_seq(const struct ring *r, uint64_t *seq);
 int ring_close(struct ring *r, unsigned how, uint64_t *discarded);
 
 /* Acked queues (lease.c); see "Acked queues" in shmq.h.  ring_lease

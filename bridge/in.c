@@ -1,0 +1,293 @@
+/*
+ * in.c - the in direction: a JetStream stream into a local queue, each
+ * message at least once.
+ *
+ * Owns the rule that makes a bridge killed at any instant lose nothing: a
+ * message is acknowledged to the server only after its put into the local
+ * queue committed, so a message the bridge held when it died is
+ * redelivered (after the consumer's ack wait) and put again.  The one
+ * place a message can arrive twice is therefore a bridge that dies (or
+ * loses its connection, or stalls past the ack wait) after the put
+ * committed and before the server received the ack: at most one fetched
+ * batch per such event.
+ *
+ * Backpressure: a fetch asks for at most --batch messages, and the
+ * consumer lets no more than that be unacknowledged; while the local
+ * queue is full the bridge does not fetch, and tells the server it is
+ * still working on what it holds (in-progress acks, every third of the
+ * ack wait), so that nothing is redelivered elsewhere meanwhile.
+ *
+ * The end: the marker (marker.c) is held, unacknowledged, while the
+ * bridge goes on fetching (redeliveries of messages other bridges held
+ * may still come), until the consumer says nothing but the marker is
+ * outstanding.  Then it closes the local queue (as with a lost producer
+ * if the marker says so), acknowledges the marker and exits.  Other in
+ * bridges on the same consumer never see that marker; they notice the
+ * local queue closed with the stream finished, and exit the same way.
+ *
+ * It never acknowledges a message it has not put, and never closes the
+ * local queue before the consumer has nothing but the marker left.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "bridge.h"
+
+#define IN_FETCH_MS 1000        /* one fetch waits at most this */
+#define IN_END_FETCH_MS 200     /* while holding the marker */
+#define IN_SLICE_MAX_MS 1000    /* a blocked put looks up this often */
+
+struct in {
+	const struct bridge_opts *o;
+	shmq_t *q;
+	struct link link;
+	natsSubscription *sub;
+	int64_t ack_wait_ms, max_ack;
+	int batch;
+	natsMsg *marker;                /* held until the end, or NULL */
+	int lost;                       /* what the marker says */
+	int64_t marker_touched;         /* last in-progress for it */
+	int finished;                   /* closed the queue, acked it */
+	struct iovec *iov;
+};
+
+static void progress_ack(struct in *w, natsMsg **msgs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		natsMsg_InProgress(msgs[i], NULL);
+	if (w->marker)
+		natsMsg_InProgress(w->marker, NULL);
+	w->marker_touched = bridge_now_ms();
+}
+
+/* Back to the stream, at once, for another bridge or a later run. */
+static void give_back(natsMsg **msgs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		natsMsg_Nak(msgs[i], NULL);
+}
+
+/* The local queue was closed by someone else: fine if the stream is
+ * done (another in bridge closed it at the marker), else status 4. */
+static int closed_under_us(struct in *w, const struct shmq_stat *st)
+{
+	int64_t ackp = -1;
+	uint64_t pending = 1;
+
+	/* The bridge that closed it may not have acked the marker yet: it
+	 * closes only when the marker is all that is left. */
+	if (link_consumer_state(&w->link, &ackp, &pending) == 0 &&
+	    ackp <= 1 && pending == 0)
+		return st->producer_lost ? BX_LOST : BX_OK;
+	bridge_say("%s: closed while the stream still holds messages for it",
+		   w->o->local);
+	return BX_CLOSED;
+}
+
+static int local_closed(struct in *w, struct shmq_stat *st)
+{
+	return shmq_stat(w->q, st) == SHMQ_OK && st->state != SHMQ_STATE_OPEN;
+}
+
+/* Puts msgs[0..n) in order, acking each once committed.  -1 when all are
+ * in; else the exit status (said), after giving back what is not. */
+static int put_all(struct in *w, natsMsg **msgs, size_t n)
+{
+	int64_t slice = w->ack_wait_ms / 3;
+	size_t done = 0;
+
+	if (slice > IN_SLICE_MAX_MS)
+		slice = IN_SLICE_MAX_MS;
+	if (slice < 1)
+		slice = 1;
+	for (size_t i = 0; i < n; i++) {
+		w->iov[i].iov_base = (void *)natsMsg_GetData(msgs[i]);
+		w->iov[i].iov_len = (size_t)natsMsg_GetDataLength(msgs[i]);
+	}
+	while (done < n) {
+		size_t k = 0;
+		int rc = shmq_putv(w->q, w->iov + done, n - done, &k,
+				   (int)slice);
+
+		for (size_t i = done; i < done + k; i++)
+			natsMsg_Ack(msgs[i], NULL);
+		done += k;
+		if (rc == SHMQ_OK)
+			break;
+		if (rc == SHMQ_ETIMEDOUT || rc == SHMQ_EINTR) {
+			if (bridge_stop) {
+				give_back(msgs + done, n - done);
+				return BX_OK;
+			}
+			/* Full: keep what we hold ours. */
+			progress_ack(w, msgs + done, n - done);
+			continue;
+		}
+		give_back(msgs + done, n - done);
+		if (rc == SHMQ_ECLOSED) {
+			struct shmq_stat st;
+			if (shmq_stat(w->q, &st) == SHMQ_OK)
+				return closed_under_us(w, &st);
+		}
+		if (rc == SHMQ_E2BIG)
+			bridge_say("%s: a %zu-byte message from the stream is "
+				   "larger than the queue's maximum (%zu)",
+				   w->o->local, w->iov[done].iov_len,
+				   shmq_max_msg(w->q));
+		else
+			bridge_say("%s: %s", w->o->local, shmq_strerror(rc));
+		return bridge_shmq_exit(rc);
+	}
+	return -1;
+}
+
+/* Holding the marker: done once the consumer has nothing outstanding but
+ * it.  -1 while not yet; else the exit status. */
+static int try_finish(struct in *w)
+{
+	int64_t ackp;
+	uint64_t pending;
+	jsErrCode jerr = 0;
+
+	if (bridge_now_ms() - w->marker_touched >= w->ack_wait_ms / 3)
+		progress_ack(w, NULL, 0);
+	if (link_consumer_state(&w->link, &ackp, &pending) != 0 ||
+	    ackp > 1 || pending > 0)
+		return -1;
+	/* Everything before the marker is in the local queue and acked. */
+	int rc = shmq_close(w->q, SHMQ_CLOSE_DRAIN |
+			    (w->lost ? SHMQ_CLOSE_LOST : 0), NULL);
+	if (rc != SHMQ_OK) {
+		bridge_say("%s: close: %s", w->o->local, shmq_strerror(rc));
+		return bridge_shmq_exit(rc);
+	}
+	/* If this ack is lost, the marker comes back to a bridge that
+	 * finds the queue closed already and acks it then. */
+	natsMsg_AckSync(w->marker, NULL, &jerr);
+	w->finished = 1;
+	return w->lost ? BX_LOST : BX_OK;
+}
+
+/* Takes the marker out of the batch (held; a second one is acked: it
+ * can only be a copy).  Returns the data messages, compacted in order. */
+static size_t take_markers(struct in *w, natsMsgList *list)
+{
+	size_t k = 0;
+
+	for (int i = 0; i < list->Count; i++) {
+		natsMsg *m = list->Msgs[i];
+		int kind = marker_kind(m);
+
+		if (kind == 0) {
+			list->Msgs[k++] = m;
+			continue;
+		}
+		if (w->marker == NULL) {
+			w->marker = m;
+			w->lost = kind == 2;
+			w->marker_touched = bridge_now_ms();
+		} else {
+			natsMsg_Ack(m, NULL);
+			natsMsg_Destroy(m);
+		}
+	}
+	for (int i = (int)k; i < list->Count; i++)
+		list->Msgs[i] = NULL;           /* not ours to destroy now */
+	return k;
+}
+
+static int run(struct in *w)
+{
+	struct backoff b = { 0 };
+	struct shmq_stat st;
+	int said = 0;
+
+	for (;;) {
+		natsMsgList list;
+		jsErrCode jerr = 0;
+		natsStatus s;
+		int rc, want;
+
+		if (bridge_stop)
+			return BX_OK;
+		if (w->marker) {
+			rc = try_finish(w);
+			if (rc != -1)
+				return rc;
+		} else if (local_closed(w, &st)) {
+			return closed_under_us(w, &st);
+		}
+		if (link_wait_up(&w->link) != 0)
+			return BX_OK;
+		want = w->batch - (w->marker != NULL);
+		if (want < 1)
+			want = 1;
+		s = natsSubscription_Fetch(&list, w->sub, want,
+					   w->marker ? IN_END_FETCH_MS
+						     : IN_FETCH_MS, &jerr);
+		if (s == NATS_TIMEOUT)
+			continue;
+		if (s != NATS_OK) {
+			if (!link_transient(s) && !said) {
+				said = 1;
+				bridge_say("%s: fetch: %s (code %d); retrying",
+					   w->o->url, natsStatus_GetText(s),
+					   (int)jerr);
+			}
+			backoff_wait(&b);
+			continue;
+		}
+		backoff_reset(&b);
+		said = 0;
+		size_t n = take_markers(w, &list);
+		rc = put_all(w, list.Msgs, n);
+		natsMsgList_Destroy(&list);
+		if (rc != -1)
+			return rc;
+	}
+}
+
+int in_run(const struct bridge_opts *o)
+{
+	struct in w = { .o = o };
+	int rc;
+
+	rc = shmq_open(o->local, SHMQ_PRODUCER, &w.q);
+	if (rc != SHMQ_OK) {
+		bridge_say("%s: %s", o->local, shmq_strerror(rc));
+		return bridge_shmq_exit(rc);
+	}
+	rc = link_open(&w.link, o, NULL, NULL);
+	if (rc == -1)
+		rc = link_stream(&w.link, 0, NULL);
+	if (rc == -1)
+		rc = link_consumer(&w.link, &w.sub, &w.ack_wait_ms, &w.max_ack);
+	if (rc == -1) {
+		w.batch = o->batch;
+		if (w.max_ack > 0 && w.max_ack < w.batch)
+			w.batch = (int)w.max_ack;
+		w.iov = calloc((size_t)w.batch, sizeof(*w.iov));
+		if (w.iov == NULL) {
+			bridge_say("out of memory");
+			rc = BX_ERROR;
+		} else {
+			rc = run(&w);
+		}
+	}
+	if (w.marker) {
+		/* Stopped before the end: the marker goes back. */
+		if (!w.finished)
+			natsMsg_Nak(w.marker, NULL);
+		natsMsg_Destroy(w.marker);
+	}
+	if (w.link.nc)
+		natsConnection_FlushTimeout(w.link.nc, 2000);
+	if (w.sub)
+		natsSubscription_Destroy(w.sub);
+	link_close(&w.link);
+	free(w.iov);
+	shmq_detach(w.q);
+	return rc;
+}

@@ -1,0 +1,376 @@
+/*
+ * link.c - the NATS side of a bridge: one connection and its JetStream
+ * context, the stream, the consumer, and what an error from them means.
+ *
+ * Owns connecting (a server that does not answer at start is status 8,
+ * one line), reconnecting forever with a capped exponential back-off,
+ * and saying so: one line when the connection is lost and one when it
+ * is back, never a line per attempt.  It never touches the local queue
+ * and never decides what to do with a message: out.c and in.c do.
+ *
+ * libnats calls the connection callbacks from its own threads; they only
+ * print and flip `down`.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bridge.h"
+
+#define CONNECT_TIMEOUT_MS 2000
+#define PING_INTERVAL_MS 5000   /* a silent server is noticed in ~15 s */
+#define API_WAIT_MS 5000
+#define RECONNECT_MIN_MS 50
+#define RECONNECT_MAX_MS 2000
+
+void backoff_reset(struct backoff *b)
+{
+	b->ms = 0;
+}
+
+void backoff_wait(struct backoff *b)
+{
+	b->ms = b->ms ? b->ms * 2 : 10;
+	if (b->ms > 2000)
+		b->ms = 2000;
+	bridge_nap(b->ms);
+}
+
+/* Called by libnats after it tried every server once more. */
+static int64_t reconnect_delay(natsConnection *nc, int attempts, void *arg)
+{
+	int64_t ms = RECONNECT_MIN_MS;
+
+	(void)nc;
+	(void)arg;
+	for (int i = 1; i < attempts && ms < RECONNECT_MAX_MS; i++)
+		ms *= 2;
+	if (ms > RECONNECT_MAX_MS)
+		ms = RECONNECT_MAX_MS;
+	return ms + rand() % (ms / 4 + 1);      /* jitter: no herd */
+}
+
+static void on_disconnected(natsConnection *nc, void *arg)
+{
+	struct link *l = arg;
+
+	(void)nc;
+	if (l->down || bridge_stop)
+		return;
+	l->down = 1;
+	bridge_say("%s: lost the connection to the NATS server; "
+		   "reconnecting", l->o->url);
+}
+
+static void on_reconnected(natsConnection *nc, void *arg)
+{
+	struct link *l = arg;
+
+	(void)nc;
+	if (!l->down)
+		return;
+	l->down = 0;
+	bridge_say("%s: reconnected", l->o->url);
+}
+
+int link_open(struct link *l, const struct bridge_opts *o,
+	      jsPubAckHandler on_ack, void *closure)
+{
+	natsOptions *no = NULL;
+	jsOptions jo;
+	natsStatus s;
+
+	memset(l, 0, sizeof(*l));
+	l->o = o;
+	srand((unsigned)time(NULL) ^ (unsigned)getpid());
+	s = natsOptions_Create(&no);
+	if (s == NATS_OK)
+		s = natsOptions_SetURL(no, o->server);
+	if (s == NATS_OK)
+		s = natsOptions_SetName(no, o->out ? "shmq-bridge out"
+						   : "shmq-bridge in");
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(no, CONNECT_TIMEOUT_MS);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(no, -1);     /* forever */
+	if (s == NATS_OK)
+		s = natsOptions_SetCustomReconnectDelay(no, reconnect_delay,
+							NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetPingInterval(no, PING_INTERVAL_MS);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxPingsOut(no, 2);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(no, on_disconnected, l);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(no, on_reconnected, l);
+	if (s == NATS_OK)
+		s = natsConnection_Connect(&l->nc, no);
+	natsOptions_Destroy(no);
+	if (s != NATS_OK) {
+		if (s == NATS_CONNECTION_AUTH_FAILED ||
+		    s == NATS_NOT_PERMITTED) {
+			bridge_say("%s: the NATS server refused us: %s",
+				   o->url, natsStatus_GetText(s));
+			return BX_ACCES;
+		}
+		bridge_say("%s: no NATS server answers (%s)", o->url,
+			   natsStatus_GetText(s));
+		return BX_UNREACH;
+	}
+	jsOptions_Init(&jo);
+	jo.Wait = API_WAIT_MS;
+	jo.PublishAsync.AckHandler = on_ack;
+	jo.PublishAsync.AckHandlerClosure = closure;
+	s = natsConnection_JetStream(&l->js, l->nc, &jo);
+	if (s != NATS_OK) {
+		bridge_say("%s: %s", o->url, natsStatus_GetText(s));
+		link_close(l);
+		return BX_ERROR;
+	}
+	return -1;
+}
+
+void link_close(struct link *l)
+{
+	l->down = 1;            /* the close is no disconnect to report */
+	if (l->js)
+		jsCtx_Destroy(l->js);
+	l->js = NULL;
+	if (l->nc) {
+		natsConnection_Close(l->nc);
+		natsConnection_Destroy(l->nc);
+	}
+	l->nc = NULL;
+}
+
+int link_connected(struct link *l)
+{
+	return natsConnection_Status(l->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+int link_wait_up(struct link *l)
+{
+	struct backoff b = { 0 };
+
+	while (!link_connected(l)) {
+		if (bridge_stop)
+			return -1;
+		backoff_wait(&b);
+	}
+	return bridge_stop ? -1 : 0;
+}
+
+int link_transient(natsStatus s)
+{
+	switch (s) {
+	case NATS_TIMEOUT:
+	case NATS_NO_RESPONDERS:        /* JetStream not up yet */
+	case NATS_CONNECTION_CLOSED:
+	case NATS_CONNECTION_DISCONNECTED:
+	case NATS_IO_ERROR:
+	case NATS_STALE_CONNECTION:
+	case NATS_INSUFFICIENT_BUFFER:  /* the reconnect buffer is full */
+	case NATS_NOT_YET_CONNECTED:
+	case NATS_NO_SERVER:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int link_stream_full(natsStatus s, jsErrCode jerr, const char *text)
+{
+	if (s != NATS_ERR)
+		return 0;
+	if (jerr == JSStreamStoreFailedErr ||
+	    jerr == JSInsufficientResourcesErr ||
+	    jerr == JSStorageResourcesExceededErr ||
+	    jerr == JSMemoryResourcesExceededErr ||
+	    jerr == JSAccountResourcesExceededErr)
+		return 1;
+	return text && strstr(text, "maximum") && strstr(text, "exceeded");
+}
+
+int link_too_big(natsStatus s, jsErrCode jerr)
+{
+	return s == NATS_MAX_PAYLOAD || jerr == JSStreamMessageExceedsMaximumErr;
+}
+
+/* One line for a JetStream API failure; the exit status it means. */
+static int api_failure(struct link *l, const char *what, natsStatus s,
+		       jsErrCode jerr)
+{
+	const char *detail = nats_GetLastError(NULL);
+
+	if (s == NATS_NO_RESPONDERS) {
+		bridge_say("%s: %s: JetStream is not enabled on the server",
+			   l->o->url, what);
+		return BX_ERROR;
+	}
+	bridge_say("%s: %s: %s%s%s (code %d)", l->o->url, what,
+		   natsStatus_GetText(s), detail && *detail ? ": " : "",
+		   detail ? detail : "", (int)jerr);
+	return s == NATS_NOT_PERMITTED ? BX_ACCES
+	       : link_transient(s) ? BX_UNREACH : BX_ERROR;
+}
+
+static void fill_room(const jsStreamInfo *si, struct stream_room *room)
+{
+	room->max_msgs = si->Config->MaxMsgs;
+	room->max_bytes = si->Config->MaxBytes;
+	room->msgs = (int64_t)si->State.Msgs;
+	room->bytes = (int64_t)si->State.Bytes;
+	room->discard_new = si->Config->Discard == js_DiscardNew;
+}
+
+static int stream_missing(natsStatus s, jsErrCode jerr)
+{
+	return s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr;
+}
+
+int link_stream(struct link *l, int create, struct stream_room *room)
+{
+	const struct bridge_opts *o = l->o;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetStreamInfo(&si, l->js, o->stream, NULL, &jerr);
+
+	if (stream_missing(s, jerr) && create) {
+		jsStreamConfig cfg;
+
+		jsStreamConfig_Init(&cfg);
+		cfg.Name = o->stream;           /* subject: the name */
+		cfg.Retention = js_WorkQueuePolicy;
+		cfg.Discard = js_DiscardNew;
+		cfg.Storage = js_FileStorage;
+		cfg.MaxMsgs = o->max_msgs;
+		cfg.MaxBytes = o->max_bytes;
+		cfg.Duplicates = o->dupe_window_s * 1000000000ll;
+		jerr = 0;
+		s = js_AddStream(&si, l->js, &cfg, NULL, &jerr);
+		if (s != NATS_OK) {
+			/* Another bridge may have created it meanwhile. */
+			jerr = 0;
+			s = js_GetStreamInfo(&si, l->js, o->stream, NULL,
+					     &jerr);
+		}
+	}
+	if (stream_missing(s, jerr)) {
+		bridge_say("%s: no such stream%s", o->url,
+			   o->out ? " (out --create creates it)" : "");
+		return BX_NOENT;
+	}
+	if (s != NATS_OK)
+		return api_failure(l, "stream", s, jerr);
+	if (o->out) {
+		/* We publish to the subject named after the stream. */
+		int takes = si->Config->SubjectsLen == 0;
+		for (int i = 0; i < si->Config->SubjectsLen; i++)
+			if (strcmp(si->Config->Subjects[i], o->stream) == 0)
+				takes = 1;
+		if (!takes) {
+			bridge_say("%s: the stream does not take subject '%s', "
+				   "the one shmq-bridge publishes to",
+				   o->url, o->stream);
+			jsStreamInfo_Destroy(si);
+			return BX_ERROR;
+		}
+		if (si->Config->Discard != js_DiscardNew &&
+		    (si->Config->MaxMsgs > 0 || si->Config->MaxBytes > 0))
+			bridge_say("%s: warning: the stream discards old "
+				   "messages when full: they are lost there",
+				   o->url);
+	}
+	if (room)
+		fill_room(si, room);
+	jsStreamInfo_Destroy(si);
+	return -1;
+}
+
+int link_room(struct link *l, struct stream_room *room)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetStreamInfo(&si, l->js, l->o->stream, NULL,
+					&jerr);
+
+	if (s != NATS_OK)
+		return -1;
+	fill_room(si, room);
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+int link_consumer(struct link *l, natsSubscription **sub,
+		  int64_t *ack_wait_ms, int64_t *max_ack)
+{
+	const struct bridge_opts *o = l->o;
+	jsConsumerInfo *ci = NULL;
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetConsumerInfo(&ci, l->js, o->stream, o->durable,
+					  NULL, &jerr);
+
+	if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
+		jsConsumerConfig cc;
+
+		/* Created here, not by js_PullSubscribe: a consumer that
+		 * call creates is deleted when the subscription ends. */
+		jsConsumerConfig_Init(&cc);
+		cc.Durable = o->durable;
+		cc.AckPolicy = js_AckExplicit;
+		cc.DeliverPolicy = js_DeliverAll;
+		cc.AckWait = o->ack_wait_s * 1000000000ll;
+		cc.MaxAckPending = o->batch;
+		cc.MaxDeliver = -1;
+		jerr = 0;
+		s = js_AddConsumer(&ci, l->js, o->stream, &cc, NULL, &jerr);
+		if (s != NATS_OK) {
+			jerr = 0;
+			s = js_GetConsumerInfo(&ci, l->js, o->stream,
+					       o->durable, NULL, &jerr);
+		}
+	}
+	if (s != NATS_OK)
+		return api_failure(l, "consumer", s, jerr);
+	if (ci->Config->AckPolicy != js_AckExplicit ||
+	    ci->Config->DeliverSubject != NULL) {
+		bridge_say("%s: consumer '%s' is not a pull consumer with "
+			   "explicit acks", o->url, o->durable);
+		jsConsumerInfo_Destroy(ci);
+		return BX_ERROR;
+	}
+	*ack_wait_ms = ci->Config->AckWait / 1000000;
+	if (*ack_wait_ms <= 0)
+		*ack_wait_ms = 30000;
+	*max_ack = ci->Config->MaxAckPending;
+	jsConsumerInfo_Destroy(ci);
+
+	jsSubOptions_Init(&so);
+	so.Stream = o->stream;
+	so.Consumer = o->durable;
+	jerr = 0;
+	s = js_PullSubscribe(sub, l->js, NULL, o->durable, NULL, &so, &jerr);
+	if (s != NATS_OK)
+		return api_failure(l, "subscribe", s, jerr);
+	return -1;
+}
+
+int link_consumer_state(struct link *l, int64_t *ack_pending,
+			uint64_t *pending)
+{
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetConsumerInfo(&ci, l->js, l->o->stream,
+					  l->o->durable, NULL, &jerr);
+
+	if (s != NATS_OK)
+		return -1;
+	*ack_pending = ci->NumAckPending;
+	*pending = ci->NumPending;
+	jsConsumerInfo_Destroy(ci);
+	return 0;
+}
