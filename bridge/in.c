@@ -36,6 +36,7 @@
 #include "bridge.h"
 
 #define IN_FETCH_MS 1000        /* one fetch waits at most this */
+#define IN_GRAB_MS 10           /* a no-wait fetch, bounded anyway */
 #define IN_END_FETCH_MS 200     /* while holding the marker */
 #define IN_SLICE_MAX_MS 1000    /* a blocked put looks up this often */
 
@@ -198,6 +199,31 @@ static size_t take_markers(struct in *w, natsMsgList *list)
 	return k;
 }
 
+/*
+ * A batch: first what the server has now (no wait), else wait for one.
+ * Never a wait for a whole batch: with several bridges on one consumer,
+ * each would hold part of the unacknowledged allowance while waiting for
+ * the rest, which only the others' acks could free, and none would ack
+ * before its fetch returns.
+ */
+static natsStatus fetch(struct in *w, natsMsgList *list, int want)
+{
+	jsFetchRequest req;
+	natsStatus s;
+
+	jsFetchRequest_Init(&req);
+	req.Batch = want;
+	req.NoWait = true;
+	req.Expires = IN_GRAB_MS * 1000000ll;
+	s = natsSubscription_FetchRequest(list, w->sub, &req);
+	if (s != NATS_TIMEOUT && s != NATS_NOT_FOUND)
+		return s;
+	jsFetchRequest_Init(&req);
+	req.Batch = 1;
+	req.Expires = (w->marker ? IN_END_FETCH_MS : IN_FETCH_MS) * 1000000ll;
+	return natsSubscription_FetchRequest(list, w->sub, &req);
+}
+
 static int run(struct in *w)
 {
 	struct backoff b = { 0 };
@@ -206,7 +232,6 @@ static int run(struct in *w)
 
 	for (;;) {
 		natsMsgList list;
-		jsErrCode jerr = 0;
 		natsStatus s;
 		int rc, want;
 
@@ -224,17 +249,14 @@ static int run(struct in *w)
 		want = w->batch - (w->marker != NULL);
 		if (want < 1)
 			want = 1;
-		s = natsSubscription_Fetch(&list, w->sub, want,
-					   w->marker ? IN_END_FETCH_MS
-						     : IN_FETCH_MS, &jerr);
-		if (s == NATS_TIMEOUT)
+		s = fetch(w, &list, want);
+		if (s == NATS_TIMEOUT || s == NATS_NOT_FOUND)
 			continue;
 		if (s != NATS_OK) {
 			if (!link_transient(s) && !said) {
 				said = 1;
-				bridge_say("%s: fetch: %s (code %d); retrying",
-					   w->o->url, natsStatus_GetText(s),
-					   (int)jerr);
+				bridge_say("%s: fetch: %s; retrying",
+					   w->o->url, natsStatus_GetText(s));
 			}
 			backoff_wait(&b);
 			continue;

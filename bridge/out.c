@@ -271,7 +271,11 @@ static int publish_all(struct out *w)
 				continue;
 			}
 		}
-		send_round(w, first, k);
+		if (send_round(w, first, k) > 0)
+			/* Out now: libnats would hold small writes for up
+			 * to 1 ms, a long time for a round of one. */
+			natsConnection_FlushTimeout(w->link.nc,
+						    OUT_PUB_WAIT_MS);
 		await_round(w);
 		for (size_t i = first; i < w->n; i++) {
 			struct item *it = &w->items[i];
@@ -323,7 +327,7 @@ static void set_item(struct out *w, size_t i, const void *data, size_t len,
 {
 	struct item *it = &w->items[i];
 
-	memset(it, 0, offsetof(struct item, id));
+	memset(it, 0, sizeof(*it));
 	it->data = data;
 	it->len = len;
 	it->m.seq = seq;

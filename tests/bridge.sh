@@ -1,0 +1,505 @@
+#!/bin/bash
+# bridge.sh - shmq-bridge end to end: a real nats-server -js on a free
+# port in a temporary directory, a real shmqd on a private socket, real
+# qctl producers and consumers.
+#
+# Cases: usage and error statuses; 100,000 messages local -> stream ->
+# local, exactly once and in order, ending in end of stream (0) and, with
+# a killed producer of an auto-close queue, producer lost (10); a plain
+# (not acked) local queue; backpressure from a small stream to the local
+# producer; the out bridge SIGKILLed repeatedly (nothing lost, nothing
+# duplicated); the in bridge SIGKILLed repeatedly (nothing lost,
+# duplicates counted and bounded as documented); two in bridges sharing
+# a consumer; nats-server restarted mid-stream (the bridges reconnect,
+# saying so once).
+#
+# One "ok N - ..." / "not ok N - ..." line per check; status 1 if any
+# failed, 77 if nats-server or shmq-bridge (libnats) is missing.  Every
+# command that may block runs under timeout(1); waits poll bounded loops,
+# never a fixed sleep.  On exit every process started here is killed by
+# its pid, the servers are stopped, their segments and the directory
+# removed.  BRIDGE_TEST_KEEP=1 keeps the directory; BRIDGE_TEST_CASES=
+# "t_name ..." runs only those cases.
+if [ -z "${BASH_VERSION:-}" ]; then
+	command -v bash >/dev/null 2>&1 || { echo "SKIP: no bash"; exit 77; }
+	exec bash "$0" "$@"
+fi
+set -u
+export LC_ALL=C
+
+build=$(cd "${SHMQ_BUILDDIR:-.}" && pwd) || exit 99
+BRIDGE=$build/bridge/shmq-bridge
+QCTL=$build/tools/qctl
+SHMQD=$build/daemon/shmqd
+HELPER=$build/tests/bridge-helper
+NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
+
+if ! [ -x "$BRIDGE" ]; then
+	echo "SKIP: shmq-bridge not built (libnats missing: ./configure --with-nats)"
+	exit 77
+fi
+if ! [ -x "$NATS" ]; then
+	echo "SKIP: nats-server not installed"
+	exit 77
+fi
+for t in timeout sort uniq awk cmp seq; do
+	command -v "$t" >/dev/null 2>&1 || { echo "SKIP: no $t"; exit 77; }
+done
+for b in "$QCTL" "$SHMQD" "$HELPER"; do
+	[ -x "$b" ] || { echo "Bail out! $b is not built"; exit 99; }
+done
+unset SHMQ_DAEMON
+
+TOP=$(mktemp -d /tmp/bridge-test.XXXXXX) || exit 99
+N=0
+FAILED=0
+CASE=""
+C=""
+PIDS=()                 # every background process started here
+SOCK=""                 # this case's shmqd socket
+NATS_PID=""
+NATS_PORT=""
+URL=""
+
+ok() { N=$((N + 1)); echo "ok $N - $CASE: $1"; }
+not_ok() {
+	local l
+	N=$((N + 1))
+	FAILED=$((FAILED + 1))
+	echo "not ok $N - $CASE: $1"
+	shift
+	for l in "$@"; do
+		printf '%s\n' "$l" | sed 's/^/#   /'
+	done
+}
+# check DESC CMD...
+check() {
+	local d=$1
+	shift
+	if "$@" >/dev/null 2>&1; then ok "$d"; else not_ok "$d" "failed: $*"; fi
+}
+# status DESC WANT GOT
+status() {
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "status $3, wanted $2"; fi
+}
+
+# wait_for SECONDS CMD...: polls CMD every 20 ms until it succeeds.
+wait_for() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -ge "$end" ] && return 1
+		sleep 0.02
+	done
+}
+
+# bg CMD...: starts CMD in the background, remembered for cleanup; the
+# pid is in $!.
+bg() {
+	"$@" &
+	PIDS+=($!)
+}
+
+# Kills the remembered processes (and their children) by pid.
+reap() {
+	local p c
+	for p in "${PIDS[@]}"; do
+		for c in $(pgrep -P "$p" 2>/dev/null); do
+			kill -KILL "$c" 2>/dev/null
+		done
+		kill -KILL "$p" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null
+	done
+	PIDS=()
+}
+
+# The daemon's segments: "shmq." + FNV-1a-64 of the socket path + ".".
+seg_glob() {
+	local s=$1 h=$((0xcbf29ce484222325)) i b
+	for ((i = 0; i < ${#s}; i++)); do
+		printf -v b '%d' "'${s:i:1}"
+		h=$(((h ^ (b & 255)) * 0x100000001b3))
+	done
+	printf '/dev/shm/shmq.%016x.*' "$h"
+}
+
+stop_shmqd() {
+	[ -n "$SOCK" ] || return
+	local p
+	p=$(cat "$SOCK.pid" 2>/dev/null)
+	if [ -n "$p" ]; then
+		kill -TERM "$p" 2>/dev/null
+		wait_for 5 eval "! kill -0 $p" || kill -KILL "$p" 2>/dev/null
+	fi
+	# shellcheck disable=SC2046
+	rm -f $(seg_glob "$SOCK")
+	SOCK=""
+}
+
+nats_up() { [ -n "$(ls "$C"/nats/*.ports 2>/dev/null)" ]; }
+
+# start_nats [PORT]: nats-server -js on PORT (default: a free one, read
+# from the ports file), storage in $C/nats.
+start_nats() {
+	local port=${1:--1}
+	mkdir -p "$C/nats"
+	rm -f "$C"/nats/*.ports
+	"$NATS" -js -a 127.0.0.1 -p "$port" -sd "$C/nats" \
+		--ports_file_dir "$C/nats" >>"$C/nats.log" 2>&1 &
+	NATS_PID=$!
+	wait_for 10 nats_up || return 1
+	URL=$(sed -n 's/.*"nats:\/\/\([^"]*\)".*/nats:\/\/\1/p' "$C"/nats/*.ports)
+	NATS_PORT=${URL##*:}
+	[ -n "$URL" ]
+}
+
+stop_nats() {
+	[ -n "$NATS_PID" ] || return
+	kill -TERM "$NATS_PID" 2>/dev/null
+	if ! wait_for 10 eval "! kill -0 $NATS_PID"; then
+		kill -KILL "$NATS_PID" 2>/dev/null
+	fi
+	wait "$NATS_PID" 2>/dev/null
+	NATS_PID=""
+}
+
+CLEANED=0
+cleanup() {
+	[ "$CLEANED" = 1 ] && return
+	CLEANED=1
+	trap '' INT TERM
+	reap
+	stop_nats
+	stop_shmqd
+	if [ "${BRIDGE_TEST_KEEP:-0}" = 1 ]; then
+		echo "# kept $TOP"
+	else
+		rm -rf "$TOP"
+	fi
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+# run_case NAME FUNCTION: a fresh shmqd and nats-server for each case.
+run_case() {
+	local fn=$2 log
+	CASE=$1
+	if [ -n "${BRIDGE_TEST_CASES:-}" ] &&
+	   [[ " $BRIDGE_TEST_CASES " != *" $fn "* ]]; then
+		return
+	fi
+	C=$TOP/$fn
+	mkdir -p "$C"
+	SOCK=$C/s.sock
+	export SHMQ_SOCKET=$SOCK SHMQ_NO_AUTOSTART=1
+	local before=$FAILED
+	if ! timeout 10 "$SHMQD" --socket "$SOCK" --pid-file "$SOCK.pid" \
+		--log "$C/shmqd.log"; then
+		not_ok "shmqd starts" "$(cat "$C/shmqd.log" 2>/dev/null)"
+		return
+	fi
+	if ! start_nats; then
+		not_ok "nats-server starts" "$(tail -n 20 "$C/nats.log")"
+		stop_shmqd
+		return
+	fi
+	"$fn"
+	reap
+	stop_nats
+	stop_shmqd
+	if [ "$FAILED" != "$before" ]; then
+		for log in "$C"/*.err "$C"/nats.log; do
+			[ -s "$log" ] || continue
+			echo "# --- $log (last lines)"
+			tail -n 15 "$log" | sed 's/^/#   /'
+		done
+	fi
+}
+
+# ------------------------------------------------------------------------
+# Helpers
+
+q() { timeout -k 2 10 "$QCTL" "$@"; }
+mkq() { timeout -k 2 10 "$HELPER" create "$@"; }
+stat_field() { q stat "$1" --json | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
+# Some process blocks in a get on queue $1 (an out bridge waiting).
+getting() { [ "$(stat_field "$1" blocked_get)" -ge 1 ]; }
+putting() { [ "$(stat_field "$1" blocked_put)" -ge 1 ]; }
+got_some() { [ "$(stat_field "$1" total_got)" -ge "$2" ]; }
+
+# out LOCAL STREAM [OPTS...], into STREAM LOCAL [OPTS...]: a bridge in
+# the foreground, bounded; stderr to out.err / in.err.
+out() {
+	local l=$1 s=$2
+	shift 2
+	timeout -k 2 120 "$BRIDGE" out "$l" "$URL/$s" "$@" 2>>"$C/out.err"
+}
+into() {
+	local s=$1 l=$2
+	shift 2
+	timeout -k 2 120 "$BRIDGE" in "$URL/$s" "$l" "$@" 2>>"$C/in.err"
+}
+# out_bg / in_bg: the same in the background, $! being the bridge itself
+# (so that a SIGKILL hits it); wait for it with wait_pid.
+out_bg() {
+	local l=$1 s=$2
+	shift 2
+	"$BRIDGE" out "$l" "$URL/$s" "$@" 2>>"$C/out.err" &
+	PIDS+=($!)
+}
+in_bg() {
+	local s=$1 l=$2
+	shift 2
+	"$BRIDGE" in "$URL/$s" "$l" "$@" 2>>"$C/in.err" &
+	PIDS+=($!)
+}
+# wait_pid PID: its exit status, waiting at most 120 s (then 124).
+wait_pid() {
+	if ! wait_for 120 eval "! kill -0 $1"; then
+		kill -KILL "$1" 2>/dev/null
+		wait "$1" 2>/dev/null
+		return 124
+	fi
+	wait "$1"
+}
+# cat_bg QUEUE: qctl cat into $C/got, its status into $C/cat.rc.
+cat_bg() {
+	bg sh -c "timeout 150 '$QCTL' cat $1 >'$C/got'; echo \$? >'$C/cat.rc'"
+}
+cat_status() {
+	wait_for 150 test -s "$C/cat.rc"
+	cat "$C/cat.rc"
+}
+
+# exactly_in_order FILE N: FILE is 1..N, one per line.
+exactly_in_order() { seq 1 "$2" | cmp -s - "$1"; }
+# all_of FILE N: every one of 1..N is in FILE (duplicates allowed).
+all_of() { [ "$(sort -nu "$1" | wc -l)" = "$2" ] && seq 1 "$2" |
+	   cmp -s - <(sort -nu "$1"); }
+dupes() { echo $(( $(wc -l <"$1") - $(sort -nu "$1" | wc -l) )); }
+
+# ------------------------------------------------------------------------
+# Cases
+
+t_usage() {
+	local rc
+	timeout 10 "$BRIDGE" --help >/dev/null; status "--help" 0 $?
+	timeout 10 "$BRIDGE" sideways x y 2>/dev/null; status "unknown direction" 2 $?
+	timeout 10 "$BRIDGE" out q http://x:1/S 2>"$C/e"; rc=$?
+	status "a URL that is not nats:// is bad usage" 2 $rc
+	check "... said in one line" test "$(wc -l <"$C/e")" = 1
+	timeout 10 "$BRIDGE" out q nats://h:99999/S 2>/dev/null; status "bad port" 2 $?
+	timeout 10 "$BRIDGE" out q nats://h:1/a.b 2>/dev/null; status "bad stream name" 2 $?
+	timeout 10 "$BRIDGE" out q "$URL/S" --batch 3 2>/dev/null
+	status "an in option on out" 2 $?
+	timeout 10 "$BRIDGE" in "$URL/S" q --max-msgs x 2>/dev/null
+	status "bad number" 2 $?
+	q create there >/dev/null
+	timeout 10 "$BRIDGE" out nothere "$URL/S" --create 2>"$C/e"; rc=$?
+	status "out: no such local queue" 6 $rc
+	check "... one line naming it" grep -q "^shmq-bridge: nothere: " "$C/e"
+	timeout 10 "$BRIDGE" out there "$URL/NOSTREAM" 2>"$C/e"; rc=$?
+	status "out: no stream without --create" 6 $rc
+	check "... one line" test "$(wc -l <"$C/e")" = 1
+	timeout 10 "$BRIDGE" in "$URL/NOSTREAM" there 2>/dev/null
+	status "in: no such stream" 6 $?
+	timeout 10 "$BRIDGE" in "$URL/S" nothere 2>/dev/null
+	status "in: no such local queue" 6 $?
+	# A port where nothing listens: the server's own, once it is gone.
+	local dead=$URL
+	stop_nats
+	timeout 10 "$BRIDGE" out there "$dead/S" 2>"$C/e"; rc=$?
+	status "no NATS server: unreachable" 8 $rc
+	check "... said in one line" test "$(wc -l <"$C/e")" = 1
+	start_nats
+	SHMQ_SOCKET=$C/none.sock timeout 10 "$BRIDGE" out there "$URL/S" \
+		2>/dev/null
+	status "no shmqd: unreachable" 8 $?
+}
+
+# 100,000 through an acked queue, out and in running together.
+t_100k() {
+	local n=100000 opid ipid
+	mkq src --acked --capacity 1000 && q create dst >/dev/null
+	out_bg src S --create --max-msgs 20000; opid=$!
+	wait_for 20 getting src || not_ok "the out bridge starts"
+	in_bg S dst; ipid=$!
+	cat_bg dst
+	seq 1 "$n" | timeout 120 "$QCTL" put src --close
+	status "the producer puts everything and closes" 0 $?
+	wait_pid "$opid"; status "out exits 0 at the end of stream" 0 $?
+	wait_pid "$ipid"; status "in exits 0 at the marker" 0 $?
+	status "qctl cat sees the end of stream" 0 "$(cat_status)"
+	check "every message exactly once, in order" exactly_in_order "$C/got" $n
+	check "nothing said on stderr" test ! -s "$C/out.err" -a ! -s "$C/in.err"
+	q stat dst --json >"$C/dst.json"
+	check "the local queue is closed, no producer lost" \
+		grep -q '"state":"closed".*"producer_lost":false' "$C/dst.json"
+	# Again: both ends are done and say so at once.
+	out src S; status "out again: end of stream at once" 0 $?
+	into S dst; status "in again: the queue is closed, the stream done" 0 $?
+}
+
+# A plain auto-close queue whose producer is killed: producer lost (10)
+# all the way through.
+t_lost() {
+	local n=3000 opid ipid ppid
+	q create src --auto-close >/dev/null && q create dst >/dev/null
+	mkfifo "$C/feed"
+	out_bg src S --create; opid=$!
+	wait_for 20 getting src || not_ok "the out bridge starts"
+	in_bg S dst; ipid=$!
+	cat_bg dst
+	"$QCTL" put src <"$C/feed" &       # bounded: we close the fifo
+	ppid=$!
+	PIDS+=("$ppid")
+	exec 7>"$C/feed"
+	seq 1 $n >&7
+	wait_for 60 got_some src $n || not_ok "the bridge takes them all"
+	kill -KILL "$ppid"
+	exec 7>&-
+	wait_pid "$opid"; status "out exits 10: producer lost" 10 $?
+	wait_pid "$ipid"; status "in exits 10 at the lost marker" 10 $?
+	status "qctl cat ends with producer lost" 10 "$(cat_status)"
+	check "every message exactly once, in order" exactly_in_order "$C/got" $n
+}
+
+# A small stream and no in bridge: the local producer blocks.
+t_backpressure() {
+	local n=2000 put opid ipid
+	mkq src --acked --capacity 50 && q create dst >/dev/null
+	out_bg src S --create --max-msgs 100; opid=$!
+	wait_for 20 getting src || not_ok "the out bridge starts"
+	seq 1 $n | q put src --timeout 2
+	status "the local producer times out: the stream is full" 5 $?
+	put=$(stat_field src total_put)
+	check "only the stream's 100 + the queue's 50 (+ a batch) got in" \
+		test "$put" -le $((100 + 50 + 256)) -a "$put" -ge 100
+	in_bg S dst; ipid=$!
+	cat_bg dst
+	seq $((put + 1)) $n | timeout 60 "$QCTL" put src --close
+	status "with an in bridge, everything flows" 0 $?
+	wait_pid "$opid"; status "out exits 0" 0 $?
+	wait_pid "$ipid"; status "in exits 0" 0 $?
+	status "qctl cat sees the end of stream" 0 "$(cat_status)"
+	check "every message exactly once, in order" exactly_in_order "$C/got" $n
+}
+
+# The out bridge SIGKILLed again and again while it publishes.
+t_kill_out() {
+	local n=30000 kills=0 opid ipid
+	mkq src --acked --capacity 1000 && q create dst >/dev/null
+	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src --close"
+	out_bg src S --create --max-msgs 100000; opid=$!
+	wait_for 20 got_some src 1 || not_ok "the out bridge starts"
+	in_bg S dst; ipid=$!
+	cat_bg dst
+	while [ $kills -lt 12 ]; do
+		sleep 0.$((RANDOM % 4 + 1))         # when to kill: random
+		kill -0 "$opid" 2>/dev/null || break
+		kill -KILL "$opid"
+		wait "$opid" 2>/dev/null
+		kills=$((kills + 1))
+		out_bg src S; opid=$!
+	done
+	wait_pid "$opid"; status "the last out bridge reaches the end" 0 $?
+	wait_pid "$ipid"; status "in exits 0" 0 $?
+	status "qctl cat sees the end of stream" 0 "$(cat_status)"
+	check "$kills kills: every message arrived" all_of "$C/got" $n
+	check "... none twice: nothing duplicated in the stream" \
+		test "$(dupes "$C/got")" = 0
+	check "... in order" exactly_in_order "$C/got" $n
+}
+
+# The in bridge SIGKILLed again and again.
+t_kill_in() {
+	local n=30000 kills=0 batch=64 d opid ipid
+	mkq src --acked --capacity 1000 && q create dst --capacity 4096 >/dev/null
+	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src --close"
+	out_bg src S --create --max-msgs 100000; opid=$!
+	wait_for 20 got_some src 1 || not_ok "the out bridge starts"
+	cat_bg dst
+	in_bg S dst --batch $batch --ack-wait 1; ipid=$!
+	while [ $kills -lt 12 ]; do
+		sleep 0.$((RANDOM % 4 + 1))
+		kill -0 "$ipid" 2>/dev/null || break
+		kill -KILL "$ipid"
+		wait "$ipid" 2>/dev/null
+		kills=$((kills + 1))
+		in_bg S dst --batch $batch; ipid=$!
+	done
+	wait_pid "$ipid"; status "the last in bridge reaches the marker" 0 $?
+	wait_pid "$opid"; status "out exits 0" 0 $?
+	# A killed in bridge is a producer of dst that died attached: dst's
+	# consumers end with "producer lost" although the stream redelivered
+	# all it held (README: killing an in bridge).
+	status "qctl cat: end of stream, a producer (a bridge) was lost" \
+		10 "$(cat_status)"
+	check "$kills kills: every message arrived" all_of "$C/got" $n
+	d=$(dupes "$C/got")
+	echo "# $d duplicates after $kills kills of the in bridge"
+	check "duplicates: at most one batch ($batch) per kill" \
+		test "$d" -le $((kills * batch))
+}
+
+# Two in bridges on one consumer share the work; both end.
+t_two_in() {
+	local n=20000 opid i1 i2
+	mkq src --acked --capacity 1000 && q create dst >/dev/null
+	out_bg src S --create --max-msgs 100000; opid=$!
+	wait_for 20 getting src || not_ok "the out bridge starts"
+	in_bg S dst --batch 32; i1=$!
+	in_bg S dst --batch 32; i2=$!
+	cat_bg dst
+	seq 1 $n | timeout 120 "$QCTL" put src --close
+	wait_pid "$opid"; status "out exits 0" 0 $?
+	wait_pid "$i1"; status "the first in bridge exits 0" 0 $?
+	wait_pid "$i2"; status "the second in bridge exits 0" 0 $?
+	status "qctl cat sees the end of stream" 0 "$(cat_status)"
+	check "every message exactly once" all_of "$C/got" $n
+	check "... no duplicate" test "$(dupes "$C/got")" = 0
+}
+
+# nats-server restarted (same storage, same port) mid-stream.
+t_restart() {
+	local n=40000 port opid ipid
+	mkq src --acked --capacity 1000 && q create dst >/dev/null
+	out_bg src S --create --max-msgs 100000; opid=$!
+	wait_for 20 getting src || not_ok "the out bridge starts"
+	in_bg S dst; ipid=$!
+	cat_bg dst
+	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src --close"
+	wait_for 60 got_some src 5000 || not_ok "messages flow"
+	port=$NATS_PORT
+	stop_nats
+	check "the server stopped mid-stream" \
+		test "$(stat_field src total_got)" -lt $n
+	start_nats "$port" || not_ok "nats-server restarts on port $port"
+	wait_pid "$opid"; status "out reconnects and exits 0" 0 $?
+	wait_pid "$ipid"; status "in reconnects and exits 0" 0 $?
+	status "qctl cat sees the end of stream" 0 "$(cat_status)"
+	check "every message arrived" all_of "$C/got" $n
+	echo "# $(dupes "$C/got") duplicates across the restart"
+	check "out said the loss once and the reconnect once" \
+		test "$(grep -c 'lost the connection' "$C/out.err")" = 1 -a \
+		"$(grep -c 'reconnected' "$C/out.err")" = 1
+	check "in said the loss once and the reconnect once" \
+		test "$(grep -c 'lost the connection' "$C/in.err")" = 1 -a \
+		"$(grep -c 'reconnected' "$C/in.err")" = 1
+}
+
+run_case usage t_usage
+run_case 100k t_100k
+run_case lost t_lost
+run_case backpressure t_backpressure
+run_case kill-out t_kill_out
+run_case kill-in t_kill_in
+run_case two-in t_two_in
+run_case restart t_restart
+
+echo "1..$N"
+echo "$((N - FAILED)) passed, $FAILED failed"
+[ "$FAILED" = 0 ]
