@@ -390,7 +390,7 @@ t_backpressure() {
 
 # The out bridge SIGKILLed again and again while it publishes.
 t_kill_out() {
-	local n=30000 kills=0 opid ipid
+	local n=60000 kills=0 opid ipid
 	mkq src --acked --capacity 1000 && q create dst >/dev/null
 	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src --close"
 	out_bg src S --create --max-msgs 100000; opid=$!
@@ -398,7 +398,7 @@ t_kill_out() {
 	in_bg S dst; ipid=$!
 	cat_bg dst
 	while [ $kills -lt 12 ]; do
-		sleep 0.$((RANDOM % 4 + 1))         # when to kill: random
+		sleep 0.0$((RANDOM % 9 + 1))        # when to kill: random
 		kill -0 "$opid" 2>/dev/null || break
 		kill -KILL "$opid"
 		wait "$opid" 2>/dev/null
@@ -408,7 +408,8 @@ t_kill_out() {
 	wait_pid "$opid"; status "the last out bridge reaches the end" 0 $?
 	wait_pid "$ipid"; status "in exits 0" 0 $?
 	status "qctl cat sees the end of stream" 0 "$(cat_status)"
-	check "$kills kills: every message arrived" all_of "$C/got" $n
+	check "killed while running, again and again ($kills)" test $kills -ge 5
+	check "every message arrived" all_of "$C/got" $n
 	check "... none twice: nothing duplicated in the stream" \
 		test "$(dupes "$C/got")" = 0
 	check "... in order" exactly_in_order "$C/got" $n
@@ -424,7 +425,7 @@ t_kill_in() {
 	cat_bg dst
 	in_bg S dst --batch $batch --ack-wait 1; ipid=$!
 	while [ $kills -lt 12 ]; do
-		sleep 0.$((RANDOM % 4 + 1))
+		sleep 0.$((RANDOM % 3 + 1))
 		kill -0 "$ipid" 2>/dev/null || break
 		kill -KILL "$ipid"
 		wait "$ipid" 2>/dev/null
@@ -438,7 +439,8 @@ t_kill_in() {
 	# all it held (README: killing an in bridge).
 	status "qctl cat: end of stream, a producer (a bridge) was lost" \
 		10 "$(cat_status)"
-	check "$kills kills: every message arrived" all_of "$C/got" $n
+	check "killed while running, again and again ($kills)" test $kills -ge 5
+	check "every message arrived" all_of "$C/got" $n
 	d=$(dupes "$C/got")
 	echo "# $d duplicates after $kills kills of the in bridge"
 	check "duplicates: at most one batch ($batch) per kill" \
@@ -465,11 +467,12 @@ t_two_in() {
 
 # nats-server restarted (same storage, same port) mid-stream.
 t_restart() {
-	local n=40000 port opid ipid
+	local n=40000 port opid ipid d
 	mkq src --acked --capacity 1000 && q create dst >/dev/null
 	out_bg src S --create --max-msgs 100000; opid=$!
 	wait_for 20 getting src || not_ok "the out bridge starts"
-	in_bg S dst; ipid=$!
+	# A short ack wait: what the server lost our acks for comes back soon.
+	in_bg S dst --ack-wait 2; ipid=$!
 	cat_bg dst
 	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src --close"
 	wait_for 60 got_some src 5000 || not_ok "messages flow"
@@ -482,7 +485,12 @@ t_restart() {
 	wait_pid "$ipid"; status "in reconnects and exits 0" 0 $?
 	status "qctl cat sees the end of stream" 0 "$(cat_status)"
 	check "every message arrived" all_of "$C/got" $n
-	echo "# $(dupes "$C/got") duplicates across the restart"
+	d=$(dupes "$C/got")
+	echo "# $d duplicates across the restart"
+	# The in bridge's acks in flight when the server went down are lost:
+	# that batch comes again (README: where a duplicate can arise).
+	check "duplicates: at most the in bridge's batch in flight" \
+		test "$d" -le 256
 	check "out said the loss once and the reconnect once" \
 		test "$(grep -c 'lost the connection' "$C/out.err")" = 1 -a \
 		"$(grep -c 'reconnected' "$C/out.err")" = 1

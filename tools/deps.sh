@@ -6,17 +6,19 @@
 # Needs root or sudo only when something is missing.
 
 shmq_install_deps() {
-	# python3-dev: the Python binding (python/) builds where it is.
-	pkgs="build-essential autoconf automake libtool pkgconf libevent-dev check python3-dev"
+	# python3-dev: the Python binding (python/) builds where it is;
+	# libnats-dev: shmq-bridge (configure builds it when found).
+	pkgs="build-essential autoconf automake libtool pkgconf libevent-dev check python3-dev libnats-dev"
 	if [ "${1:-}" = test ]; then
 		# clang + its runtime: the second compiler and libFuzzer;
 		# systemd: systemd-analyze verify; util-linux: setpriv;
 		# valgrind: memcheck of the daemon; procps: pgrep;
 		# mandoc: lints the manual pages (tests/man-lint.sh);
 		# python3-pytest: the Python binding's tests; python3-trio: its
-		# trio adapter's.
+		# trio adapter's; nats-server: the JetStream server
+		# tests/bridge.sh starts.
 		pkgs="$pkgs clang libclang-rt-dev systemd util-linux valgrind procps"
-		pkgs="$pkgs mandoc python3-pytest python3-trio"
+		pkgs="$pkgs mandoc python3-pytest python3-trio nats-server"
 	fi
 	missing=""
 	for p in $pkgs; do
