@@ -14,8 +14,15 @@ trap 'rm -rf "$dir"' EXIT
 sed "s|@sbindir@|$build/daemon|g" "$top/systemd/shmqd.service.in" \
 	> "$dir/shmqd.service"
 cp "$top/systemd/shmqd.socket.in" "$dir/shmqd.socket"
-out=$(cd "$dir" && systemd-analyze verify --man=no ./shmqd.socket \
-	./shmqd.service 2>&1)
+units="./shmqd.socket ./shmqd.service"
+# The bridge's template, as one instance, where shmq-bridge is built.
+if [ -x "$build/bridge/shmq-bridge" ]; then
+	sed "s|@bindir@|$build/bridge|g" "$top/systemd/shmq-bridge@.service.in" \
+		> "$dir/shmq-bridge@test.service"
+	units="$units ./shmq-bridge@test.service"
+fi
+# shellcheck disable=SC2086
+out=$(cd "$dir" && systemd-analyze verify --man=no $units 2>&1)
 rc=$?
 if [ $rc -ne 0 ] || [ -n "$out" ]; then
 	echo "systemd-analyze verify failed (status $rc):"
