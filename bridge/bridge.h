@@ -82,7 +82,6 @@ struct link {
 	natsConnection *nc;
 	jsCtx *js;
 	const struct bridge_opts *o;
-	volatile int down;      /* a disconnect was said, no reconnect yet */
 };
 /* Connects (exit status on failure, after saying why), with reconnects
  * forever and the back-off of link.c.  `pub` wires js's async publish

@@ -77,10 +77,20 @@ static int closed_under_us(struct in *w, const struct shmq_stat *st)
 	int64_t ackp = -1;
 	uint64_t pending = 1;
 
+	struct backoff b = { 0 };
+	int asked = -1;
+
+	/* The server must answer: an unanswered question is no answer. */
+	for (int i = 0; i < 20 && asked != 0 && !bridge_stop; i++) {
+		if (link_wait_up(&w->link) != 0)
+			break;
+		asked = link_consumer_state(&w->link, &ackp, &pending);
+		if (asked != 0)
+			backoff_wait(&b);
+	}
 	/* The bridge that closed it may not have acked the marker yet: it
 	 * closes only when the marker is all that is left. */
-	if (link_consumer_state(&w->link, &ackp, &pending) == 0 &&
-	    ackp <= 1 && pending == 0)
+	if (asked == 0 && ackp <= 1 && pending == 0)
 		return st->producer_lost ? BX_LOST : BX_OK;
 	bridge_say("%s: closed while the stream still holds messages for it",
 		   w->o->local);

@@ -12,6 +12,7 @@
  * print and flip `down`.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -52,27 +53,35 @@ static int64_t reconnect_delay(natsConnection *nc, int attempts, void *arg)
 	return ms + rand() % (ms / 4 + 1);      /* jitter: no herd */
 }
 
+/*
+ * What the connection callbacks use lives here, not in the caller's
+ * struct link: libnats may run a callback after the connection is closed
+ * (the close itself reports a disconnect), when that struct is gone.
+ * One connection per process.
+ */
+static char cb_url[BRIDGE_SERVER_MAX + BRIDGE_STREAM_MAX + 2];
+static volatile int cb_down;            /* a loss was said, no return yet */
+static volatile int cb_closing;         /* we close: nothing to say */
+
 static void on_disconnected(natsConnection *nc, void *arg)
 {
-	struct link *l = arg;
-
 	(void)nc;
-	if (l->down || bridge_stop)
+	(void)arg;
+	if (cb_closing || cb_down || bridge_stop)
 		return;
-	l->down = 1;
+	cb_down = 1;
 	bridge_say("%s: lost the connection to the NATS server; "
-		   "reconnecting", l->o->url);
+		   "reconnecting", cb_url);
 }
 
 static void on_reconnected(natsConnection *nc, void *arg)
 {
-	struct link *l = arg;
-
 	(void)nc;
-	if (!l->down)
+	(void)arg;
+	if (cb_closing || !cb_down)
 		return;
-	l->down = 0;
-	bridge_say("%s: reconnected", l->o->url);
+	cb_down = 0;
+	bridge_say("%s: reconnected", cb_url);
 }
 
 int link_open(struct link *l, const struct bridge_opts *o,
@@ -84,6 +93,7 @@ int link_open(struct link *l, const struct bridge_opts *o,
 
 	memset(l, 0, sizeof(*l));
 	l->o = o;
+	snprintf(cb_url, sizeof(cb_url), "%s", o->url);
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	s = natsOptions_Create(&no);
 	if (s == NATS_OK)
@@ -103,9 +113,9 @@ int link_open(struct link *l, const struct bridge_opts *o,
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxPingsOut(no, 2);
 	if (s == NATS_OK)
-		s = natsOptions_SetDisconnectedCB(no, on_disconnected, l);
+		s = natsOptions_SetDisconnectedCB(no, on_disconnected, NULL);
 	if (s == NATS_OK)
-		s = natsOptions_SetReconnectedCB(no, on_reconnected, l);
+		s = natsOptions_SetReconnectedCB(no, on_reconnected, NULL);
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&l->nc, no);
 	natsOptions_Destroy(no);
@@ -135,7 +145,7 @@ int link_open(struct link *l, const struct bridge_opts *o,
 
 void link_close(struct link *l)
 {
-	l->down = 1;            /* the close is no disconnect to report */
+	cb_closing = 1;         /* the close is no disconnect to report */
 	if (l->js)
 		jsCtx_Destroy(l->js);
 	l->js = NULL;

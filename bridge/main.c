@@ -115,6 +115,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	rc = o.out ? out_run(&o) : in_run(&o);
-	nats_Close();
+	/* Waits for libnats's threads (and their last callbacks). */
+	nats_CloseAndWait(2000);
 	return rc;
 }

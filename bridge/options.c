@@ -109,16 +109,19 @@ int opts_parse_url(const char *url, struct bridge_opts *o)
 		if (*p == '@')
 			host = p + 1;
 	end = slash;
+	size_t hostlen = host < end ? (size_t)(end - host) : 0;
+	if (hostlen == 0)
+		return usage_error("%s: no host", url);
 	if (*host == '[') {                     /* [IPv6]:port */
-		const char *rb = memchr(host, ']', (size_t)(end - host));
+		const char *rb = memchr(host, ']', hostlen);
 		if (rb == NULL || rb == host + 1)
 			return usage_error("%s: bad host", url);
 		colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
 		if (colon == NULL && rb + 1 != end)
 			return usage_error("%s: bad host", url);
 	} else {
-		colon = memchr(host, ':', (size_t)(end - host));
-		if ((colon ? colon : end) == host)
+		colon = memchr(host, ':', hostlen);
+		if (colon == host)
 			return usage_error("%s: no host", url);
 	}
 	if (colon) {

@@ -451,10 +451,13 @@ static int run(struct out *w)
 
 int out_run(const struct bridge_opts *o)
 {
-	struct out w = { .o = o };
+	/* Static: libnats's publish-ack callback gets its address, and
+	 * libnats's threads end only in nats_CloseAndWait (main.c). */
+	static struct out w;
 	struct shmq_stat st;
 	int rc;
 
+	w.o = o;
 	pthread_mutex_init(&w.mu, NULL);
 	rc = shmq_open(o->local, SHMQ_CONSUMER, &w.q);
 	if (rc == SHMQ_OK)
@@ -496,6 +499,7 @@ out:
 	free(w.items);
 	free(w.msgs);
 	free(w.buf);
-	pthread_mutex_destroy(&w.mu);
+	w.items = NULL;         /* a late callback finds nothing */
+	w.n = 0;
 	return rc;
 }

@@ -998,6 +998,8 @@ int ring_close(struct ring *r, unsigned how, uint64_t *discarded)
 	uint64_t n = 0;
 	int rc = SHMQ_OK;
 
+	if ((how & ~SHMQ_CLOSE_LOST) > SHMQ_CLOSE_NOW)
+		return SHMQ_EINVAL;     /* before any change */
 	if (how & SHMQ_CLOSE_LOST) {
 		/* Before the close, so that a consumer that sees the close
 		 * also sees why (as when shmqd marks a dead producer). */

@@ -6,8 +6,8 @@
 # Cases: usage and error statuses; 100,000 messages local -> stream ->
 # local, exactly once and in order, ending in end of stream (0) and, with
 # a killed producer of an auto-close queue, producer lost (10); a plain
-# (not acked) local queue; backpressure from a small stream to the local
-# producer; the out bridge SIGKILLed repeatedly (nothing lost, nothing
+# (not acked) local queue, also with its out bridge killed; backpressure
+# from a small stream to the local producer; the out bridge SIGKILLed repeatedly (nothing lost, nothing
 # duplicated); the in bridge SIGKILLed repeatedly (nothing lost,
 # duplicates counted and bounded as documented); two in bridges sharing
 # a consumer; nats-server restarted mid-stream (the bridges reconnect,
@@ -415,6 +415,31 @@ t_kill_out() {
 	check "... in order" exactly_in_order "$C/got" $n
 }
 
+# The same on a plain queue, where the bridge holds a view (the queue's
+# consumer lock) while the server stores the message.
+t_kill_out_plain() {
+	local n=4000 kills=0 opid ipid
+	q create src --capacity 100 >/dev/null && q create dst >/dev/null
+	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src --close"
+	out_bg src S --create; opid=$!
+	wait_for 20 got_some src 1 || not_ok "the out bridge starts"
+	in_bg S dst; ipid=$!
+	cat_bg dst
+	while [ $kills -lt 8 ]; do
+		sleep 0.0$((RANDOM % 9 + 1))
+		kill -0 "$opid" 2>/dev/null || break
+		kill -KILL "$opid"
+		wait "$opid" 2>/dev/null
+		kills=$((kills + 1))
+		out_bg src S; opid=$!
+	done
+	wait_pid "$opid"; status "the last out bridge reaches the end" 0 $?
+	wait_pid "$ipid"; status "in exits 0" 0 $?
+	status "qctl cat sees the end of stream" 0 "$(cat_status)"
+	check "killed while running, again and again ($kills)" test $kills -ge 4
+	check "every message exactly once, in order" exactly_in_order "$C/got" $n
+}
+
 # The in bridge SIGKILLed again and again.
 t_kill_in() {
 	local n=30000 kills=0 batch=64 d opid ipid
@@ -504,6 +529,7 @@ run_case 100k t_100k
 run_case lost t_lost
 run_case backpressure t_backpressure
 run_case kill-out t_kill_out
+run_case kill-out-plain t_kill_out_plain
 run_case kill-in t_kill_in
 run_case two-in t_two_in
 run_case restart t_restart

@@ -683,6 +683,53 @@ START_TEST(test_close)
 }
 END_TEST
 
+/* A relay's two small additions: closing as "producer lost", and the
+ * position of a viewed message (shmq-bridge's message ids). */
+START_TEST(test_close_lost_and_view_seq)
+{
+	struct daemon d;
+	shmq_t *p, *c;
+	const void *data;
+	char buf[16];
+	size_t len;
+	uint64_t seq = 99;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	create_q("relay", 4, 64, 0600, 0);
+	p = open_q("relay", SHMQ_PRODUCER);
+	c = open_q("relay", SHMQ_CONSUMER);
+	put_str(p, "a");
+	put_str(p, "b");
+	RC_EQ(shmq_view_seq(c, &seq), SHMQ_EINVAL);     /* no view held */
+	RC_EQ(shmq_get_view(c, &data, &len, 1000), SHMQ_OK);
+	RC_EQ(shmq_view_seq(c, &seq), SHMQ_OK);
+	ck_assert_uint_eq(seq, 0);
+	RC_EQ(shmq_get_leave(c), SHMQ_OK);
+	RC_EQ(shmq_get_view(c, &data, &len, 1000), SHMQ_OK);
+	RC_EQ(shmq_view_seq(c, &seq), SHMQ_OK);
+	ck_assert_uint_eq(seq, 0);                      /* the same one */
+	RC_EQ(shmq_get_take(c), SHMQ_OK);
+	RC_EQ(shmq_get_view(c, &data, &len, 1000), SHMQ_OK);
+	RC_EQ(shmq_view_seq(c, &seq), SHMQ_OK);
+	ck_assert_uint_eq(seq, 1);
+	RC_EQ(shmq_get_take(c), SHMQ_OK);
+	RC_EQ(shmq_view_seq(c, &seq), SHMQ_EINVAL);
+
+	put_str(p, "c");
+	RC_EQ(shmq_close(p, 4u | SHMQ_CLOSE_LOST, NULL), SHMQ_EINVAL);
+	ck_assert_int_eq(stat_name("relay").producer_lost, 0);
+	ck_assert_int_eq(stat_name("relay").state, SHMQ_STATE_OPEN);
+	RC_EQ(shmq_close(p, SHMQ_CLOSE_DRAIN | SHMQ_CLOSE_LOST, NULL),
+	      SHMQ_OK);
+	ck_assert_int_eq(stat_name("relay").producer_lost, 1);
+	get_str(c, "c");                /* drained, then "producer lost" */
+	RC_EQ(shmq_get(c, buf, sizeof(buf), &len, 1000), SHMQ_EOS_LOST);
+	RC_EQ(shmq_detach(p), SHMQ_OK);
+	RC_EQ(shmq_detach(c), SHMQ_OK);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 
 static Suite *api_suite(void)
@@ -700,6 +747,7 @@ static Suite *api_suite(void)
 	tcase_add_test(tc, test_list);
 	tcase_add_test(tc, test_delete_open);
 	tcase_add_test(tc, test_close);
+	tcase_add_test(tc, test_close_lost_and_view_seq);
 	suite_add_tcase(s, tc);
 	return s;
 }
