@@ -32,7 +32,6 @@ build=$(cd "${SHMQ_BUILDDIR:-.}" && pwd) || exit 99
 BRIDGE=$build/bridge/shmq-bridge
 QCTL=$build/tools/qctl
 SHMQD=$build/daemon/shmqd
-HELPER=$build/tests/bridge-helper
 NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
 
 if ! [ -x "$BRIDGE" ]; then
@@ -46,7 +45,7 @@ fi
 for t in timeout sort uniq awk cmp seq; do
 	command -v "$t" >/dev/null 2>&1 || { echo "SKIP: no $t"; exit 77; }
 done
-for b in "$QCTL" "$SHMQD" "$HELPER"; do
+for b in "$QCTL" "$SHMQD"; do
 	[ -x "$b" ] || { echo "Bail out! $b is not built"; exit 99; }
 done
 unset SHMQ_DAEMON
@@ -224,7 +223,6 @@ run_case() {
 # Helpers
 
 q() { timeout -k 2 10 "$QCTL" "$@"; }
-mkq() { timeout -k 2 10 "$HELPER" create "$@"; }
 stat_field() { q stat "$1" --json | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
 # Some process blocks in a get on queue $1 (an out bridge waiting).
 getting() { [ "$(stat_field "$1" blocked_get)" -ge 1 ]; }
@@ -324,7 +322,7 @@ t_usage() {
 # 100,000 through an acked queue, out and in running together.
 t_100k() {
 	local n=100000 opid ipid
-	mkq src --acked --capacity 1000 && q create dst >/dev/null
+	q create src --acked --capacity 1000 >/dev/null && q create dst >/dev/null
 	out_bg src S --create --max-msgs 20000; opid=$!
 	wait_for 20 getting src || not_ok "the out bridge starts"
 	in_bg S dst; ipid=$!
@@ -371,7 +369,7 @@ t_lost() {
 # A small stream and no in bridge: the local producer blocks.
 t_backpressure() {
 	local n=2000 put opid ipid
-	mkq src --acked --capacity 50 && q create dst >/dev/null
+	q create src --acked --capacity 50 >/dev/null && q create dst >/dev/null
 	out_bg src S --create --max-msgs 100; opid=$!
 	wait_for 20 getting src || not_ok "the out bridge starts"
 	seq 1 $n | q put src --timeout 2
@@ -392,7 +390,7 @@ t_backpressure() {
 # The out bridge SIGKILLed again and again while it publishes.
 t_kill_out() {
 	local n=60000 kills=0 opid ipid
-	mkq src --acked --capacity 1000 && q create dst >/dev/null
+	q create src --acked --capacity 1000 >/dev/null && q create dst >/dev/null
 	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src --close"
 	out_bg src S --create --max-msgs 100000; opid=$!
 	wait_for 20 got_some src 1 || not_ok "the out bridge starts"
@@ -444,7 +442,7 @@ t_kill_out_plain() {
 # The in bridge SIGKILLed again and again.
 t_kill_in() {
 	local n=30000 kills=0 batch=64 d opid ipid
-	mkq src --acked --capacity 1000 && q create dst --capacity 4096 >/dev/null
+	q create src --acked --capacity 1000 >/dev/null && q create dst --capacity 4096 >/dev/null
 	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src --close"
 	out_bg src S --create --max-msgs 100000; opid=$!
 	wait_for 20 got_some src 1 || not_ok "the out bridge starts"
@@ -477,7 +475,7 @@ t_kill_in() {
 # twice, and a stopped in bridge is no lost producer.
 t_sigterm() {
 	local n=40000 opid ipid
-	mkq src --acked --capacity 1000 && q create dst >/dev/null
+	q create src --acked --capacity 1000 >/dev/null && q create dst >/dev/null
 	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src --close"
 	out_bg src S --create --max-msgs 100000; opid=$!
 	wait_for 20 got_some src 1 || not_ok "the out bridge starts"
@@ -501,7 +499,7 @@ t_sigterm() {
 # Two in bridges on one consumer share the work; both end.
 t_two_in() {
 	local n=20000 opid i1 i2
-	mkq src --acked --capacity 1000 && q create dst >/dev/null
+	q create src --acked --capacity 1000 >/dev/null && q create dst >/dev/null
 	out_bg src S --create --max-msgs 100000; opid=$!
 	wait_for 20 getting src || not_ok "the out bridge starts"
 	in_bg S dst --batch 32; i1=$!
@@ -519,7 +517,7 @@ t_two_in() {
 # nats-server restarted (same storage, same port) mid-stream.
 t_restart() {
 	local n=40000 port opid ipid d
-	mkq src --acked --capacity 1000 && q create dst >/dev/null
+	q create src --acked --capacity 1000 >/dev/null && q create dst >/dev/null
 	out_bg src S --create --max-msgs 100000; opid=$!
 	wait_for 20 getting src || not_ok "the out bridge starts"
 	# A short ack wait: what the server lost our acks for comes back soon.

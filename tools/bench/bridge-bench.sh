@@ -22,7 +22,6 @@ NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
 BRIDGE=$build/bridge/shmq-bridge
 BARE=$build/tools/bench/js-bare
 QCTL=$build/tools/qctl
-HELPER=$build/tests/bridge-helper
 if ! [ -x "$BRIDGE" ] || ! [ -x "$BARE" ] || ! [ -x "$NATS" ]; then
 	echo "bridge bench skipped: needs shmq-bridge (libnats) and nats-server"
 	exit 0
@@ -68,7 +67,7 @@ human() { awk -v r="$1" 'BEGIN { if (r >= 1e6) printf "%.2f M/s", r / 1e6;
 # one_bridge COUNT SIZE: the rate of one run through the bridges.
 one_bridge() {
 	local n=$1 size=$2 k=$RANDOM t0 t1
-	"$HELPER" create "a$k" --acked --capacity 4096 --max-msg 8192 || return 1
+	"$QCTL" create "a$k" --acked --capacity 4096 --max-msg 8192 >/dev/null || return 1
 	"$QCTL" create "b$k" --capacity 4096 --max-msg 8192 >/dev/null || return 1
 	awk -v n="$n" -v s="$size" 'BEGIN { x = sprintf("%*s", s, ""); gsub(/ /, "x", x);
 		for (i = 0; i < n; i++) print x }' >"$dir/in.txt"
