@@ -25,34 +25,32 @@ after fork() and at exit, and the asyncio methods.  The C extension
 (shmq._shmq) owns the handles and every call that touches the queue.
 """
 import atexit
-import enum
 import importlib
 import os
 import sys
+import threading
 import types
 
 from . import _shmq
 from ._shmq import (  # noqa: F401 (re-exported)
-    Empty, Full, ShutDown, ProducerLost, Error, ForkError, Stat,
-    InvalidArgument, InvalidName, MessageTooBig, QueueNotFound, QueueExists,
-    PermissionDenied, DaemonUnreachable, ProtocolMismatch, QueueCorrupt,
-    NoSpace, LimitReached, WrongRole, Interrupted, QueueBusy,
-    SystemCallFailed, LeaseExpired, stat, delete, list_queues, strerror,
+    Empty, Full, ShutDown, ProducerLost, Error, ForkError, Stat, Status,
+    User, InvalidArgument, InvalidName, MessageTooBig, QueueNotFound,
+    QueueExists, PermissionDenied, DaemonUnreachable, ProtocolMismatch,
+    QueueCorrupt, NoSpace, LimitReached, WrongRole, Interrupted, QueueBusy,
+    SystemCallFailed, LeaseExpired, Deadlock, stat, delete, list_queues,
+    users, strerror,
 )
 
 __all__ = [
     "Queue", "Empty", "Full", "ShutDown", "ProducerLost", "Error",
-    "ForkError", "Stat", "Status", "InvalidArgument", "InvalidName",
+    "ForkError", "Stat", "Status", "User", "InvalidArgument", "InvalidName",
     "MessageTooBig", "QueueNotFound", "QueueExists", "PermissionDenied",
     "DaemonUnreachable", "ProtocolMismatch", "QueueCorrupt", "NoSpace",
     "LimitReached", "WrongRole", "Interrupted", "QueueBusy",
-    "SystemCallFailed", "LeaseExpired", "stat", "delete", "list_queues",
-    "strerror",
+    "SystemCallFailed", "LeaseExpired", "Deadlock", "stat", "delete",
+    "list_queues", "users", "strerror",
 ]
 __version__ = _shmq.libshmq_version
-
-#: The statuses of libshmq (<shmq.h>): an error's .status is one of them.
-Status = enum.IntEnum("Status", _shmq._statuses)
 
 
 class Queue(_shmq.Queue):
@@ -102,6 +100,21 @@ class Queue(_shmq.Queue):
 
     __class_getitem__ = classmethod(types.GenericAlias)
 
+    def detach(self):
+        """Release this process's handles (the queue stays).  On an
+        auto_close queue the last producer's detach closes it.  Coroutines
+        waiting in aput/aget on this Queue wake up and raise ValueError."""
+        aio = sys.modules.get(__name__ + "._aio")
+        if aio is not None:
+            aio.forget(self)
+        super().detach()
+
+    close = detach
+
+    def __exit__(self, *exc):
+        self.detach()
+        return False
+
     def __repr__(self):
         state = "detached" if self.detached else "attached=%r" % self.attached
         return "<shmq.Queue %r %s>" % (self.name, state)
@@ -117,15 +130,18 @@ class Queue(_shmq.Queue):
 
     # --- asyncio -------------------------------------------------------
     async def aput(self, item, timeout=None):
-        """put() for asyncio: waits without blocking the event loop."""
+        """put() for asyncio: waits without blocking the event loop (on
+        the Queue's descriptor, in the loop).  A cancelled aput() has put
+        nothing."""
         from . import _aio
         await _aio.put(self, item, timeout)
 
     async def aget(self, timeout=None):
-        """get() for asyncio: waits without blocking the event loop.
+        """get() for asyncio: waits without blocking the event loop (on
+        the Queue's descriptor, in the loop).
 
         A cancelled aget() has taken nothing: the item is taken on the
-        event loop's thread, only once it is there."""
+        event loop's thread, by a call that does not block."""
         from . import _aio
         return await _aio.get(self, timeout)
 
@@ -165,40 +181,92 @@ def _reopen(name, options):
 #
 # A handle is its opener's: the C half sees a fork (pthread_atfork) and
 # asks _on_fork() before a child uses an inherited Queue.  A child that
-# multiprocessing started reopens it by name; any other gets ForkError.
-# multiprocessing's children leave through os._exit(), past atexit: they
-# detach from multiprocessing's own exit hook.
+# multiprocessing started reopens it by name (one thread at a time); any
+# other gets ForkError.
+#
+# Exit.  A plain interpreter joins its non-daemon threads, then runs
+# atexit: _shmq._detach_all() detaches every Queue still open, and calls
+# still blocked in daemon threads never return.  multiprocessing's
+# children leave through os._exit(), past atexit, after its exit hooks
+# (util._exit_function) and only then threading's join of non-daemon
+# threads: detaching in such a hook would strand a non-daemon thread
+# blocked in a Queue (it could never return, the child never end).  So
+# the hook detaches at once only when no other non-daemon thread runs;
+# otherwise a thread of its own joins them and detaches after them, and
+# the child's exit waits for that thread as for the others.  The hook is
+# registered again after each fork or start of a child (multiprocessing
+# clears its hooks there).
 
 class _State:
-    mp_child = None         # pid of this process, if multiprocessing forked it
+    mp_child = None         # pid of this process, if multiprocessing made it
     hooked = False          # register_after_fork done (inherited on fork)
     finalizer_pid = None    # process whose multiprocessing exit detaches
+    reopen = threading.Lock()   # a new one in each child (after fork)
 
 
 def _mp_after_fork(_):
     _State.mp_child = os.getpid()
+    _State.finalizer_pid = None
+    _detach_at_multiprocessing_exit()
 
 
-def _before_fork():
-    util = sys.modules.get("multiprocessing.util")
-    if util is not None and not _State.hooked:
+def _hook_multiprocessing(util):
+    if not _State.hooked:
         util.register_after_fork(_State, _mp_after_fork)
         _State.hooked = True
 
 
+def _before_fork():
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        _hook_multiprocessing(util)
+
+
+def _after_fork_in_child():
+    _State.reopen = threading.Lock()
+
+
 def _detach_at_multiprocessing_exit():
+    util = importlib.import_module("multiprocessing.util")
+    _hook_multiprocessing(util)
     if _State.finalizer_pid != os.getpid():
-        util = importlib.import_module("multiprocessing.util")
-        util.Finalize(None, _shmq._detach_all, exitpriority=0)
+        util.Finalize(None, _detach_after_threads, exitpriority=0)
         _State.finalizer_pid = os.getpid()
+
+
+def _other_threads():
+    me, main = threading.current_thread(), threading.main_thread()
+    return [t for t in threading.enumerate()
+            if t is not me and t is not main and not t.daemon]
+
+
+def _detach_after_threads():
+    if not _shmq._live():
+        return
+    if not _other_threads():
+        _shmq._detach_all()
+        return
+
+    def last():
+        while True:
+            others = _other_threads()
+            if not others:
+                break
+            for t in others:
+                t.join()
+        _shmq._detach_all()
+    try:
+        threading.Thread(target=last, name="shmq-exit").start()
+    except RuntimeError:            # the interpreter is finalizing
+        _shmq._detach_all()
 
 
 def _on_fork(queue):
     if _State.mp_child == os.getpid():
-        queue._reopen()
-        _detach_at_multiprocessing_exit()
+        with _State.reopen:         # another thread may be reopening it
+            queue._reopen()         # nothing to do if it did
 
 
 _shmq._set_fork_hook(_on_fork)
-os.register_at_fork(before=_before_fork)
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 atexit.register(_shmq._detach_all)

@@ -2,88 +2,133 @@
 
 The rule that keeps a cancelled await from losing a message: an item is
 only ever taken (or put) on the event loop's thread, by a call that does
-not block (Queue._try_get / _try_put), and only once a wait that takes
-nothing (Queue._wait) says the call would not block.  The wait runs in a
-watcher thread, one per Queue and direction while coroutines wait on it;
-cancelling an await only drops the coroutine's interest in the next
-wake-up.  The watcher's waits end within a slice (a fraction of a
-second), so it never outlives its waiters for long.
+not block (Queue._try_get / _try_put).  When that call finds nothing to
+do it arms the Queue's descriptor for that direction (libshmq's
+shmq_fd()), and the coroutine waits for the descriptor to become readable
+in the loop (loop.add_reader), then tries again.  Cancelling an await only
+drops the coroutine's interest in the next wake-up; no thread is involved.
+
+Each Queue, direction and loop has one _Poller: the loop watches a
+duplicate of the handle's descriptor (ours to close: the handle's own is
+closed by its detach, which may happen in any thread), only while some
+coroutine waits on it.  The pollers live in the Queue's __dict__ and hold
+no reference to the Queue, so a dropped Queue is detached at once.
 
 This module must never call a blocking put or get.
 """
 import asyncio
-import threading
+import os
 import time
 from queue import Empty, Full
 
-_SLICE = 0.25           # seconds a watcher waits at a time
-_LINGER = 1.0           # seconds an idle watcher stays for new waiters
 _NOTHING = object()
+_POLLERS = "_shmq_pollers"
 
 
-class _Watcher:
-    """Wakes the coroutines waiting for one direction of one Queue."""
+class _Poller:
+    """Wakes the coroutines of one loop waiting for one direction of one
+    Queue, when its descriptor becomes readable."""
 
-    def __init__(self, queue, direction):
-        self.queue = queue
-        self.direction = direction
-        self.cond = threading.Condition()
-        self.waiters = []       # (loop, future, length)
-        self.running = False
+    __slots__ = ("loop", "fd", "source", "waiters", "watching")
 
-    def wait(self, length=0):
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        with self.cond:
-            self.waiters.append((loop, future, length))
-            if self.running:
-                self.cond.notify()
-            else:
-                self.running = True
-                threading.Thread(
-                    target=self._run, daemon=True,
-                    name="shmq-%s-%s" % (self.direction, self.queue.name),
-                ).start()
+    def __init__(self, loop, source):
+        self.loop = loop
+        self.source = source            # the handle's descriptor
+        self.fd = os.dup(source)        # the loop's
+        self.waiters = set()
+        self.watching = False
+
+    def wait(self):
+        future = self.loop.create_future()
+        self.waiters.add(future)
+        future.add_done_callback(self._forget)
+        if not self.watching:
+            self.loop.add_reader(self.fd, self._ready)
+            self.watching = True
         return future
 
-    def _run(self):
-        while True:
-            with self.cond:
-                self.waiters = [w for w in self.waiters if not w[1].done()]
-                if not self.waiters:
-                    self.cond.wait(_LINGER)
-                    self.waiters = [w for w in self.waiters
-                                    if not w[1].done()]
-                    if not self.waiters:
-                        self.running = False
-                        return
-                length = min(w[2] for w in self.waiters)
+    def _unwatch(self):
+        if self.watching:
+            self.watching = False
+            self.loop.remove_reader(self.fd)
+
+    def _forget(self, future):
+        self.waiters.discard(future)
+        if not self.waiters:
+            self._unwatch()
+
+    def _ready(self):
+        # Readable: every waiter tries again (the descriptor stays
+        # readable until one of them finds nothing and arms it).
+        self._unwatch()
+        for future in list(self.waiters):
+            if not future.done():
+                future.set_result(None)
+
+    def close(self):
+        """In the loop's thread: stop watching, wake every waiter (they
+        try again and see why), close the descriptor."""
+        if not self.loop.is_closed():
+            self._ready()
+        self.watching = False
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self):
+        # Unreachable: no loop watches it any more (or the loop is gone).
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Pollers(dict):
+    """A Queue's pollers, by (direction, loop), in one process."""
+
+    def __init__(self):
+        super().__init__()
+        self.pid = os.getpid()
+
+
+def _poller(queue, direction):
+    loop = asyncio.get_running_loop()
+    pollers = queue.__dict__.get(_POLLERS)
+    if pollers is None or pollers.pid != os.getpid():
+        # First use, or inherited through fork: the descriptors there
+        # were the parent's handles'.
+        pollers = queue.__dict__[_POLLERS] = _Pollers()
+    source = queue._fd(direction)
+    p = pollers.get((direction, loop))
+    if p is not None and p.source == source and p.fd >= 0:
+        return p
+    if p is not None:
+        p.close()
+    # Loops that are gone (asyncio.run makes one per call) leave theirs.
+    for key in [k for k in pollers if k[1].is_closed()]:
+        pollers.pop(key).close()
+    p = pollers[direction, loop] = _Poller(loop, source)
+    return p
+
+
+def forget(queue):
+    """Before the Queue detaches (closing the handles' descriptors): its
+    pollers stop watching, and the coroutines waiting try again (and find
+    the Queue detached)."""
+    pollers = queue.__dict__.pop(_POLLERS, None)
+    if not pollers or pollers.pid != os.getpid():
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    for (_, loop), p in pollers.items():
+        if loop is running or loop.is_closed():
+            p.close()
+        else:
             try:
-                ready = self.queue._wait(self.direction, _SLICE, length)
-            except BaseException:
-                ready = True    # the caller's own call reports it
-            if not ready:
-                continue
-            with self.cond:
-                woken, self.waiters = self.waiters, []
-            for loop, future, _ in woken:
-                try:
-                    loop.call_soon_threadsafe(_wake, future)
-                except RuntimeError:
-                    pass        # that loop is closed
-
-
-def _wake(future):
-    if not future.done():
-        future.set_result(None)
-
-
-def _watcher(queue, direction):
-    watchers = queue.__dict__.setdefault("_shmq_watchers", {})
-    w = watchers.get(direction)
-    if w is None:
-        w = watchers.setdefault(direction, _Watcher(queue, direction))
-    return w
+                loop.call_soon_threadsafe(p.close)
+            except RuntimeError:        # closed meanwhile
+                p.close()
 
 
 def _deadline(timeout):
@@ -94,15 +139,14 @@ def _deadline(timeout):
     return time.monotonic() + timeout
 
 
-async def _until_ready(queue, direction, deadline, length=0):
+async def _until_ready(queue, direction, deadline):
     """True once the direction may be ready, False at the deadline."""
-    future = _watcher(queue, direction).wait(length)
+    future = _poller(queue, direction).wait()
     if deadline is None:
         await future
         return True
-    left = deadline - time.monotonic()
     try:
-        await asyncio.wait_for(future, max(left, 0))
+        await asyncio.wait_for(future, max(deadline - time.monotonic(), 0))
     except asyncio.TimeoutError:
         return False
     return True
@@ -124,22 +168,22 @@ async def get(queue, timeout):
 async def put(queue, item, timeout):
     deadline = _deadline(timeout)
     while True:
-        length = queue._try_put(item)
-        if length is None:
+        if queue._try_put(item) is None:
             return
-        if not await _until_ready(queue, "put", deadline, length):
+        if not await _until_ready(queue, "put", deadline):
             if queue._try_put(item) is None:
                 return
             raise Full
 
 
 async def join(queue, timeout):
-    """join() in short waits on a worker thread: it takes nothing, so a
-    cancelled ajoin() leaves at most one short wait behind."""
+    """join() in short waits on a worker thread (libshmq has no descriptor
+    for it): it takes nothing, so a cancelled ajoin() leaves at most one
+    short wait behind."""
     deadline = _deadline(timeout)
     loop = asyncio.get_running_loop()
     while True:
-        step = _SLICE
+        step = 0.25
         if deadline is not None:
             step = min(step, max(deadline - time.monotonic(), 0))
         try:

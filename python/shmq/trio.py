@@ -22,14 +22,16 @@ an auto_close queue the last one to close ends the stream, as closing the
 last send channel of a trio memory channel does.
 
 A cancelled send or receive has put or taken nothing: items move only by
-non-blocking calls on trio's thread, after a wait in a worker thread that
-takes nothing (trio.to_thread.run_sync, abandoned on cancel; it ends within
-a fraction of a second).
+non-blocking calls on trio's thread; when one finds nothing to do, it arms
+the Queue's descriptor (libshmq's shmq_fd()) and the task waits for it to
+become readable (trio.lowlevel.wait_readable), then tries again.  No
+thread is involved.  Tasks that send or receive on one channel at once
+share its descriptor: one waits on it, the others for that one.
 
 Importing this module imports trio; `import shmq` never does.
 """
 import collections
-import inspect
+import os
 
 import trio
 
@@ -38,19 +40,12 @@ from . import Queue, ShutDown, ProducerLost
 __all__ = ["open_channel", "SendChannel", "ReceiveChannel",
            "ChannelStatistics"]
 
-_SLICE = 0.25
 _NOTHING = object()
 
 ChannelStatistics = collections.namedtuple("ChannelStatistics", [
     "current_buffer_used", "max_buffer_size", "open_send_channels",
     "open_receive_channels", "tasks_waiting_send", "tasks_waiting_receive",
 ])
-
-# trio 0.23 renamed to_thread.run_sync's cancellable= to abandon_on_cancel=.
-_ABANDON = ("abandon_on_cancel"
-            if "abandon_on_cancel" in inspect.signature(
-                trio.to_thread.run_sync).parameters else "cancellable")
-
 
 def open_channel(queue, **options):
     """(SendChannel, ReceiveChannel) over a queue: a shmq.Queue (its name,
@@ -73,9 +68,14 @@ def open_channel(queue, **options):
 
 
 class _Channel:
+    _direction = None
+
     def __init__(self, name, role, **options):
         options.pop("role", None)
         self._options = options
+        self._fd = -1               # a duplicate of the handle's, ours
+        self._waiting = None        # trio.Event while a task waits on it
+        self._tasks_waiting = 0
         self._queue = Queue(name, role=role, **options)
         self._closed = False
 
@@ -90,10 +90,23 @@ class _Channel:
         return self._queue
 
     def close(self):
-        """Detach this channel's Queue (idempotent)."""
+        """Detach this channel's Queue (idempotent).  Tasks waiting in
+        send or receive on it raise trio.ClosedResourceError."""
         if not self._closed:
             self._closed = True
+            if self._fd >= 0:
+                fd, self._fd = self._fd, -1
+                try:
+                    trio.lowlevel.notify_closing(fd)
+                except RuntimeError:
+                    pass            # outside trio: nobody waits on it
+                os.close(fd)
             self._queue.detach()
+
+    def __del__(self):
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     async def aclose(self):
         self.close()
@@ -109,25 +122,49 @@ class _Channel:
         if self._closed:
             raise trio.ClosedResourceError("this channel is closed")
 
-    async def _wait(self, direction, length=0):
-        await trio.to_thread.run_sync(
-            self._queue._wait, direction, _SLICE, length,
-            **{_ABANDON: True})
+    async def _wait(self):
+        """Until the direction may be ready (spurious wake-ups happen: the
+        caller tries again), or the channel is closed."""
+        self._tasks_waiting += 1
+        try:
+            if self._waiting is not None:
+                # Another task waits on the descriptor (trio allows one).
+                await self._waiting.wait()
+                return
+            if self._fd < 0:
+                self._fd = os.dup(self._queue._fd(self._direction))
+            self._waiting = event = trio.Event()
+            try:
+                await trio.lowlevel.wait_readable(self._fd)
+            except trio.ClosedResourceError:
+                pass                # closed meanwhile: _check() says so
+            finally:
+                self._waiting = None
+                event.set()
+        finally:
+            self._tasks_waiting -= 1
 
     def statistics(self):
-        """The queue's numbers under trio.MemoryChannelStatistics' names
-        (counting every process's handles and waiters)."""
+        """The queue's numbers under trio.MemoryChannelStatistics' names:
+        every process's handles, and the calls blocked in put or get in
+        every process plus this channel's tasks waiting in send or
+        receive (tasks of other channels wait on descriptors, which the
+        queue does not count)."""
         st = self._queue.stat()
+        put = self._tasks_waiting if self._direction == "put" else 0
+        get = self._tasks_waiting if self._direction == "get" else 0
         return ChannelStatistics(
             current_buffer_used=st.messages, max_buffer_size=st.capacity,
             open_send_channels=st.producers,
             open_receive_channels=st.consumers,
-            tasks_waiting_send=st.blocked_put,
-            tasks_waiting_receive=st.blocked_get)
+            tasks_waiting_send=st.blocked_put + put,
+            tasks_waiting_receive=st.blocked_get + get)
 
 
 class SendChannel(_Channel, trio.abc.SendChannel):
     """The sending end: a producer of the queue."""
+
+    _direction = "put"
 
     def __init__(self, name, **options):
         super().__init__(name, "w", **options)
@@ -157,11 +194,13 @@ class SendChannel(_Channel, trio.abc.SendChannel):
             if length is None:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
-            await self._wait("put", length)
+            await self._wait()
 
 
 class ReceiveChannel(_Channel, trio.abc.ReceiveChannel):
     """The receiving end: a consumer of the queue."""
+
+    _direction = "get"
 
     def __init__(self, name, **options):
         super().__init__(name, "r", **options)
@@ -194,4 +233,4 @@ class ReceiveChannel(_Channel, trio.abc.ReceiveChannel):
             if item is not _NOTHING:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return item
-            await self._wait("get")
+            await self._wait()

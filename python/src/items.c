@@ -36,6 +36,13 @@ static int is_utf8(PyObject *encoding)
 int items_setup(pyq_queue *q, PyObject *encoding, PyObject *errors,
 		PyObject *serializer)
 {
+	/* __init__ again, after a failed one: start afresh. */
+	Py_CLEAR(q->serializer);
+	Py_CLEAR(q->dumps);
+	Py_CLEAR(q->loads);
+	Py_CLEAR(q->encoding);
+	Py_CLEAR(q->errors);
+	q->codec = PYQ_BYTES;
 	if (serializer != Py_None) {
 		if (encoding != Py_None) {
 			PyErr_SetString(PyExc_ValueError,
@@ -114,6 +121,16 @@ static int from_buffer(PyObject *obj, struct pyq_item *it)
 	return 0;
 }
 
+/* The garbage collector cleared the Queue (tp_clear: it was in a
+ * reference cycle) and code that still held it, a finalizer, uses it. */
+static int cleared(pyq_queue *q)
+{
+	PyErr_Format(PyExc_ValueError,
+		     "Queue %R was collected (cleared by the garbage "
+		     "collector): its serializer is gone", q->name);
+	return -1;
+}
+
 int items_encode(pyq_queue *q, PyObject *obj, struct pyq_item *it)
 {
 	Py_ssize_t n;
@@ -153,6 +170,8 @@ int items_encode(pyq_queue *q, PyObject *obj, struct pyq_item *it)
 			q->errors ? PyUnicode_AsUTF8(q->errors) : NULL);
 		break;
 	default:
+		if (q->dumps == NULL)
+			return cleared(q);
 		it->tmp = PyObject_CallOneArg(q->dumps, obj);
 		break;
 	}
@@ -198,6 +217,10 @@ PyObject *items_decode(pyq_queue *q, const char *p, size_t n)
 					q->errors ? PyUnicode_AsUTF8(q->errors)
 						  : NULL);
 	default:
+		if (q->loads == NULL) {
+			cleared(q);
+			return NULL;
+		}
 		/* A copy: loads() may run code that uses this Queue. */
 		b = PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
 		if (b == NULL)

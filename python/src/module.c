@@ -5,8 +5,9 @@
  * Owns the exception classes (queue.Empty and queue.Full themselves, the
  * ShutDown family, and one class per error status, each a subclass of
  * shmq.Error and of the built-in a Python programmer already catches),
- * the Stat named tuple, the counter that tells a forked child's handles
- * from its parent's, and the list the package walks at exit to detach.
+ * the Status enum, the Stat and User named tuples, the counter that tells
+ * a forked child's handles from its parent's, and the list the package
+ * walks at exit to detach.
  * It never touches a queue itself: queue.c and ops.c do.
  */
 #include "shmqpy.h"
@@ -18,11 +19,11 @@
 #include <time.h>
 
 PyObject *pyq_Empty, *pyq_Full, *pyq_ShutDown, *pyq_ProducerLost;
-PyObject *pyq_ForkError;
+PyObject *pyq_ForkError, *pyq_Status;
 PyTypeObject *pyq_QueueType;
 PyObject *pyq_on_fork;
 static PyObject *pyq_Error;
-static PyTypeObject *stat_type;
+static PyTypeObject *stat_type, *user_type;
 
 /* Raised by fork() in the child: a handle is its opener's alone (the
  * attachment in the queue names that process). */
@@ -78,6 +79,7 @@ static struct status_class status_classes[] = {
 	{ SHMQ_ESYS,      "SystemCallFailed",  "OSError", 0, NULL },
 	{ SHMQ_ELEASE,    "LeaseExpired",      "TimeoutError", ETIMEDOUT,
 	  NULL },
+	{ SHMQ_EDEADLK,   "Deadlock",          "OSError", EDEADLK, NULL },
 };
 #define N_STATUS_CLASSES \
 	(sizeof(status_classes) / sizeof(status_classes[0]))
@@ -90,6 +92,23 @@ static struct status_class *status_class_of(int rc)
 		if (status_classes[i].status == rc)
 			return &status_classes[i];
 	return NULL;
+}
+
+/* shmq.Status(rc), or the plain int for a status this binding does not
+ * know (a newer libshmq). */
+static PyObject *pyq_status(int rc)
+{
+	PyObject *v = PyLong_FromLong(rc), *st;
+
+	if (v == NULL || pyq_Status == NULL)
+		return v;
+	st = PyObject_CallOneArg(pyq_Status, v);
+	if (st == NULL) {
+		PyErr_Clear();
+		return v;
+	}
+	Py_DECREF(v);
+	return st;
 }
 
 PyObject *pyq_raise_status(int rc, PyObject *name, const char *what)
@@ -116,15 +135,17 @@ PyObject *pyq_raise_status(int rc, PyObject *name, const char *what)
 			: PyUnicode_FromString(what);
 	if (msg == NULL)
 		goto out;
-	if (PyObject_IsSubclass(cls, PyExc_OSError) > 0) {
+	if (PyObject_IsSubclass(cls, PyExc_OSError) > 0 && err) {
 		/* [Errno N] what: 'name', as open() says it. */
-		if (err)
-			args = name ? Py_BuildValue("(iOO)", err, msg, name)
-				    : Py_BuildValue("(iO)", err, msg);
-		else
-			args = name ? Py_BuildValue("(OOO)", Py_None, msg,
-						    name)
-				    : Py_BuildValue("(OO)", Py_None, msg);
+		args = name ? Py_BuildValue("(iOO)", err, msg, name)
+			    : Py_BuildValue("(iO)", err, msg);
+	} else if (PyObject_IsSubclass(cls, PyExc_OSError) > 0) {
+		/* No errno: OSError would print "[Errno None]". */
+		PyObject *m = name ? PyUnicode_FromFormat("%U: %R", msg, name)
+				   : Py_NewRef(msg);
+		if (m)
+			args = PyTuple_Pack(1, m);
+		Py_XDECREF(m);
 	} else if (name) {
 		PyObject *m = PyUnicode_FromFormat("%U: %U", name, msg);
 		if (m)
@@ -138,7 +159,7 @@ PyObject *pyq_raise_status(int rc, PyObject *name, const char *what)
 	exc = PyObject_Call(cls, args, NULL);
 	if (exc == NULL)
 		goto out;
-	PyObject *st = PyLong_FromLong(rc);
+	PyObject *st = pyq_status(rc);
 	PyObject *dt = PyUnicode_FromString(detail);
 	if (st == NULL || dt == NULL ||
 	    PyObject_SetAttrString(exc, "status", st) < 0 ||
@@ -267,6 +288,66 @@ PyObject *pyq_stat_tuple(const struct shmq_stat *st)
 }
 
 /* ------------------------------------------------------------------ */
+/* User                                                                */
+
+static PyStructSequence_Field user_fields[] = {
+	{ "uid", "the user, or None for everybody together" },
+	{ "exempt", "the daemon's own uid: only the daemon's limits bind it" },
+	{ "bytes", "shared memory reserved for its queues" },
+	{ "max_bytes", "its limit of bytes (None: none)" },
+	{ "queues", "queues it owns" },
+	{ "max_queues", "its limit of queues (None: none)" },
+	{ "clients", "its connections to the daemon" },
+	{ "max_clients", "its limit of connections (None: none)" },
+	{ "handles", "its open handles" },
+	{ "max_handles", "its limit of handles (None: none)" },
+	{ NULL, NULL },
+};
+
+static PyStructSequence_Desc user_desc = {
+	"shmq.User",
+	"A user's usage and limits, as `qctl users` shows them.",
+	user_fields,
+	10,
+};
+
+static PyObject *limit_of(uint64_t v)
+{
+	return v == SHMQ_UNLIMITED ? Py_NewRef(Py_None)
+				   : PyLong_FromUnsignedLongLong(v);
+}
+
+static PyObject *user_tuple(const struct shmq_user *u)
+{
+	PyObject *t = PyStructSequence_New(user_type);
+	PyObject *v[10];
+
+	if (t == NULL)
+		return NULL;
+	v[0] = u->uid == UINT32_MAX ? Py_NewRef(Py_None)
+				    : PyLong_FromUnsignedLong(u->uid);
+	v[1] = PyBool_FromLong(u->flags & SHMQ_USER_EXEMPT);
+	v[2] = PyLong_FromUnsignedLongLong(u->bytes);
+	v[3] = limit_of(u->max_bytes);
+	v[4] = PyLong_FromUnsignedLongLong(u->queues);
+	v[5] = limit_of(u->max_queues);
+	v[6] = PyLong_FromUnsignedLongLong(u->clients);
+	v[7] = limit_of(u->max_clients);
+	v[8] = PyLong_FromUnsignedLongLong(u->handles);
+	v[9] = limit_of(u->max_handles);
+	for (int i = 0; i < 10; i++) {
+		if (v[i] == NULL) {
+			for (int j = i + 1; j < 10; j++)
+				Py_XDECREF(v[j]);
+			Py_DECREF(t);
+			return NULL;
+		}
+		PyStructSequence_SET_ITEM(t, i, v[i]);
+	}
+	return t;
+}
+
+/* ------------------------------------------------------------------ */
 /* Live Queues                                                         */
 
 static pyq_queue *live_head;
@@ -317,6 +398,17 @@ static PyObject *mod_detach_all(PyObject *mod, PyObject *unused)
 	}
 	Py_DECREF(all);
 	Py_RETURN_NONE;
+}
+
+/* Does this process hold a Queue open (one it opened)? */
+static PyObject *mod_live(PyObject *mod, PyObject *unused)
+{
+	(void)mod;
+	(void)unused;
+	for (pyq_queue *q = live_head; q; q = q->next)
+		if (q->gen == pyq_fork_gen && q->state == PYQ_OPEN)
+			Py_RETURN_TRUE;
+	Py_RETURN_FALSE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -437,6 +529,36 @@ static PyObject *mod_list(PyObject *mod, PyObject *unused)
 	return list;
 }
 
+static PyObject *mod_users(PyObject *mod, PyObject *unused)
+{
+	struct shmq_user *all, total;
+	PyObject *list, *tot, *r;
+	size_t n;
+	int rc;
+
+	(void)mod;
+	(void)unused;
+	Py_BEGIN_ALLOW_THREADS
+	rc = shmq_users(&all, &n, &total);
+	Py_END_ALLOW_THREADS
+	if (rc != SHMQ_OK)
+		return pyq_raise_status(rc, NULL, NULL);
+	list = PyList_New((Py_ssize_t)n);
+	for (size_t i = 0; list && i < n; i++) {
+		PyObject *t = user_tuple(&all[i]);
+		if (t == NULL)
+			Py_CLEAR(list);
+		else
+			PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+	}
+	free(all);
+	tot = list ? user_tuple(&total) : NULL;
+	r = tot ? PyTuple_Pack(2, list, tot) : NULL;
+	Py_XDECREF(list);
+	Py_XDECREF(tot);
+	return r;
+}
+
 static PyObject *mod_strerror(PyObject *mod, PyObject *arg)
 {
 	long status = PyLong_AsLong(arg);
@@ -468,10 +590,16 @@ static PyMethodDef module_methods[] = {
 	  "until they detach." },
 	{ "list_queues", mod_list, METH_NOARGS,
 	  "list_queues() -> [Stat]: every queue the caller may read." },
+	{ "users", mod_users, METH_NOARGS,
+	  "users() -> ([User], User): the users the caller may see (root: "
+	  "all; anyone else: itself), with usage and limits, and everybody "
+	  "together against the daemon's limits (uid None)." },
 	{ "strerror", mod_strerror, METH_O,
 	  "strerror(status) -> str: what a shmq status means." },
 	{ "_detach_all", mod_detach_all, METH_NOARGS,
 	  "Detach every Queue this process opened (at exit)." },
+	{ "_live", mod_live, METH_NOARGS,
+	  "Does this process hold a Queue it opened?" },
 	{ "_set_fork_hook", mod_set_fork_hook, METH_O,
 	  "The package's hook for a Queue first used in a forked child." },
 	{ NULL, NULL, 0, NULL },
@@ -599,8 +727,10 @@ static int add_statuses(PyObject *m)
 		{ "EROLE", SHMQ_EROLE }, { "EINTR", SHMQ_EINTR },
 		{ "EBUSY", SHMQ_EBUSY }, { "ESYS", SHMQ_ESYS },
 		{ "ENOMEM", SHMQ_ENOMEM }, { "ELEASE", SHMQ_ELEASE },
+		{ "EDEADLK", SHMQ_EDEADLK },
 	};
-	PyObject *d = PyDict_New();
+	PyObject *d = PyDict_New(), *mod, *kw = NULL, *args = NULL;
+	int rc = -1;
 
 	if (d == NULL)
 		return -1;
@@ -613,7 +743,36 @@ static int add_statuses(PyObject *m)
 		}
 		Py_DECREF(v);
 	}
-	int rc = PyModule_AddObjectRef(m, "_statuses", d);
+	/* shmq.Status = enum.IntEnum("Status", d), named as the package
+	 * shows it (pickles as shmq.Status). */
+	mod = PyImport_ImportModule("enum");
+	if (mod == NULL)
+		goto out;
+	kw = Py_BuildValue("{ss}", "module", "shmq");
+	args = Py_BuildValue("(sO)", "Status", d);
+	PyObject *int_enum = PyObject_GetAttrString(mod, "IntEnum");
+	Py_DECREF(mod);
+	if (int_enum == NULL || kw == NULL || args == NULL) {
+		Py_XDECREF(int_enum);
+		goto out;
+	}
+	pyq_Status = PyObject_Call(int_enum, args, kw);
+	Py_DECREF(int_enum);
+	if (pyq_Status == NULL)
+		goto out;
+	PyObject *doc = PyUnicode_FromString(
+		"The statuses of libshmq (<shmq.h>): an error's .status is one "
+		"of them.");
+	if (doc == NULL || PyObject_SetAttrString(pyq_Status, "__doc__",
+						  doc) < 0) {
+		Py_XDECREF(doc);
+		goto out;
+	}
+	Py_DECREF(doc);
+	rc = PyModule_AddObjectRef(m, "Status", pyq_Status);
+out:
+	Py_XDECREF(kw);
+	Py_XDECREF(args);
 	Py_DECREF(d);
 	return rc;
 }
@@ -631,6 +790,10 @@ PyMODINIT_FUNC PyInit__shmq(void)
 	stat_type = PyStructSequence_NewType(&stat_desc);
 	if (stat_type == NULL ||
 	    PyModule_AddObjectRef(m, "Stat", (PyObject *)stat_type) < 0)
+		goto fail;
+	user_type = PyStructSequence_NewType(&user_desc);
+	if (user_type == NULL ||
+	    PyModule_AddObjectRef(m, "User", (PyObject *)user_type) < 0)
 		goto fail;
 	pyq_QueueType = queue_type_new();
 	if (pyq_QueueType == NULL ||

@@ -1,7 +1,7 @@
 /*
  * ops.c - the calls of shmq.Queue that move messages or may block: put,
  * get and their variants, batches, iteration, task_done, join, and the
- * waits the async adapters use.
+ * descriptors the async adapters wait on.
  *
  * Every call first tries without blocking, with the GIL held: while the
  * queue is neither full nor empty that is the whole call, and it costs no
@@ -14,8 +14,9 @@
  * its sleep, which ends a slice early.
  *
  * It must never hold a queue's lock while waiting for the GIL (no zero-
- * copy view or reservation spans a GIL release), and a wait that must not
- * take anything (_wait) never takes anything.
+ * copy view or reservation spans a GIL release), never use a handle that
+ * Python code it ran (dumps, loads, a codec, a signal handler) may have
+ * detached, and never record an item as delivered before it decoded.
  */
 #include "shmqpy.h"
 
@@ -188,6 +189,35 @@ static void set_count(Py_ssize_t n)
 }
 
 /* ------------------------------------------------------------------ */
+/* Roles                                                               */
+
+/* The handle for `flag` (SHMQ_PRODUCER, SHMQ_CONSUMER), opened if this
+ * Queue has none yet; NULL with an exception set.  Called again after
+ * Python code ran (dumps, a codec), which may have detached the Queue. */
+static shmq_t *want(pyq_queue *q, unsigned flag)
+{
+	shmq_t **hp = flag == SHMQ_PRODUCER ? &q->wh : &q->rh;
+
+	/* Another thread may detach, or open the role, while queue_want()
+	 * waits for the daemon: look again. */
+	for (;;) {
+		if (queue_check(q) < 0)
+			return NULL;
+		if (*hp)
+			return *hp;
+		if (queue_want(q, flag) < 0)
+			return NULL;
+	}
+}
+
+static inline shmq_t *want_fast(pyq_queue *q, unsigned flag)
+{
+	shmq_t *h = flag == SHMQ_PRODUCER ? q->wh : q->rh;
+
+	return q->gen == pyq_fork_gen && h ? h : want(q, flag);
+}
+
+/* ------------------------------------------------------------------ */
 /* put                                                                 */
 
 struct put_ctx {
@@ -209,37 +239,51 @@ static int put_slice(void *c, int ms)
 	return rc;
 }
 
-/* Puts one encoded item; the status. */
-static int put_item(pyq_queue *q, const struct pyq_item *it,
+/* Puts one encoded item with handle h; the status. */
+static int put_item(pyq_queue *q, shmq_t *h, const struct pyq_item *it,
 		    const struct pyq_wait *w)
 {
-	int rc = shmq_put(q->wh, it->p, it->n, SHMQ_NOWAIT);
+	int rc = shmq_put(h, it->p, it->n, SHMQ_NOWAIT);
 
 	if (rc == SHMQ_EAGAIN && w->block) {
 		struct iovec iov = { (void *)it->p, it->n };
-		struct put_ctx x = { q->wh, &iov, 1, 0 };
+		struct put_ctx x = { h, &iov, 1, 0 };
 		rc = in_slices(q, w, put_slice, &x);
 	}
+	return rc;
+}
+
+/* put, put_nowait, _try_put: the status of the put (PYQ_PYERR: an
+ * exception is set), *len the encoded length. */
+static int put_one(pyq_queue *q, PyObject *item, const struct pyq_wait *w,
+		   size_t *len)
+{
+	struct pyq_item it;
+	shmq_t *h;
+	int rc;
+
+	*len = 0;
+	if (want_fast(q, SHMQ_PRODUCER) == NULL)
+		return PYQ_PYERR;
+	if (items_encode(q, item, &it) < 0)
+		return PYQ_PYERR;
+	/* Encoding ran Python code: the Queue may be detached by now. */
+	h = want_fast(q, SHMQ_PRODUCER);
+	rc = h ? put_item(q, h, &it, w) : PYQ_PYERR;
+	*len = it.n;
+	items_release(&it);
 	return rc;
 }
 
 static PyObject *put_common(pyq_queue *q, PyObject *item,
 			    const struct pyq_wait *w)
 {
-	struct pyq_item it;
-	int rc;
+	size_t len;
+	int rc = put_one(q, item, w, &len);
 
-	if (queue_check(q) < 0)
-		return NULL;
-	if (q->wh == NULL && queue_want(q, SHMQ_PRODUCER) < 0)
-		return NULL;
-	if (items_encode(q, item, &it) < 0)
-		return NULL;
-	rc = put_item(q, &it, w);
-	items_release(&it);
 	if (rc == SHMQ_OK)
 		Py_RETURN_NONE;
-	return put_error(q, rc, it.n);
+	return put_error(q, rc, len);
 }
 
 static const char *const put_names[] = { "item", "block", "timeout" };
@@ -268,28 +312,20 @@ static PyObject *ops_put_nowait(PyObject *self, PyObject *item)
 }
 
 /* _try_put(item) -> None if put, else the encoded length (the queue has
- * no room for it now): for the async adapters, which wait for room for
- * that many bytes and try again. */
+ * no room for it now, and the producer descriptor is armed): for the
+ * async adapters, which wait for the descriptor and try again. */
 static PyObject *ops_try_put(PyObject *self, PyObject *item)
 {
 	pyq_queue *q = (pyq_queue *)self;
 	struct pyq_wait w = { .block = 0 };
-	struct pyq_item it;
-	int rc;
+	size_t len;
+	int rc = put_one(q, item, &w, &len);
 
-	if (queue_check(q) < 0)
-		return NULL;
-	if (q->wh == NULL && queue_want(q, SHMQ_PRODUCER) < 0)
-		return NULL;
-	if (items_encode(q, item, &it) < 0)
-		return NULL;
-	rc = put_item(q, &it, &w);
-	items_release(&it);
 	if (rc == SHMQ_OK)
 		Py_RETURN_NONE;
 	if (rc == SHMQ_EAGAIN)
-		return PyLong_FromSize_t(it.n);
-	return put_error(q, rc, it.n);
+		return PyLong_FromSize_t(len);
+	return put_error(q, rc, len);
 }
 
 static PyObject *ops_put_many(PyObject *self, PyObject *const *args,
@@ -303,17 +339,28 @@ static PyObject *ops_put_many(PyObject *self, PyObject *const *args,
 	struct pyq_wait w;
 	Py_ssize_t n, enc = 0;
 	size_t done = 0;
+	shmq_t *h;
 	int rc = PYQ_PYERR;
 
 	if (pyq_unpack("put_many", args, nargs, kwnames, names, 1, 3, a) < 0 ||
-	    ops_parse_wait(a[1], a[2], &w) < 0 || queue_check(q) < 0)
+	    ops_parse_wait(a[1], a[2], &w) < 0 ||
+	    want_fast(q, SHMQ_PRODUCER) == NULL)
 		return NULL;
-	if (q->wh == NULL && queue_want(q, SHMQ_PRODUCER) < 0)
-		return NULL;
-	seq = PySequence_Fast(a[0], "put_many() takes an iterable of items");
+	/* A tuple: its items stay while dumps() or a codec runs, whatever
+	 * that code does to the caller's list. */
+	if (PyTuple_CheckExact(a[0]))
+		seq = Py_NewRef(a[0]);
+	else if (PyList_CheckExact(a[0]))
+		seq = PyList_AsTuple(a[0]);
+	else if ((seq = PySequence_Tuple(a[0])) == NULL &&
+		 PyErr_ExceptionMatches(PyExc_TypeError)) {
+		PyErr_Clear();
+		PyErr_SetString(PyExc_TypeError,
+				"put_many() takes an iterable of items");
+	}
 	if (seq == NULL)
 		return NULL;
-	n = PySequence_Fast_GET_SIZE(seq);
+	n = PyTuple_GET_SIZE(seq);
 	if (n == 0)
 		goto out;
 	its = PyMem_Malloc((size_t)n * sizeof(*its));
@@ -323,15 +370,17 @@ static PyObject *ops_put_many(PyObject *self, PyObject *const *args,
 		goto out;
 	}
 	for (; enc < n; enc++) {
-		if (items_encode(q, PySequence_Fast_GET_ITEM(seq, enc),
-				 &its[enc]) < 0)
+		if (items_encode(q, PyTuple_GET_ITEM(seq, enc), &its[enc]) < 0)
 			goto out;
 		iov[enc].iov_base = (void *)its[enc].p;
 		iov[enc].iov_len = its[enc].n;
 	}
-	rc = shmq_putv(q->wh, iov, (size_t)n, &done, SHMQ_NOWAIT);
+	/* Encoding ran Python code: the Queue may be detached by now. */
+	if ((h = want_fast(q, SHMQ_PRODUCER)) == NULL)
+		goto out;
+	rc = shmq_putv(h, iov, (size_t)n, &done, SHMQ_NOWAIT);
 	if (rc == SHMQ_EAGAIN && w.block) {
-		struct put_ctx x = { q->wh, iov, (size_t)n, done };
+		struct put_ctx x = { h, iov, (size_t)n, done };
 		rc = in_slices(q, &w, put_slice, &x);
 		done = x.done;
 	}
@@ -352,6 +401,16 @@ out:
 
 /* ------------------------------------------------------------------ */
 /* get                                                                 */
+/*
+ * An item is taken (a get, or a lease) with the GIL held or just after
+ * it is taken back, and decoded with the GIL held: decoding runs Python
+ * code (loads, a codec) that may use this Queue from this thread or let
+ * others run.  Only an item that decoded is recorded as delivered (its
+ * lease in the Queue's list, or a task to be done), so task_done() never
+ * acks an item that nobody received.  One that did not decode is given
+ * back (nacked: only it, on an acked queue); one that a batch took after
+ * it is kept for the next get, in order.
+ */
 
 struct get_ctx {
 	shmq_t *h;
@@ -386,29 +445,78 @@ static int get_slice(void *c, int ms)
 	return rc;
 }
 
-/* After a get: record the lease (acked) or the task to be done. */
-static int got(pyq_queue *q, struct get_ctx *x, size_t n)
+/* The i-th message a batch took: its bytes and lease. */
+static void batch_msg(const struct get_ctx *x, size_t i, const char **p,
+		      size_t *n, struct shmq_msg *m)
 {
-	if (!q->acked) {
-		q->unfinished += (Py_ssize_t)n;
-		return 0;
+	static const struct shmq_msg none;
+
+	if (x->acked) {
+		*m = x->msgs[i];
+		*p = x->msgs[i].data;
+		*n = x->msgs[i].len;
+	} else {
+		*m = none;
+		*p = x->iov[i].iov_base;
+		*n = x->iov[i].iov_len;
 	}
-	return queue_lease_push(q, x->n ? x->msgs : &x->m, n);
 }
 
-/* Items that cannot be decoded: on an acked queue they go back (nack),
- * for another consumer or the dead-letter queue; a plain queue's are
- * gone, as any message a consumer took and failed on.  They were the
- * last `n` got. */
-static void ungot(pyq_queue *q, struct shmq_msg *m, size_t n)
+/* Decodes an item handle h took; a new reference, or NULL with an
+ * exception set and the item given back. */
+static PyObject *deliver(pyq_queue *q, shmq_t *h, const char *p, size_t n,
+			 const struct shmq_msg *m)
 {
-	if (!q->acked) {
-		q->unfinished -= (Py_ssize_t)n;
-		return;
+	PyObject *item = items_decode(q, p, n);
+
+	if (item && queue_delivered(q, h, m) < 0)
+		Py_CLEAR(item);
+	if (item == NULL)
+		queue_give_back(q, h, m);
+	return item;
+}
+
+/* The next item kept by an earlier get_many; NULL with an exception set
+ * (its own error, kept for this call, or the decoding's). */
+static PyObject *kept_next(pyq_queue *q)
+{
+	struct pyq_kept k = q->kept[q->kept_head];
+	PyObject *item;
+
+	q->kept_head++;
+	q->kept_n--;
+	if (k.exc) {
+		PyErr_SetObject((PyObject *)Py_TYPE(k.exc), k.exc);
+		Py_DECREF(k.exc);
+		return NULL;
 	}
-	for (size_t i = 0; i < n; i++)
-		shmq_nack(q->rh, &m[i], 0);
-	q->lease_n -= n;
+	item = deliver(q, q->rh, PyBytes_AS_STRING(k.raw),
+		       (size_t)PyBytes_GET_SIZE(k.raw), &k.m);
+	Py_DECREF(k.raw);
+	return item;
+}
+
+/* After items were delivered into `list` and the next one raised: keeps
+ * that error for the next get, and returns the list. */
+static PyObject *keep_error(pyq_queue *q, PyObject *list)
+{
+	static const struct shmq_msg none;
+	PyObject *type, *value, *tb;
+
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	if (value == NULL) {            /* cannot happen: an error is set */
+		Py_XDECREF(type);
+		Py_XDECREF(tb);
+		return list;
+	}
+	if (tb)
+		PyException_SetTraceback(value, tb);
+	Py_XDECREF(type);
+	Py_XDECREF(tb);
+	if (queue_keep_first(q, NULL, value, &none) < 0)
+		PyErr_Clear();          /* the error is lost, not an item */
+	return list;
 }
 
 /* Gets one item; `dflt` (borrowed) is returned instead of raising Empty
@@ -421,11 +529,10 @@ static PyObject *get_common(pyq_queue *q, const struct pyq_wait *w,
 	PyObject *item = NULL;
 	int own, rc;
 
-	if (queue_check(q) < 0)
+	if ((x.h = want_fast(q, SHMQ_CONSUMER)) == NULL)
 		return NULL;
-	if (q->rh == NULL && queue_want(q, SHMQ_CONSUMER) < 0)
-		return NULL;
-	x.h = q->rh;
+	if (q->kept_n)
+		return kept_next(q);
 	x.acked = q->acked;
 	x.size = q->max_msg;
 	x.buf = buf_claim(q, x.size, &own);
@@ -434,17 +541,12 @@ static PyObject *get_common(pyq_queue *q, const struct pyq_wait *w,
 	rc = get_slice(&x, SHMQ_NOWAIT);
 	if (rc == SHMQ_EAGAIN && w->block)
 		rc = in_slices(q, w, get_slice, &x);
-	if (rc == SHMQ_OK) {
-		if (got(q, &x, 1) == 0) {
-			item = items_decode(q, x.buf, x.len);
-			if (item == NULL)
-				ungot(q, &x.m, 1);
-		}
-	} else if (dflt && (rc == SHMQ_EAGAIN || rc == SHMQ_ETIMEDOUT)) {
+	if (rc == SHMQ_OK)
+		item = deliver(q, x.h, x.buf, x.len, &x.m);
+	else if (dflt && (rc == SHMQ_EAGAIN || rc == SHMQ_ETIMEDOUT))
 		item = Py_NewRef(dflt);
-	} else if (!(stop && rc == SHMQ_EOS)) {
+	else if (!(stop && rc == SHMQ_EOS))
 		get_error(q, rc);
-	}
 	buf_release(q, x.buf, own);
 	return item;
 }
@@ -473,7 +575,8 @@ static PyObject *ops_get_nowait(PyObject *self, PyObject *unused)
 	return get_common((pyq_queue *)self, &w, NULL, 0);
 }
 
-/* _try_get(default) -> an item, or default if none is there now. */
+/* _try_get(default) -> an item, or default if none is there now (and
+ * the consumer descriptor is armed). */
 static PyObject *ops_try_get(PyObject *self, PyObject *dflt)
 {
 	struct pyq_wait w = { .block = 0 };
@@ -486,6 +589,78 @@ PyObject *ops_next(PyObject *self)
 	struct pyq_wait w = { .block = 1, .forever = 1 };
 
 	return get_common((pyq_queue *)self, &w, NULL, 1);
+}
+
+/* get_many's share of what an earlier get_many kept: up to max items,
+ * stopping before a kept error unless it comes first. */
+static PyObject *get_many_kept(pyq_queue *q, Py_ssize_t max)
+{
+	PyObject *list = PyList_New(0);
+
+	while (list && q->kept_n && PyList_GET_SIZE(list) < max) {
+		if (q->kept[q->kept_head].exc && PyList_GET_SIZE(list))
+			break;
+		PyObject *item = kept_next(q);
+		if (item == NULL) {
+			if (PyList_GET_SIZE(list) == 0)
+				Py_CLEAR(list);
+			else
+				list = keep_error(q, list);
+			break;
+		}
+		if (PyList_Append(list, item) < 0)
+			Py_CLEAR(list);         /* the item is lost: no memory */
+		Py_DECREF(item);
+	}
+	return list;
+}
+
+/* Delivers what a batch took, in order, into a list.  If one item does
+ * not decode, the items before it are returned, its error is kept for
+ * the next get and the items after it for the gets after that; if it is
+ * the first, its error is raised now. */
+static PyObject *get_many_deliver(pyq_queue *q, const struct get_ctx *x)
+{
+	PyObject *all = PyList_New((Py_ssize_t)x->got), *list = NULL;
+	PyObject *type, *value, *tb;
+	size_t i = 0;
+
+	for (; all && i < x->got; i++) {
+		const char *p;
+		size_t n;
+		struct shmq_msg m;
+		batch_msg(x, i, &p, &n, &m);
+		PyObject *item = deliver(q, x->h, p, n, &m);
+		if (item == NULL)
+			break;
+		PyList_SET_ITEM(all, (Py_ssize_t)i, item);
+	}
+	if (all && i == x->got)
+		return all;
+	/* Item i failed (or there was no memory for the list): keep the
+	 * ones after it, in front of anything kept meanwhile by code that
+	 * decoding ran. */
+	PyErr_Fetch(&type, &value, &tb);
+	for (size_t j = x->got; j-- > i + (all != NULL);) {
+		const char *p;
+		size_t n;
+		struct shmq_msg m;
+		batch_msg(x, j, &p, &n, &m);
+		PyObject *raw = PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
+		if (raw == NULL || queue_keep_first(q, raw, NULL, &m) < 0) {
+			PyErr_Clear();
+			queue_give_back(q, x->h, &m);
+		}
+	}
+	if (all && i > 0)
+		list = PyList_GetSlice(all, 0, (Py_ssize_t)i);
+	Py_XDECREF(all);
+	if (list == NULL) {
+		PyErr_Restore(type, value, tb);
+		return NULL;
+	}
+	PyErr_Restore(type, value, tb);
+	return keep_error(q, list);
 }
 
 static PyObject *ops_get_many(PyObject *self, PyObject *const *args,
@@ -510,11 +685,10 @@ static PyObject *ops_get_many(PyObject *self, PyObject *const *args,
 				"max_items must be between 1 and 1048576");
 		return NULL;
 	}
-	if (queue_check(q) < 0)
+	if ((x.h = want_fast(q, SHMQ_CONSUMER)) == NULL)
 		return NULL;
-	if (q->rh == NULL && queue_want(q, SHMQ_CONSUMER) < 0)
-		return NULL;
-	x.h = q->rh;
+	if (q->kept_n)
+		return get_many_kept(q, max);
 	x.acked = q->acked;
 	x.n = (size_t)max;
 	/* Room for max_items of the largest message, within reason: one
@@ -538,25 +712,10 @@ static PyObject *ops_get_many(PyObject *self, PyObject *const *args,
 	rc = get_slice(&x, SHMQ_NOWAIT);
 	if (rc == SHMQ_EAGAIN && w.block)
 		rc = in_slices(q, &w, get_slice, &x);
-	if (rc != SHMQ_OK || x.got == 0) {
+	if (rc != SHMQ_OK || x.got == 0)
 		get_error(q, rc == SHMQ_OK ? SHMQ_EAGAIN : rc);
-		goto out;
-	}
-	if (got(q, &x, x.got) < 0)
-		goto out;
-	list = PyList_New((Py_ssize_t)x.got);
-	for (size_t i = 0; list && i < x.got; i++) {
-		PyObject *item = x.acked
-			? items_decode(q, x.msgs[i].data, x.msgs[i].len)
-			: items_decode(q, x.iov[i].iov_base,
-				       x.iov[i].iov_len);
-		if (item == NULL)
-			Py_CLEAR(list);
-		else
-			PyList_SET_ITEM(list, (Py_ssize_t)i, item);
-	}
-	if (list == NULL)
-		ungot(q, x.msgs, x.got);
+	else
+		list = get_many_deliver(q, &x);
 out:
 	buf_release(q, x.buf, own);
 	PyMem_Free(x.msgs);
@@ -651,163 +810,39 @@ static PyObject *ops_join(PyObject *self, PyObject *const *args,
 }
 
 /* ------------------------------------------------------------------ */
-/* Waiting without taking (the async adapters)                         */
+/* The event loops' descriptors (the async adapters)                   */
 
-struct wait_ctx {
-	pyq_queue *q;
-	shmq_t *h;
-	size_t len;
-	int64_t start_ns;
-};
-
-/* Plain queue, get side: a view waits like a get and takes nothing. */
-static int wait_get_slice(void *c, int ms)
+/* _fd(direction) -> int: the descriptor of this Queue's consumer ('get')
+ * or producer ('put') handle, readable when a get or a put may proceed
+ * (libshmq's shmq_fd(); armed by _try_get / _try_put finding nothing to
+ * do).  Attaches the role first if needed.  It is the handle's: closed
+ * when the Queue detaches. */
+static PyObject *ops_fd(PyObject *self, PyObject *arg)
 {
-	struct wait_ctx *x = c;
-	const void *data;
-	size_t len;
-	int rc = shmq_get_view(x->h, &data, &len, ms);
-
-	if (rc == SHMQ_OK)
-		shmq_get_leave(x->h);
-	return rc == SHMQ_EOS || rc == SHMQ_EOS_LOST ? SHMQ_OK : rc;
-}
-
-/* Put side: a reservation waits like a put and puts nothing. */
-static int wait_put_slice(void *c, int ms)
-{
-	struct wait_ctx *x = c;
-	void *data;
-	int rc = shmq_put_reserve(x->h, x->len, &data, ms);
-
-	if (rc == SHMQ_OK)
-		shmq_put_cancel(x->h);
-	return rc == SHMQ_ECLOSED || rc == SHMQ_E2BIG ? SHMQ_OK : rc;
-}
-
-/* Acked queue, get side: a view would be a lease, so look at the numbers
- * now and then.  A lease that timed out is returned by the next getter,
- * so with leases out and a lease timeout, say "maybe" every 250 ms. */
-static int wait_acked_slice(void *c, int ms)
-{
-	struct wait_ctx *x = c;
-	int64_t end = pyq_now_ns() + (int64_t)ms * 1000000;
-	int64_t nap = 100000;   /* 0.1 ms, doubling to 20 ms */
-
-	for (;;) {
-		struct shmq_stat st;
-		int rc = shmq_stat(x->q->h, &st);    /* see join_slice */
-		int64_t now = pyq_now_ns();
-
-		if (rc != SHMQ_OK)
-			return rc;
-		if (st.messages || st.state != SHMQ_STATE_OPEN ||
-		    (st.leased && st.lease_timeout_ms &&
-		     now - x->start_ns >= 250000000))
-			return SHMQ_OK;
-		if (now >= end)
-			return SHMQ_ETIMEDOUT;
-		if (nap > end - now)
-			nap = end - now;
-		struct timespec ts = { nap / 1000000000, nap % 1000000000 };
-		if (nanosleep(&ts, NULL) < 0)
-			return SHMQ_EINTR;
-		if (nap < 20000000)
-			nap *= 2;
-	}
-}
-
-/* _wait(direction, timeout=None, length=0) -> bool: waits until a get
- * ('get') or a put of `length` bytes ('put') would not block, without
- * taking or putting anything; False if the timeout passed first.  Any
- * other error says "ready": the call that follows reports it. */
-static PyObject *ops_wait(PyObject *self, PyObject *const *args,
-			  Py_ssize_t nargs, PyObject *kwnames)
-{
-	static const char *const names[] = { "direction", "timeout",
-					     "length" };
 	pyq_queue *q = (pyq_queue *)self;
-	PyObject *a[3];
-	struct pyq_wait w;
-	struct wait_ctx x = { .q = q };
-	slice_fn fn;
-	int rc, put;
+	unsigned flag, dir;
+	shmq_t *h;
+	int fd, rc;
 
-	if (pyq_unpack("_wait", args, nargs, kwnames, names, 1, 3, a) < 0 ||
-	    ops_parse_wait(NULL, a[1], &w) < 0 || queue_check(q) < 0)
-		return NULL;
-	if (PyUnicode_Check(a[0]) &&
-	    PyUnicode_CompareWithASCIIString(a[0], "put") == 0)
-		put = 1;
-	else if (PyUnicode_Check(a[0]) &&
-		 PyUnicode_CompareWithASCIIString(a[0], "get") == 0)
-		put = 0;
-	else {
+	if (PyUnicode_Check(arg) &&
+	    PyUnicode_CompareWithASCIIString(arg, "put") == 0) {
+		flag = SHMQ_PRODUCER;
+		dir = SHMQ_POLL_PUT;
+	} else if (PyUnicode_Check(arg) &&
+		   PyUnicode_CompareWithASCIIString(arg, "get") == 0) {
+		flag = SHMQ_CONSUMER;
+		dir = SHMQ_POLL_GET;
+	} else {
 		PyErr_SetString(PyExc_ValueError,
 				"direction must be 'get' or 'put'");
 		return NULL;
 	}
-	if (a[2] && (x.len = PyLong_AsSize_t(a[2])) == (size_t)-1 &&
-	    PyErr_Occurred())
+	if ((h = want_fast(q, flag)) == NULL)
 		return NULL;
-	if (put) {
-		if (q->wait_w == NULL) {
-			if (q->role && !(q->role & SHMQ_PRODUCER))
-				return pyq_raise_status(SHMQ_EROLE, q->name,
-					"this Queue was opened with role='r': "
-					"it cannot put");
-			const char *name = PyUnicode_AsUTF8(q->name);
-			if (name == NULL)
-				return NULL;
-			shmq_t *h;
-			Py_BEGIN_ALLOW_THREADS
-			rc = shmq_open(name, SHMQ_PRODUCER, &h);
-			Py_END_ALLOW_THREADS
-			if (rc != SHMQ_OK)
-				return pyq_raise_status(rc, q->name, NULL);
-			if (q->wait_w || queue_check(q) < 0)
-				shmq_detach(h);
-			else
-				q->wait_w = h;
-			if (PyErr_Occurred())
-				return NULL;
-		}
-		x.h = q->wait_w;
-		fn = wait_put_slice;
-	} else if (q->acked) {
-		fn = wait_acked_slice;
-	} else {
-		if (q->wait_r == NULL) {
-			if (q->role && !(q->role & SHMQ_CONSUMER))
-				return pyq_raise_status(SHMQ_EROLE, q->name,
-					"this Queue was opened with role='w': "
-					"it cannot get");
-			const char *name = PyUnicode_AsUTF8(q->name);
-			if (name == NULL)
-				return NULL;
-			shmq_t *h;
-			Py_BEGIN_ALLOW_THREADS
-			rc = shmq_open(name, SHMQ_CONSUMER, &h);
-			Py_END_ALLOW_THREADS
-			if (rc != SHMQ_OK)
-				return pyq_raise_status(rc, q->name, NULL);
-			if (q->wait_r || queue_check(q) < 0)
-				shmq_detach(h);
-			else
-				q->wait_r = h;
-			if (PyErr_Occurred())
-				return NULL;
-		}
-		x.h = q->wait_r;
-		fn = wait_get_slice;
-	}
-	x.start_ns = pyq_now_ns();
-	rc = in_slices(q, &w, fn, &x);
-	if (rc == SHMQ_ETIMEDOUT)
-		Py_RETURN_FALSE;
-	if (rc == PYQ_PYERR)
-		return NULL;
-	Py_RETURN_TRUE;
+	rc = shmq_fd(h, dir, &fd);      /* never blocks */
+	if (rc != SHMQ_OK)
+		return pyq_raise_status(rc, q->name, NULL);
+	return PyLong_FromLong(fd);
 }
 
 /* ------------------------------------------------------------------ */
@@ -854,10 +889,10 @@ PyMethodDef pyq_ops_methods[] = {
 	  "Block until every item put before the call is settled: acked "
 	  "(acked queue) or taken by a consumer (plain queue).  Raises "
 	  "TimeoutError if timeout seconds pass first." },
-	{ "_wait", FASTKW(ops_wait), METH_FASTCALL | METH_KEYWORDS,
-	  "_wait(direction, timeout=None, length=0) -> bool\n\n"
-	  "Wait until a get ('get') or a put of length bytes ('put') would "
-	  "not block, taking nothing.  For the async adapters." },
+	{ "_fd", ops_fd, METH_O,
+	  "_fd(direction) -> int: the descriptor that becomes readable when "
+	  "a get ('get') or a put ('put') may proceed.  For the async "
+	  "adapters." },
 	{ "_try_put", ops_try_put, METH_O,
 	  "_try_put(item) -> None if put, else the encoded length." },
 	{ "_try_get", ops_try_get, METH_O,

@@ -4,8 +4,9 @@
  * Owns construction (create, open), the lazy roles (a Queue attaches as
  * a producer at its first put and as a consumer at its first get, unless
  * role= says up front), detaching (explicitly, by `with`, when collected,
- * at exit), the fork guard, and the calls that only look at the queue
- * (qsize, empty, full, stat) or close it (shutdown).
+ * at exit), the fork guard, what a Queue delivered (leases, tasks) or
+ * took and keeps for its next get, and the calls that only look at the
+ * queue (qsize, empty, full, stat) or close it (shutdown).
  *
  * It must never detach a handle that another thread is using without the
  * GIL (queue_enter/queue_leave count those), nor one inherited through
@@ -84,39 +85,48 @@ int queue_check_slow(pyq_queue *q)
 	return -1;
 }
 
-static void detach_handle(shmq_t **hp, shmq_t *done[], int *ndone)
+/* Forgets what was kept for the next get (decoding may run code). */
+static void kept_clear(pyq_queue *q)
 {
-	shmq_t *h = *hp;
+	struct pyq_kept *kept = q->kept;
+	size_t head = q->kept_head, n = q->kept_n;
 
-	*hp = NULL;
-	if (h == NULL)
-		return;
-	for (int i = 0; i < *ndone; i++)
-		if (done[i] == h)
-			return;
-	done[(*ndone)++] = h;
-	shmq_detach(h);
+	q->kept = NULL;
+	q->kept_head = q->kept_n = q->kept_cap = 0;
+	for (size_t i = head; i < head + n; i++) {
+		Py_XDECREF(kept[i].raw);
+		Py_XDECREF(kept[i].exc);
+	}
+	PyMem_Free(kept);
 }
 
-/* Forgets every handle: detaching each if they are this process's. */
+/* Forgets every handle: detaching each if they are this process's.  A
+ * detach may take a round trip to the daemon (a reconnection after it
+ * restarted): it runs without the GIL, once the Queue holds none of its
+ * handles any more (no other thread can pick one up meanwhile). */
 static void drop_handles(pyq_queue *q, int detach)
 {
-	shmq_t *done[5];
-	int ndone = 0;
+	shmq_t *hs[3] = { q->rh, q->wh, q->h };
 
-	if (detach) {
-		detach_handle(&q->wait_r, done, &ndone);
-		detach_handle(&q->wait_w, done, &ndone);
-		detach_handle(&q->rh, done, &ndone);
-		detach_handle(&q->wh, done, &ndone);
-		detach_handle(&q->h, done, &ndone);
-	}
 	/* Inherited handles are leaked on purpose: freeing one means
 	 * detaching it, and the attachment is the parent's. */
-	q->h = q->rh = q->wh = q->wait_r = q->wait_w = NULL;
+	q->h = q->rh = q->wh = NULL;
 	q->h_flags = 0;
 	q->lease_head = q->lease_n = 0;
 	q->unfinished = 0;
+	/* h may be rh or wh, and rh may be wh (role='rw'): once each. */
+	if (hs[1] == hs[0])
+		hs[1] = NULL;
+	if (hs[2] == hs[0] || hs[2] == hs[1])
+		hs[2] = NULL;
+	if (detach && (hs[0] || hs[1] || hs[2])) {
+		Py_BEGIN_ALLOW_THREADS
+		for (int i = 0; i < 3; i++)
+			if (hs[i])
+				shmq_detach(hs[i]);
+		Py_END_ALLOW_THREADS
+	}
+	kept_clear(q);
 }
 
 void queue_detach(pyq_queue *q, int at_exit)
@@ -154,12 +164,10 @@ char *queue_scratch(pyq_queue *q, size_t size)
 	return q->scratch;
 }
 
-int queue_lease_push(pyq_queue *q, const struct shmq_msg *m, size_t n)
+static int lease_push(pyq_queue *q, const struct shmq_msg *m)
 {
-	if (q->lease_n + n > q->lease_cap) {
-		size_t cap = q->lease_cap ? q->lease_cap : 16;
-		while (cap < q->lease_n + n)
-			cap *= 2;
+	if (q->lease_n == q->lease_cap) {
+		size_t cap = q->lease_cap ? q->lease_cap * 2 : 16;
 		struct shmq_msg *grown = PyMem_Malloc(cap * sizeof(*grown));
 		if (grown == NULL) {
 			PyErr_NoMemory();
@@ -173,14 +181,76 @@ int queue_lease_push(pyq_queue *q, const struct shmq_msg *m, size_t n)
 		q->lease_cap = cap;
 		q->lease_head = 0;
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct shmq_msg *e =
-			&q->leases[(q->lease_head + q->lease_n) % q->lease_cap];
-		*e = m[i];
-		e->data = NULL;         /* points into a reused buffer */
-		q->lease_n++;
-	}
+	struct shmq_msg *e =
+		&q->leases[(q->lease_head + q->lease_n) % q->lease_cap];
+	*e = *m;
+	e->data = NULL;         /* points into a reused buffer */
+	q->lease_n++;
 	return 0;
+}
+
+int queue_delivered(pyq_queue *q, shmq_t *h, const struct shmq_msg *m)
+{
+	/* Detached (or reopened) by code that decoding ran: the lease ended
+	 * with the handle that took it. */
+	if (q->state != PYQ_OPEN || q->rh != h)
+		return 0;
+	if (!q->acked) {
+		q->unfinished++;
+		return 0;
+	}
+	return lease_push(q, m);
+}
+
+int queue_keep_first(pyq_queue *q, PyObject *raw, PyObject *exc,
+		     const struct shmq_msg *m)
+{
+	if (q->kept_head == 0) {
+		/* Room at the front: grow if full, and move the rest up. */
+		size_t cap = q->kept_n == q->kept_cap
+			     ? (q->kept_cap ? q->kept_cap * 2 : 8) : q->kept_cap;
+		struct pyq_kept *to = q->kept;
+		if (cap != q->kept_cap) {
+			to = PyMem_Malloc(cap * sizeof(*to));
+			if (to == NULL) {
+				Py_XDECREF(raw);
+				Py_XDECREF(exc);
+				PyErr_NoMemory();
+				return -1;
+			}
+		}
+		size_t room = cap - q->kept_n;
+		if (q->kept_n)
+			memmove(to + room, q->kept, q->kept_n * sizeof(*to));
+		if (to != q->kept) {
+			PyMem_Free(q->kept);
+			q->kept = to;
+			q->kept_cap = cap;
+		}
+		q->kept_head = room;
+	}
+	struct pyq_kept *e = &q->kept[--q->kept_head];
+	q->kept_n++;
+	e->raw = raw;
+	e->exc = exc;
+	e->m = *m;
+	e->m.data = NULL;
+	return 0;
+}
+
+void queue_give_back(pyq_queue *q, shmq_t *h, const struct shmq_msg *m)
+{
+	/* Detached meanwhile (by code that decoding ran): the lease ended
+	 * with the handle. */
+	if (!q->acked || m->lease == 0 || q->state != PYQ_OPEN ||
+	    q->gen != pyq_fork_gen || q->rh != h)
+		return;
+	/* A nack waits for the consumers' lock, without a limit. */
+	__atomic_add_fetch(&q->inflight, 1, __ATOMIC_SEQ_CST);
+	Py_BEGIN_ALLOW_THREADS
+	shmq_nack(h, m, 0);
+	queue_leave(q);
+	Py_END_ALLOW_THREADS
 }
 
 /* Opens a handle with the GIL released; -1 with an exception set. */
@@ -220,7 +290,9 @@ int queue_want(pyq_queue *q, unsigned flag)
 	 * role while the GIL was released. */
 	if (q->state != PYQ_OPEN || q->gen != pyq_fork_gen ||
 	    (flag == SHMQ_PRODUCER ? q->wh : q->rh) != NULL) {
+		Py_BEGIN_ALLOW_THREADS
 		shmq_detach(nh);
+		Py_END_ALLOW_THREADS
 		return q->state == PYQ_OPEN ? 0 : queue_still_open(q);
 	}
 	if (flag == SHMQ_PRODUCER)
@@ -228,11 +300,15 @@ int queue_want(pyq_queue *q, unsigned flag)
 	else
 		q->rh = nh;
 	/* The first handle, opened with no role, is not needed any more
-	 * once a role handle exists (unless a call is using it now). */
+	 * once a role handle exists (unless a call is using it now: no
+	 * call picks it up once it is no longer q->h). */
 	if (q->h_flags == 0 && LOAD(&q->inflight) == 0) {
-		shmq_detach(q->h);
+		shmq_t *old = q->h;
 		q->h = nh;
 		q->h_flags = flag;
+		Py_BEGIN_ALLOW_THREADS
+		shmq_detach(old);
+		Py_END_ALLOW_THREADS
 	}
 	return 0;
 }
@@ -455,6 +531,8 @@ static int stat_of(pyq_queue *q, struct shmq_stat *st)
 	return 0;
 }
 
+/* Items a get would return now: the queue's, and those this Queue took
+ * and keeps for its next get. */
 static PyObject *queue_qsize(PyObject *self, PyObject *unused)
 {
 	struct shmq_stat st;
@@ -462,7 +540,8 @@ static PyObject *queue_qsize(PyObject *self, PyObject *unused)
 	(void)unused;
 	if (stat_of((pyq_queue *)self, &st) < 0)
 		return NULL;
-	return PyLong_FromUnsignedLongLong(st.messages);
+	return PyLong_FromUnsignedLongLong(st.messages +
+					   ((pyq_queue *)self)->kept_n);
 }
 
 static PyObject *queue_empty(PyObject *self, PyObject *unused)
@@ -472,7 +551,8 @@ static PyObject *queue_empty(PyObject *self, PyObject *unused)
 	(void)unused;
 	if (stat_of((pyq_queue *)self, &st) < 0)
 		return NULL;
-	return PyBool_FromLong(st.messages == 0);
+	return PyBool_FromLong(st.messages == 0 &&
+			       ((pyq_queue *)self)->kept_n == 0);
 }
 
 static PyObject *queue_full(PyObject *self, PyObject *unused)
@@ -699,7 +779,8 @@ static PyGetSetDef queue_getset[] = {
 static PyMethodDef queue_methods[] = {
 	{ "qsize", queue_qsize, METH_NOARGS,
 	  "qsize() -> int: messages queued now (acked queues: waiting for "
-	  "delivery).  Approximate, as queue.Queue's." },
+	  "delivery), and those this Queue took and keeps for its next get "
+	  "(see get_many).  Approximate, as queue.Queue's." },
 	{ "empty", queue_empty, METH_NOARGS,
 	  "empty() -> bool: qsize() == 0." },
 	{ "full", queue_full, METH_NOARGS,
@@ -751,6 +832,8 @@ static int queue_traverse(PyObject *self, visitproc visit, void *arg)
 	Py_VISIT(q->serializer);
 	Py_VISIT(q->dumps);
 	Py_VISIT(q->loads);
+	for (size_t i = 0; i < q->kept_n; i++)
+		Py_VISIT(q->kept[q->kept_head + i].exc);
 	return 0;
 }
 
@@ -758,9 +841,11 @@ static int queue_clear(PyObject *self)
 {
 	pyq_queue *q = (pyq_queue *)self;
 
+	/* The codec stays: items.c refuses to run without dumps/loads. */
 	Py_CLEAR(q->serializer);
 	Py_CLEAR(q->dumps);
 	Py_CLEAR(q->loads);
+	kept_clear(q);
 	return 0;
 }
 
@@ -772,12 +857,16 @@ static void queue_dealloc(PyObject *self)
 	PyObject_GC_UnTrack(self);
 	if (q->weakrefs)
 		PyObject_ClearWeakRefs(self);
+	/* Out of the list first: detaching releases the GIL, and the exit
+	 * must not find a Queue that is going away. */
+	if (q->state != PYQ_NEW)
+		pyq_live_remove(q);
 	/* No call can be running (each holds a reference): detach now,
 	 * unless the handles are a parent's. */
 	if (q->state == PYQ_OPEN)
 		drop_handles(q, q->gen == pyq_fork_gen);
-	if (q->state != PYQ_NEW)
-		pyq_live_remove(q);
+	q->state = PYQ_DETACHED;
+	kept_clear(q);
 	queue_clear(self);
 	Py_CLEAR(q->name);
 	Py_CLEAR(q->encoding);

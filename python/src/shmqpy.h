@@ -43,6 +43,15 @@ enum pyq_codec {
 	PYQ_SERIAL,     /* serializer.dumps / serializer.loads */
 };
 
+/* An item taken from the queue but not delivered yet: get_many() keeps
+ * what follows an item that could not be decoded for the next get (or
+ * that item's error, to raise at the next get). */
+struct pyq_kept {
+	PyObject *raw;          /* bytes, or NULL */
+	PyObject *exc;          /* the decoding error to raise, or NULL */
+	struct shmq_msg m;      /* its lease (acked queues) */
+};
+
 typedef struct pyq_queue {
 	PyObject_HEAD
 	/* Equals pyq_fork_gen while the handles are this process's; the
@@ -53,7 +62,6 @@ typedef struct pyq_queue {
 	unsigned h_flags;       /* its SHMQ_PRODUCER | SHMQ_CONSUMER */
 	shmq_t *rh, *wh;        /* the consumer and producer handles, once
 				   this Queue gets or puts (may be h) */
-	shmq_t *wait_r, *wait_w;        /* waiting without taking (async) */
 	unsigned role;          /* role=: fixed flags, 0 = attach lazily */
 	int acked;
 	uint32_t capacity;
@@ -67,11 +75,16 @@ typedef struct pyq_queue {
 	char *scratch;
 	size_t scratch_size;
 	int scratch_busy;
-	/* Acked queues: the leases this Queue holds, oldest first (a ring
-	 * of lease_cap entries).  Plain queues: gets not yet task_done. */
+	/* Acked queues: the leases of the items this Queue delivered, oldest
+	 * first (a ring of lease_cap entries); an item enters it once
+	 * decoded.  Plain queues: items delivered, not yet task_done. */
 	struct shmq_msg *leases;
 	size_t lease_head, lease_n, lease_cap;
 	Py_ssize_t unfinished;
+	/* Items taken but not delivered yet, in order: kept[kept_head ..
+	 * kept_n). */
+	struct pyq_kept *kept;
+	size_t kept_head, kept_n, kept_cap;
 	/* Items. */
 	int codec;
 	PyObject *encoding, *errors;    /* str or NULL */
@@ -84,7 +97,7 @@ typedef struct pyq_queue {
 
 /* --- module.c -------------------------------------------------------- */
 extern PyObject *pyq_Empty, *pyq_Full, *pyq_ShutDown, *pyq_ProducerLost;
-extern PyObject *pyq_ForkError;
+extern PyObject *pyq_ForkError, *pyq_Status;
 extern volatile unsigned pyq_fork_gen;
 extern PyTypeObject *pyq_QueueType;
 extern PyObject *pyq_on_fork;   /* the package's hook, or NULL */
@@ -115,14 +128,24 @@ int queue_want(pyq_queue *q, unsigned flag);
  * queue_leave (without it) never returns if it was detached at exit. */
 int queue_enter(pyq_queue *q);
 void queue_leave(pyq_queue *q);
-/* After a call that ran without the GIL: -1 with an exception set if the
- * Queue was detached meanwhile. */
+/* -1 with an exception set unless the Queue is open (not necessarily in
+ * this process: see queue_check). */
 int queue_still_open(pyq_queue *q);
 /* Detaches every handle; at_exit: calls still blocked never return. */
 void queue_detach(pyq_queue *q, int at_exit);
 /* A receive buffer of at least `size` bytes usable with the GIL held. */
 char *queue_scratch(pyq_queue *q, size_t size);
-int queue_lease_push(pyq_queue *q, const struct shmq_msg *m, size_t n);
+/* Records an item taken by handle h and delivered: its lease (acked) or
+ * a task to be done; nothing if h is no longer this Queue's. */
+int queue_delivered(pyq_queue *q, shmq_t *h, const struct shmq_msg *m);
+/* Keeps a taken item (raw: its bytes, or exc: its error) to be the next
+ * get's, before those kept already; steals the references.  0, or -1
+ * with an exception set (and the item forgotten). */
+int queue_keep_first(pyq_queue *q, PyObject *raw, PyObject *exc,
+		     const struct shmq_msg *m);
+/* Gives back a lease taken by handle h whose item cannot be delivered
+ * (nack, without the GIL), if h is still this Queue's. */
+void queue_give_back(pyq_queue *q, shmq_t *h, const struct shmq_msg *m);
 
 /* --- ops.c ----------------------------------------------------------- */
 struct pyq_wait {
@@ -146,7 +169,8 @@ struct pyq_item {
 /* Options of the constructor: 0, or -1 with an exception set. */
 int items_setup(pyq_queue *q, PyObject *encoding, PyObject *errors,
 		PyObject *serializer);
-/* An item as bytes, valid without the GIL until items_release. */
+/* An item as bytes, valid without the GIL until items_release.  Runs
+ * Python code (dumps, codecs) that may change anything, the Queue too. */
 int items_encode(pyq_queue *q, PyObject *obj, struct pyq_item *it);
 void items_release(struct pyq_item *it);
 PyObject *items_decode(pyq_queue *q, const char *p, size_t n);

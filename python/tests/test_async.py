@@ -1,14 +1,15 @@
 """asyncio: aput, aget, ajoin, `async for`, and the rule that a cancelled
 await never loses a message."""
 import asyncio
+import gc
 import random
 import threading
+import time
 
 import pytest
 
 import shmq
 
-from test_conformance import wait_for
 
 
 def run(coro):
@@ -124,7 +125,6 @@ def test_cancelled_aget_loses_nothing(name):
         with pytest.raises(asyncio.CancelledError):
             await task
         shmq.Queue(name).put(b"after the cancel")
-        await asyncio.sleep(0.3)        # a watcher may still be waiting
         return q.get_nowait()
     assert run(main()) == b"after the cancel"
 
@@ -175,23 +175,91 @@ def test_cancelled_aput_puts_nothing(name):
         with pytest.raises(asyncio.CancelledError):
             await task
         q.get_nowait()
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.1)        # the loop runs on: nothing put
     run(main())
     assert q.qsize() == 0
 
 
-def test_many_waiters_share_one_watcher(name):
+def test_many_waiters_and_no_thread(name):
+    """Waiting coroutines share the Queue's descriptor in the loop; no
+    thread waits for them."""
     q = shmq.Queue(name, create=True)
+    threads = threading.active_count()
 
     async def main():
         tasks = [asyncio.create_task(q.aget()) for _ in range(20)]
         await asyncio.sleep(0.05)
-        threads = {t.name for t in threading.enumerate()}
-        assert sum(1 for t in threads if t == "shmq-get-" + name) == 1
+        assert threading.active_count() == threads
         q.put_many([b"%d" % i for i in range(20)])
         return await asyncio.gather(*tasks)
     got = run(main())
     assert sorted(got, key=int) == [b"%d" % i for i in range(20)]
+
+
+def test_no_spin_on_a_closed_acked_queue_with_a_lease_out(name):
+    """Closed, drained, but another consumer holds a lease (it may come
+    back): aget() waits for it without spinning (before the fix it used
+    most of a CPU), and the ack that ends the stream ends the wait."""
+    q = shmq.Queue(name, create=True, acked=True)
+    holder = shmq.Queue(name)
+    q.put(b"job")
+    assert holder.get() == b"job"
+    q.shutdown()
+    waiter = shmq.Queue(name)
+    wall, cpu = time.monotonic(), time.process_time()
+    with pytest.raises(shmq.Empty):
+        run(waiter.aget(timeout=1.5))
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    assert wall >= 1.5
+    assert cpu < 0.2 * wall, "%.2f s of CPU in %.2f s" % (cpu, wall)
+
+    async def end():
+        task = asyncio.create_task(waiter.aget())
+        await asyncio.sleep(0.05)
+        holder.task_done()
+        with pytest.raises(shmq.ShutDown):
+            await asyncio.wait_for(task, 10)
+    run(end())
+
+
+def test_dropped_queue_detaches_after_async_use(name):
+    """A Queue that waited in aput/aget is detached as soon as it is
+    dropped, without the cyclic collector (before the fix the watcher held
+    it in a cycle: its handles, an auto_close queue's stream, stayed)."""
+    base = shmq.Queue(name, create=True, capacity=1, auto_close=True)
+
+    async def use():
+        p = shmq.Queue(name)
+        c = shmq.Queue(name)
+        await p.aput(b"1")
+        try:
+            await p.aput(b"2", timeout=0.05)
+        except shmq.Full:
+            pass
+        assert await c.aget() == b"1"
+        try:
+            await c.aget(timeout=0.05)
+        except shmq.Empty:
+            pass
+        st = base.stat()
+        return st.producers, st.consumers
+    gc.disable()
+    try:
+        assert run(use()) >= (1, 1)
+        st = base.stat()
+        assert (st.producers, st.consumers) == (0, 0)
+        assert st.state == "closed" and st.auto_closed
+    finally:
+        gc.enable()
+
+
+def test_a_queue_used_by_two_loops(name):
+    q = shmq.Queue(name, create=True)
+    for i in range(3):                  # a new loop each time
+        later = threading.Timer(0.05, lambda: shmq.Queue(name).put(b"x"))
+        later.start()
+        assert run(q.aget()) == b"x"
+        later.join()
 
 
 def test_ajoin(name):
@@ -219,9 +287,22 @@ def test_detach_ends_waiting_coroutines(name):
 
     async def main():
         task = asyncio.create_task(q.aget())
-        await asyncio.sleep(0.05)
-        wait_for(lambda: q.stat().blocked_get > 0)
-        q.detach()
+        await asyncio.sleep(0.05)       # waiting (or, if not yet, it will
+        q.detach()                      # find the Queue detached)
         with pytest.raises(ValueError):
             await asyncio.wait_for(task, 10)
+    run(main())
+
+
+def test_detach_in_another_thread_ends_waiting_coroutines(name):
+    q = shmq.Queue(name, create=True)
+
+    async def main():
+        task = asyncio.create_task(q.aget())
+        await asyncio.sleep(0.05)
+        t = threading.Thread(target=q.detach)
+        t.start()
+        with pytest.raises(ValueError):
+            await asyncio.wait_for(task, 10)
+        t.join()
     run(main())

@@ -2,10 +2,14 @@
 once, multiprocessing (fork and spawn), clean exits against lost
 producers, a SIGKILLed producer, and signals to a blocked process."""
 import multiprocessing
+import multiprocessing.util
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -50,6 +54,35 @@ def get_one(q, path):
         f.write(q.get(timeout=TIMEOUT))
 
 
+def leave_a_thread_blocked(q, path, finalized):
+    """Returns while a non-daemon thread waits in q.get(); tells the
+    parent once multiprocessing's exit hooks have run."""
+    q.qsize()                           # reopened (fork) by this thread
+
+    def worker():
+        item = q.get(timeout=TIMEOUT)
+        with open(path, "wb") as f:
+            f.write(item)
+    threading.Thread(target=worker).start()
+    multiprocessing.util.Finalize(None, finalized.set, exitpriority=-100)
+
+
+def reopen_from_threads(q, path, n):
+    """n threads first touch the inherited Queue at the same moment."""
+    barrier = threading.Barrier(n)
+
+    def put(i):
+        barrier.wait()
+        q.put(b"%d" % i)
+    ts = [threading.Thread(target=put, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    with open(path, "w") as f:
+        f.write("%d" % q.stat().producers)
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_producers_and_consumers_exactly_once(name, procs, tmp_path,
                                               method):
@@ -84,7 +117,7 @@ def test_producers_and_consumers_exactly_once(name, procs, tmp_path,
     assert not st.producer_lost
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_multiprocessing_child_reopens_and_detaches(name, procs, method):
     ctx = multiprocessing.get_context(method)
     q = shmq.Queue(name, create=True, auto_close=True)
@@ -113,6 +146,50 @@ def test_multiprocessing_child_gets(name, procs, tmp_path):
     assert out.read_bytes() == b"parent's"
     q.put(b"still mine")                # the parent's handle is intact
     assert q.get() == b"still mine"
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_multiprocessing_child_waits_for_its_threads(name, procs, tmp_path,
+                                                     method):
+    """A child whose target returned while a non-daemon thread waits in a
+    Queue: the child waits for the thread, as any interpreter does, and
+    detaches after it (before the fix it hung forever)."""
+    ctx = multiprocessing.get_context(method)
+    q = shmq.Queue(name, create=True)
+    out = tmp_path / "got"
+    finalized = ctx.Event()
+    p = ctx.Process(target=leave_a_thread_blocked,
+                    args=(q, str(out), finalized))
+    procs.append(p)
+    p.start()
+    # The child's exit hooks have run; its thread still waits.
+    assert finalized.wait(TIMEOUT)
+    q.put(b"for the thread")
+    p.join(TIMEOUT)
+    assert p.exitcode == 0
+    assert out.read_bytes() == b"for the thread"
+    st = q.stat()
+    assert st.consumers == 0 and not st.producer_lost
+
+
+def test_threads_of_a_child_reopen_an_inherited_queue_once(name, procs,
+                                                           tmp_path):
+    """Threads that first touch an inherited Queue at the same moment open
+    one handle between them (before the fix each could open its own, and
+    all but one leaked: a lost producer at the child's exit)."""
+    ctx = multiprocessing.get_context("fork")
+    q = shmq.Queue(name, create=True, capacity=64, role="w")
+    out = tmp_path / "producers"
+    for _ in range(3):
+        p = ctx.Process(target=reopen_from_threads, args=(q, str(out), 8))
+        procs.append(p)
+        p.start()
+        p.join(TIMEOUT)
+        assert p.exitcode == 0
+        assert out.read_text() == "2"   # the parent's and the child's
+    st = q.stat()
+    assert st.messages == 24 and st.producers == 1
+    assert not st.producer_lost
 
 
 def test_normal_exit_is_not_a_lost_producer(name, procs):
@@ -242,3 +319,26 @@ def test_daemon_restart_keeps_queues(name, daemon, procs):
         daemon.start()
     assert q.get() == b"during"
     assert shmq.stat(name).messages == 0
+
+
+def test_detach_waits_for_the_daemon_without_the_gil(name, daemon):
+    """A detach after a daemon restart reconnects (a round trip): other
+    threads run meanwhile, even while the daemon does not answer."""
+    q = shmq.Queue(name, create=True, role="rw")
+    daemon.stop(signal.SIGKILL)
+    daemon.start()                      # q's connection is the old one's
+    os.kill(daemon.pid, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=q.detach, daemon=True)
+        t.start()
+        ran, end = 0, time.monotonic() + 0.5
+        while time.monotonic() < end:
+            time.sleep(0.01)
+            ran += 1
+        still_detaching = t.is_alive()
+    finally:
+        os.kill(daemon.pid, signal.SIGCONT)
+    t.join(TIMEOUT)
+    assert still_detaching and ran > 10
+    assert q.detached
+    wait_for(lambda: shmq.stat(name).producers == 0, TIMEOUT)

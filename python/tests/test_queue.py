@@ -155,8 +155,10 @@ def test_errors_are_builtins(name):
         shmq.Queue(name)
     assert isinstance(e.value, shmq.QueueNotFound)
     assert e.value.status == shmq.Status.ENOENT == -8
+    assert type(e.value.status) is shmq.Status
     assert e.value.queue == name
     assert e.value.errno == 2
+    assert str(e.value).startswith("[Errno 2] ")
     shmq.Queue(name, create=True).detach()
     with pytest.raises(FileExistsError) as e:
         shmq.Queue(name, create=True, exist_ok=False)
@@ -181,6 +183,22 @@ def test_errors_are_builtins(name):
         shmq.Queue(name, "positional")
     with pytest.raises(ValueError):
         shmq.Queue(name, role="x")
+
+
+def test_oserror_without_errno_reads_well(name):
+    q = shmq.Queue(name, create=True, role="r")
+    with pytest.raises(shmq.WrongRole) as e:
+        q.put(b"x")
+    assert isinstance(e.value, OSError) and e.value.errno is None
+    assert "Errno" not in str(e.value) and "None" not in str(e.value)
+    assert name in str(e.value) and "role='r'" in str(e.value)
+    assert e.value.status is shmq.Status.EROLE
+
+
+def test_statuses():
+    assert shmq.Status.EDEADLK == -22
+    assert issubclass(shmq.Deadlock, OSError)
+    assert issubclass(shmq.Deadlock, shmq.Error)
 
 
 @pytest.mark.skipif(os.geteuid() != 0,

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -141,7 +142,6 @@ def test_cancelled_receive_takes_nothing(name):
                 await receive.receive()
             assert scope.cancelled_caught
             await send.send(b"kept")
-            await trio.sleep(0.3)       # an abandoned wait may still run
             return receive.receive_nowait()
     assert run(main) == b"kept"
 
@@ -157,3 +157,61 @@ def test_statistics(name):
     assert st.current_buffer_used == 1 and st.max_buffer_size == 7
     assert st.open_send_channels == 1 and st.open_receive_channels == 1
     assert st.tasks_waiting_send == 0 and st.tasks_waiting_receive == 0
+
+
+def test_concurrent_receives_on_one_channel(name):
+    """Tasks receiving on one channel at once share its descriptor."""
+    async def main():
+        send, receive = shmq.trio.open_channel(name, create=True)
+        got = []
+        with send, receive:
+            async def one():
+                got.append(await receive.receive())
+            async with trio.open_nursery() as n:
+                for _ in range(5):
+                    n.start_soon(one)
+                await trio.sleep(0.05)
+                assert threading.active_count() == threads
+                for i in range(5):
+                    await send.send(b"%d" % i)
+        return sorted(got)
+    threads = threading.active_count()
+    assert run(main) == [b"%d" % i for i in range(5)]
+
+
+def test_no_spin_on_a_closed_acked_queue_with_a_lease_out(name):
+    q = shmq.Queue(name, create=True, acked=True)
+    holder = shmq.Queue(name)
+    q.put(b"job")
+    assert holder.get() == b"job"
+    q.shutdown()
+
+    async def main():
+        receive = shmq.trio.ReceiveChannel(name)
+        with receive:
+            with trio.move_on_after(1.5):
+                await receive.receive()
+            wall[1], cpu[1] = time.monotonic(), time.process_time()
+            with trio.fail_after(10):
+                async with trio.open_nursery() as n:
+                    n.start_soon(trio.to_thread.run_sync, holder.task_done)
+                    with pytest.raises(trio.EndOfChannel):
+                        await receive.receive()
+    wall, cpu = [time.monotonic(), 0], [time.process_time(), 0]
+    run(main)
+    wall, cpu = wall[1] - wall[0], cpu[1] - cpu[0]
+    assert cpu < 0.2 * wall, "%.2f s of CPU in %.2f s" % (cpu, wall)
+
+
+def test_close_wakes_a_waiting_receive(name):
+    async def main():
+        send, receive = shmq.trio.open_channel(name, create=True)
+        with send:
+            async with trio.open_nursery() as n:
+                async def closer():
+                    await trio.sleep(0.05)
+                    receive.close()
+                n.start_soon(closer)
+                with pytest.raises(trio.ClosedResourceError):
+                    await receive.receive()
+    run(main)
