@@ -104,10 +104,12 @@ class Queue(_shmq.Queue):
         """Release this process's handles (the queue stays).  On an
         auto_close queue the last producer's detach closes it.  Coroutines
         waiting in aput/aget on this Queue wake up and raise ValueError."""
+        super().detach()
+        # Then wake them: they find the Queue detached.  (The loops watch
+        # duplicates of the handles' descriptors: never a closed one.)
         aio = sys.modules.get(__name__ + "._aio")
         if aio is not None:
             aio.forget(self)
-        super().detach()
 
     close = detach
 

@@ -111,9 +111,8 @@ def _poller(queue, direction):
 
 
 def forget(queue):
-    """Before the Queue detaches (closing the handles' descriptors): its
-    pollers stop watching, and the coroutines waiting try again (and find
-    the Queue detached)."""
+    """Once the Queue is detached: its pollers stop watching, and the
+    coroutines waiting try again (and find the Queue detached)."""
     pollers = queue.__dict__.pop(_POLLERS, None)
     if not pollers or pollers.pid != os.getpid():
         return
