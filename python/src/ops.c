@@ -731,11 +731,14 @@ struct ack_ctx {
 	struct shmq_msg m;
 };
 
+/* An ack waits only for the consumers' lock (held for a copy), but
+ * without a limit: libshmq has no timed ack, so this "slice" is the whole
+ * wait, without the GIL, and a signal is handled once it returns. */
 static int ack_slice(void *c, int ms)
 {
 	struct ack_ctx *x = c;
 
-	(void)ms;               /* an ack waits only for the lock */
+	(void)ms;
 	return shmq_ack(x->h, &x->m);
 }
 
