@@ -199,6 +199,18 @@ def test_statuses():
     assert shmq.Status.EDEADLK == -22
     assert issubclass(shmq.Deadlock, OSError)
     assert issubclass(shmq.Deadlock, shmq.Error)
+    assert pickle.loads(pickle.dumps(shmq.Status.ENOENT)) is \
+        shmq.Status.ENOENT
+
+
+def test_users(name):
+    shmq.Queue(name, create=True)
+    users, total = shmq.users()
+    mine = [u for u in users if u.uid == os.geteuid()]
+    assert len(mine) == 1 and isinstance(mine[0], shmq.User)
+    assert mine[0].queues >= 1 and mine[0].clients >= 1
+    assert total.uid is None and total.max_handles is None
+    assert total.queues >= mine[0].queues
 
 
 @pytest.mark.skipif(os.geteuid() != 0,
