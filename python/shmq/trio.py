@@ -74,6 +74,7 @@ class _Channel:
         options.pop("role", None)
         self._options = options
         self._fd = -1               # a duplicate of the handle's, ours
+        self._fd_pid = None         # the process that made it
         self._waiting = None        # trio.Event while a task waits on it
         self._tasks_waiting = 0
         self._queue = Queue(name, role=role, **options)
@@ -131,8 +132,12 @@ class _Channel:
                 # Another task waits on the descriptor (trio allows one).
                 await self._waiting.wait()
                 return
+            if self._fd >= 0 and self._fd_pid != os.getpid():
+                os.close(self._fd)  # the parent's handle's (fork)
+                self._fd = -1
             if self._fd < 0:
                 self._fd = os.dup(self._queue._fd(self._direction))
+                self._fd_pid = os.getpid()
             self._waiting = event = trio.Event()
             try:
                 await trio.lowlevel.wait_readable(self._fd)

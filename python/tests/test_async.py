@@ -258,6 +258,30 @@ def test_dropped_queue_detaches_after_async_use(name):
         gc.enable()
 
 
+def aget_in_child(q, path):
+    with open(path, "wb") as f:
+        f.write(asyncio.run(asyncio.wait_for(q.aget(), 30)))
+
+
+def test_aget_in_a_forked_child(name, procs, tmp_path):
+    """A Queue that waited in aget in the parent waits on its own handle's
+    descriptor in a multiprocessing child (not the parent's)."""
+    import multiprocessing
+    q = shmq.Queue(name, create=True)
+    with pytest.raises(shmq.Empty):
+        run(q.aget(timeout=0.05))
+    out = tmp_path / "got"
+    p = multiprocessing.get_context("fork").Process(
+        target=aget_in_child, args=(q, str(out)))
+    procs.append(p)
+    p.start()
+    wait_for(lambda: q.stat().consumers == 2, 30)   # the child's handle
+    q.put(b"for the child")
+    p.join(30)
+    assert p.exitcode == 0
+    assert out.read_bytes() == b"for the child"
+
+
 def test_a_queue_used_by_two_loops(name):
     q = shmq.Queue(name, create=True)
     for i in range(3):                  # a new loop each time
