@@ -97,7 +97,11 @@
  * and waiting for the side's lock (producers share one lock, consumers
  * another; each is held for one copy at a time).  With SHMQ_NOWAIT the call
  * still waits up to 10 ms for a lock another process holds, then returns
- * SHMQ_EAGAIN.  With SHMQ_FOREVER it waits for the lock as long as the
+ * SHMQ_EAGAIN; but a handle with a descriptor for that direction
+ * (shmq_fd, "Event loops") is in an event loop, which must never wait:
+ * its call spins for a few microseconds at most, then returns SHMQ_EAGAIN
+ * and the descriptor becomes readable again by itself shortly after.
+ * With SHMQ_FOREVER it waits for the lock as long as the
  * holder keeps it: a holder that is stopped (SIGSTOP, a debugger) stalls
  * its side; one that dies frees it, and the next holder checks the queue
  * and carries on.  Expiry is SHMQ_ETIMEDOUT, or SHMQ_EAGAIN for
@@ -353,7 +357,8 @@ int shmq_detach(shmq_t *q);
  *   SHMQ_E2BIG     len is above the queue's max_msg; nothing queued
  *   SHMQ_ETIMEDOUT no room before the timeout
  *   SHMQ_EAGAIN    timeout SHMQ_NOWAIT and no room (or the producers'
- *                  lock held for over 10 ms)
+ *                  lock held for over 10 ms; with a descriptor, held
+ *                  longer than a copy: see "Timeouts")
  *   SHMQ_EINTR     a signal handler ran while waiting; nothing queued
  *   SHMQ_EDEADLK   the wait was part of a deadlock and shmqd failed it to
  *                  break the deadlock (the queue has SHMQ_DEADLOCK_FAIL;
@@ -390,7 +395,8 @@ int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms);
  *                  its length and it stays queued
  *   SHMQ_ETIMEDOUT no message before the timeout
  *   SHMQ_EAGAIN    timeout SHMQ_NOWAIT and the queue is empty (or the
- *                  consumers' lock held for over 10 ms)
+ *                  consumers' lock held for over 10 ms; with a
+ *                  descriptor, held longer than a copy: see "Timeouts")
  *   SHMQ_EINTR     a signal handler ran while waiting; nothing taken
  *   SHMQ_EDEADLK   shmqd failed the wait to break a deadlock (see
  *                  "Deadlocks"); nothing taken
@@ -910,8 +916,13 @@ int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
  * budget.  After a wake-up, call the non-blocking operation again until
  * it returns SHMQ_EAGAIN, which arms the descriptor again, or end of
  * stream, SHMQ_ECLOSED or an error.  Every SHMQ_EAGAIN of such a call
- * leaves the descriptor armed or readable (when a stalled process holds
- * the queue's lock, it is left readable: try again).  Blocking calls
+ * leaves the descriptor armed, or set to become readable again: when
+ * another handle holds the side's lock longer than a copy takes (a
+ * zero-copy call between its view and take or reserve and commit, or a
+ * stopped process), the call does not wait for it and the descriptor
+ * fires again after 1 ms, then after delays that double up to 32 ms
+ * while the lock stays held; so a loop neither blocks nor spins, and
+ * edge-triggered loops get each of these wake-ups too.  Blocking calls
  * (any other timeout) neither arm nor disarm it, and may be mixed freely.
  * A new descriptor starts readable, so the loop's first wake-up makes
  * the call that arms it.

@@ -2,10 +2,10 @@
  * poll.c - waiting without taking: a handle's pollable descriptors, and
  * the wait that says when a get or put would not block.
  *
- * Owns, per handle and direction, the datagram socket an event loop
- * watches (on the get side of an acked queue, an epoll set of that socket
- * and a timer for lease deadlines), arming it, and the wake-up datagrams
- * that make armed descriptors readable.  Why no wake-up is lost is told
+ * Owns, per handle and direction, the descriptor an event loop watches
+ * (an epoll set of a datagram socket, which wake-ups make readable, and
+ * a timer, for a lock that stays held and for lease deadlines), arming
+ * it, and the wake-up datagrams that make armed descriptors readable.  Why no wake-up is lost is told
  * in proto/shmq_layout.h (struct shmq_client) and wait.h.
  *
  * It must never take a queue's lock, never change the queue, and never
@@ -137,15 +137,23 @@ void poll_wake(struct ring *r, enum side side)
 	}
 }
 
-/* Makes our own descriptor for `side` readable. */
+static int drain(int sock);
+
+/* Makes our own descriptor for `side` readable, from its own socket,
+ * which is ours for sure.  Emptied first, so that the datagram always
+ * fits and is always news: an edge-triggered loop sees every kick. */
 void poll_kick(struct ring *r, enum side side)
 {
+	struct ring_poller *p = &r->poll[side];
 	struct sockaddr_un a;
 
-	if (!__atomic_load_n(&r->poll[side].open, __ATOMIC_ACQUIRE))
+	if (!__atomic_load_n(&p->open, __ATOMIC_ACQUIRE))
 		return;
-	send_wake(&a, poll_name(&a, r->queue_id, r->self_index, r->self_gen,
-				r->poll_nonce, side));
+	drain(p->sock);
+	(void)sendto(p->sock, "k", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+		     (const struct sockaddr *)&a,
+		     poll_name(&a, r->queue_id, r->self_index, r->self_gen,
+			       r->poll_nonce, side));
 }
 
 /* ------------------------------------------------------------------ */
@@ -177,23 +185,37 @@ static int drain(int sock)
 	return all;
 }
 
-/* The get side of an acked queue: the timer fires when a lease another
- * handle holds may have to be returned (at most LEASE_LOOK_NS from now),
- * and is disarmed when no lease is held.  Setting it also makes it
- * unreadable.  A lease taken after this look comes from a message put
- * (or nacked) after it, and that wakes us anyway. */
-static void set_lease_timer(struct ring *r, int timer)
+/* Sets the descriptor's timer to fire at `at` (CLOCK_MONOTONIC ns), or
+ * stops it (0).  Setting it also makes it unreadable.  A timer known to
+ * be stopped costs no system call. */
+static void set_timer(struct ring_poller *p, uint64_t at)
 {
 	struct itimerspec its = { 0 };
 
+	if (at == 0 && !__atomic_load_n(&p->timer_set, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&p->timer_set, at != 0, __ATOMIC_RELAXED);
+	if (at)
+		ns_to_ts(at, &its.it_value);
+	(void)timerfd_settime(p->timer, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* The get side of an acked queue: the timer fires when a lease another
+ * handle holds may have to be returned (at most LEASE_LOOK_NS from now),
+ * and is stopped when no lease is held.  A lease taken after this look
+ * comes from a message put (or nacked) after it, and that wakes us
+ * anyway. */
+static void set_lease_timer(struct ring *r, struct ring_poller *p)
+{
+	uint64_t at = 0;
+
 	if (READ_ONCE(r->hdr->leased) > 0) {
-		int64_t at = (int64_t)mono_ns() + LEASE_LOOK_NS;
 		int64_t dl = READ_ONCE(r->hdr->next_deadline);
-		if (dl > 0 && dl < at)
-			at = dl;
-		ns_to_ts((uint64_t)at, &its.it_value);
+		at = mono_ns() + LEASE_LOOK_NS;
+		if (dl > 0 && (uint64_t)dl < at)
+			at = (uint64_t)dl;
 	}
-	(void)timerfd_settime(timer, TFD_TIMER_ABSTIME, &its, NULL);
+	set_timer(p, at);
 }
 
 static int poll_arm(struct ring *r, enum side side, uint64_t len)
@@ -203,8 +225,9 @@ static int poll_arm(struct ring *r, enum side side, uint64_t len)
 	uint32_t *word = side_word(r, side);
 
 	int drained = drain(p->sock);
-	if (p->timer >= 0)
-		set_lease_timer(r, p->timer);
+	int leases = side == GET_SIDE && r->leases;
+	if (leases)
+		set_lease_timer(r, p);
 
 	/* The entry says who to wake, and is marked before the bit that
 	 * makes a waker look at entries; a waker that cleared the bit before
@@ -224,8 +247,11 @@ static int poll_arm(struct ring *r, enum side side, uint64_t len)
 	       !__atomic_compare_exchange_n(word, &w, w | SHMQ_WAIT_POLLER, 0,
 					    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
 		;
-	if (!ring_ready(r, side, len))
+	if (!ring_ready(r, side, len)) {
+		if (!leases)
+			set_timer(p, 0);
 		return 0;
+	}
 	/* Ready after all: the caller tries again, and this arming is not
 	 * needed (a wake-up already on its way only costs a spurious one).
 	 * But the call will not return SHMQ_EAGAIN, so the descriptor must
@@ -233,9 +259,32 @@ static int poll_arm(struct ring *r, enum side side, uint64_t len)
 	 * message per wake-up relies on it. */
 	__atomic_compare_exchange_n(&c->armed[side], &v, 0, 0,
 				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
-	if (drained || p->timer >= 0)
+	if (drained || leases)
 		poll_kick(r, side);
 	return 1;
+}
+
+/* A lock held this long is held by a zero-copy call between its view
+ * (or reserve) and its take (or commit), or by a stalled process: it
+ * wakes nobody when it lets go.  So the descriptor fires again after a
+ * delay that doubles from POLL_RETRY_MIN_MS to POLL_RETRY_MAX_MS while
+ * the lock stays held: an event loop neither blocks nor spins.  Emptied
+ * first, so that it is not readable before then, and fires as news. */
+#define POLL_RETRY_MIN_MS 1u
+#define POLL_RETRY_MAX_MS 32u
+
+void poll_busy(struct ring *r, enum side side)
+{
+	struct ring_poller *p = &r->poll[side];
+	uint32_t ms = __atomic_load_n(&p->retry_ms, __ATOMIC_RELAXED);
+
+	if (!__atomic_load_n(&p->open, __ATOMIC_ACQUIRE))
+		return;
+	ms = ms == 0 ? POLL_RETRY_MIN_MS
+		     : ms * 2 > POLL_RETRY_MAX_MS ? POLL_RETRY_MAX_MS : ms * 2;
+	__atomic_store_n(&p->retry_ms, ms, __ATOMIC_RELAXED);
+	drain(p->sock);
+	set_timer(p, mono_ns() + (uint64_t)ms * 1000000u);
 }
 
 int poll_nowait(struct ring *r, enum side side, uint64_t len, int *tries)
@@ -243,10 +292,10 @@ int poll_nowait(struct ring *r, enum side side, uint64_t len, int *tries)
 	if (!__atomic_load_n(&r->poll[side].open, __ATOMIC_ACQUIRE))
 		return SHMQ_EAGAIN;
 	/* A queue that looks ready every time but never lets the call
-	 * through (only a damaged one does) must not keep us here: leave the
-	 * descriptor readable, so the caller comes back. */
+	 * through (only a damaged one does) must not keep us here: the
+	 * caller comes back a little later. */
 	if (++*tries > POLL_TRIES) {
-		poll_kick(r, side);
+		poll_busy(r, side);
 		return SHMQ_EAGAIN;
 	}
 	return poll_arm(r, side, len) ? SHMQ_OK : SHMQ_EAGAIN;
@@ -329,30 +378,29 @@ int ring_poll_fd(struct ring *r, unsigned dir, int *fd)
 	int sock = bound_socket(r, side), timer = -1, ep = -1;
 	if (sock < 0)
 		return status_of_errno();
-	if (side == GET_SIDE && r->leases) {
-		/* One descriptor to watch for both: an epoll set is itself
-		 * readable while any of its members is. */
-		struct epoll_event ev = { .events = EPOLLIN };
-		timer = timerfd_create(CLOCK_MONOTONIC,
-				       TFD_CLOEXEC | TFD_NONBLOCK);
-		ep = epoll_create1(EPOLL_CLOEXEC);
-		if (timer < 0 || ep < 0 ||
-		    epoll_ctl(ep, EPOLL_CTL_ADD, sock, &ev) < 0 ||
-		    epoll_ctl(ep, EPOLL_CTL_ADD, timer, &ev) < 0) {
-			rc = status_of_errno();
-			int e = errno;
-			close(sock);
-			if (timer >= 0)
-				close(timer);
-			if (ep >= 0)
-				close(ep);
-			errno = e;
-			return rc;
-		}
+	/* One descriptor to watch for both: an epoll set is itself readable
+	 * while any of its members is. */
+	struct epoll_event ev = { .events = EPOLLIN };
+	timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (timer < 0 || ep < 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, sock, &ev) < 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, timer, &ev) < 0) {
+		rc = status_of_errno();
+		int e = errno;
+		close(sock);
+		if (timer >= 0)
+			close(timer);
+		if (ep >= 0)
+			close(ep);
+		errno = e;
+		return rc;
 	}
 	p->sock = sock;
 	p->timer = timer;
-	p->fd = ep >= 0 ? ep : sock;
+	p->timer_set = 0;
+	p->retry_ms = 0;
+	p->fd = ep;
 	__atomic_store_n(&p->open, 1, __ATOMIC_RELEASE);
 	/* A new descriptor starts readable: the loop's first wake-up makes
 	 * the call that arms it. */
@@ -371,10 +419,8 @@ void ring_poll_close(struct ring *r)
 		if (r->self)
 			__atomic_store_n(&r->self->armed[side], 0,
 					 __ATOMIC_SEQ_CST);
-		if (p->fd != p->sock)
-			close(p->fd);
-		if (p->timer >= 0)
-			close(p->timer);
+		close(p->fd);
+		close(p->timer);
 		close(p->sock);
 	}
 }

@@ -50,7 +50,9 @@ void (*ring_test_hook)(enum ring_hook_point point);
 
 #define LOCK_SPINS         200
 #define TRY_LOCK_GRACE_NS  10000000ll   /* timeout 0 still waits for a lock
-					   holder, but not for a stalled one */
+					   holder, but not for a stalled one
+					   (unless an event loop polls the
+					   side: see side_lock) */
 #define CLOSE_LOCK_MS    1000
 /* A batch commits as it goes once it has moved this many payload bytes:
  * the other side can start on the first messages while this one copies
@@ -235,8 +237,13 @@ static int repair(struct ring *r, enum side side)
 }
 
 /* Takes one side's lock.  A short spin first: the holders' critical
- * sections are a copy long, shorter than a futex sleep. */
-static int side_lock(struct ring *r, enum side side, struct timeout *to)
+ * sections are a copy long, shorter than a futex sleep.  A non-blocking
+ * call then waits TRY_LOCK_GRACE_NS for a holder that lost its CPU; but
+ * not on a side whose descriptor an event loop watches (`polled`): that
+ * loop must never block, so the call returns SHMQ_EAGAIN after the spin
+ * and the descriptor comes back readable a little later (poll_busy). */
+static int side_lock(struct ring *r, enum side side, struct timeout *to,
+		     int polled)
 {
 	pthread_mutex_t *m = side_mutex(r, side);
 	int rc = pthread_mutex_trylock(m);
@@ -252,6 +259,8 @@ static int side_lock(struct ring *r, enum side side, struct timeout *to)
 	if (rc == EBUSY) {
 		if (to->ms == SHMQ_FOREVER) {
 			rc = pthread_mutex_lock(m);
+		} else if (to->ms == SHMQ_NOWAIT && polled) {
+			rc = ETIMEDOUT;
 		} else {
 			struct timespec at;
 			const struct timespec *dl = &at;
@@ -579,13 +588,17 @@ int ring_run_locked(struct ring *r, enum side side, int timeout_ms,
 
 	timeout_init(&to, timeout_ms);
 	for (;;) {
-		rc = side_lock(r, side, &to);
-		if (rc == SHMQ_EAGAIN)
-			/* Not armed: the stalled lock holder may never wake
-			 * anyone, so a poller must come back. */
-			poll_kick(r, side);
+		int polled = to.ms == SHMQ_NOWAIT && poll_watched(r, side);
+		rc = side_lock(r, side, &to, polled);
+		if (rc == SHMQ_EAGAIN && polled)
+			/* Not armed: the lock holder wakes nobody when it lets
+			 * go (and a stalled one never does), so the poller
+			 * must come back by itself. */
+			poll_busy(r, side);
 		if (rc != SHMQ_OK)
 			break;
+		if (polled)
+			poll_lock_taken(r, side);
 		HOOK(side == PUT_SIDE ? RING_HOOK_PUT_LOCKED
 				      : RING_HOOK_GET_LOCKED);
 		int progressed = 0;
@@ -1029,7 +1042,7 @@ int ring_close(struct ring *r, unsigned how, uint64_t *discarded)
 		 * consumer takes a message after we return. */
 		struct timeout to;
 		timeout_init(&to, CLOSE_LOCK_MS);
-		rc = side_lock(r, GET_SIDE, &to);
+		rc = side_lock(r, GET_SIDE, &to, 0);
 		if (rc == SHMQ_OK) {
 			n = ring_discard(r, old | bits);
 			side_unlock(r, GET_SIDE);

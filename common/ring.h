@@ -46,9 +46,11 @@ typedef int (*ring_dead_letter_fn)(void *ctx, const void *msg, size_t len);
 /* A handle's pollable descriptor for one direction (common/poll.c). */
 struct ring_poller {
 	int open;               /* the fields below are valid */
-	int fd;                 /* what the caller watches */
-	int sock;               /* the bound datagram socket */
-	int timer;              /* acked get side: lease timer, else -1 */
+	int fd;                 /* what the caller watches: an epoll set of */
+	int sock;               /* the bound datagram socket, and */
+	int timer;              /* a timer: lock retries, lease deadlines */
+	int timer_set;          /* the timer may be running or have fired */
+	uint32_t retry_ms;      /* the last retry delay, 0 after a lock */
 	uint32_t seq;           /* the last value this handle armed with */
 };
 

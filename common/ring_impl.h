@@ -213,12 +213,29 @@ RING_INTERNAL int64_t lease_next_deadline(const struct ring *r);
 /* --- poll.c: pollable descriptors -------------------------------------- */
 
 /* How many times a non-blocking call that found the queue ready when it
- * armed tries again before it gives up (leaving its descriptor readable). */
+ * armed tries again before it gives up (its descriptor then comes back
+ * readable a little later, as after poll_busy). */
 #define POLL_TRIES 4
+/* Does the handle have a descriptor for `side` (an event loop may be
+ * watching it)? */
+static inline int poll_watched(const struct ring *r, enum side side)
+{
+	return __atomic_load_n(&r->poll[side].open, __ATOMIC_ACQUIRE);
+}
 /* Sends one datagram to every armed entry of `side` (wait.c's wake-ups). */
 RING_INTERNAL void poll_wake(struct ring *r, enum side side);
 /* Makes the handle's own descriptor for `side` readable. */
 RING_INTERNAL void poll_kick(struct ring *r, enum side side);
+/* A non-blocking call on a watched `side` could not have the lock: the
+ * descriptor is emptied and comes back readable after a short delay that
+ * grows while the lock stays held. */
+RING_INTERNAL void poll_busy(struct ring *r, enum side side);
+/* ...and one that had it: the next delay starts short again. */
+static inline void poll_lock_taken(struct ring *r, enum side side)
+{
+	if (__atomic_load_n(&r->poll[side].retry_ms, __ATOMIC_RELAXED))
+		__atomic_store_n(&r->poll[side].retry_ms, 0, __ATOMIC_RELAXED);
+}
 /* A non-blocking call on `side` found nothing to do: if the handle has a
  * descriptor for it, arm it and look again.  SHMQ_OK: ready after all,
  * try again (*tries counts these, start at 0); SHMQ_EAGAIN: return it. */

@@ -298,6 +298,149 @@ START_TEST(test_poller_killed_armed)
 END_TEST
 
 /* ======================================================================= */
+/* A lock another handle holds                                             */
+
+/* A child that opens `queue` with `flags`, holds its side's lock in a
+ * zero-copy call (get: a view of the next message; put: a reservation
+ * of "late"), says 'h', and on 'g' takes (commits) and detaches. */
+static pid_t holder_child(struct chan *ch, const char *queue, unsigned flags)
+{
+	chan_init(ch);
+	pid_t pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid > 0) {
+		chan_parent(ch);
+		chan_expect(ch, 'h');
+		return pid;
+	}
+	chan_child(ch);
+	shmq_t *q;
+	CHILD_RC(shmq_open(queue, flags, &q), SHMQ_OK);
+	if (flags == SHMQ_CONSUMER) {
+		const void *d;
+		size_t len;
+		CHILD_RC(shmq_get_view(q, &d, &len, 5000), SHMQ_OK);
+		child_say(ch, 'h');
+		CHILD_EQ(child_hear(ch), 'g');
+		CHILD_RC(shmq_get_take(q), SHMQ_OK);
+	} else {
+		void *d;
+		CHILD_RC(shmq_put_reserve(q, 4, &d, 5000), SHMQ_OK);
+		memcpy(d, "late", 4);
+		child_say(ch, 'h');
+		CHILD_EQ(child_hear(ch), 'g');
+		CHILD_RC(shmq_put_commit(q), SHMQ_OK);
+	}
+	CHILD_RC(shmq_detach(q), SHMQ_OK);
+	_exit(0);
+}
+
+/* While the lock is held: every call returns SHMQ_EAGAIN at once (the
+ * loop never waits for the holder), and the edge-triggered descriptor
+ * fires again and again, neither never (a loop that would hang) nor at
+ * once (a loop that would spin). */
+static void expect_busy_rounds(shmq_t *q, unsigned dir, int ep)
+{
+	struct epoll_event ev;
+	char buf[64];
+	size_t len;
+
+	long t0 = now_ms();
+	for (int i = 0; i < 20; i++)
+		RC_EQ(dir == SHMQ_POLL_GET ? get_nowait(q, buf, sizeof(buf), &len)
+					   : shmq_put(q, "p", 1, SHMQ_NOWAIT),
+		      SHMQ_EAGAIN);
+	/* (Each call used to wait 10 ms for the holder: 200 ms.) */
+	ck_assert_int_lt(now_ms() - t0, 100);
+	t0 = now_ms();
+	for (int i = 0; i < 30; i++) {
+		ck_assert_msg(epoll_wait(ep, &ev, 1, 1000) == 1,
+			      "no wake-up %d while the lock is held", i);
+		RC_EQ(dir == SHMQ_POLL_GET ? get_nowait(q, buf, sizeof(buf), &len)
+					   : shmq_put(q, "p", 1, SHMQ_NOWAIT),
+		      SHMQ_EAGAIN);
+	}
+	ck_assert_int_ge(now_ms() - t0, 100);
+}
+
+static int epoll_of(int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	ck_assert_int_ge(ep, 0);
+	ck_assert_int_eq(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	return ep;
+}
+
+START_TEST(test_lock_held)
+{
+	struct epoll_event ev;
+	struct chan ch;
+	struct daemon d;
+	char buf[64];
+	size_t len;
+	int fd, rc;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	create_q("lk", 4, 64, 0600, 0);
+	shmq_t *p = open_q("lk", SHMQ_PRODUCER);
+	shmq_t *c = open_q("lk", SHMQ_CONSUMER);
+	put_str(p, "m0");
+	put_str(p, "m1");
+	put_str(p, "m2");
+
+	/* The get side: another consumer views m0. */
+	pid_t h = holder_child(&ch, "lk", SHMQ_CONSUMER);
+	RC_EQ(shmq_fd(c, SHMQ_POLL_GET, &fd), SHMQ_OK);
+	int ep = epoll_of(fd);
+	ck_assert_int_eq(epoll_wait(ep, &ev, 1, 0), 1);   /* new: readable */
+	expect_busy_rounds(c, SHMQ_POLL_GET, ep);
+	chan_cmd(&ch, 'g', -1);
+	CHILD_OK(h);
+	chan_done(&ch);
+	/* The next wake-up (a retry) takes the rest. */
+	ck_assert_int_eq(epoll_wait(ep, &ev, 1, POLL_MS), 1);
+	get_str(c, "m1");
+	get_str(c, "m2");
+	RC_EQ(get_nowait(c, buf, sizeof(buf), &len), SHMQ_EAGAIN);
+
+	/* The put side: another producer reserved the last free slot. */
+	put_str(p, "m3");
+	put_str(p, "m4");
+	put_str(p, "m5");
+	h = holder_child(&ch, "lk", SHMQ_PRODUCER);
+	int pfd;
+	RC_EQ(shmq_fd(p, SHMQ_POLL_PUT, &pfd), SHMQ_OK);
+	int pep = epoll_of(pfd);
+	ck_assert_int_eq(epoll_wait(pep, &ev, 1, 0), 1);
+	expect_busy_rounds(p, SHMQ_POLL_PUT, pep);
+	chan_cmd(&ch, 'g', -1);
+	CHILD_OK(h);
+	chan_done(&ch);
+	/* Full now: the retry arms it, a get frees a slot. */
+	ck_assert_int_eq(epoll_wait(pep, &ev, 1, POLL_MS), 1);
+	RC_EQ(shmq_put(p, "m6", 2, SHMQ_NOWAIT), SHMQ_EAGAIN);
+	get_str(c, "m3");
+	ck_assert_int_eq(epoll_wait(pep, &ev, 1, POLL_MS), 1);
+	RC_EQ(shmq_put(p, "m6", 2, SHMQ_NOWAIT), SHMQ_OK);
+
+	/* Close wakes the edge-triggered getter, which drains and ends. */
+	while ((rc = get_nowait(c, buf, sizeof(buf), &len)) == SHMQ_OK)
+		;
+	RC_EQ(rc, SHMQ_EAGAIN);
+	RC_EQ(shmq_close(p, SHMQ_CLOSE_DRAIN, NULL), SHMQ_OK);
+	ck_assert_int_eq(epoll_wait(ep, &ev, 1, POLL_MS), 1);
+	RC_EQ(get_nowait(c, buf, sizeof(buf), &len), SHMQ_EOS);
+	close(ep);
+	close(pep);
+	RC_EQ(shmq_detach(c), SHMQ_OK);
+	RC_EQ(shmq_detach(p), SHMQ_OK);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* ======================================================================= */
 /* shmq_wait                                                               */
 
 START_TEST(test_wait)
@@ -848,6 +991,7 @@ static Suite *poll_suite(void)
 	tcase_add_test(tc, test_daemon_wakes_pollers);
 	tcase_add_test(tc, test_poller_killed_armed);
 	tcase_add_test(tc, test_acked_wakes);
+	tcase_add_test(tc, test_lock_held);
 	tcase_add_test(tc, test_example);
 	suite_add_tcase(s, tc);
 
