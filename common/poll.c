@@ -202,15 +202,17 @@ static void set_timer(struct ring_poller *p, uint64_t at)
 
 /* The get side of an acked queue: the timer fires when a lease another
  * handle holds may have to be returned (at most LEASE_LOOK_NS from now),
- * and is stopped when no lease is held.  A lease taken after this look
- * comes from a message put (or nacked) after it, and that wakes us
- * anyway. */
+ * and is stopped when no lease is held.  Read after the arming's last
+ * look (which read head, and a lease raises `leased` and lowers
+ * next_deadline before it moves head): a lease taken before that look
+ * is seen here, one taken after it comes from a message put (or nacked)
+ * after our arming, and that wakes us anyway. */
 static void set_lease_timer(struct ring *r, struct ring_poller *p)
 {
 	uint64_t at = 0;
 
-	if (READ_ONCE(r->hdr->leased) > 0) {
-		int64_t dl = READ_ONCE(r->hdr->next_deadline);
+	if (LOAD_SC(r->hdr->leased) > 0) {
+		int64_t dl = LOAD_SC(r->hdr->next_deadline);
 		at = mono_ns() + LEASE_LOOK_NS;
 		if (dl > 0 && (uint64_t)dl < at)
 			at = (uint64_t)dl;
@@ -225,9 +227,7 @@ static int poll_arm(struct ring *r, enum side side, uint64_t len)
 	uint32_t *word = side_word(r, side);
 
 	int drained = drain(p->sock);
-	int leases = side == GET_SIDE && r->leases;
-	if (leases)
-		set_lease_timer(r, p);
+	HOOK(RING_HOOK_POLL_ARM);
 
 	/* The entry says who to wake, and is marked before the bit that
 	 * makes a waker look at entries; a waker that cleared the bit before
@@ -248,18 +248,24 @@ static int poll_arm(struct ring *r, enum side side, uint64_t len)
 					    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
 		;
 	if (!ring_ready(r, side, len)) {
-		if (!leases)
+		/* Armed.  The timer is for what no committer announces: a
+		 * lease that times out; else it is stopped (a retry it
+		 * was set for is not needed any more). */
+		if (side == GET_SIDE && r->leases)
+			set_lease_timer(r, p);
+		else
 			set_timer(p, 0);
 		return 0;
 	}
 	/* Ready after all: the caller tries again, and this arming is not
 	 * needed (a wake-up already on its way only costs a spurious one).
 	 * But the call will not return SHMQ_EAGAIN, so the descriptor must
-	 * be as readable as it was: a level-triggered loop that takes one
-	 * message per wake-up relies on it. */
+	 * be as readable as it was (its timer was left alone): a
+	 * level-triggered loop that takes one message per wake-up relies on
+	 * it. */
 	__atomic_compare_exchange_n(&c->armed[side], &v, 0, 0,
 				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
-	if (drained || leases)
+	if (drained)
 		poll_kick(r, side);
 	return 1;
 }

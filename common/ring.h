@@ -246,6 +246,8 @@ enum ring_hook_point {
 					   still held */
 	RING_HOOK_LEASE_DEAD_LETTERING, /* about to put a dead letter in
 					   the dead-letter queue */
+	RING_HOOK_POLL_ARM,         /* a poller emptied its descriptor, has
+				       not yet marked its entry armed */
 };
 extern void (*ring_test_hook)(enum ring_hook_point point);
 

@@ -37,11 +37,59 @@
 /* A poller child: makes its descriptor for op->dir, arms it with a
  * non-blocking call and reports that call (SHMQ_EAGAIN), waits until the
  * descriptor is readable (at most 10 s; else it reports BAD_COUNT), then
- * makes the call again, non-blocking, and reports it. */
+ * makes the call again, non-blocking, and reports it.  With `pause`, its
+ * first call pauses there (see below). */
 struct pop {
 	unsigned dir;
 	const char *msg;        /* what a put-side poller puts */
+	int pause;              /* AT(hook point), or 0 */
+	int go;                 /* the read end of its go pipe */
 };
+
+/* Pausing a child at a hook point and letting it go on (parking, in
+ * ring_kid.c, is for killing it there): at the first hit of the point
+ * the child says 'P' on its event pipe and waits for a byte on its go
+ * pipe. */
+static int pause_point = -1, pause_evt = -1, pause_go = -1;
+
+static void pause_hook(enum ring_hook_point point)
+{
+	char b;
+
+	if ((int)point != pause_point)
+		return;
+	pause_point = -1;
+	if (write(pause_evt, "P", 1) != 1 || read(pause_go, &b, 1) != 1)
+		_exit(CHILD_FAIL);
+}
+
+static void pause_arm(struct kctx *c, int at, int go)
+{
+	if (at == 0)
+		return;
+	pause_point = at - 1;
+	pause_evt = c->evt;
+	pause_go = go;
+	ring_test_hook = pause_hook;
+}
+
+/* Lets a paused child go on. */
+static void go_on(int go)
+{
+	ck_assert_int_eq(write(go, "g", 1), 1);
+}
+
+/* The test process as one more client of the segment, in `me`. */
+static uint32_t self_client(struct ring *me, uint32_t role)
+{
+	uint32_t idx, gen;
+
+	ck_assert_int_eq(ring_attach(me, S.mem, S.size), SHMQ_OK);
+	ck_assert_int_eq(ring_client_add(&R, (uint32_t)getpid(), 0, role,
+					 &idx, &gen), SHMQ_OK);
+	ck_assert_int_eq(ring_client_bind(me, idx, gen), SHMQ_OK);
+	return idx;
+}
 
 #define POLL_WAIT_MS 10000
 
@@ -75,6 +123,7 @@ static int kid_poller(struct kctx *c)
 
 	if (ring_poll_fd(&c->r, op->dir, &fd) != SHMQ_OK)
 		return CHILD_FAIL;
+	pause_arm(c, op->pause, op->go);
 	poller_call(c, op, &res);
 	if (write(c->evt, &res, sizeof(res)) != (ssize_t)sizeof(res))
 		return CHILD_FAIL;
@@ -217,6 +266,47 @@ START_TEST(test_poller_killed_armed)
 END_TEST
 
 /* ================================================================== */
+/* Races with an arming                                               */
+
+/* An acked queue: a lease taken while a getter arms (it has emptied its
+ * descriptor, not yet looked again) is one its timer must cover: the
+ * descriptor fires when that lease times out, and the get that follows
+ * returns the message.  (Its timer was set before the lease, for none.) */
+START_TEST(test_lease_taken_while_arming)
+{
+	struct ring_config c = seg_config(8, 64, 0, SHMQ_CFG_ACKED);
+	struct shmq_msg m;
+	struct ring me;
+	char buf[64];
+	size_t got;
+	int go[2];
+
+	c.lease_timeout_ms = 300;
+	ck_assert_int_eq(pipe(go), 0);
+	struct pop pop = { .dir = SHMQ_POLL_GET,
+			   .pause = AT(RING_HOOK_POLL_ARM), .go = go[0] };
+	seg_create(&c);
+	struct kid *g = kid_start(SHMQ_ROLE_CONSUMER, kid_poller, &pop);
+	kid_expect_parked(g);
+	self_client(&me, SHMQ_ROLE_CONSUMER);
+	put_ok(&R, "job");
+	ck_assert_int_eq(ring_lease(&me, buf, sizeof(buf), &m, 1, &got,
+				    SHMQ_NOWAIT, 0), SHMQ_OK);
+	long t0 = now_ms();
+	go_on(go[1]);
+	struct kres res;
+	ck_assert_int_eq(read_timed(g->evt, &res, sizeof(res)), 0);
+	ck_assert_int_eq(res.rc, SHMQ_EAGAIN);
+	res = kid_result(g);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "job", 3);
+	ck_assert_int_ge(now_ms() - t0, 250);
+	close(go[0]);
+	close(go[1]);
+}
+END_TEST
+
+/* ================================================================== */
 /* Close, and what a wake-up costs                                    */
 
 /* close wakes every armed descriptor: getters armed on an empty queue
@@ -345,6 +435,8 @@ static Suite *ring_poll_suite(void)
 	tcase_add_test(tc, test_killed_after_commit);
 	tcase_add_test(tc, test_put_side_killed_getter);
 	tcase_add_test(tc, test_poller_killed_armed);
+	tc = ring_tcase(s, "races", 30);
+	tcase_add_test(tc, test_lease_taken_while_arming);
 	tc = ring_tcase(s, "wake-ups", 30);
 	tcase_add_test(tc, test_close_wakes_both_sides);
 	tcase_add_test(tc, test_one_datagram_per_arming);
