@@ -131,6 +131,7 @@ void poll_wake(struct ring *r, enum side side)
 		/* Send first, clear after: a process killed in between
 		 * leaves the entry armed, and the next wake-up sends again.
 		 * An entry re-armed meanwhile keeps its new value. */
+		HOOK(RING_HOOK_POLL_SEND);
 		send_wake(&a, len);
 		__atomic_compare_exchange_n(&c->armed[side], &armed, 0, 0,
 					    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
@@ -231,10 +232,14 @@ static int poll_arm(struct ring *r, enum side side, uint64_t len)
 
 	/* The entry says who to wake, and is marked before the bit that
 	 * makes a waker look at entries; a waker that cleared the bit before
-	 * we set it had committed before our look below (see wait.h). */
-	uint32_t v = __atomic_add_fetch(&p->seq, 1, __ATOMIC_RELAXED);
-	if (v == 0)
-		v = __atomic_add_fetch(&p->seq, 1, __ATOMIC_RELAXED);
+	 * we set it had committed before our look below (see wait.h).  The
+	 * value is the queue's next, never one a delayed waker may still
+	 * hold for an earlier arming of this entry, by this handle or by
+	 * one that had the entry before: clearing that one must fail. */
+	uint32_t v;
+	do
+		v = __atomic_add_fetch(&r->hdr->arm_seq, 1, __ATOMIC_RELAXED);
+	while (v == 0);
 	uint32_t hi = LOAD_SC(r->hdr->poll_hi);
 	while (hi <= r->self_index &&
 	       !__atomic_compare_exchange_n(&r->hdr->poll_hi, &hi,

@@ -51,7 +51,6 @@ struct ring_poller {
 	int timer;              /* a timer: lock retries, lease deadlines */
 	int timer_set;          /* the timer may be running or have fired */
 	uint32_t retry_ms;      /* the last retry delay, 0 after a lock */
-	uint32_t seq;           /* the last value this handle armed with */
 };
 
 /* Tells shmqd that a call on this handle has been blocked for a while
@@ -248,6 +247,8 @@ enum ring_hook_point {
 					   the dead-letter queue */
 	RING_HOOK_POLL_ARM,         /* a poller emptied its descriptor, has
 				       not yet marked its entry armed */
+	RING_HOOK_POLL_SEND,        /* a waker read an armed entry, has not
+				       yet sent to it nor cleared it */
 };
 extern void (*ring_test_hook)(enum ring_hook_point point);
 

@@ -62,7 +62,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 10u
+#define SHMQ_LAYOUT_VERSION 11u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -171,6 +171,10 @@ struct shmq_seg_hdr {
 	/* 1 + the highest attachment index that ever armed a descriptor (it
 	 * only grows): a wake-up looks at no entry beyond it. */
 	uint32_t poll_hi;
+	/* The last arming value handed out (see struct shmq_client): every
+	 * arming on the queue takes the next one, so that no two armings a
+	 * waker could confuse share one. */
+	uint32_t arm_seq;
 	int64_t  closed_ns;         /* CLOCK_REALTIME of the first close, or 0 */
 
 	/* --- acked queues: configuration, written once by shmqd ----------- */
@@ -261,11 +265,14 @@ struct shmq_slot {
  * under a name derived from the queue's id (the handle's own copy, from
  * the daemon), the entry's index and gen, `poll_nonce` and the direction
  * (see common/poll.c).  A non-blocking call that finds nothing to do
- * arms it: it writes a fresh nonzero value to armed[direction] (0 put,
- * 1 get), then sets SHMQ_WAIT_POLLER in that direction's futex word, then
- * looks again.  Whoever wakes that direction and finds the bit set clears
- * it, and sends one datagram to each armed entry's socket, then clears
- * that entry's armed value if it has not changed.  A wake-up that every
+ * arms it: it writes the next nonzero value of the header's `arm_seq` to
+ * armed[direction] (0 put, 1 get), then sets SHMQ_WAIT_POLLER in that
+ * direction's futex word, then looks again.  Whoever wakes that direction
+ * and finds the bit set clears it, and sends one datagram to each armed
+ * entry's socket, then clears that entry's armed value if it has not
+ * changed.  Arming values are unique per queue (until arm_seq wraps), so
+ * a waker that read an entry's value and was delayed can never clear the
+ * arming of a later handle on the same entry.  A wake-up that every
  * sleeper must see (close, a death, adoption) sends to every armed entry
  * whatever the bit says.  Since the name is computed, never read, a
  * damaged entry can only direct wake-ups at sockets of this queue's

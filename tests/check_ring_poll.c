@@ -306,6 +306,64 @@ START_TEST(test_lease_taken_while_arming)
 }
 END_TEST
 
+/* A producer child that puts `msg`, pausing at `pause` (see pause_arm)
+ * and reporting as kid_put does. */
+struct pput {
+	const char *msg;
+	int pause;
+	int go;
+};
+
+static int kid_put_paused(struct kctx *c)
+{
+	const struct pput *op = c->arg;
+	struct iovec v = { (void *)op->msg, strlen(op->msg) };
+	struct kres res = { 0 };
+	size_t done = 0;
+
+	pause_arm(c, op->pause, op->go);
+	res.rc = ring_put(&c->r, &v, 1, &done, SHMQ_FOREVER);
+	res.count = (uint32_t)done;
+	return write(c->evt, &res, sizeof(res)) == (ssize_t)sizeof(res)
+		       ? 0 : CHILD_FAIL;
+}
+
+/* A waker delayed after it read an armed entry, while the entry's
+ * handle dies and a new handle takes the entry and arms: the waker's
+ * late clear of the arming it read must not erase the new one (both
+ * used to have the same value, 1), or the new poller misses the next
+ * put. */
+START_TEST(test_late_clear_of_reused_entry)
+{
+	struct ring_config c = seg_config(8, 64, 0, 0);
+	struct pop pop = { .dir = SHMQ_POLL_GET };
+	int go[2];
+
+	ck_assert_int_eq(pipe(go), 0);
+	struct pput late = { .msg = "x", .pause = AT(RING_HOOK_POLL_SEND),
+			     .go = go[0] };
+	seg_create(&c);
+	struct kid *p1 = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	struct kid *w = kid_start(SHMQ_ROLE_PRODUCER, kid_put_paused, &late);
+	kid_expect_parked(w);
+	kid_kill(p1);
+	ring_client_remove(&R, p1->idx, 1);
+	expect_msg(&R, "x");
+	struct kid *p2 = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	ck_assert_uint_eq(p2->idx, p1->idx);
+	go_on(go[1]);
+	struct kres res = kid_result(w);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_uint_ne(R.clients[p2->idx].armed[GET_SIDE], 0);
+	put_ok(&R, "y");
+	res = kid_result(p2);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "y", 1);
+	close(go[0]);
+	close(go[1]);
+}
+END_TEST
+
 /* ================================================================== */
 /* Close, and what a wake-up costs                                    */
 
@@ -437,6 +495,7 @@ static Suite *ring_poll_suite(void)
 	tcase_add_test(tc, test_poller_killed_armed);
 	tc = ring_tcase(s, "races", 30);
 	tcase_add_test(tc, test_lease_taken_while_arming);
+	tcase_add_test(tc, test_late_clear_of_reused_entry);
 	tc = ring_tcase(s, "wake-ups", 30);
 	tcase_add_test(tc, test_close_wakes_both_sides);
 	tcase_add_test(tc, test_one_datagram_per_arming);
