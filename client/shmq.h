@@ -911,7 +911,13 @@ int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
  * lost, not even when the process that made the change is killed right
  * after it (shmqd, which notices every death, then wakes every armed
  * descriptor of the queue; if shmqd is down at that moment, the wake-up
- * comes when it is back).  A wake-up may be spurious: another handle may
+ * comes when it is back).  A process that cannot send it (out of
+ * descriptors for the one socket it needs) leaves it to the next call
+ * that changes the queue in that direction, or to shmqd.  The library
+ * keeps one socket per process for sending wake-ups and checks it before
+ * use, so a program that closes descriptors it did not open (or reuses
+ * their numbers) loses no wake-up and never gets a stray byte.  A
+ * wake-up may be spurious: another handle may
  * have taken the message first, or a put may still not fit in the byte
  * budget.  After a wake-up, call the non-blocking operation again until
  * it returns SHMQ_EAGAIN, which arms the descriptor again, or end of

@@ -25,6 +25,7 @@
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -64,59 +65,108 @@ static socklen_t poll_name(struct sockaddr_un *a, uint64_t queue_id,
 /* ------------------------------------------------------------------ */
 /* Sending                                                            */
 
-/* One unbound datagram socket per process sends every wake-up (stored + 1,
- * so that 0 means none yet). */
-static int sender_plus1;
+/*
+ * One unbound datagram socket per process sends every wake-up.  It is
+ * made on first use and checked before each wake-up: a program may close
+ * every descriptor it did not open (as daemons do after fork) and may
+ * have reused the number, and sending on a number that is now somebody
+ * else's connected stream socket would write into that stream.  So the
+ * state holds the number and the socket's inode (sockfs inode numbers
+ * are 32 bits), and a number whose inode differs is forgotten, never
+ * closed: it is not ours any more.
+ */
+static uint64_t sender_state;           /* ino << 32 | (fd + 1), or 0 */
 
-static int sender(void)
+static int sockfs_ino(int fd, uint32_t *ino)
 {
-	int s = __atomic_load_n(&sender_plus1, __ATOMIC_ACQUIRE);
+	struct stat st;
 
-	if (s)
-		return s - 1;
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
+	if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
 		return -1;
-	int none = 0;
-	if (!__atomic_compare_exchange_n(&sender_plus1, &none, fd + 1, 0,
-					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-		close(fd);      /* another thread was first */
-		return none - 1;
+	*ino = (uint32_t)st.st_ino;
+	return 0;
+}
+
+/* The process's sender, checked, or a new one; -1 if none can be had
+ * (out of descriptors, say). */
+static int sender_get(void)
+{
+	uint64_t s = __atomic_load_n(&sender_state, __ATOMIC_ACQUIRE);
+
+	for (;;) {
+		uint32_t ino;
+		int fd = (int)(uint32_t)s - 1;
+		if (s && sockfs_ino(fd, &ino) == 0 && ino == (uint32_t)(s >> 32))
+			return fd;
+		int n = socket(AF_UNIX,
+			       SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (n < 0)
+			return -1;
+		if (sockfs_ino(n, &ino) != 0) {
+			close(n);
+			return -1;
+		}
+		uint64_t mine = (uint64_t)ino << 32 | (uint32_t)(n + 1);
+		if (__atomic_compare_exchange_n(&sender_state, &s, mine, 0,
+						__ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return n;
+		close(n);       /* another thread was first: check its one */
 	}
-	return fd;
+}
+
+/* Was the wake-up delivered, or is there nobody to deliver it to? */
+static int wake_done(int e)
+{
+	/* ECONNREFUSED, ENOENT: the receiver is gone (its process died);
+	 * the entry's arming is stale. */
+	return e == ECONNREFUSED || e == ENOENT;
 }
 
 /*
- * One byte to one armed socket.  Every failure but one is fine: the
- * receiver is gone (its process died: ECONNREFUSED), or its queue is
- * full (EAGAIN), which means it is readable already.  The exception:
- * a datagram counts against its sender's buffer until it is read, so
- * EAGAIN may also mean that the shared socket's buffer is full of
- * datagrams that receivers (slow, or hostile ones that never read) still
- * hold.  That wake-up is sent again from a socket of its own, whose
- * buffer is empty: EAGAIN there is the receiver's.
+ * One byte to one armed socket: 0 when it was delivered or nobody is
+ * there to get it, -1 when it could not be sent for a reason of ours (no
+ * socket to send from): then the caller leaves the entry armed, for the
+ * next waker.  EAGAIN is ambiguous: the receiver's queue is full (it is
+ * readable: fine), or our shared socket's buffer is, since a datagram
+ * counts against its sender's buffer until it is read and receivers
+ * (slow ones, or hostile ones that never read) may hold many.  That
+ * wake-up is sent again from a socket of its own, whose buffer is empty:
+ * EAGAIN there is the receiver's.  Any other error of the shared socket
+ * means it is not what we think (closed or replaced under us since the
+ * check): it is checked again, and the send tried once more.
  */
-static void send_wake(const struct sockaddr_un *a, socklen_t len)
+static int send_wake(int *sender, const struct sockaddr_un *a,
+		     socklen_t len)
 {
-	int s = sender();
-
-	if (s >= 0 && sendto(s, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
-			     (const struct sockaddr *)a, len) == 1)
-		return;
-	if (s >= 0 && errno != EAGAIN && errno != ENOBUFS)
-		return;
+	for (int i = 0; i < 2; i++) {
+		if (*sender < 0)
+			*sender = sender_get();
+		if (*sender < 0)
+			break;
+		if (sendto(*sender, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+			   (const struct sockaddr *)a, len) == 1 ||
+		    wake_done(errno))
+			return 0;
+		if (errno == EAGAIN || errno == ENOBUFS)
+			break;
+		*sender = -1;
+	}
 	int once = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 			  0);
 	if (once < 0)
-		return;
-	(void)sendto(once, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
-		     (const struct sockaddr *)a, len);
+		return -1;
+	int rc = sendto(once, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+			(const struct sockaddr *)a, len) == 1 ||
+		 wake_done(errno) || errno == EAGAIN ? 0 : -1;
 	close(once);
+	return rc;
 }
 
-void poll_wake(struct ring *r, enum side side)
+int poll_wake(struct ring *r, enum side side)
 {
 	uint32_t hi = LOAD_SC(r->hdr->poll_hi);
+	int sender = -1, lost = 0;
 
 	if (hi > r->nclients)
 		hi = r->nclients;
@@ -130,12 +180,17 @@ void poll_wake(struct ring *r, enum side side)
 					  READ_ONCE(c->poll_nonce), side);
 		/* Send first, clear after: a process killed in between
 		 * leaves the entry armed, and the next wake-up sends again.
-		 * An entry re-armed meanwhile keeps its new value. */
+		 * An entry re-armed meanwhile keeps its new value, and one
+		 * we could not send to stays armed. */
 		HOOK(RING_HOOK_POLL_SEND);
-		send_wake(&a, len);
+		if (send_wake(&sender, &a, len) != 0) {
+			lost = 1;
+			continue;
+		}
 		__atomic_compare_exchange_n(&c->armed[side], &armed, 0, 0,
 					    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 	}
+	return lost ? -1 : 0;
 }
 
 static int drain(int sock);

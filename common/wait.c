@@ -84,8 +84,10 @@ void wait_wake(struct ring *r, uint32_t *word, uint32_t w)
 	HOOK(RING_HOOK_WAKE);
 	if (bits & SHMQ_WAIT_SLEEPER)
 		futex_wake_all(word);
-	if (bits & SHMQ_WAIT_POLLER)
-		poll_wake(r, word == &r->hdr->data_futex ? GET_SIDE : PUT_SIDE);
+	if ((bits & SHMQ_WAIT_POLLER) &&
+	    poll_wake(r, word == &r->hdr->data_futex ? GET_SIDE : PUT_SIDE))
+		/* Some could not be sent: the next waker tries them. */
+		__atomic_fetch_or(word, SHMQ_WAIT_POLLER, __ATOMIC_SEQ_CST);
 }
 
 /* Everybody, whatever the bits say: a waker may have died between taking
@@ -97,7 +99,9 @@ void ring_wake_all(struct ring *r)
 	for (int side = PUT_SIDE; side <= GET_SIDE; side++) {
 		take_bits(words[side], LOAD_SC(*words[side]), 1);
 		futex_wake_all(words[side]);
-		poll_wake(r, (enum side)side);
+		if (poll_wake(r, (enum side)side))
+			__atomic_fetch_or(words[side], SHMQ_WAIT_POLLER,
+					  __ATOMIC_SEQ_CST);
 	}
 }
 

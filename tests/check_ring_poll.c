@@ -21,9 +21,12 @@
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "lib/chan.h"
@@ -365,6 +368,113 @@ START_TEST(test_late_clear_of_reused_entry)
 END_TEST
 
 /* ================================================================== */
+/* When a wake-up cannot be sent                                      */
+
+/* This process's wake-up socket: the unbound AF_UNIX datagram socket
+ * among its descriptors, or -1. */
+static int find_sender(void)
+{
+	for (int fd = 3; fd < 1024; fd++) {
+		struct sockaddr_un a;
+		socklen_t len = sizeof(a);
+		int type;
+		socklen_t tl = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+		    type == SOCK_DGRAM &&
+		    getsockname(fd, (struct sockaddr *)&a, &len) == 0 &&
+		    a.sun_family == AF_UNIX &&
+		    len <= offsetof(struct sockaddr_un, sun_path))
+			return fd;
+	}
+	return -1;
+}
+
+/* The program closed the library's wake-up socket behind its back (as a
+ * daemon closing every descriptor does) and the number now belongs to
+ * one of its own stream sockets: the next wake-up still arrives, from a
+ * new socket, and nothing is written into the program's stream. */
+START_TEST(test_sender_replaced)
+{
+	struct ring_config c = seg_config(8, 64, 0, 0);
+	struct pop pop = { .dir = SHMQ_POLL_GET };
+	int sp[2];
+	char b;
+
+	seg_create(&c);
+	struct kid *g = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	put_ok(&R, "one");
+	ck_assert_int_eq(kid_result(g).rc, SHMQ_OK);
+	int s = find_sender();
+	ck_assert_int_ge(s, 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	ck_assert_int_eq(dup2(sp[0], s), s);
+	g = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	put_ok(&R, "two");
+	struct kres res = kid_result(g);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "two", 3);
+	ck_assert_int_eq(recv(sp[1], &b, 1, MSG_DONTWAIT), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+
+	/* Closed, and the number left free. */
+	close(s);
+	g = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	put_ok(&R, "three");
+	res = kid_result(g);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "three", 5);
+	close(sp[0]);
+	close(sp[1]);
+}
+END_TEST
+
+/* A producer at its limit of descriptors puts: it has no socket to send
+ * the wake-up from, so the put succeeds, the entry stays armed and the
+ * bit set, and the next put (from a process that can send) wakes the
+ * poller.  (The wake-up used to be dropped and the arming cleared.) */
+static int kid_put_at_fd_limit(struct kctx *c)
+{
+	struct kres res = { 0 };
+	struct iovec v = { "first", 5 };
+	size_t done = 0;
+	int top = 3;
+
+	/* Fill every free number below the limit. */
+	for (int fd; (fd = dup(0)) >= 0;)
+		top = fd;
+	struct rlimit rl = { (rlim_t)top + 1, (rlim_t)top + 1 };
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+	    socket(AF_UNIX, SOCK_DGRAM, 0) >= 0)
+		return CHILD_FAIL;
+	res.rc = ring_put(&c->r, &v, 1, &done, SHMQ_NOWAIT);
+	res.count = (uint32_t)done;
+	return write(c->evt, &res, sizeof(res)) == (ssize_t)sizeof(res)
+		       ? 0 : CHILD_FAIL;
+}
+
+START_TEST(test_sender_out_of_descriptors)
+{
+	struct ring_config c = seg_config(8, 64, 0, 0);
+	struct pop pop = { .dir = SHMQ_POLL_GET };
+
+	seg_create(&c);
+	struct kid *g = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	struct kid *p = kid_start(SHMQ_ROLE_PRODUCER, kid_put_at_fd_limit,
+				  NULL);
+	struct kres res = kid_result(p);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_uint_eq(res.count, 1);
+	ck_assert_uint_ne(R.clients[g->idx].armed[GET_SIDE], 0);
+	ck_assert_uint_eq(word_bits(&R.hdr->data_futex), SHMQ_WAIT_POLLER);
+	kid_silent(g);
+	put_ok(&R, "second");
+	res = kid_result(g);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "first", 5);
+}
+END_TEST
+
+/* ================================================================== */
 /* Close, and what a wake-up costs                                    */
 
 /* close wakes every armed descriptor: getters armed on an empty queue
@@ -496,6 +606,9 @@ static Suite *ring_poll_suite(void)
 	tc = ring_tcase(s, "races", 30);
 	tcase_add_test(tc, test_lease_taken_while_arming);
 	tcase_add_test(tc, test_late_clear_of_reused_entry);
+	tc = ring_tcase(s, "failed sends", 30);
+	tcase_add_test(tc, test_sender_replaced);
+	tcase_add_test(tc, test_sender_out_of_descriptors);
 	tc = ring_tcase(s, "wake-ups", 30);
 	tcase_add_test(tc, test_close_wakes_both_sides);
 	tcase_add_test(tc, test_one_datagram_per_arming);
