@@ -55,7 +55,8 @@ int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
 		clear_waits(c);
 		WRITE_ONCE(c->detached, 0);
 		WRITE_ONCE(c->start_time, start_time);
-		WRITE_ONCE(c->poll_nonce, 0);
+		WRITE_ONCE(c->poll_nonce[PUT_SIDE], 0);
+		WRITE_ONCE(c->poll_nonce[GET_SIDE], 0);
 		WRITE_ONCE(c->armed[PUT_SIDE], 0);
 		WRITE_ONCE(c->armed[GET_SIDE], 0);
 		__atomic_store_n(&c->gen, g, __ATOMIC_RELEASE);

@@ -48,14 +48,14 @@ static uint32_t *side_word(struct ring *r, enum side side)
  * it but the queue id is the entry's, and only selects among this queue's
  * handles. */
 static socklen_t poll_name(struct sockaddr_un *a, uint64_t queue_id,
-			   uint32_t index, uint32_t gen, uint64_t nonce,
+			   uint32_t index, uint32_t gen, uint32_t nonce,
 			   enum side side)
 {
 	a->sun_family = AF_UNIX;
 	a->sun_path[0] = '\0';
 	int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1,
 			 "shmq-poll.%016" PRIx64 ".%" PRIx32 ".%" PRIx32
-			 ".%016" PRIx64 ".%c",
+			 ".%08" PRIx32 ".%c",
 			 queue_id, index, gen, nonce,
 			 side == PUT_SIDE ? 'p' : 'g');
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
@@ -177,7 +177,8 @@ int poll_wake(struct ring *r, enum side side)
 			continue;
 		struct sockaddr_un a;
 		socklen_t len = poll_name(&a, r->queue_id, i, READ_ONCE(c->gen),
-					  READ_ONCE(c->poll_nonce), side);
+					  READ_ONCE(c->poll_nonce[side]),
+					  side);
 		/* Send first, clear after: a process killed in between
 		 * leaves the entry armed, and the next wake-up sends again.
 		 * An entry re-armed meanwhile keeps its new value, and one
@@ -209,7 +210,7 @@ void poll_kick(struct ring *r, enum side side)
 	(void)sendto(p->sock, "k", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
 		     (const struct sockaddr *)&a,
 		     poll_name(&a, r->queue_id, r->self_index, r->self_gen,
-			       r->poll_nonce, side));
+			       p->nonce, side));
 }
 
 /* ------------------------------------------------------------------ */
@@ -370,42 +371,43 @@ int poll_nowait(struct ring *r, enum side side, uint64_t len, int *tries)
 /* ------------------------------------------------------------------ */
 /* Descriptors                                                        */
 
-static uint64_t fresh_nonce(void)
+static uint32_t fresh_nonce(void)
 {
-	uint64_t n = 0;
+	uint32_t n = 0;
 
 	if (getrandom(&n, sizeof(n), GRND_NONBLOCK) != (ssize_t)sizeof(n))
-		n = mono_ns() ^ ((uint64_t)getpid() << 32);
+		n = (uint32_t)(mono_ns() ^ ((uint64_t)getpid() << 16));
 	return n ? n : 1;
 }
 
+/* The handle's socket for `side`, bound under a name with a nonce of its
+ * own: the name of the other direction's socket (anybody can read it in
+ * /proc/net/unix) says nothing about this one, so nobody can take it
+ * first.  A name already taken (by someone who guessed 32 random bits,
+ * or a handle of another daemon's queue with the same id and nonce) is
+ * tried again with a new nonce; the entry learns the nonce once the name
+ * is ours. */
 static int bound_socket(struct ring *r, enum side side)
 {
-	int others = r->poll[!side].open;
-
 	for (int i = 0; i < BIND_TRIES; i++) {
 		struct sockaddr_un a;
-		if (r->poll_nonce == 0 || (i > 0 && !others)) {
-			r->poll_nonce = fresh_nonce();
-			__atomic_store_n(&r->self->poll_nonce, r->poll_nonce,
-					 __ATOMIC_RELEASE);
-		}
+		uint32_t nonce = fresh_nonce();
 		int s = socket(AF_UNIX,
 			       SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (s < 0)
 			return -1;
 		socklen_t len = poll_name(&a, r->queue_id, r->self_index,
-					  r->self_gen, r->poll_nonce, side);
-		if (bind(s, (const struct sockaddr *)&a, len) == 0)
+					  r->self_gen, nonce, side);
+		if (bind(s, (const struct sockaddr *)&a, len) == 0) {
+			r->poll[side].nonce = nonce;
+			__atomic_store_n(&r->self->poll_nonce[side], nonce,
+					 __ATOMIC_RELEASE);
 			return s;
+		}
 		int e = errno;
 		close(s);
 		errno = e;
-		/* Taken: only by someone who guessed 64 random bits, or a
-		 * handle of another daemon's queue with the same id and
-		 * the same nonce.  A new nonce, unless the other direction's
-		 * socket already carries this one. */
-		if (e != EADDRINUSE || others)
+		if (e != EADDRINUSE)
 			return -1;
 	}
 	return -1;

@@ -51,6 +51,7 @@ struct ring_poller {
 	int timer;              /* a timer: lock retries, lease deadlines */
 	int timer_set;          /* the timer may be running or have fired */
 	uint32_t retry_ms;      /* the last retry delay, 0 after a lock */
+	uint32_t nonce;         /* the random part of the socket's name */
 };
 
 /* Tells shmqd that a call on this handle has been blocked for a while
@@ -97,10 +98,8 @@ struct ring {
 				       get ahead while both stream, or 0 */
 	uint32_t stride_skip[2];    /* waits left without a stride: [0] put,
 				       [1] get */
-	/* Pollable descriptors, [0] put, [1] get, and the random part of
-	 * their names (0 until the first one). */
+	/* Pollable descriptors, [0] put, [1] get. */
 	struct ring_poller poll[2];
-	uint64_t poll_nonce;
 	/* A zero-copy operation in progress holds a side's lock: */
 	int held;                   /* 0, or 1 + the side (put 0, get 1) */
 	pthread_t held_by;          /* the thread that holds it: a robust

@@ -263,8 +263,10 @@ struct shmq_slot {
  * Pollable descriptors.  A handle that asked for one (shmq_fd) owns, per
  * direction, an AF_UNIX datagram socket bound in the abstract namespace
  * under a name derived from the queue's id (the handle's own copy, from
- * the daemon), the entry's index and gen, `poll_nonce` and the direction
- * (see common/poll.c).  A non-blocking call that finds nothing to do
+ * the daemon), the entry's index and gen, the direction's `poll_nonce`
+ * (32 random bits of its own, so that one socket's name, which anybody
+ * can read in /proc/net/unix, says nothing of the other's) and the
+ * direction (see common/poll.c).  A non-blocking call that finds nothing to do
  * arms it: it writes the next nonzero value of the header's `arm_seq` to
  * armed[direction] (0 put, 1 get), then sets SHMQ_WAIT_POLLER in that
  * direction's futex word, then looks again.  Whoever wakes that direction
@@ -318,7 +320,8 @@ struct shmq_client {
 	uint64_t start_time;        /* process start time, guards pid reuse */
 	uint32_t detached;          /* SHMQ_CLIENT_DETACHED, set by the handle */
 	uint32_t pad;
-	uint64_t poll_nonce;        /* random part of its sockets' names */
+	uint32_t poll_nonce[2];     /* [0] put, [1] get: the random part of
+				       that socket's name, 0 before one */
 	uint32_t armed[2];          /* [0] put, [1] get: 0, or an arming */
 	struct shmq_wait_rec waits[2];  /* [0] put, [1] get */
 };

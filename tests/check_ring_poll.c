@@ -20,12 +20,15 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -475,6 +478,97 @@ START_TEST(test_sender_out_of_descriptors)
 END_TEST
 
 /* ================================================================== */
+/* Names taken first                                                  */
+
+/* The nonce the next bind draws, when a test forces one (0: the real
+ * random ones).  The core is linked into this program, so its
+ * getrandom() is this one. */
+static uint32_t forced_nonce;
+
+ssize_t getrandom(void *buf, size_t len, unsigned flags)
+{
+	if (forced_nonce && len == sizeof(forced_nonce)) {
+		memcpy(buf, &forced_nonce, len);
+		forced_nonce = 0;
+		return (ssize_t)len;
+	}
+	return syscall(SYS_getrandom, buf, len, flags);
+}
+
+/* Binds a socket under `name` (abstract, `len` as getsockname says). */
+static int squat(const struct sockaddr_un *name, socklen_t len)
+{
+	int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(s, 0);
+	ck_assert_int_eq(bind(s, (const struct sockaddr *)name, len), 0);
+	return s;
+}
+
+/* Anybody can read a handle's socket names in /proc/net/unix.  Taking
+ * the other direction's name (the same but its last letter) before the
+ * handle asks for that descriptor used to make shmq_fd fail: each
+ * direction now has a nonce of its own.  And a name that is taken all
+ * the same (a forced nonce here) is tried again with a new nonce; the
+ * descriptor works. */
+START_TEST(test_name_taken_first)
+{
+	struct ring_config c = seg_config(8, 64, 0, 0);
+	struct sockaddr_un a;
+	socklen_t len = sizeof(a);
+	struct ring me;
+	int fd, pfd;
+
+	seg_create(&c);
+	uint32_t idx = self_client(&me, SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER);
+	ck_assert_int_eq(ring_poll_fd(&me, SHMQ_POLL_GET, &fd), SHMQ_OK);
+	ck_assert_int_eq(getsockname(me.poll[GET_SIDE].sock,
+				     (struct sockaddr *)&a, &len), 0);
+	ck_assert_uint_gt(len, offsetof(struct sockaddr_un, sun_path) + 2);
+	char *last = (char *)&a + len - 1;
+	ck_assert_int_eq(*last, 'g');
+	*last = 'p';
+	int s1 = squat(&a, len);
+	ck_assert_int_eq(ring_poll_fd(&me, SHMQ_POLL_PUT, &pfd), SHMQ_OK);
+	ck_assert_int_ne(me.poll[PUT_SIDE].nonce, me.poll[GET_SIDE].nonce);
+	ring_poll_close(&me);
+
+	/* A new handle on the entry, whose first nonce is taken. */
+	ring_client_remove(&R, idx, 0);
+	uint32_t gen;
+	ck_assert_int_eq(ring_client_add(&R, (uint32_t)getpid(), 0,
+					 SHMQ_ROLE_CONSUMER, &idx, &gen),
+			 SHMQ_OK);
+	ck_assert_int_eq(ring_client_bind(&me, idx, gen), SHMQ_OK);
+	struct sockaddr_un b = { .sun_family = AF_UNIX };
+	int n = snprintf(b.sun_path + 1, sizeof(b.sun_path) - 1,
+			 "shmq-poll.%016" PRIx64 ".%" PRIx32 ".%" PRIx32
+			 ".%08" PRIx32 ".g", me.queue_id, idx, gen, 0x5eedu);
+	int s2 = squat(&b, (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+				       1 + (size_t)n));
+	forced_nonce = 0x5eedu;
+	ck_assert_int_eq(ring_poll_fd(&me, SHMQ_POLL_GET, &fd), SHMQ_OK);
+	ck_assert_uint_eq(forced_nonce, 0);
+	ck_assert_uint_ne(me.poll[GET_SIDE].nonce, 0x5eedu);
+	ck_assert_uint_eq(R.clients[idx].poll_nonce[GET_SIDE],
+			  me.poll[GET_SIDE].nonce);
+	/* And it is woken. */
+	char buf[64];
+	struct iovec out;
+	size_t got;
+	ck_assert_int_eq(ring_get(&me, buf, sizeof(buf), &out, 1, &got,
+				  SHMQ_NOWAIT), SHMQ_EAGAIN);
+	put_ok(&R, "woken");
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, POLL_WAIT_MS), 1);
+	ring_poll_close(&me);
+	ring_client_remove(&R, idx, 0);
+	close(s1);
+	close(s2);
+}
+END_TEST
+
+/* ================================================================== */
 /* Close, and what a wake-up costs                                    */
 
 /* close wakes every armed descriptor: getters armed on an empty queue
@@ -579,7 +673,8 @@ START_TEST(test_damaged_table)
 		R.clients[i].armed[GET_SIDE] = 7;
 		R.clients[i].armed[PUT_SIDE] = 7;
 		R.clients[i].gen = 12345 + i;
-		R.clients[i].poll_nonce = i;
+		R.clients[i].poll_nonce[PUT_SIDE] = i;
+		R.clients[i].poll_nonce[GET_SIDE] = i;
 	}
 	put_ok(&R, "still");
 	struct kres res = kid_result(g);
@@ -606,6 +701,7 @@ static Suite *ring_poll_suite(void)
 	tc = ring_tcase(s, "races", 30);
 	tcase_add_test(tc, test_lease_taken_while_arming);
 	tcase_add_test(tc, test_late_clear_of_reused_entry);
+	tcase_add_test(tc, test_name_taken_first);
 	tc = ring_tcase(s, "failed sends", 30);
 	tcase_add_test(tc, test_sender_replaced);
 	tcase_add_test(tc, test_sender_out_of_descriptors);
