@@ -163,7 +163,9 @@ static int send_wake(int *sender, const struct sockaddr_un *a,
 	return rc;
 }
 
-int poll_wake(struct ring *r, enum side side)
+/* Sends to every armed entry of `side`, clearing each arming it sent
+ * to: -1 if some could not be sent (they stay armed). */
+static int send_all(struct ring *r, enum side side)
 {
 	uint32_t hi = LOAD_SC(r->hdr->poll_hi);
 	int sender = -1, lost = 0;
@@ -179,10 +181,11 @@ int poll_wake(struct ring *r, enum side side)
 		socklen_t len = poll_name(&a, r->queue_id, i, READ_ONCE(c->gen),
 					  READ_ONCE(c->poll_nonce[side]),
 					  side);
-		/* Send first, clear after: a process killed in between
-		 * leaves the entry armed, and the next wake-up sends again.
-		 * An entry re-armed meanwhile keeps its new value, and one
-		 * we could not send to stays armed. */
+		/* Send first, clear after: a waker stopped or killed in
+		 * between leaves the entry armed, and the next one sends
+		 * again.  An entry armed again meanwhile keeps its new
+		 * value (values are unique), and one we could not send to
+		 * stays armed. */
 		HOOK(RING_HOOK_POLL_SEND);
 		if (send_wake(&sender, &a, len) != 0) {
 			lost = 1;
@@ -192,6 +195,36 @@ int poll_wake(struct ring *r, enum side side)
 					    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 	}
 	return lost ? -1 : 0;
+}
+
+/*
+ * The poll bit is cleared last, and only if the word has not changed
+ * since it was read before the entries: every arming changes the word
+ * (poll_arm), and an arming that changed it before that read had marked
+ * its entry before, so the loop saw it.  A waker stopped or killed
+ * anywhere in here leaves the bit set, and the next change of the queue
+ * in this direction sends again.  So does one that could not send (no
+ * socket): the bit stays, or is set again after a wake-up of everybody.
+ * Two wakers at once may both send to an entry: a spurious wake-up, at
+ * most one per waker.
+ */
+void poll_wake(struct ring *r, enum side side, int all)
+{
+	uint32_t *word = side_word(r, side);
+	uint32_t w = LOAD_SC(*word);
+
+	if (!all && !(w & SHMQ_WAIT_POLLER))
+		return;         /* another waker has been through */
+	if (send_all(r, side) != 0) {
+		if (!(w & SHMQ_WAIT_POLLER))
+			__atomic_fetch_or(word, SHMQ_WAIT_POLLER,
+					  __ATOMIC_SEQ_CST);
+		return;
+	}
+	if (w & SHMQ_WAIT_POLLER)
+		__atomic_compare_exchange_n(word, &w, w & ~SHMQ_WAIT_POLLER, 0,
+					    __ATOMIC_SEQ_CST,
+					    __ATOMIC_RELAXED);
 }
 
 static int drain(int sock);
@@ -303,10 +336,15 @@ static int poll_arm(struct ring *r, enum side side, uint64_t len)
 					    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
 		;
 	__atomic_store_n(&c->armed[side], v, __ATOMIC_SEQ_CST);
+	/* The bit, and a new epoch even if the bit was set: a waker that
+	 * read the word before this and is still sending must not clear
+	 * the bit (poll_wake), for its loop may have passed our entry. */
 	uint32_t w = LOAD_SC(*word);
-	while (!(w & SHMQ_WAIT_POLLER) &&
-	       !__atomic_compare_exchange_n(word, &w, w | SHMQ_WAIT_POLLER, 0,
-					    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+	while (!__atomic_compare_exchange_n(word, &w,
+					    (w | SHMQ_WAIT_POLLER) +
+						    SHMQ_WAIT_EPOCH,
+					    0, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST))
 		;
 	if (!ring_ready(r, side, len)) {
 		/* Armed.  The timer is for what no committer announces: a

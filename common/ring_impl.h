@@ -222,11 +222,10 @@ static inline int poll_watched(const struct ring *r, enum side side)
 {
 	return __atomic_load_n(&r->poll[side].open, __ATOMIC_ACQUIRE);
 }
-/* Sends one datagram to every armed entry of `side` (wait.c's wake-ups)
- * and clears their armings; -1 if some could not be sent for a reason of
- * this process (no socket to send from): those stay armed, and the
- * caller must leave the poll bit set for the next waker. */
-RING_INTERNAL int poll_wake(struct ring *r, enum side side);
+/* wait.c's wake-ups of pollers on `side`, for a waker that found the
+ * side's poll bit set (or for everybody, `all`): sends one datagram to
+ * every armed entry, clears their armings, then the bit (see wait.h). */
+RING_INTERNAL void poll_wake(struct ring *r, enum side side, int all);
 /* Makes the handle's own descriptor for `side` readable. */
 RING_INTERNAL void poll_kick(struct ring *r, enum side side);
 /* A non-blocking call on a watched `side` could not have the lock: the

@@ -59,35 +59,31 @@ void wait_tune(struct ring *r)
 	r->stride = stride_for(r->capacity);
 }
 
-#define WAIT_BITS (SHMQ_WAIT_SLEEPER | SHMQ_WAIT_POLLER)
-
-/* Clears both bits and bumps the epoch (only if a bit is set, unless
- * `always`); returns the bits that were set. */
-static uint32_t take_bits(uint32_t *word, uint32_t w, int always)
+/* Clears the sleep bit and bumps the epoch (only if the bit is set,
+ * unless `always`); returns whether it was set.  The poll bit is
+ * poll.c's: it is cleared only after the pollers were sent to. */
+static int take_sleepers(uint32_t *word, uint32_t w, int always)
 {
-	while (always || (w & WAIT_BITS)) {
+	while (always || (w & SHMQ_WAIT_SLEEPER)) {
 		if (__atomic_compare_exchange_n(word, &w,
-						(w & ~WAIT_BITS) + SHMQ_WAIT_EPOCH,
+						(w & ~SHMQ_WAIT_SLEEPER) +
+							SHMQ_WAIT_EPOCH,
 						0, __ATOMIC_SEQ_CST,
 						__ATOMIC_SEQ_CST))
-			return w & WAIT_BITS;
+			return (w & SHMQ_WAIT_SLEEPER) != 0;
 	}
 	return 0;
 }
 
 void wait_wake(struct ring *r, uint32_t *word, uint32_t w)
 {
-	uint32_t bits = take_bits(word, w, 0);
-
-	if (bits == 0)
-		return;         /* somebody else took them */
-	HOOK(RING_HOOK_WAKE);
-	if (bits & SHMQ_WAIT_SLEEPER)
+	if ((w & SHMQ_WAIT_SLEEPER) && take_sleepers(word, w, 0)) {
+		HOOK(RING_HOOK_WAKE);
 		futex_wake_all(word);
-	if ((bits & SHMQ_WAIT_POLLER) &&
-	    poll_wake(r, word == &r->hdr->data_futex ? GET_SIDE : PUT_SIDE))
-		/* Some could not be sent: the next waker tries them. */
-		__atomic_fetch_or(word, SHMQ_WAIT_POLLER, __ATOMIC_SEQ_CST);
+	}
+	if (w & SHMQ_WAIT_POLLER)
+		poll_wake(r, word == &r->hdr->data_futex ? GET_SIDE : PUT_SIDE,
+			  0);
 }
 
 /* Everybody, whatever the bits say: a waker may have died between taking
@@ -97,11 +93,9 @@ void ring_wake_all(struct ring *r)
 	uint32_t *words[2] = { &r->hdr->space_futex, &r->hdr->data_futex };
 
 	for (int side = PUT_SIDE; side <= GET_SIDE; side++) {
-		take_bits(words[side], LOAD_SC(*words[side]), 1);
+		take_sleepers(words[side], LOAD_SC(*words[side]), 1);
 		futex_wake_all(words[side]);
-		if (poll_wake(r, (enum side)side))
-			__atomic_fetch_or(words[side], SHMQ_WAIT_POLLER,
-					  __ATOMIC_SEQ_CST);
+		poll_wake(r, (enum side)side, 1);
 	}
 }
 

@@ -13,11 +13,19 @@
  * it takes the message cannot strand the other sleepers.
  *
  * Pollers (poll.c) follow the same rule with bit 1: a poller marks its
- * attachment entry armed, then sets the bit, then re-checks; a committer
- * that finds the bit set clears it and sends a datagram to every armed
- * entry.  A committer killed after clearing a bit and before waking
- * (RING_HOOK_WAKE) is covered by shmqd: a death ends in ring_wake_all,
- * which wakes every sleeper and every armed entry whatever the bits say.
+ * attachment entry armed, then sets the bit (always bumping the epoch),
+ * then re-checks; a committer that finds the bit set sends a datagram to
+ * every armed entry, clears the armings it sent to, and then the bit,
+ * unless the word changed meanwhile.  Sleepers' wake-ups clear first
+ * and wake after; a committer killed in between (RING_HOOK_WAKE) is
+ * covered by shmqd: a death ends in ring_wake_all, which wakes every
+ * sleeper and every armed entry whatever the bits say, and one stopped
+ * there costs the sleepers at most their one-second cap.  Pollers have
+ * no cap, so their bit is cleared last: a committer stopped or killed
+ * on its way (RING_HOOK_POLL_SEND) leaves it set, and the next commit in
+ * that direction sends.  What remains: a committer stopped between its
+ * commit and its wake-up, with nobody committing after it, delays the
+ * pollers until it runs again (or dies: then shmqd wakes them).
  */
 #ifndef SHMQ_WAIT_H
 #define SHMQ_WAIT_H

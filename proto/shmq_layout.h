@@ -269,12 +269,16 @@ struct shmq_slot {
  * direction (see common/poll.c).  A non-blocking call that finds nothing to do
  * arms it: it writes the next nonzero value of the header's `arm_seq` to
  * armed[direction] (0 put, 1 get), then sets SHMQ_WAIT_POLLER in that
- * direction's futex word, then looks again.  Whoever wakes that direction
- * and finds the bit set clears it, and sends one datagram to each armed
- * entry's socket, then clears that entry's armed value if it has not
- * changed.  Arming values are unique per queue (until arm_seq wraps), so
- * a waker that read an entry's value and was delayed can never clear the
- * arming of a later handle on the same entry.  A wake-up that every
+ * direction's futex word, always bumping the epoch, then looks again.
+ * Whoever wakes that direction and finds the bit set sends one datagram
+ * to each armed entry's socket and clears each entry's armed value that
+ * has not changed since it read it, then clears the bit, unless the word
+ * changed meanwhile (somebody armed) or a send failed for want of a
+ * socket: the bit then stays, and the next waker sends.  Send first,
+ * clear after: a waker stopped or killed at any point leaves the entry
+ * armed and the bit set.  Arming values are unique per queue (until
+ * arm_seq wraps), so a waker that read an entry's value and was delayed
+ * can never clear the arming of a later handle on the same entry.  A wake-up that every
  * sleeper must see (close, a death, adoption) sends to every armed entry
  * whatever the bit says.  Since the name is computed, never read, a
  * damaged entry can only direct wake-ups at sockets of this queue's

@@ -4,12 +4,16 @@
  *
  * Owns the core's side of the poll rules: a descriptor armed by a
  * non-blocking call becomes readable at the next commit in its direction
- * and at close; a committer killed after it took the poll bit and before
- * it sent (RING_HOOK_WAKE), or between its commit and its wake-up, is
- * covered by the daemon's removal of its entry (ring_client_remove, which
- * shmqd calls on a death); a poller killed while armed costs the others
- * nothing; one arming costs one datagram however many messages follow;
- * and a damaged table directs wake-ups nowhere outside the queue.
+ * and at close; a committer stopped on its way to send (RING_HOOK_POLL_SEND)
+ * leaves the next committer to send, and one killed there, or between its
+ * commit and its wake-up, is covered by the daemon's removal of its entry
+ * (ring_client_remove, which shmqd calls on a death); a poller killed
+ * while armed costs the others nothing; races with an arming (a lease
+ * taken meanwhile, a waker late with a reused entry) lose nothing; a
+ * wake-up that cannot be sent stays armed; names taken first by somebody
+ * else are avoided; one arming costs one datagram however many messages
+ * follow; and a damaged table directs wake-ups nowhere outside the
+ * queue.
  *
  * Rules of every ring suite (tests/lib/ring_kid.h): processes hand off
  * through pipes and state they publish in the segment, never through
@@ -145,6 +149,28 @@ static int kid_poller(struct kctx *c)
 		       ? 0 : CHILD_FAIL;
 }
 
+/* A producer child that puts `msg`, pausing at `pause` (see pause_arm)
+ * and reporting as kid_put does. */
+struct pput {
+	const char *msg;
+	int pause;
+	int go;
+};
+
+static int kid_put_paused(struct kctx *c)
+{
+	const struct pput *op = c->arg;
+	struct iovec v = { (void *)op->msg, strlen(op->msg) };
+	struct kres res = { 0 };
+	size_t done = 0;
+
+	pause_arm(c, op->pause, op->go);
+	res.rc = ring_put(&c->r, &v, 1, &done, SHMQ_FOREVER);
+	res.count = (uint32_t)done;
+	return write(c->evt, &res, sizeof(res)) == (ssize_t)sizeof(res)
+		       ? 0 : CHILD_FAIL;
+}
+
 /* Starts a poller and waits until it is armed. */
 static struct kid *poller_start(uint32_t role, struct pop *op)
 {
@@ -166,15 +192,48 @@ static uint32_t word_bits(const uint32_t *word)
 /* ================================================================== */
 /* Deaths around a wake-up                                            */
 
-/* A producer killed after it took the poll bit and before it sent
- * anything: nothing else will look at the armed entry, but the daemon's
- * removal of the dead entry wakes every armed descriptor. */
+/* A producer stopped (not killed) on its way to wake the pollers, before
+ * it sent anything: the entry is still armed and the bit still set, so
+ * the next put (here the test's) wakes the poller without it; then the
+ * stopped one goes on.  (The bit used to be taken before the sends: the
+ * poller slept until the stopped process ran again.) */
+START_TEST(test_waker_stopped_before_send)
+{
+	struct ring_config c = seg_config(8, 64, 0, 0);
+	struct pop pop = { .dir = SHMQ_POLL_GET };
+	int go[2];
+
+	ck_assert_int_eq(pipe(go), 0);
+	struct pput late = { .msg = "first", .pause = AT(RING_HOOK_POLL_SEND),
+			     .go = go[0] };
+	seg_create(&c);
+	struct kid *g = poller_start(SHMQ_ROLE_CONSUMER, &pop);
+	struct kid *p = kid_start(SHMQ_ROLE_PRODUCER, kid_put_paused, &late);
+	kid_expect_parked(p);
+	ck_assert_uint_eq(word_bits(&R.hdr->data_futex), SHMQ_WAIT_POLLER);
+	ck_assert_uint_ne(R.clients[g->idx].armed[GET_SIDE], 0);
+	kid_silent(g);
+	put_ok(&R, "second");
+	struct kres res = kid_result(g);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "first", 5);
+	go_on(go[1]);
+	ck_assert_int_eq(kid_result(p).rc, SHMQ_OK);
+	expect_msg(&R, "second");
+	close(go[0]);
+	close(go[1]);
+}
+END_TEST
+
+/* A producer killed on its way to wake the pollers: nobody else changes
+ * the queue, but the daemon's removal of the dead entry wakes every
+ * armed descriptor. */
 START_TEST(test_killed_at_wake_hook)
 {
 	struct ring_config c = seg_config(8, 64, 0, 0);
 	struct pop pop = { .dir = SHMQ_POLL_GET };
 	struct op dead = OP(.timeout = SHMQ_FOREVER,
-			    .park = AT(RING_HOOK_WAKE), .n = 1,
+			    .park = AT(RING_HOOK_POLL_SEND), .n = 1,
 			    .msgs = { "orphan" });
 
 	seg_create(&c);
@@ -182,7 +241,6 @@ START_TEST(test_killed_at_wake_hook)
 	ck_assert_uint_eq(word_bits(&R.hdr->data_futex), SHMQ_WAIT_POLLER);
 	struct kid *p = kid_op(SHMQ_ROLE_PRODUCER, kid_put, &dead);
 	kid_expect_parked(p);
-	ck_assert_uint_eq(word_bits(&R.hdr->data_futex), 0);
 	kid_silent(g);
 	kid_kill(p);
 	ring_client_remove(&R, p->idx, 1);
@@ -218,14 +276,14 @@ START_TEST(test_killed_after_commit)
 }
 END_TEST
 
-/* The put side: a consumer killed after it freed a slot and took the
- * producers' poll bit.  The armed producer still gets its room. */
+/* The put side: a consumer killed after it freed a slot, on its way to
+ * wake the producers.  The armed producer still gets its room. */
 START_TEST(test_put_side_killed_getter)
 {
 	struct ring_config c = seg_config(2, 64, 0, 0);
 	struct pop pop = { .dir = SHMQ_POLL_PUT, .msg = "third" };
 	struct op dead = OP(.timeout = SHMQ_FOREVER,
-			    .park = AT(RING_HOOK_WAKE));
+			    .park = AT(RING_HOOK_POLL_SEND));
 
 	seg_create(&c);
 	put_ok(&R, "first");
@@ -311,28 +369,6 @@ START_TEST(test_lease_taken_while_arming)
 	close(go[1]);
 }
 END_TEST
-
-/* A producer child that puts `msg`, pausing at `pause` (see pause_arm)
- * and reporting as kid_put does. */
-struct pput {
-	const char *msg;
-	int pause;
-	int go;
-};
-
-static int kid_put_paused(struct kctx *c)
-{
-	const struct pput *op = c->arg;
-	struct iovec v = { (void *)op->msg, strlen(op->msg) };
-	struct kres res = { 0 };
-	size_t done = 0;
-
-	pause_arm(c, op->pause, op->go);
-	res.rc = ring_put(&c->r, &v, 1, &done, SHMQ_FOREVER);
-	res.count = (uint32_t)done;
-	return write(c->evt, &res, sizeof(res)) == (ssize_t)sizeof(res)
-		       ? 0 : CHILD_FAIL;
-}
 
 /* A waker delayed after it read an armed entry, while the entry's
  * handle dies and a new handle takes the entry and arms: the waker's
@@ -694,6 +730,7 @@ static Suite *ring_poll_suite(void)
 	TCase *tc;
 
 	tc = ring_tcase(s, "deaths", 30);
+	tcase_add_test(tc, test_waker_stopped_before_send);
 	tcase_add_test(tc, test_killed_at_wake_hook);
 	tcase_add_test(tc, test_killed_after_commit);
 	tcase_add_test(tc, test_put_side_killed_getter);
