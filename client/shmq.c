@@ -474,6 +474,14 @@ int shmq_fd(shmq_t *q, unsigned dir, int *fd)
 	pthread_mutex_lock(&q->poll_lock);
 	rc = ring_poll_fd(&q->ring, dir, fd);
 	pthread_mutex_unlock(&q->poll_lock);
+	if (rc == SHMQ_ESYS && errno == EXDEV) {
+		static const char why[] =
+			"shmqd runs in another network namespace: its "
+			"wake-ups could not reach a descriptor made here "
+			"(blocking calls and shmq_wait work)";
+		control_set_detail(why, sizeof(why));
+		errno = EXDEV;
+	}
 	return rc;
 }
 

@@ -954,18 +954,28 @@ int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
  * costs one datagram each time the consumer catches up, not one per
  * message.
  *
- * Caveat: the descriptor is an AF_UNIX datagram socket in the abstract
- * namespace, which is per network namespace.  Every process that commits
- * on the queue (and shmqd) must share the poller's network namespace, or
- * its wake-ups do not arrive; blocking calls and shmq_wait() work across
- * namespaces.  Any local process in that namespace can make the
- * descriptor readable (a spurious wake-up, nothing more).  Descriptors
- * are not inherited usefully across fork(): a child opens its own
- * handles.
+ * NETWORK NAMESPACES (containers, systemd's PrivateNetwork=): wake-ups
+ * travel as datagrams to an AF_UNIX socket in the abstract namespace,
+ * and abstract names exist per network namespace: a wake-up sent from
+ * another network namespace never arrives.  So every process that puts,
+ * gets, acks or closes on the queue, and shmqd, must share the poller's
+ * network namespace.  shmq_fd checks the one it can know, shmqd's: in
+ * another network namespace it fails with SHMQ_ESYS, errno EXDEV and a
+ * shmq_error_detail() that says so, rather than hand out a descriptor
+ * that would sleep through a producer's death or an auto-close.  It
+ * cannot check the other clients: a producer in another namespace puts
+ * messages whose wake-ups are lost (its pollers learn of them only at
+ * the next wake-up from their own namespace).  Blocking calls and
+ * shmq_wait() work across network namespaces: use them there (in a
+ * thread, if need be).  Any local process in the poller's namespace can
+ * make its descriptor readable (a spurious wake-up, nothing more).
+ * Descriptors are not inherited usefully across fork(): a child opens
+ * its own handles.
  *
  * shmq_fd: SHMQ_OK with *fd set (never blocks), SHMQ_EINVAL (bad `dir`,
  * fd NULL), SHMQ_EROLE (the handle lacks the role), SHMQ_ELIMIT (out of
- * descriptors), SHMQ_ENOMEM, SHMQ_ESYS (see errno).  Thread-safe.
+ * descriptors), SHMQ_ENOMEM, SHMQ_ESYS (see errno; EXDEV: shmqd runs in
+ * another network namespace, see above).  Thread-safe.
  */
 #define SHMQ_POLL_GET 0x1u
 #define SHMQ_POLL_PUT 0x2u

@@ -481,6 +481,14 @@ int ring_poll_fd(struct ring *r, unsigned dir, int *fd)
 		*fd = p->fd;
 		return SHMQ_OK;
 	}
+	/* Abstract names exist per network namespace: in another one than
+	 * shmqd's, the wake-ups it sends (for a death, an auto-close)
+	 * would never arrive.  Better no descriptor than a silent hang. */
+	uint64_t dns = READ_ONCE(r->hdr->daemon_netns), mine = ring_netns();
+	if (dns && mine && dns != mine) {
+		errno = EXDEV;
+		return SHMQ_ESYS;
+	}
 	int sock = bound_socket(r, side), timer = -1, ep = -1;
 	if (sock < 0)
 		return status_of_errno();

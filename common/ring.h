@@ -214,6 +214,9 @@ struct ring_progress {
 	int64_t  next_deadline;     /* earliest lease deadline */
 };
 void ring_progress(const struct ring *r, struct ring_progress *p);
+/* shmqd writes its network namespace in each segment it creates or
+ * adopts: pollable descriptors work only in that namespace (poll.c). */
+void ring_set_daemon_netns(struct ring *r);
 /* shmqd's words to the waiters: the report period (ms, 0: no detection),
  * the SHMQ_DL_* state, and until when it samples the queue anyway. */
 void ring_dl_set_period(struct ring *r, uint32_t report_ms);

@@ -210,6 +210,12 @@ RING_INTERNAL int lease_check(const struct ring *r, uint64_t head);
 /* The earliest lease deadline, for a getter's sleep; SHMQ_NO_DEADLINE. */
 RING_INTERNAL int64_t lease_next_deadline(const struct ring *r);
 
+/* --- segment.c -------------------------------------------------------- */
+
+/* This process's network namespace (the inode of /proc/self/ns/net), or
+ * 0 if it cannot tell. */
+RING_INTERNAL uint64_t ring_netns(void);
+
 /* --- poll.c: pollable descriptors -------------------------------------- */
 
 /* How many times a non-blocking call that found the queue ready when it

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "ring_impl.h"
@@ -360,6 +361,18 @@ void ring_progress(const struct ring *r, struct ring_progress *p)
 		p->bytes += READ_ONCE(h->lease_bytes);
 		p->next_deadline = READ_ONCE(h->next_deadline);
 	}
+}
+
+uint64_t ring_netns(void)
+{
+	struct stat st;
+
+	return stat("/proc/self/ns/net", &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+void ring_set_daemon_netns(struct ring *r)
+{
+	WRITE_ONCE(r->hdr->daemon_netns, ring_netns());
 }
 
 void ring_dl_set_period(struct ring *r, uint32_t report_ms)

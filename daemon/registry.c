@@ -360,6 +360,7 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 		snprintf(detail, detail_size, "cannot map the segment");
 		goto fail_unlink;
 	}
+	ring_set_daemon_netns(&q->ring);
 	meta_fill(&m, &cfg);
 	rc = meta_write(q->id, &m);
 	if (rc != SHMQ_OK) {
@@ -589,6 +590,9 @@ static void check_adopted(struct queue *q, void *arg)
 		return;
 	}
 	ac->consistent = ring_check(&q->ring) == SHMQ_OK;
+	/* This daemon may run in another network namespace than the one
+	 * before it: descriptors made from now on must be in this one. */
+	ring_set_daemon_netns(&q->ring);
 	ring_stat(&q->ring, &s);
 	ac->messages = s.messages;
 }

@@ -176,6 +176,11 @@ struct shmq_seg_hdr {
 	 * waker could confuse share one. */
 	uint32_t arm_seq;
 	int64_t  closed_ns;         /* CLOCK_REALTIME of the first close, or 0 */
+	/* The network namespace shmqd runs in (the inode of its
+	 * /proc/self/ns/net), written at creation and adoption, or 0 if it
+	 * could not tell.  Its wake-ups cannot reach a descriptor bound in
+	 * another namespace, so shmq_fd refuses to make one there. */
+	uint64_t daemon_netns;
 
 	/* --- acked queues: configuration, written once by shmqd ----------- */
 	_Alignas(SHMQ_CACHELINE) uint32_t lease_timeout_ms; /* 0 = none */

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -435,6 +436,89 @@ START_TEST(test_lock_held)
 	close(ep);
 	close(pep);
 	RC_EQ(shmq_detach(c), SHMQ_OK);
+	RC_EQ(shmq_detach(p), SHMQ_OK);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* ======================================================================= */
+/* Another network namespace                                               */
+
+#define CHILD_NO_NETNS 76       /* could not make a network namespace */
+
+/* Moves the calling process into a new network namespace (as root, or
+ * through a user namespace that maps our own uid to itself): 0, or -1 if
+ * this system allows neither. */
+static int enter_new_netns(void)
+{
+	if (unshare(CLONE_NEWNET) == 0)
+		return 0;
+	uid_t uid = getuid();
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0)
+		return -1;
+	char map[64];
+	int n = snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)uid,
+			 (unsigned)uid);
+	int fd = open("/proc/self/uid_map", O_WRONLY | O_CLOEXEC);
+	int ok = fd >= 0 && write(fd, map, (size_t)n) == n;
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+/* A handle in another network namespace than shmqd's: its wake-ups (a
+ * death, an auto-close) could never reach a descriptor there, so shmq_fd
+ * refuses to make one, loudly (SHMQ_ESYS, errno EXDEV, a detail that says
+ * why), instead of making one that would hang; the blocking calls and
+ * shmq_wait of the same handle work. */
+START_TEST(test_other_netns)
+{
+	struct chan ch;
+	struct daemon d;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	create_q("ns", 4, 64, 0600, 0);
+	shmq_t *p = open_q("ns", SHMQ_PRODUCER);
+	chan_init(&ch);
+	pid_t k = harness_fork();
+	ck_assert_int_ge(k, 0);
+	if (k == 0) {
+		shmq_t *q;
+		char buf[64];
+		size_t len;
+		int fd;
+		chan_child(&ch);
+		if (enter_new_netns() != 0)
+			_exit(CHILD_NO_NETNS);
+		CHILD_RC(shmq_open("ns", SHMQ_CONSUMER, &q), SHMQ_OK);
+		CHILD_RC(shmq_fd(q, SHMQ_POLL_GET, &fd), SHMQ_ESYS);
+		CHILD_EQ(errno, EXDEV);
+		CHILD_EQ(fd, -1);
+		CHILD_CHECK(strstr(shmq_error_detail(), "network namespace"));
+		child_say(&ch, 'r');
+		CHILD_RC(shmq_wait(q, SHMQ_POLL_GET, 0, 10000), SHMQ_OK);
+		CHILD_RC(shmq_get(q, buf, sizeof(buf), &len, 10000), SHMQ_OK);
+		CHILD_RC(shmq_detach(q), SHMQ_OK);
+		_exit(0);
+	}
+	chan_parent(&ch);
+	int b = byte_read(ch.up[0], 15000);
+	if (b < 0) {
+		int st = harness_wait(k, 5000);
+		if (exited_with(st, CHILD_NO_NETNS)) {
+			fprintf(stderr, "check_poll: no network namespace "
+					"here; test_other_netns not run\n");
+			chan_done(&ch);
+			RC_EQ(shmq_detach(p), SHMQ_OK);
+			ck_assert_int_eq(daemon_cleanup(&d), 0);
+			return;
+		}
+		ck_abort_msg("child: %s", describe(st));
+	}
+	ck_assert_int_eq(b, 'r');
+	put_str(p, "across");
+	CHILD_OK(k);
+	chan_done(&ch);
 	RC_EQ(shmq_detach(p), SHMQ_OK);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
@@ -992,6 +1076,7 @@ static Suite *poll_suite(void)
 	tcase_add_test(tc, test_poller_killed_armed);
 	tcase_add_test(tc, test_acked_wakes);
 	tcase_add_test(tc, test_lock_held);
+	tcase_add_test(tc, test_other_netns);
 	tcase_add_test(tc, test_example);
 	suite_add_tcase(s, tc);
 
