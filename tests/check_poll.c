@@ -13,7 +13,11 @@
  * takes nothing, even when it is cancelled; and pollers of every kind
  * (epoll level- and edge-triggered, libevent) with blocking consumers and
  * a million messages from bursty producers get every message exactly
- * once, none of them ever waiting 2 s for a wake-up.
+ * once, none of them ever waiting 2 s for a wake-up, also while other
+ * handles hold the queue's locks (zero copy, stalled) and on an acked
+ * queue; a lock another handle holds never blocks a polling call nor
+ * strands an edge-triggered loop; and shmq_fd refuses in a network
+ * namespace other than shmqd's.
  *
  * Rules every integration suite keeps (tests/lib/): it runs the real
  * built shmqd (harness.h) and real client processes on real shared
@@ -714,23 +718,36 @@ END_TEST
 /* Many pollers, many messages                                             */
 
 /*
- * Producers put a million 8-byte messages (id, seq) in bursts of random
- * length with random pauses; two of them poll their put descriptor
- * (edge- and level-triggered) instead of blocking.  Consumers of every
- * kind take them: epoll level-triggered taking one message per wake-up,
- * epoll edge-triggered taking until SHMQ_EAGAIN, libevent (level and
- * EV_ET), and two that block.  Every message arrives exactly once, each
- * producer's in order at each consumer, and no poller's descriptor is
- * ever silent for STALL_MS while the stream runs (the producers never
- * pause that long, and every commit wakes an armed poller).
+ * Producers put 8-byte messages (id, seq) in bursts of random length with
+ * random pauses; two of them poll their put descriptor (edge- and
+ * level-triggered) instead of blocking, and one puts by zero copy,
+ * holding its reservation (so the producers' lock) for milliseconds
+ * every 2048 messages and stalling with it for 300 ms every 65536.  Consumers of every kind take them: epoll
+ * level-triggered taking one message per wake-up, epoll edge-triggered
+ * taking until SHMQ_EAGAIN, libevent (level and EV_ET), two that block,
+ * and a slow one: on a plain queue a zero-copy consumer that holds its
+ * view (so the consumers' lock) as long as that producer holds its
+ * reservation; on an acked queue one that leases and sometimes sits on
+ * a lease past its timeout, so that it comes back to the others.  On an acked queue the pollers lease and ack, or get, and
+ * now and then nack.  Every message is taken (settled) exactly once,
+ * each producer's in order at each consumer of a plain queue, and no
+ * poller's descriptor is ever silent for STALL_MS while the stream runs:
+ * the producers never pause that long, every commit wakes an armed
+ * poller, and a poller that finds the lock held is called back within
+ * 32 ms.
  */
-enum { NP = 4, PER = 250000, CAP = 64 };
-enum { K_EPOLL_LT, K_EPOLL_ET, K_EVENT_LT, K_EVENT_ET, K_BLOCK };
+enum { NP = 4, PER = 250000, PER_ACKED = 100000, CAP = 64 };
+enum { K_EPOLL_LT, K_EPOLL_ET, K_EVENT_LT, K_EVENT_ET, K_BLOCK, K_SLOW };
 static const int kinds[] = { K_EPOLL_LT, K_EPOLL_ET, K_EVENT_LT, K_EVENT_ET,
-			     K_BLOCK, K_BLOCK };
+			     K_BLOCK, K_BLOCK, K_SLOW };
 #define NC ((int)(sizeof(kinds) / sizeof(kinds[0])))
+#define ZC_PRODUCER 2           /* puts by zero copy */
+#define LEASE_MS    200         /* the acked storm's lease timeout */
 
 struct storm {
+	const char *queue;
+	int acked;
+	uint32_t per;           /* messages per producer */
 	uint8_t seen[NP][PER];
 	uint64_t got[NC];
 };
@@ -753,26 +770,57 @@ static void take(struct taker *t, const char *m, size_t len)
 	CHILD_EQ(len, 8);
 	memcpy(&id, m, 4);
 	memcpy(&seq, m + 4, 4);
-	CHILD_CHECK(id < NP && seq < PER);
-	CHILD_CHECK((int64_t)seq > t->last[id]);
+	CHILD_CHECK(id < NP && seq < t->sh->per);
+	/* (Returned messages come again out of order.) */
+	CHILD_CHECK(t->sh->acked || (int64_t)seq > t->last[id]);
 	t->last[id] = seq;
 	__atomic_add_fetch(&t->sh->seen[id][seq], 1, __ATOMIC_RELAXED);
 	t->sh->got[t->who]++;
+}
+
+/* One non-blocking take: a get, or on an acked queue for some takers a
+ * lease and its ack, now and then a nack instead (the message comes back
+ * for somebody). */
+static int take_one(struct taker *t)
+{
+	char m[16];
+	size_t len;
+	struct shmq_msg msg;
+	int rc;
+
+	if (!t->sh->acked || t->who % 2 == 0) {
+		rc = shmq_get(t->q, m, sizeof(m), &len, SHMQ_NOWAIT);
+		if (rc == SHMQ_OK)
+			take(t, m, len);
+		return rc;
+	}
+	rc = shmq_lease(t->q, m, sizeof(m), &msg, SHMQ_NOWAIT);
+	if (rc != SHMQ_OK)
+		return rc;
+	/* (A taker descheduled past the lease timeout finds its lease
+	 * ended: SHMQ_ELEASE, and the message went back.) */
+	if (rnd() % 512 == 0) {
+		rc = shmq_nack(t->q, &msg, 0);
+		CHILD_CHECK(rc == SHMQ_OK || rc == SHMQ_ELEASE);
+		return SHMQ_OK;
+	}
+	rc = shmq_ack(t->q, &msg);
+	CHILD_CHECK(rc == SHMQ_OK || rc == SHMQ_ELEASE);
+	if (rc == SHMQ_OK)
+		take(t, m, msg.len);
+	return SHMQ_OK;
 }
 
 /* Takes until SHMQ_EAGAIN (armed) or the end; at most `max` messages
  * (then it returns SHMQ_OK, the descriptor still readable). */
 static int take_some(struct taker *t, int max)
 {
-	char m[16];
-	size_t len;
 	int rc = SHMQ_OK;
 
 	for (int i = 0; i < max; i++) {
-		rc = shmq_get(t->q, m, sizeof(m), &len, SHMQ_NOWAIT);
+		rc = take_one(t);
 		if (rc != SHMQ_OK)
 			break;
-		take(t, m, len);
 	}
 	return rc;
 }
@@ -847,6 +895,48 @@ static void event_taker(struct taker *t, int edge)
 	event_base_free(t->base);
 }
 
+/* Holding a lock now and then, at the n-th message of a holder: up to
+ * 10 ms every 2048 messages, and a stall of 300 ms every 65536. */
+static void slow_hold(uint32_t n)
+{
+	if (n % 65536 == 16384)
+		sleep_ms(300);
+	else if (n % 2048 == 1024)
+		sleep_us((long)(rnd() % 10000));
+}
+
+/* The slow consumer: blocking zero-copy gets (plain queue) or blocking
+ * leases (acked), holding them now and then; on the acked queue a lease
+ * held past LEASE_MS (every 4096 messages) comes back to the others, and
+ * its ack is refused. */
+static void slow_taker(struct taker *t)
+{
+	if (!t->sh->acked) {
+		const void *d;
+		size_t len;
+		for (uint32_t n = 0; (t->rc = shmq_get_view(t->q, &d, &len,
+							     60000)) == SHMQ_OK;
+		     n++) {
+			take(t, d, len);
+			slow_hold(n);
+			CHILD_RC(shmq_get_take(t->q), SHMQ_OK);
+		}
+		return;
+	}
+	char m[16];
+	struct shmq_msg msg;
+	for (uint32_t n = 0; (t->rc = shmq_lease(t->q, m, sizeof(m), &msg,
+						 60000)) == SHMQ_OK; n++) {
+		if (n % 4096 == 2048)
+			sleep_ms(LEASE_MS + 100);
+		int rc = shmq_ack(t->q, &msg);
+		if (rc == SHMQ_OK)
+			take(t, m, msg.len);
+		else
+			CHILD_RC(rc, SHMQ_ELEASE);
+	}
+}
+
 static void consumer_main(struct storm *sh, int who, int kind)
 {
 	struct taker t = { .sh = sh, .who = who };
@@ -855,12 +945,13 @@ static void consumer_main(struct storm *sh, int who, int kind)
 
 	for (int i = 0; i < NP; i++)
 		t.last[i] = -1;
-	CHILD_RC(shmq_open("storm", SHMQ_CONSUMER, &t.q), SHMQ_OK);
+	CHILD_RC(shmq_open(sh->queue, SHMQ_CONSUMER, &t.q), SHMQ_OK);
 	switch (kind) {
 	case K_EPOLL_LT: epoll_taker(&t, 0); break;
 	case K_EPOLL_ET: epoll_taker(&t, 1); break;
 	case K_EVENT_LT: event_taker(&t, 0); break;
 	case K_EVENT_ET: event_taker(&t, 1); break;
+	case K_SLOW: slow_taker(&t); break;
 	default:
 		while ((t.rc = shmq_get(t.q, m, sizeof(m), &len, 60000)) ==
 		       SHMQ_OK)
@@ -871,26 +962,36 @@ static void consumer_main(struct storm *sh, int who, int kind)
 	_exit(0);
 }
 
-/* Producer `id`: polled (0: edge, 1: level) or blocking (the others). */
-static void producer_main(int id)
+/* Producer `id`: polled (0: edge, 1: level), by zero copy (ZC_PRODUCER),
+ * or blocking (the others). */
+static void producer_main(const struct storm *sh, int id)
 {
 	struct epoll_event ev = { .events = EPOLLIN | (id == 0 ? EPOLLET : 0) };
 	shmq_t *q;
 	int fd, ep = -1, rc;
 
-	CHILD_RC(shmq_open("storm", SHMQ_PRODUCER, &q), SHMQ_OK);
+	CHILD_RC(shmq_open(sh->queue, SHMQ_PRODUCER, &q), SHMQ_OK);
 	if (id < 2) {
 		CHILD_RC(shmq_fd(q, SHMQ_POLL_PUT, &fd), SHMQ_OK);
 		ep = epoll_create1(EPOLL_CLOEXEC);
 		CHILD_CHECK(ep >= 0 &&
 			    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0);
 	}
-	for (uint32_t seq = 0; seq < PER;) {
+	for (uint32_t seq = 0; seq < sh->per;) {
 		uint32_t burst = 1 + (uint32_t)(rnd() % 2000);
-		for (uint32_t k = 0; k < burst && seq < PER; k++, seq++) {
+		for (uint32_t k = 0; k < burst && seq < sh->per; k++, seq++) {
 			char m[8];
 			memcpy(m, &(uint32_t){ (uint32_t)id }, 4);
 			memcpy(m + 4, &seq, 4);
+			if (id == ZC_PRODUCER) {
+				void *d;
+				CHILD_RC(shmq_put_reserve(q, 8, &d, 60000),
+					 SHMQ_OK);
+				memcpy(d, m, 8);
+				slow_hold(seq);
+				CHILD_RC(shmq_put_commit(q), SHMQ_OK);
+				continue;
+			}
 			if (ep < 0) {
 				CHILD_RC(shmq_put(q, m, 8, 60000), SHMQ_OK);
 				continue;
@@ -910,7 +1011,7 @@ static void producer_main(int id)
 	_exit(0);
 }
 
-START_TEST(test_storm)
+static void storm_run(const char *queue, int acked, uint32_t per)
 {
 	struct storm *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -918,8 +1019,13 @@ START_TEST(test_storm)
 	struct daemon d;
 
 	ck_assert_ptr_ne(sh, MAP_FAILED);
+	sh->queue = queue;
+	sh->acked = acked;
+	sh->per = per;
 	ck_assert_int_eq(daemon_start(&d, NULL), 0);
-	create_q("storm", CAP, 16, 0600, 0);
+	struct shmq_attr a = attr_of(CAP, 16, 0600, acked ? SHMQ_ACKED : 0);
+	a.lease_timeout_ms = acked ? LEASE_MS : 0;
+	RC_EQ(shmq_create(queue, &a, 0), SHMQ_OK);
 	for (int i = 0; i < NC; i++) {
 		(void)rnd();
 		cons[i] = harness_fork();
@@ -927,13 +1033,13 @@ START_TEST(test_storm)
 		if (cons[i] == 0)
 			consumer_main(sh, i, kinds[i]);
 	}
-	EVENTUALLY(stat_name("storm").consumers == NC);
+	EVENTUALLY(stat_name(queue).consumers == NC);
 	for (int i = 0; i < NP; i++) {
 		(void)rnd();    /* each child draws its own sequence */
 		prod[i] = harness_fork();
 		ck_assert_int_ge(prod[i], 0);
 		if (prod[i] == 0)
-			producer_main(i);
+			producer_main(sh, i);
 	}
 	for (int i = 0; i < NP; i++) {
 		int st = harness_wait(prod[i], 150000);
@@ -941,7 +1047,7 @@ START_TEST(test_storm)
 			      describe(st), exited_with(st, CHILD_STALL)
 			      ? " (a stall)" : "");
 	}
-	RC_EQ(shmq_close_name("storm", SHMQ_CLOSE_DRAIN, NULL), SHMQ_OK);
+	RC_EQ(shmq_close_name(queue, SHMQ_CLOSE_DRAIN, NULL), SHMQ_OK);
 	uint64_t total = 0;
 	for (int i = 0; i < NC; i++) {
 		int st = harness_wait(cons[i], 60000);
@@ -950,14 +1056,25 @@ START_TEST(test_storm)
 			      exited_with(st, CHILD_STALL) ? " (a stall)" : "");
 		total += sh->got[i];
 	}
-	ck_assert_uint_eq(total, (uint64_t)NP * PER);
+	ck_assert_uint_eq(total, (uint64_t)NP * per);
 	for (int i = 0; i < NP; i++)
-		for (int s = 0; s < PER; s++)
+		for (uint32_t s = 0; s < per; s++)
 			if (sh->seen[i][s] != 1)
-				ck_abort_msg("message %d/%d arrived %d times",
+				ck_abort_msg("message %d/%u arrived %d times",
 					     i, s, sh->seen[i][s]);
 	munmap(sh, sizeof(*sh));
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+
+START_TEST(test_storm)
+{
+	storm_run("storm", 0, PER);
+}
+END_TEST
+
+START_TEST(test_storm_acked)
+{
+	storm_run("astorm", 1, PER_ACKED);
 }
 END_TEST
 
@@ -1089,6 +1206,7 @@ static Suite *poll_suite(void)
 	tc = tcase_create("storm");
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_storm);
+	tcase_add_test(tc, test_storm_acked);
 	suite_add_tcase(s, tc);
 	return s;
 }
