@@ -948,9 +948,10 @@ int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
  * Cost.  Nothing per message while no handle of the queue is armed: the
  * call that commits a message looks at one word, as without descriptors.
  * An arming costs one or two system calls (one more on the get side of
- * an acked queue); the first commit after it costs one datagram per
- * armed handle, and the commits after that nothing until the handle
- * arms again.  So a burst of a million messages to a polling consumer
+ * an acked queue while leases are held); the first commit after it
+ * costs one datagram per armed handle (and one fstat of the process's
+ * wake-up socket), and the commits after that nothing until the handle
+ * arms again (two commits at the very same moment may both send).  So a burst of a million messages to a polling consumer
  * costs one datagram each time the consumer catches up, not one per
  * message.
  *
