@@ -5,8 +5,9 @@
  * Owns, per handle and direction, the descriptor an event loop watches
  * (an epoll set of a datagram socket, which wake-ups make readable, and
  * a timer, for a lock that stays held and for lease deadlines), arming
- * it, and the wake-up datagrams that make armed descriptors readable.  Why no wake-up is lost is told
- * in proto/shmq_layout.h (struct shmq_client) and wait.h.
+ * it, and the wake-up datagrams that make armed descriptors readable.
+ * Why no wake-up is lost is told in proto/shmq_layout.h (struct
+ * shmq_client) and wait.h.
  *
  * It must never take a queue's lock, never change the queue, and never
  * send to an address read from shared memory: a socket's name is computed
@@ -60,6 +61,32 @@ static socklen_t poll_name(struct sockaddr_un *a, uint64_t queue_id,
 			 side == PUT_SIDE ? 'p' : 'g');
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
 			   (size_t)n);
+}
+
+/* Empties the socket: whatever it held is about wake-ups that came
+ * before this arming.  One call takes a whole queue of them (at most
+ * net.unix.max_dgram_qlen, 10 by default). */
+#define DRAIN_BATCH 16
+
+static int drain(int sock)
+{
+	char buf[DRAIN_BATCH];
+	struct iovec iov[DRAIN_BATCH];
+	struct mmsghdr mm[DRAIN_BATCH];
+
+	memset(mm, 0, sizeof(mm));
+	for (int i = 0; i < DRAIN_BATCH; i++) {
+		iov[i] = (struct iovec){ &buf[i], 1 };
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	int n, all = 0;
+	while ((n = recvmmsg(sock, mm, DRAIN_BATCH, MSG_DONTWAIT, NULL)) > 0) {
+		all += n;
+		if (n < DRAIN_BATCH)
+			break;
+	}
+	return all;
 }
 
 /* ------------------------------------------------------------------ */
@@ -227,8 +254,6 @@ void poll_wake(struct ring *r, enum side side, int all)
 					    __ATOMIC_RELAXED);
 }
 
-static int drain(int sock);
-
 /* Makes our own descriptor for `side` readable, from its own socket,
  * which is ours for sure.  Emptied first, so that the datagram always
  * fits and is always news: an edge-triggered loop sees every kick. */
@@ -248,32 +273,6 @@ void poll_kick(struct ring *r, enum side side)
 
 /* ------------------------------------------------------------------ */
 /* Arming                                                             */
-
-/* Empties the socket: whatever it held is about wake-ups that came
- * before this arming.  One call takes a whole queue of them (at most
- * net.unix.max_dgram_qlen, 10 by default). */
-#define DRAIN_BATCH 16
-
-static int drain(int sock)
-{
-	char buf[DRAIN_BATCH];
-	struct iovec iov[DRAIN_BATCH];
-	struct mmsghdr mm[DRAIN_BATCH];
-
-	memset(mm, 0, sizeof(mm));
-	for (int i = 0; i < DRAIN_BATCH; i++) {
-		iov[i] = (struct iovec){ &buf[i], 1 };
-		mm[i].msg_hdr.msg_iov = &iov[i];
-		mm[i].msg_hdr.msg_iovlen = 1;
-	}
-	int n, all = 0;
-	while ((n = recvmmsg(sock, mm, DRAIN_BATCH, MSG_DONTWAIT, NULL)) > 0) {
-		all += n;
-		if (n < DRAIN_BATCH)
-			break;
-	}
-	return all;
-}
 
 /* Sets the descriptor's timer to fire at `at` (CLOCK_MONOTONIC ns), or
  * stops it (0).  Setting it also makes it unreadable.  A timer known to

@@ -251,8 +251,9 @@ static int side_lock(struct ring *r, enum side side, struct timeout *to,
 	for (int i = 0; rc == EBUSY && i < LOCK_SPINS; i++) {
 		cpu_relax();
 		/* Critical sections last a copy; a lock held this long
-		 * belongs to a process that lost its CPU, maybe to us. */
-		if ((i & 31) == 31)
+		 * belongs to a process that lost its CPU, maybe to us.  (An
+		 * event loop gives the CPU away in its own wait instead.) */
+		if ((i & 31) == 31 && !polled)
 			sched_yield();
 		rc = pthread_mutex_trylock(m);
 	}
