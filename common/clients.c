@@ -8,6 +8,7 @@
  * It must never release an entry on a client's word alone: the daemon
  * decides.
  */
+#define _GNU_SOURCE /* wait.h: sched_getcpu */
 #include "ring_impl.h"
 #include "wait.h"
 

@@ -43,6 +43,7 @@
  * library set) and never trusts a slot: state, ticket, holder and length
  * are checked before use.
  */
+#define _GNU_SOURCE /* wait.h: sched_getcpu */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>

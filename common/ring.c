@@ -613,9 +613,11 @@ int ring_run_locked(struct ring *r, enum side side, int timeout_ms,
 		 * does not queue behind the system call.  (A batch that
 		 * commits as it goes also wakes as it goes, lock held: the
 		 * other side's early start is the point of it.) */
-		if (progressed)
+		if (progressed) {
+			wait_note_cpu(r, side);
 			wait_notify(r, side == PUT_SIDE ? &r->hdr->data_futex
-						: &r->hdr->space_futex);
+						   : &r->hdr->space_futex);
+		}
 		if (rc != RING_WAIT)
 			break;
 		if (to.ms == SHMQ_NOWAIT) {

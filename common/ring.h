@@ -92,7 +92,11 @@ struct ring {
 	void *dead_letter_ctx;
 	ring_blocked_fn blocked;    /* or NULL: nobody to tell */
 	void *blocked_ctx;
-	uint32_t spin_ns;           /* adaptive spin window before sleeping */
+	uint32_t spin_ns;           /* adaptive spin window before sleeping;
+				       0: never spin nor yield (tests) */
+	uint64_t handoff_after;     /* no hand-off yields before then (mono
+				       ns): they ran a third process */
+	uint64_t handoff_off_ns;    /* how long they were left off last */
 	int prefetchw;              /* put asks for slots ahead (ring.c) */
 	uint32_t stride;            /* messages a waiter lets the other side
 				       get ahead while both stream, or 0 */

@@ -1,12 +1,13 @@
 /*
  * wait.c - spinning, sleeping and waking (see wait.h).
  *
- * Owns the policy of a waiting put or get: how long to spin, when to let
- * the other side get a stride ahead, when to sleep and for how long at a
- * time, the marks that say who sleeps, and when a long wait is recorded
- * for shmqd's deadlock detection and reported to it.  It never takes a
- * queue's lock and never changes the queue: it only looks (ring_ready)
- * and sleeps.
+ * Owns the policy of a waiting put or get: whether to spin, yield or sleep
+ * (from the CPUs the process may use and where the other side runs), how
+ * long to spin, when to let the other side get a stride ahead, when to
+ * sleep and for how long at a time, the marks that say who sleeps, and
+ * when a long wait is recorded for shmqd's deadlock detection and reported
+ * to it.  It never takes a queue's lock and never changes the queue: it
+ * only looks (ring_ready) and sleeps.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,15 +17,45 @@
 #include "cpu.h"
 #include "wait.h"
 
-/* Spinning before sleeping: on a two-core machine a futex round trip costs
- * tens of microseconds, far more than a hand-off between two running
- * processes, so a waiter spins for a window that adapts to how often
- * spinning pays off. */
+/*
+ * How a wait begins.  Spinning pays only while the side we wait for runs
+ * on another CPU at the same time: on a two-core machine a futex round
+ * trip costs tens of microseconds, far more than a hand-off between two
+ * running processes.  So:
+ *
+ *  - WAIT_SPIN: the other side last ran on another CPU, and this thread
+ *    may use two or more (its affinity mask and its cgroups' CPU quota,
+ *    cpu_usable()): spin for a window that adapts to how often spinning
+ *    pays off, then sleep.
+ *  - WAIT_HANDOFF: the other side last ran on this very CPU, so it cannot
+ *    run before we give the CPU up (or we are limited to one CPU and do
+ *    not know where it runs): yield once.  If only the two of us want
+ *    this CPU, the yield runs the other side until it waits in turn, and
+ *    neither side makes a futex call (a pipe costs a system call per
+ *    message and per wake-up).  Then sleep.
+ *  - WAIT_SLEEP: limited to one CPU while the other side runs elsewhere
+ *    (spinning would only burn the quota it needs), or yielding was found
+ *    to hand the CPU to a third process: sleep at once.  A sleeper runs
+ *    again when the other side wakes it, so a CPU-bound neighbour gets its
+ *    share of the CPU and we get ours, as with any blocking transport.
+ *
+ * A spin that is not helping stops: a failed spin halves the window, and
+ * a spin that ends only after sched_yield() gave the CPU away does not
+ * count as paid off (the other side ran because we stopped).  A hand-off
+ * whose yield took longer than HANDOFF_SLOW_NS ran somebody else for a
+ * time slice: hand-offs are then left off for a backoff that doubles
+ * (HANDOFF_OFF_MIN_NS to HANDOFF_OFF_MAX_NS) while they keep being slow.
+ */
 #define SPIN_MAX_NS      50000u
 #define SPIN_MIN_NS        500u
 #define SPIN_INIT_NS     20000u
 #define SPIN_POLL_MAX       32          /* pauses between looks */
 #define SPIN_YIELD_NS     4000u         /* then give the CPU away */
+#define YIELD_AWAY_NS     3000u         /* a yield this long let another
+					   process run */
+#define HANDOFF_SLOW_NS   100000u
+#define HANDOFF_OFF_MIN_NS 1000000ull
+#define HANDOFF_OFF_MAX_NS 1000000000ull
 #define SLEEP_CAP_NS      1000000000ull /* longest single futex sleep */
 
 /*
@@ -55,8 +86,11 @@ static uint32_t stride_for(uint32_t capacity)
 
 void wait_tune(struct ring *r)
 {
-	r->spin_ns = cpus_online() > 1 ? SPIN_INIT_NS : 0;
+	/* Whether to spin at all is asked at each wait (wait_how). */
+	r->spin_ns = SPIN_INIT_NS;
 	r->stride = stride_for(r->capacity);
+	r->handoff_after = 0;
+	r->handoff_off_ns = 0;
 }
 
 /* Clears the sleep bit and bumps the epoch (only if the bit is set,
@@ -153,13 +187,115 @@ static void adapt_spin(struct ring *r, int paid_off)
 {
 	uint32_t s = __atomic_load_n(&r->spin_ns, __ATOMIC_RELAXED);
 
-	if (cpus_online() < 2)
-		return;
+	if (s == 0)
+		return;         /* never spins (tests) */
 	if (paid_off)
 		s = s * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : s * 2;
 	else
 		s = s / 2 < SPIN_MIN_NS ? SPIN_MIN_NS : s / 2;
 	__atomic_store_n(&r->spin_ns, s, __ATOMIC_RELAXED);
+}
+
+enum wait_how wait_how(struct ring *r, enum side side, uint64_t now)
+{
+	uint32_t peer = side == GET_SIDE ? READ_ONCE(r->hdr->put_cpu)
+					 : READ_ONCE(r->hdr->get_cpu);
+	uint32_t me = cpu_current();
+	int may_hand_off = now >= __atomic_load_n(&r->handoff_after,
+						  __ATOMIC_RELAXED);
+
+	if (me != 0 && peer == me)
+		return may_hand_off ? WAIT_HANDOFF : WAIT_SLEEP;
+	if (cpu_usable(now) < 2)
+		return peer == 0 && may_hand_off ? WAIT_HANDOFF : WAIT_SLEEP;
+	return WAIT_SPIN;
+}
+
+/* Gives the CPU to the other side once; 1 if that let it act.  (The
+ * backoff is per handle, and racy between threads: a lost update only
+ * changes how soon the next hand-off is tried.) */
+static int hand_off(struct ring *r, enum side side, uint64_t len,
+		    uint64_t now)
+{
+	sched_yield();
+	uint64_t took = mono_ns() - now;
+	int ok = ring_ready(r, side, len);
+	uint64_t off = __atomic_load_n(&r->handoff_off_ns, __ATOMIC_RELAXED);
+
+	if (took > HANDOFF_SLOW_NS) {
+		off = off < HANDOFF_OFF_MIN_NS ? HANDOFF_OFF_MIN_NS
+		      : off * 2 > HANDOFF_OFF_MAX_NS ? HANDOFF_OFF_MAX_NS
+						     : off * 2;
+		__atomic_store_n(&r->handoff_after, now + took + off,
+				 __ATOMIC_RELAXED);
+	} else if (ok) {
+		off = 0;
+	}
+	__atomic_store_n(&r->handoff_off_ns, off, __ATOMIC_RELAXED);
+	return ok;
+}
+
+/* The adaptive spin (WAIT_SPIN); 1 if the other side acted within it. */
+static int spin(struct ring *r, enum side side, uint64_t len,
+		uint32_t spin_ns, uint64_t start)
+{
+	/* Look again after 1, 2, 4, ... pauses, then every SPIN_POLL_MAX:
+	 * each look pulls the other side's cache line away from it, and it
+	 * pays for that on its next commit, so a busy stream is polled
+	 * rarely while a quiet one still gets an answer within a few hundred
+	 * nanoseconds. */
+	uint64_t until = start + spin_ns;
+	/* At most half the window: the rest is for the next message alone,
+	 * and a stride that did not come is always seen. */
+	uint64_t stride_until = 0;
+	if (stride_begin(r, side))
+		stride_until = start + (spin_ns / 2 < STRIDE_NS ? spin_ns / 2
+								: STRIDE_NS);
+	unsigned gap = 1, looks = 0;
+	int gave_away = 0;
+	for (unsigned i = 1;; i++) {
+		cpu_relax();
+		if (i < gap)
+			continue;
+		int ok;
+		if (stride_until)
+			ok = stride_look(r, side, len);
+		/* A consumer mostly watches the next slot's mark; the full
+		 * look (which notices a close) only now and then. */
+		else if (side == GET_SIDE && ++looks % 8 != 0)
+			ok = spin_hint(r);
+		else
+			ok = ring_ready(r, side, len);
+		if (ok) {
+			adapt_spin(r, !gave_away);
+			return 1;
+		}
+		uint64_t t = mono_ns();
+		if (stride_until && t >= stride_until) {
+			stride_missed(r, side);
+			stride_until = 0;
+			if (t < until) {
+				i = 0;
+				gap = 1;
+				continue;
+			}
+		}
+		if (t >= until)
+			break;
+		/* Waiting this long on a two-CPU machine usually means more
+		 * runnable processes than CPUs: let the one we wait for run.
+		 * If that ran somebody, what follows is no spin's merit. */
+		if (t - start > SPIN_YIELD_NS) {
+			sched_yield();
+			if (mono_ns() - t > YIELD_AWAY_NS)
+				gave_away = 1;
+		}
+		i = 0;
+		if (gap < SPIN_POLL_MAX)
+			gap *= 2;
+	}
+	adapt_spin(r, 0);
+	return 0;
 }
 
 /* Marks our attachment entry as asleep in put or get (the statistics
@@ -233,60 +369,22 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 			return SHMQ_ETIMEDOUT;
 	}
 
+	/* spin_ns 0: this handle never spins nor yields (tests). */
 	uint32_t spin_ns = __atomic_load_n(&r->spin_ns, __ATOMIC_RELAXED);
 	if (spin_ns) {
-		/* Look again after 1, 2, 4, ... pauses, then every
-		 * SPIN_POLL_MAX: each look pulls the other side's cache line
-		 * away from it, and it pays for that on its next commit, so a
-		 * busy stream is polled rarely while a quiet one still gets
-		 * an answer within a few hundred nanoseconds. */
-		uint64_t start = mono_ns(), until = start + spin_ns;
-		/* At most half the window: the rest is for the next message
-		 * alone, and a stride that did not come is always seen. */
-		uint64_t stride_until = 0;
-		if (stride_begin(r, side))
-			stride_until = start + (spin_ns / 2 < STRIDE_NS
-							? spin_ns / 2 : STRIDE_NS);
-		unsigned gap = 1, looks = 0;
-		for (unsigned i = 1;; i++) {
-			cpu_relax();
-			if (i < gap)
-				continue;
-			int ok;
-			if (stride_until)
-				ok = stride_look(r, side, len);
-			/* A consumer mostly watches the next slot's mark; the
-			 * full look (which notices a close) only now and then. */
-			else if (side == GET_SIDE && ++looks % 8 != 0)
-				ok = spin_hint(r);
-			else
-				ok = ring_ready(r, side, len);
-			if (ok) {
-				adapt_spin(r, 1);
+		uint64_t now = mono_ns();
+		switch (wait_how(r, side, now)) {
+		case WAIT_SPIN:
+			if (spin(r, side, len, spin_ns, now))
 				return SHMQ_OK;
-			}
-			uint64_t t = mono_ns();
-			if (stride_until && t >= stride_until) {
-				stride_missed(r, side);
-				stride_until = 0;
-				if (t < until) {
-					i = 0;
-					gap = 1;
-					continue;
-				}
-			}
-			if (t >= until)
-				break;
-			/* Waiting this long on a two-CPU machine usually means
-			 * more runnable processes than CPUs: let the one we wait
-			 * for run. */
-			if (t - start > SPIN_YIELD_NS)
-				sched_yield();
-			i = 0;
-			if (gap < SPIN_POLL_MAX)
-				gap *= 2;
+			break;
+		case WAIT_HANDOFF:
+			if (hand_off(r, side, len, now))
+				return SHMQ_OK;
+			break;
+		case WAIT_SLEEP:
+			break;
 		}
-		adapt_spin(r, 0);
 	}
 
 	for (;;) {

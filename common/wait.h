@@ -30,6 +30,7 @@
 #ifndef SHMQ_WAIT_H
 #define SHMQ_WAIT_H
 
+#include "cpu.h"
 #include "futex.h"
 #include "ring_impl.h"
 
@@ -50,6 +51,18 @@ static inline void wait_notify(struct ring *r, uint32_t *word)
 		wait_wake(r, word, w);
 }
 
+/* After a commit on `side`: says which CPU this side runs on, for the
+ * other side's waiters (put_cpu and get_cpu in shmq_layout.h).  Stored
+ * only when it changed, on a line the committer reads anyway. */
+static inline void wait_note_cpu(struct ring *r, enum side side)
+{
+	uint32_t *f = side == PUT_SIDE ? &r->hdr->put_cpu : &r->hdr->get_cpu;
+	uint32_t c = cpu_current();
+
+	if (READ_ONCE(*f) != c)
+		WRITE_ONCE(*f, c);
+}
+
 /* One blocking call's wait, across its calls of wait_for (ring.c keeps
  * it): whether the call is counted in its handle's wait record (from its
  * first sleep on, see "Wait records" in shmq_layout.h), since when, and
@@ -63,10 +76,11 @@ struct wait_call {
 };
 
 /* Waits until `side` may be able to make progress (for put, `len` is the
- * next message's length): spins for the adaptive window, then sleeps on
- * the side's futex.  SHMQ_OK means "try again"; else SHMQ_ETIMEDOUT,
- * SHMQ_EINTR, or SHMQ_EDEADLK (shmqd chose this wait to break a
- * deadlock). */
+ * next message's length): spins for the adaptive window if the other side
+ * may be running on another CPU, or yields the CPU once if it needs ours,
+ * then sleeps on the side's futex (see "How a wait begins" in wait.c).
+ * SHMQ_OK means "try again"; else SHMQ_ETIMEDOUT, SHMQ_EINTR, or
+ * SHMQ_EDEADLK (shmqd chose this wait to break a deadlock). */
 int wait_for(struct ring *r, enum side side, uint64_t len,
 	     struct timeout *to, struct wait_call *wc);
 /* Sleeps on `word` (no spinning) until cond(r, ctx) holds, for waits on
@@ -76,6 +90,11 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 int wait_until(struct ring *r, uint32_t *word,
 	       int (*cond)(struct ring *r, void *ctx), void *ctx,
 	       struct timeout *to);
+/* How a wait on `side` begins now (`now`: CLOCK_MONOTONIC ns): see "How a
+ * wait begins" in wait.c.  wait_for() asks it; tests too. */
+enum wait_how { WAIT_SPIN, WAIT_HANDOFF, WAIT_SLEEP };
+RING_INTERNAL enum wait_how wait_how(struct ring *r, enum side side,
+				     uint64_t now);
 /* Sets up a handle's spin window and strides at attach. */
 void wait_tune(struct ring *r);
 

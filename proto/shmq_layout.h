@@ -161,7 +161,16 @@ struct shmq_seg_hdr {
 
 	/* --- wake-ups: each on its own line, written only around sleeping - */
 	_Alignas(SHMQ_CACHELINE) uint32_t data_futex;   /* consumers sleep here */
+	/* Where the other side runs: the CPU (+ 1; 0 unknown) of the last
+	 * put and of the last get, written after a commit when it changed.
+	 * A waiter spins only while the side it waits for may be running on
+	 * another CPU; if that side last ran on the waiter's own CPU, it
+	 * cannot run until the waiter gives the CPU up.  A hint: any value
+	 * only changes how a waiter waits.  Each sits on the line its
+	 * writers read at every commit anyway (wait_notify). */
+	uint32_t put_cpu;
 	_Alignas(SHMQ_CACHELINE) uint32_t space_futex;  /* producers sleep here */
+	uint32_t get_cpu;
 
 	/* --- bookkeeping: shmqd and rare events ----------------------------- */
 	_Alignas(SHMQ_CACHELINE) uint32_t state_flags;  /* SHMQ_ST_* */

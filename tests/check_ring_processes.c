@@ -18,8 +18,6 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <sys/mman.h>
 
 #include "lib/checks.h"
 #include "lib/clock.h"
@@ -29,59 +27,10 @@
 /* ================================================================== */
 /* Many processes                                                     */
 
-/* Runs `np` producers and `nc` consumers over one auto-close queue: the
- * parent plays the daemon, removing each producer as it exits, so the
- * queue closes after the last one and the consumers drain to EOS. */
-static void run_producers_consumers(uint32_t np, uint32_t nc, uint32_t per,
-				    uint32_t capacity, int nospin)
-{
-	struct ring_config c = seg_config(capacity, MP_MSG_MAX, 0,
-					  SHMQ_CFG_AUTO_CLOSE);
-	struct mp prod[MP_MAX_PROD], cons;
-	struct kid *pk[MP_MAX_PROD], *ckids[16];
-	size_t table = (size_t)np * MP_SEQ_MAX;
-
-	ck_assert_uint_le(per, MP_SEQ_MAX);
-	ck_assert_uint_le(nc, 16);
-	seg_create(&c);
-	uint8_t *seen = shared_alloc(table);
-	cons = (struct mp){ .producers = np, .per_producer = per,
-			    .strict = nc == 1, .nospin = nospin, .seen = seen };
-	for (uint32_t i = 0; i < nc; i++)
-		ckids[i] = kid_start(SHMQ_ROLE_CONSUMER, kid_consume, &cons);
-	for (uint32_t i = 0; i < np; i++) {
-		prod[i] = cons;
-		prod[i].id = i;
-		pk[i] = kid_start(SHMQ_ROLE_PRODUCER, kid_produce, &prod[i]);
-	}
-	for (uint32_t i = 0; i < np; i++) {
-		kid_ok(pk[i]);
-		ring_client_remove(&R, pk[i]->idx, 0);
-	}
-	ck_assert_int_eq(stat_now().state, SHMQ_STATE_CLOSED);
-	for (uint32_t i = 0; i < nc; i++)
-		kid_ok(ckids[i]);
-
-	/* Exactly once: every message received by exactly one consumer. */
-	for (uint32_t id = 0; id < np; id++) {
-		size_t bad = receipts_not(seen + (size_t)id * MP_SEQ_MAX, per, 1);
-		ck_assert_msg(bad == SIZE_MAX, "message %u/%zu received %u "
-			      "times", id, bad,
-			      (unsigned)seen[(size_t)id * MP_SEQ_MAX + bad]);
-	}
-	struct shmq_stat st = stat_now();
-	ck_assert_uint_eq(st.total_put, (uint64_t)np * per);
-	ck_assert_uint_eq(st.total_got, (uint64_t)np * per);
-	ck_assert_uint_eq(st.messages, 0);
-	ck_assert_int_eq(st.producer_lost, 0);
-	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
-	munmap((void *)seen, table);
-}
-
 /* One consumer sees each producer's messages consecutively, in order. */
 START_TEST(test_fifo_per_producer)
 {
-	run_producers_consumers(3, 1, 4000, 16, 0);
+	mp_run(3, 1, 4000, 16, 0);
 }
 END_TEST
 
@@ -89,7 +38,7 @@ END_TEST
  * consumer still sees each producer's messages in increasing order. */
 START_TEST(test_many_producers_consumers)
 {
-	run_producers_consumers(3, 3, 5000, 32, 0);
+	mp_run(3, 3, 5000, 32, 0);
 }
 END_TEST
 
@@ -100,7 +49,7 @@ END_TEST
  * run tries many. */
 START_TEST(test_ping_pong)
 {
-	run_producers_consumers(1, 1, 20000, 1, 1);
+	mp_run(1, 1, 20000, 1, 1);
 }
 END_TEST
 

@@ -58,6 +58,11 @@ void harness_init(const char *name)
 	}
 }
 
+const char *harness_scratch(void)
+{
+	return scratch;
+}
+
 pid_t harness_fork(void)
 {
 	pid_t parent = getpid();

@@ -51,6 +51,9 @@ int daemon_segments(const struct daemon *d);
 int daemon_each_segment(const struct daemon *d,
 			void (*fn)(const char *path, void *arg), void *arg);
 
+/* The binary's scratch directory (removed by harness_sweep), for files a
+ * test makes. */
+const char *harness_scratch(void);
 /* fork() whose child dies with the test (PR_SET_PDEATHSIG). */
 pid_t harness_fork(void);
 /* Waits for `pid` at most `ms` milliseconds; SIGKILLs it after that.

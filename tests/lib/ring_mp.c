@@ -139,3 +139,49 @@ void *shared_alloc(size_t len)
 	ck_assert_ptr_ne(p, MAP_FAILED);
 	return p;
 }
+
+void mp_run(uint32_t np, uint32_t nc, uint32_t per, uint32_t capacity,
+	    int nospin)
+{
+	struct ring_config c = seg_config(capacity, MP_MSG_MAX, 0,
+					  SHMQ_CFG_AUTO_CLOSE);
+	struct mp prod[MP_MAX_PROD], cons;
+	struct kid *pk[MP_MAX_PROD], *ckids[16];
+	size_t table = (size_t)np * MP_SEQ_MAX;
+
+	ck_assert_uint_le(per, MP_SEQ_MAX);
+	ck_assert_uint_le(nc, 16);
+	seg_create(&c);
+	uint8_t *seen = shared_alloc(table);
+	cons = (struct mp){ .producers = np, .per_producer = per,
+			    .strict = nc == 1, .nospin = nospin, .seen = seen };
+	for (uint32_t i = 0; i < nc; i++)
+		ckids[i] = kid_start(SHMQ_ROLE_CONSUMER, kid_consume, &cons);
+	for (uint32_t i = 0; i < np; i++) {
+		prod[i] = cons;
+		prod[i].id = i;
+		pk[i] = kid_start(SHMQ_ROLE_PRODUCER, kid_produce, &prod[i]);
+	}
+	for (uint32_t i = 0; i < np; i++) {
+		kid_ok(pk[i]);
+		ring_client_remove(&R, pk[i]->idx, 0);
+	}
+	ck_assert_int_eq(stat_now().state, SHMQ_STATE_CLOSED);
+	for (uint32_t i = 0; i < nc; i++)
+		kid_ok(ckids[i]);
+
+	/* Exactly once: every message received by exactly one consumer. */
+	for (uint32_t id = 0; id < np; id++) {
+		size_t bad = receipts_not(seen + (size_t)id * MP_SEQ_MAX, per, 1);
+		ck_assert_msg(bad == SIZE_MAX, "message %u/%zu received %u "
+			      "times", id, bad,
+			      (unsigned)seen[(size_t)id * MP_SEQ_MAX + bad]);
+	}
+	struct shmq_stat st = stat_now();
+	ck_assert_uint_eq(st.total_put, (uint64_t)np * per);
+	ck_assert_uint_eq(st.total_got, (uint64_t)np * per);
+	ck_assert_uint_eq(st.messages, 0);
+	ck_assert_int_eq(st.producer_lost, 0);
+	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
+	munmap((void *)seen, table);
+}

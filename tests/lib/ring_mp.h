@@ -39,6 +39,13 @@ struct mp {
 int kid_produce(struct kctx *c);
 int kid_consume(struct kctx *c);
 
+/* Runs `np` producers and `nc` consumers (at most 16) of `per` messages
+ * each over one auto-close queue of `capacity` and checks that every
+ * message arrived exactly once; `nospin` as in struct mp.  The test
+ * plays the daemon, removing each producer as it exits, so the queue
+ * closes after the last one and the consumers drain to end of stream. */
+void mp_run(uint32_t np, uint32_t nc, uint32_t per, uint32_t capacity,
+	    int nospin);
 /* The first receipt count in seen[0..n) that is not `want` (or, with
  * want 2, that is 2 or more), or SIZE_MAX.  One assertion per table, not
  * one per entry: each passing Check assertion records a checkpoint. */

@@ -35,19 +35,22 @@
  *   xp_seqpacket.c  an AF_UNIX SOCK_SEQPACKET socket pair
  *   xp_mq.c         a POSIX message queue, and the limits it runs under
  *   cases.c         the cases, which transports run them, the statistics
+ *   onecpu.c        the one-CPU settings: the CPU they pin to, the cgroup
+ *                   with one CPU of quota, the busy neighbour
  *   jobs.c          the children of a run: producers, consumers, ping-pong
  *   run.c           the parent's side of one run, and its verification
  *   syscalls.c      system calls per message (and its report section)
  *   waiter.c        a blocked waiter's CPU (and its report section)
  *   control.c       the control plane, shmqd (and its report section)
  *   report.c        the report: its buffer, the result and CPU tables
- *   targets.c       issue 4's targets, PASS or MISS
+ *   targets.c       issue 4's and issue 16's targets, PASS or MISS
  *
  * To add a transport: a file xp_NAME.c defining a struct xport (its
  * capacity, the cases it runs and its rows' label are its own), a T_
  * constant and its declaration below, its line in xports.c (the table and
  * the report's row order), and the file in Makefile.am.  To add a case: a
- * C_ constant below and its line in cases.c.  A target is a few lines in
+ * C_ constant below and its line in cases.c (its transports, and the CPUs
+ * its processes get, are fields of the line).  A target is a few lines in
  * targets.c.
  */
 #ifndef SHMQ_BENCH_H
@@ -110,8 +113,9 @@ static inline void sleep_ns(uint64_t ns)
 
 enum section {
 	SEC_TPUT = 1, SEC_PING = 2, SEC_MPMC = 4, SEC_SYSCALLS = 8,
-	SEC_WAITER = 16, SEC_CONTROL = 32, SEC_ALL = 63,
+	SEC_WAITER = 16, SEC_CONTROL = 32, SEC_ONECPU = 64, SEC_ALL = 127,
 };
+#define NSECTIONS 7
 
 struct options {
 	int runs;
@@ -334,6 +338,14 @@ void mq_say_limits(void);
 
 enum kind { TPUT, PING };
 
+/* The CPUs a case's processes get. */
+enum cpus {
+	CPUS_ALL,       /* the machine's (--pin: 1->1 on CPUs 0 and 1) */
+	CPUS_PIN1,      /* every process pinned to one CPU (onecpu_cpu()) */
+	CPUS_QUOTA1,    /* a cgroup with one CPU's worth of quota */
+	CPUS_BUSY1,     /* pinned to one CPU, with a busy loop pinned there */
+};
+
 struct bcase {
 	const char *label;
 	enum kind kind;
@@ -341,12 +353,24 @@ struct bcase {
 	unsigned producers, consumers;
 	unsigned batch;         /* messages per call; 0: single calls */
 	unsigned section;
+	enum cpus cpus;
+	unsigned xmask;         /* 1 << T_* of the transports; 0: all */
 };
 
+/* The size sweep runs 1->1, single and batch, at every size; the first
+ * round's four sizes on every transport, the others on shmq and the pipe.
+ * The one-CPU cases run on shmq and the pipe. */
 enum {
-	C_16S, C_16B, C_256S, C_256B, C_4KS, C_4KB, C_64KS, C_64KB,
-	C_PING, C_M256S, C_M256B, NCASES
+	C_16S, C_16B, C_32S, C_32B, C_64S, C_64B, C_128S, C_128B,
+	C_256S, C_256B, C_512S, C_512B, C_1KS, C_1KB, C_4KS, C_4KB,
+	C_16KS, C_16KB, C_64KS, C_64KB,
+	C_PING, C_M256S, C_M256B,
+	C_PIN_16S, C_PIN_4KS, C_PIN_PING,
+	C_QUOTA_16S, C_QUOTA_4KS, C_QUOTA_PING,
+	C_BUSY_16S, C_BUSY_4KS, C_BUSY_PING,
+	NCASES
 };
+#define NSWEEP 10       /* sizes: C_16S, C_32S ... C_64KS, two cases apart */
 
 extern const struct bcase cases[NCASES];
 
@@ -420,6 +444,7 @@ struct job {
 	int ready_fd, go_fd;    /* the start barrier */
 	int syscalls;           /* count them */
 	int cpu;                /* pin to it, or -1 */
+	int quota;              /* join the one-CPU cgroup */
 	struct side_res *res;
 };
 
@@ -436,6 +461,23 @@ void run_init(void);
 /* One run of case k on transport t, its system calls counted or not. */
 void run_once(const struct bcase *k, int t, int syscalls, struct sample *s);
 void pin_to(int cpu);
+
+/* --- one CPU (onecpu.c) ----------------------------------------------- */
+
+/* The CPU the one-CPU cases pin to: the last one we may use. */
+int onecpu_cpu(void);
+/* Makes the cgroup with one CPU of quota, the first time; 0, or -1 (then
+ * quota_how() says why it cannot be made here). */
+int quota_ready(void);
+/* How the quota is set (which cgroup, which file), or why not. */
+const char *quota_how(void);
+/* In a child: moves the calling process into that cgroup; 0 or -1. */
+int quota_join(void);
+/* A CPU-bound process pinned to `cpu`, in the registry of children. */
+pid_t busy_start(int cpu);
+void busy_stop(pid_t pid);
+/* Removes the cgroup (cleanup: its processes are gone by then). */
+void onecpu_cleanup(void);
 
 /* --- what no peer has (syscalls.c, waiter.c, control.c) --------------- */
 
@@ -494,9 +536,13 @@ void report_control(void);
 /* --- the machine (facts.c) -------------------------------------------- */
 
 void facts_init(void);
+/* Measures the cache-line transfer again (before each case). */
+void facts_line(void);
 /* Notes the load average at the end. */
 void facts_end(void);
 void report_machine(void);
+/* The cache-line row printed above the results table. */
+void report_line(void);
 
 /* --- the report (report.c, targets.c) --------------------------------- */
 

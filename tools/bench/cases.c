@@ -16,20 +16,45 @@
 #include "bench.h"
 
 /* Batches of 16 at 4->4: 16 x 256 B is PIPE_BUF, the most a pipe writes
- * atomically, and every transport gets the same batch. */
+ * atomically, and every transport gets the same batch.  The sweep's new
+ * sizes and the one-CPU cases (issue 16) run on shmq and the pipe: their
+ * targets are ratios to shmq itself and to the pipe. */
+#define SP ((1u << T_SHMQ) | (1u << T_PIPE))
+#define SWEEP(id, label, size)                                               \
+	[id##S] = { "1→1 " label " single", TPUT, size, 1, 1, 0, SEC_TPUT,    \
+		    CPUS_ALL, SP },                                          \
+	[id##B] = { "1→1 " label " batch ×64", TPUT, size, 1, 1, 64,         \
+		    SEC_TPUT, CPUS_ALL, SP }
+#define ONECPU(id, how, cpus)                                                \
+	[id##_16S] = { how ": 1→1 16 B single", TPUT, 16, 1, 1, 0,           \
+		       SEC_ONECPU, cpus, SP },                               \
+	[id##_4KS] = { how ": 1→1 4 KiB single", TPUT, 4096, 1, 1, 0,        \
+		       SEC_ONECPU, cpus, SP },                               \
+	[id##_PING] = { how ": ping-pong 64 B", PING, 64, 1, 1, 0,           \
+			SEC_ONECPU, cpus, SP }
+
 const struct bcase cases[NCASES] = {
 	[C_16S]   = { "1→1 16 B single", TPUT, 16, 1, 1, 0, SEC_TPUT },
 	[C_16B]   = { "1→1 16 B batch ×64", TPUT, 16, 1, 1, 64, SEC_TPUT },
+	SWEEP(C_32, "32 B", 32),
+	SWEEP(C_64, "64 B", 64),
+	SWEEP(C_128, "128 B", 128),
 	[C_256S]  = { "1→1 256 B single", TPUT, 256, 1, 1, 0, SEC_TPUT },
 	[C_256B]  = { "1→1 256 B batch ×64", TPUT, 256, 1, 1, 64, SEC_TPUT },
+	SWEEP(C_512, "512 B", 512),
+	SWEEP(C_1K, "1 KiB", 1024),
 	[C_4KS]   = { "1→1 4 KiB single", TPUT, 4096, 1, 1, 0, SEC_TPUT },
 	[C_4KB]   = { "1→1 4 KiB batch ×64", TPUT, 4096, 1, 1, 64, SEC_TPUT },
+	SWEEP(C_16K, "16 KiB", 16384),
 	[C_64KS]  = { "1→1 64 KiB single", TPUT, 65536, 1, 1, 0, SEC_TPUT },
 	[C_64KB]  = { "1→1 64 KiB batch ×64", TPUT, 65536, 1, 1, 64,
 		      SEC_TPUT },
 	[C_PING]  = { "ping-pong 64 B", PING, 64, 1, 1, 0, SEC_PING },
 	[C_M256S] = { "4→4 256 B single", TPUT, 256, 4, 4, 0, SEC_MPMC },
 	[C_M256B] = { "4→4 256 B batch ×16", TPUT, 256, 4, 4, 16, SEC_MPMC },
+	ONECPU(C_PIN, "one CPU", CPUS_PIN1),
+	ONECPU(C_QUOTA, "one CPU of quota", CPUS_QUOTA1),
+	ONECPU(C_BUSY, "one CPU + busy loop", CPUS_BUSY1),
 };
 
 struct agg results[NCASES][NT];
@@ -79,6 +104,8 @@ void min_max(const double *v, int n, double *lo, double *hi)
 static int applicable(const struct bcase *k, int t, struct agg *a)
 {
 	if (opt.transports && !(opt.transports & (1u << t)))
+		return 0;
+	if (k->xmask && !(k->xmask & (1u << t)))
 		return 0;
 	return xports[t]->applies == NULL || xports[t]->applies(k, a);
 }
@@ -141,6 +168,17 @@ void run_case(int ci)
 		if (applicable(k, t, a))
 			ts[nt++] = t;
 	}
+	if (k->cpus == CPUS_QUOTA1 && nt && quota_ready() < 0) {
+		for (int i = 0; i < nt; i++)
+			snprintf(results[ci][ts[i]].note,
+				 sizeof(results[ci][ts[i]].note),
+				 "not run: %s", quota_how());
+		progress("%s: not run: %s\n", k->label, quota_how());
+		return;
+	}
+	/* The machine's own measure, next to the case it explains. */
+	if (nt)
+		facts_line();
 	for (int run = 0; run < opt.runs && !interrupted; run++)
 		for (int i = 0; i < nt && !interrupted; i++) {
 			int t = ts[(i + run) % nt];

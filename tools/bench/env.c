@@ -187,6 +187,7 @@ void cleanup(void)
 		return;
 	kids_kill_all();
 	awake_stop();
+	onecpu_cleanup();
 	daemon_stop();
 	int left = remove_segments();
 	if (left)

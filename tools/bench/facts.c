@@ -31,6 +31,8 @@ static struct {
 	double pause_ns;                        /* one spin-loop pause */
 	double wake_med, wake_p90;              /* ns; 0 if not measured */
 	double line_ns;                         /* one cache-line transfer */
+	double lines[NCASES + 1];               /* again before each case */
+	int nlines;
 	char idle[160];                         /* cpuidle driver, polling */
 	char rev[128];                          /* source revision */
 } facts;
@@ -164,15 +166,18 @@ static void wake_latency(void)
 
 /* How long one cache line takes to move between CPU 0 and CPU 1: two
  * processes bounce a counter.  Any message between processes costs a few
- * of these, so they bound what a shared-memory queue can do. */
-static void line_transfer(void)
+ * of these, so they bound what a shared-memory queue can do.  On a VM the
+ * figure moves within minutes (the host moves the vCPUs), so it is taken
+ * again before each case. */
+static double line_transfer(void)
 {
+	double ns = 0;
 	volatile uint64_t *v = (volatile uint64_t *)&sh->t0;
 	const uint64_t n = opt.quick ? 20000 : 200000;
 	int status;
 
 	if (facts.cores < 2)
-		return;
+		return 0;
 	*v = 0;
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -186,7 +191,7 @@ static void line_transfer(void)
 		_exit(0);
 	}
 	if (pid < 0)
-		return;
+		return 0;
 	kids_add(pid);
 	cpu_set_t old;
 	sched_getaffinity(0, sizeof(old), &old);
@@ -203,8 +208,55 @@ static void line_transfer(void)
 		kill(pid, SIGKILL);     /* it is not answering: give up */
 	if (waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
 	    WEXITSTATUS(status) == 0)
-		facts.line_ns = (double)t / (double)n / 2;
+		ns = (double)t / (double)n / 2;
 	kids_forget(pid);
+	return ns;
+}
+
+void facts_line(void)
+{
+	double ns = line_transfer();
+
+	if (ns > 0 && facts.nlines < (int)(sizeof(facts.lines) /
+					   sizeof(facts.lines[0])))
+		facts.lines[facts.nlines++] = ns;
+}
+
+/* Nanoseconds per message of shmq's 1->1 single rows, in line transfers. */
+static void line_costs(void)
+{
+	int any = 0;
+
+	for (int ci = C_16S; ci <= C_64KS; ci += 2) {
+		double m = agg_median(ci, T_SHMQ, 0);
+		if (m <= 0)
+			continue;
+		say("%s %s %.0f ns = %.1f", any ? ";" : "\n  shmq 1→1 single, "
+		    "time per message (in line transfers):",
+		    cases[ci].label + strlen("1→1 "), NS / m,
+		    NS / m / facts.line_ns);
+		any = 1;
+	}
+	say("%s", any ? ".\n" : "\n");
+}
+
+void report_line(void)
+{
+	double lo, hi;
+
+	if (facts.nlines == 0)
+		return;
+	min_max(facts.lines, facts.nlines, &lo, &hi);
+	say("**This machine, this run: one cache line passes between CPU 0 and "
+	    "CPU 1 in %.0f ns** (a ping-pong on one line; median of %d "
+	    "measurements, one at the start and one before each case: "
+	    "%.0f–%.0f ns). A message between processes costs a few of these "
+	    "(docs/performance.md says how many), so a slow figure here means "
+	    "a slow machine, not a slow transport.",
+	    median(facts.lines, facts.nlines), facts.nlines, lo, hi);
+	facts.line_ns = median(facts.lines, facts.nlines);
+	line_costs();
+	say("\n");
 }
 
 /* One spinner per CPU at SCHED_IDLE: it runs only when nothing else
@@ -297,7 +349,8 @@ void facts_init(void)
 	if (opt.keep_awake)
 		awake_start();
 	wake_latency();
-	line_transfer();
+	facts_line();
+	facts.line_ns = facts.nlines ? facts.lines[0] : 0;
 }
 
 void facts_end(void)
@@ -318,6 +371,11 @@ void report_machine(void)
 	    "warm-up)%s\n", shmq_version(), opt.runs, opt.runs > 1 ? "s" : "",
 	    opt.seconds, opt.pp_count, opt.pp_warm,
 	    opt.pin ? "; 1→1 sides pinned to CPUs 0 and 1" : "");
+	if (opt.only & SEC_ONECPU)
+		say("- One-CPU cases: every process pinned to CPU %d (\"one "
+		    "CPU\"; \"+ busy loop\": with a CPU-bound process pinned "
+		    "there too, at the same priority); \"one CPU of quota\": "
+		    "not pinned, in %s\n", onecpu_cpu(), quota_how());
 	if (opt.keep_awake)
 		say("- **--keep-awake**: a SCHED_IDLE spinner ran on every CPU, "
 		    "so idle CPUs never halted (its CPU time is not counted as "

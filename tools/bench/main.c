@@ -47,7 +47,7 @@ static void usage(FILE *f)
 "  -s, --seconds S     length of one throughput run (default 0.5)\n"
 "  -q, --quick         smoke mode: one short run of everything\n"
 "      --only LIST     comma-separated: tput,ping,mpmc,syscalls,waiter,\n"
-"                      control (default: all)\n"
+"                      control,onecpu (default: all)\n"
 "      --transport LIST  comma-separated: ");
 	usage_transports(f);
 	fprintf(f, "\n"
@@ -88,9 +88,10 @@ static unsigned parse_list(const char *s, const char *const *names,
 
 static int parse_options(int argc, char **argv)
 {
-	static const char *const sections[] = { "tput", "ping", "mpmc",
-						"syscalls", "waiter",
-						"control" };
+	static const char *const sections[NSECTIONS] = {
+		"tput", "ping", "mpmc", "syscalls", "waiter", "control",
+		"onecpu",
+	};
 	const char *transports[NT];
 	enum { OPT_ONLY = 256, OPT_PIN, OPT_TRANSPORT, OPT_CASE, OPT_AWAKE };
 	static const struct option longopts[] = {
@@ -131,7 +132,7 @@ static int parse_options(int argc, char **argv)
 				goto bad;
 			break;
 		case OPT_ONLY:
-			opt.only = parse_list(optarg, sections, 6);
+			opt.only = parse_list(optarg, sections, NSECTIONS);
 			if (opt.only == 0)
 				return -1;
 			break;

@@ -151,6 +151,7 @@ static void report_results(void)
 	    "of one 64 B message. **shmq ÷ peer**: how many times faster "
 	    "shmq is (throughput ratio, or the peer's RTT over shmq's).\n\n",
 	    opt.runs, opt.runs > 1 ? "s" : "");
+	report_line();
 	say("| case | transport | msgs/s or RTT: median (min–max) | MB/s | "
 	    "shmq ÷ peer |\n|---|---|---|---:|---:|\n");
 	for (int ci = 0; ci < NCASES; ci++) {

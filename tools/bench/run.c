@@ -34,25 +34,36 @@ void run_init(void)
 		fatal("mmap: %s", strerror(errno));
 }
 
-/* Clock ticks the --keep-awake spinners have used: not "other load". */
+/* The busy loop of a CPUS_BUSY1 run, while it runs. */
+static pid_t busy_pid;
+
+/* Clock ticks a process of ours has used. */
+static uint64_t pid_ticks(pid_t pid)
+{
+	char path[64], buf[512];
+	unsigned long ut = 0, st = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return 0;
+	char *p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	/* Fields 14 and 15, after "pid (comm) state ...". */
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+				"%*u %*u %lu %lu", &ut, &st) != 2)
+		ut = st = 0;
+	fclose(f);
+	return ut + st;
+}
+
+/* Clock ticks the --keep-awake spinners and a run's busy loop have used:
+ * not "other load". */
 static uint64_t awake_ticks(void)
 {
-	uint64_t sum = 0;
+	uint64_t sum = busy_pid > 0 ? pid_ticks(busy_pid) : 0;
 
-	for (int i = 0; i < env.nawake; i++) {
-		char path[64], buf[512];
-		unsigned long ut = 0, st = 0;
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)env.awake[i]);
-		FILE *f = fopen(path, "re");
-		if (f == NULL)
-			continue;
-		char *p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
-		/* Fields 14 and 15, after "pid (comm) state ...". */
-		if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
-				"%*u %*u %lu %lu", &ut, &st) == 2)
-			sum += ut + st;
-		fclose(f);
-	}
+	for (int i = 0; i < env.nawake; i++)
+		sum += pid_ticks(env.awake[i]);
 	return sum;
 }
 
@@ -140,6 +151,14 @@ static pid_t spawn(struct run *r, job_fn fn, struct job *j, int consumer,
 		close(parent_fds[0]);
 		close(parent_fds[1]);
 		pin_to(j->cpu);
+		if (j->quota && quota_join() < 0) {
+			char c = 'x';
+			snprintf(j->res->err, sizeof(j->res->err),
+				 "joining the cgroup: %s", strerror(errno));
+			if (write(j->ready_fd, &c, 1) != 1)
+				_exit(1);
+			_exit(1);
+		}
 		_exit(fn(j) ? 1 : 0);
 	}
 	kids_add(pid);
@@ -261,7 +280,9 @@ static void spawn_all(struct run *r, struct job *jobs, int syscalls,
 {
 	const struct bcase *k = r->k;
 	int pin = opt.pin && k->producers == 1 && k->consumers == 1 &&
-		  cpus_online() >= 2;
+		  cpus_online() >= 2 && k->cpus == CPUS_ALL;
+	int one = k->cpus == CPUS_PIN1 || k->cpus == CPUS_BUSY1 ? onecpu_cpu()
+								 : -1;
 	int parent_fds[2] = { barrier[0][0], barrier[1][1] };
 	unsigned np = k->kind == PING ? 1 : k->producers;
 	unsigned nc = k->kind == PING ? 1 : k->consumers;
@@ -272,7 +293,8 @@ static void spawn_all(struct run *r, struct job *jobs, int syscalls,
 		*j = (struct job){
 			.k = k, .ch = r->ch, .index = cons ? i - np : i,
 			.ready_fd = barrier[0][1], .go_fd = barrier[1][0],
-			.syscalls = syscalls, .cpu = pin ? cons : -1,
+			.syscalls = syscalls,
+			.cpu = pin ? cons : one, .quota = k->cpus == CPUS_QUOTA1,
 			.res = cons ? &sh->cons[i - np] : &sh->prod[i],
 		};
 		job_fn fn = k->kind == PING ? (cons ? pp_server : pp_client)
@@ -375,6 +397,10 @@ void run_once(const struct bcase *k, int t, int syscalls,
 	int made = 0;
 
 	settle();
+	if (k->cpus == CPUS_BUSY1 && (busy_pid = busy_start(onecpu_cpu())) < 0) {
+		run_fail(&r, "fork: %s", strerror(errno));
+		goto out;
+	}
 	memset(sh, 0, sizeof(*sh));
 	sh->producers_left = k->producers;
 	r.stop = msg_buffer(k->size, 1);
@@ -408,6 +434,8 @@ void run_once(const struct bcase *k, int t, int syscalls,
 out:
 	run_sample(&r, s);
 	s->other = t0 ? other_load(busy0, t0, s) : -1;
+	busy_stop(busy_pid);
+	busy_pid = 0;
 	for (int i = 0; i < 2; i++)
 		for (int e = 0; e < 2; e++)
 			if (barrier[i][e] >= 0)

@@ -1,6 +1,6 @@
 /*
- * targets.c - issue 4's targets, each PASS or MISS, and the report's
- * section listing them.
+ * targets.c - issue 4's and issue 16's targets, each PASS or MISS, and the
+ * report's sections listing them.
  *
  * Owns what the targets are and how each is judged from the numbers the
  * cases and probes kept.  A target whose case was not run (or failed,
@@ -155,6 +155,155 @@ static void targets_other(void)
 	       ctl.with_queues.rss / 1024.0);
 }
 
+/* ---- issue 16 ---------------------------------------------------------- */
+
+/* shmq's median in case ci over its median in case cj. */
+static double shmq_ratio(int ci, int cj)
+{
+	double a = agg_median(ci, T_SHMQ, 0), b = agg_median(cj, T_SHMQ, 0);
+
+	return a > 0 && b > 0 ? a / b : 0;
+}
+
+static void target_size_ratio(const char *what, int ci, int cj, double want)
+{
+	double r = shmq_ratio(ci, cj);
+
+	target(what, case_selected(ci) && case_selected(cj) && r > 0,
+	       r >= want, "%.2f× (%.3g vs %.3g msgs/s)", r,
+	       agg_median(ci, T_SHMQ, 0), agg_median(cj, T_SHMQ, 0));
+}
+
+static const char *size_of(int ci)
+{
+	return cases[ci].label + strlen("1→1 ");
+}
+
+static void targets_sizes(void)
+{
+	int known = 1, worst_at = -1, low_at = -1;
+	double worst = 0, low = 0;
+
+	target_size_ratio("size sweep, single: msgs/s at 256 B ≥ 0.5× at 16 B",
+			  C_256S, C_16S, 0.5);
+	target_size_ratio("size sweep, single: msgs/s at 1 KiB ≥ 0.3× at 16 B",
+			  C_1KS, C_16S, 0.3);
+	/* Bytes per second from each size to the next: the smallest step. */
+	for (int ci = C_16S; ci + 2 <= C_64KS; ci += 2) {
+		double a = agg_median(ci, T_SHMQ, 0) * (double)cases[ci].size;
+		double b = agg_median(ci + 2, T_SHMQ, 0) *
+			   (double)cases[ci + 2].size;
+		if (!case_selected(ci) || !case_selected(ci + 2) || a <= 0 ||
+		    b <= 0) {
+			known = 0;
+			break;
+		}
+		if (worst_at < 0 || b / a < worst) {
+			worst = b / a;
+			worst_at = ci;
+		}
+	}
+	target("size sweep, single: bytes/s never falls as size grows",
+	       known && worst_at >= 0, worst >= 1,
+	       "smallest step %.2f× (%s → %s)", worst,
+	       worst_at >= 0 ? size_of(worst_at) : "",
+	       worst_at >= 0 ? size_of(worst_at + 2) : "");
+	known = 1;
+	for (int ci = C_16S; ci <= C_64KS; ci += 2) {
+		double r = ratio(ci, T_PIPE, 0);
+		if (!case_selected(ci) || r <= 0) {
+			known = 0;
+			break;
+		}
+		if (low_at < 0 || r < low) {
+			low = r;
+			low_at = ci;
+		}
+	}
+	target("size sweep, single: every size ≥ 3× pipe", known, low >= 3,
+	       "lowest %.2f× (%s)", low, low_at >= 0 ? size_of(low_at) : "");
+	target_size_ratio("size sweep, batch: msgs/s at 256 B ≥ 0.5× at 16 B",
+			  C_256B, C_16B, 0.5);
+}
+
+/* shmq's throughput against the pipe's in the same setting. */
+static void target_tput(const char *how, int ci, double want)
+{
+	char what[160];
+	double r = ratio(ci, T_PIPE, 0);
+
+	snprintf(what, sizeof(what), "%s: %s ≥ %.1f× pipe", how,
+		 cases[ci].label + strlen(how) + 2, want);
+	target(what, case_selected(ci) && r > 0, r >= want, "%.2f×", r);
+}
+
+/* shmq's round trip (median or p99) over the pipe's, at most `most`. */
+static void target_rtt(const char *how, int ci, int p99, double most)
+{
+	char what[160];
+	double s = agg_median(ci, T_SHMQ, p99), p = agg_median(ci, T_PIPE, p99);
+
+	snprintf(what, sizeof(what), "%s: ping-pong %s ≤ %.1f× pipe's", how,
+		 p99 ? "p99" : "median", most);
+	target(what, case_selected(ci) && s > 0 && p > 0, s <= most * p,
+	       "%.2f× (%.1f µs vs %.1f µs)", p > 0 ? s / p : 0, s / 1000,
+	       p / 1000);
+}
+
+static void targets_onecpu(void)
+{
+	static const struct {
+		const char *how;
+		int c16, c4k, cping;
+	} one[] = {
+		{ "one CPU", C_PIN_16S, C_PIN_4KS, C_PIN_PING },
+		{ "one CPU of quota", C_QUOTA_16S, C_QUOTA_4KS, C_QUOTA_PING },
+	};
+
+	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
+		target_tput(one[i].how, one[i].c16, 1.5);
+		target_tput(one[i].how, one[i].c4k, 1.5);
+		target_rtt(one[i].how, one[i].cping, 0, 0.8);
+	}
+
+	const char *how = "one CPU + busy loop";
+	const int own[2][2] = { { C_BUSY_16S, C_PIN_16S },
+				{ C_BUSY_4KS, C_PIN_4KS } };
+	for (int i = 0; i < 2; i++) {
+		char what[160];
+		snprintf(what, sizeof(what), "%s: %s ≥ 0.3× shmq's own on one "
+			 "CPU without it", how, cases[own[i][0]].label +
+			 strlen(how) + 2);
+		target_size_ratio(what, own[i][0], own[i][1], 0.3);
+		target_tput(how, own[i][0], 1.5);
+	}
+	target_rtt(how, C_BUSY_PING, 0, 2);
+	target_rtt(how, C_BUSY_PING, 1, 2);
+}
+
+static void report_targets16(void)
+{
+	say("## Targets (issue 16): sizes, one CPU, containers\n\n%s"
+	    "The size sweep compares shmq with itself (1→1, one message per "
+	    "call, or batches of 64) and with the pipe. In the one-CPU cases "
+	    "both sides run on one CPU (pinned; or unpinned in a cgroup with "
+	    "one CPU's worth of quota; or pinned together with a CPU-bound "
+	    "busy loop), and shmq is compared with a pipe in the same "
+	    "setting.\n\n| target | measured | result |\n|---|---|---|\n",
+	    opt.quick ? "*Quick mode: counts too small for these to mean "
+	    "anything.*\n\n" : "");
+	n_unmeasured = 0;
+	targets_sizes();
+	targets_onecpu();
+	say("\n");
+	if (n_unmeasured) {
+		say("Not measured in this run:");
+		for (unsigned i = 0; i < n_unmeasured; i++)
+			say("%s %s", i ? ";" : "", unmeasured[i]);
+		say(".\n\n");
+	}
+}
+
 void report_targets(void)
 {
 	say("## Targets (issue 4)\n\n%sRatios of shmq's batch calls are "
@@ -177,4 +326,5 @@ void report_targets(void)
 			say("%s %s", i ? ";" : "", unmeasured[i]);
 		say(".\n\n");
 	}
+	report_targets16();
 }
