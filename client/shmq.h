@@ -5,10 +5,20 @@
  * `max_bytes` bytes of them).  put() blocks while it is full, get() blocks
  * while it is empty: that is the backpressure.  Closing a queue makes put()
  * fail and lets get() drain what is left, then report end of stream.
- * A call that has to wait spins first, for at most 50 µs (the window adapts
- * to how often spinning pays; no spinning on a one-CPU machine), then
- * sleeps in the kernel: a hand-off between running processes makes no
- * system call, and a caller blocked for longer uses no CPU.
+ * A call that has to wait spins only while the other side may be running
+ * on another CPU at the same time: for at most 50 µs (the window adapts to
+ * how often spinning pays, and shrinks when it does not), then it sleeps
+ * in the kernel.  A process that may use only one CPU never spins: one
+ * pinned to a single CPU (sched_setaffinity, taskset), or given less than
+ * two CPUs' worth of time by its cgroup's CPU quota (cgroup v2 cpu.max or
+ * v1 cpu.cfs_quota_us, along the path to the root), both read again about
+ * once a second.  Nor does a call whose other side last ran on its own
+ * CPU: it yields that CPU once, which lets the other side run without a
+ * system call there, and sleeps if that did not do it.  Where yielding
+ * hands the CPU to a third process (a CPU-bound neighbour), it sleeps at
+ * once for a while, so that the neighbour gets its share and the queue
+ * its own, as with a pipe.  A hand-off between running processes makes
+ * no system call, and a caller blocked for longer uses no CPU.
  *
  * Queues are created and handed out by the shmqd daemon; put and get run in
  * shared memory under process-shared robust mutexes and never talk to the

@@ -1,7 +1,10 @@
 #!/bin/bash
 # deps.sh - install what building and testing shmq needs on Debian 12,
 # skipping what is already there.  Sourced by demo.sh and check.sh;
-# `deps.sh test` also installs the test-only tools.
+# `deps.sh test` also installs the test-only tools; `deps.sh bench` what
+# `make bench` can also use (Boost.Interprocess, the comparison of issue
+# 16; re-run configure after installing it).  The bench builds and runs
+# without it.
 #
 # Needs root or sudo only when something is missing.
 
@@ -19,6 +22,11 @@ shmq_install_deps() {
 		# tests/bridge.sh starts.
 		pkgs="$pkgs clang libclang-rt-dev systemd util-linux valgrind procps"
 		pkgs="$pkgs mandoc python3-pytest python3-trio nats-server"
+	fi
+	if [ "${1:-}" = bench ]; then
+		# Boost.Interprocess (header-only message_queue) and a C++
+		# compiler for the bench's Boost peer.
+		pkgs="$pkgs g++ libboost-dev"
 	fi
 	missing=""
 	for p in $pkgs; do

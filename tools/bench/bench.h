@@ -34,6 +34,8 @@
  *   xp_pipe.c       a pipe (also grown to the queues' capacity in bytes)
  *   xp_seqpacket.c  an AF_UNIX SOCK_SEQPACKET socket pair
  *   xp_mq.c         a POSIX message queue, and the limits it runs under
+ *   xp_boost.cc     Boost.Interprocess's message_queue, where configure
+ *                   found its headers (C++; xports.c says why not else)
  *   cases.c         the cases, which transports run them, the statistics
  *   onecpu.c        the one-CPU settings: the CPU they pin to, the cgroup
  *                   with one CPU of quota, the busy neighbour
@@ -256,6 +258,7 @@ struct chan {
 	shmq_t *q;
 	char name[64];
 	struct mmsghdr *mm;     /* sendmmsg/recvmmsg scratch */
+	void *priv;             /* a transport's own object */
 	struct iovec *mio;
 	struct shmq_msg *lease; /* shmq acked: the leases of a batch */
 	char why[128];
@@ -290,7 +293,7 @@ struct xport {
 /* The order of the table is the order transports run in, each run. */
 enum {
 	T_SHMQ, T_PIPE, T_SOCK, T_MQ, T_SHMQ_SMALL, T_SHMQ_ZC, T_PIPE_BIG,
-	T_SHMQ_POLL, T_SHMQ_ACKED, NT
+	T_SHMQ_POLL, T_SHMQ_ACKED, T_BOOST, NT
 };
 
 extern const struct xport *const xports[NT];
@@ -302,6 +305,10 @@ extern const struct xport xp_shmq_acked;
 extern const struct xport xp_pipe, xp_pipe_big;
 extern const struct xport xp_sock;
 extern const struct xport xp_mq;
+extern const struct xport xp_boost;
+/* Why there is no Boost row, or NULL if there is; BOOST_VERSION. */
+extern const char *const boost_missing;
+extern const int boost_version;
 
 /* Shared by the transports' files. */
 int fail_errno(struct chan *c, const char *what);
@@ -358,8 +365,8 @@ struct bcase {
 };
 
 /* The size sweep runs 1->1, single and batch, at every size; the first
- * round's four sizes on every transport, the others on shmq and the pipe.
- * The one-CPU cases run on shmq and the pipe. */
+ * round's four sizes on every transport, the others on shmq, the pipe
+ * and Boost.  So do the one-CPU cases. */
 enum {
 	C_16S, C_16B, C_32S, C_32B, C_64S, C_64B, C_128S, C_128B,
 	C_256S, C_256B, C_512S, C_512B, C_1KS, C_1KB, C_4KS, C_4KB,

@@ -405,4 +405,12 @@ void report_machine(void)
 	    "%d bytes, SOCK_SEQPACKET SO_SNDBUF %d / SO_RCVBUF %d bytes.\n",
 	    SHMQ_CAP, facts.pipe_buf, facts.sock_snd, facts.sock_rcv);
 	mq_say_limits();
+	if (boost_missing)
+		say("- Boost.Interprocess message_queue: %s.\n", boost_missing);
+	else
+		say("- Boost.Interprocess message_queue (Boost %d.%d): a "
+		    "bounded queue of fixed-size slots under a process-shared "
+		    "mutex and condition variables, without crash safety; the "
+		    "same capacity as shmq; no batch call.\n",
+		    boost_version / 100000, boost_version / 100 % 1000);
 }

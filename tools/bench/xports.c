@@ -33,10 +33,31 @@ const struct xport *const xports[NT] = {
 	[T_PIPE_BIG] = &xp_pipe_big,
 	[T_SHMQ_POLL] = &xp_shmq_poll,
 	[T_SHMQ_ACKED] = &xp_shmq_acked,
+	[T_BOOST] = &xp_boost,
 };
 
 const int row_order[NT] = { T_SHMQ, T_SHMQ_POLL, T_SHMQ_ACKED, T_SHMQ_SMALL,
-			    T_SHMQ_ZC, T_PIPE, T_PIPE_BIG, T_SOCK, T_MQ };
+			    T_SHMQ_ZC, T_PIPE, T_PIPE_BIG, T_SOCK, T_MQ,
+			    T_BOOST };
+
+#ifndef HAVE_BOOST_IPC
+/* Built without Boost.Interprocess: the transport exists (its option is
+ * accepted) and runs nothing. */
+static int boost_applies(const struct bcase *k, struct agg *a)
+{
+	(void)k;
+	(void)a;
+	return 0;
+}
+
+const struct xport xp_boost = {
+	.name = "Boost", .option = "boost", .applies = boost_applies,
+};
+const char *const boost_missing = "not built: configure found no "
+	"boost/interprocess headers (Debian: libboost-dev; tools/deps.sh "
+	"bench installs it), so there is no Boost row";
+const int boost_version = 0;
+#endif
 
 int fail_errno(struct chan *c, const char *what)
 {
