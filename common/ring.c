@@ -27,9 +27,10 @@
  * writes), and the get path learns of new messages from the slot it is
  * about to read (its published mark) and reads `tail` only when it must:
  * to tell "empty" from "closed" and to cover a producer that died between
- * its commit and the mark.  A put also asks for the slot it will write a
- * few messages later (prefetch_for_write), and a waiter lets a busy other
- * side get a stride ahead before it looks (see "Strides").
+ * its commit and the mark.  A put also asks for the slot and the data
+ * lines it will write a few messages later (prefetch_for_write,
+ * prefetch_data_for_write), and a waiter lets a busy other side get a
+ * stride ahead before it looks (see "Strides").
  *
  * Waiting and waking are wait.c's (wait.h), pollable descriptors
  * poll.c's; segment geometry, attach and statistics segment.c's; the
@@ -79,8 +80,29 @@ static inline void prefetch_for_write(const struct ring *r, const void *p)
 	cpu_prefetchw(p);
 }
 
+/*
+ * The same for the data ring: a message longer than SHMQ_INLINE_MAX is
+ * copied into lines that the consumers read one lap earlier, and each
+ * store waits for its line to come back, one transfer per line (~200 ns
+ * between two CCDs here, against ~25 ns on one core).  A put asks for the
+ * lines of the message PREFETCH_DATA_AHEAD puts later, supposing it is
+ * as long as this one (streams mostly are), its first PREFETCH_DATA_MAX
+ * bytes at most (beyond that the copy is long enough for the hardware's
+ * own prefetchers).  Only lines that are certainly free are asked for:
+ * at most t - head messages of at most amax bytes are queued, plus the
+ * padding of one wrap, so the data_size minus that many bytes after our
+ * position hold nothing a consumer may be reading.  Measured here, 256 B
+ * messages: 5.7 -> 9.5-10 M msgs/s between two CCDs, no change on one
+ * core.  (The mirror image on the get side, a read prefetch of the
+ * message a few ahead once its mark says it is committed, made no
+ * difference in either state and was left out.)
+ */
+#define PREFETCH_DATA_AHEAD 4
+#define PREFETCH_DATA_MAX 1024u
+
 void ring_tune(struct ring *r)
 {
+	r->amax = (uint32_t)ring_bytes(r->max_msg);
 	/* The slot asked for must never hold a queued message: with fewer
 	 * spare slots than that, a nearly full queue would have the put take
 	 * a line that a consumer is reading. */
@@ -483,6 +505,22 @@ static_assert(offsetof(struct shmq_slot, off) == 16 &&
 	      offsetof(struct shmq_slot, inline_data) == 40,
 	      "slot_write's picture of a slot");
 
+static inline void prefetch_data_for_write(const struct ring *r,
+					   const struct put_state *ps,
+					   uint64_t a)
+{
+	uint64_t ahead = a * PREFETCH_DATA_AHEAD;
+	uint64_t n = a < PREFETCH_DATA_MAX ? a : PREFETCH_DATA_MAX;
+	uint64_t from = ps->w.pos + ahead;
+
+	if (!r->prefetchw || from + n > r->data_size ||
+	    (ps->t - ps->head + 1) * r->amax + ahead + n > r->data_size)
+		return;
+	for (uint64_t o = from & ~(uint64_t)(SHMQ_CACHELINE - 1);
+	     o < from + n; o += SHMQ_CACHELINE)
+		cpu_prefetchw(r->data + o);
+}
+
 /* Places one message of `len` bytes after the ones placed so far: its
  * slot, and its bytes from `src` unless src is NULL (zero copy: *data is
  * where the caller writes them).  SHMQ_OK, RING_WAIT, or an error. */
@@ -499,6 +537,8 @@ put_place(struct ring *r, struct put_state *ps, uint64_t len,
 	prefetch_for_write(r, &r->slots[(ps->t + PREFETCH_SLOTS_AHEAD) &
 					r->mask]);
 	slot_write(s, ps->t, &ps->w, len, src);
+	if (a)
+		prefetch_data_for_write(r, ps, a);
 	if (a && src)
 		memcpy(r->data + ps->w.pos, src, len);
 	if (data)

@@ -98,6 +98,7 @@ struct ring {
 				       ns): they ran a third process */
 	uint64_t handoff_off_ns;    /* how long they were left off last */
 	int prefetchw;              /* put asks for slots ahead (ring.c) */
+	uint32_t amax;              /* ring bytes of the largest message */
 	uint32_t stride;            /* messages a waiter lets the other side
 				       get ahead while both stream, or 0 */
 	uint32_t stride_skip[2];    /* waits left without a stride: [0] put,

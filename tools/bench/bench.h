@@ -543,8 +543,8 @@ void report_control(void);
 /* --- the machine (facts.c) -------------------------------------------- */
 
 void facts_init(void);
-/* Measures the cache-line transfer again (before each case). */
-void facts_line(void);
+/* Measures the cache-line transfer again (before each case); ns. */
+double facts_line(void);
 /* Notes the load average at the end. */
 void facts_end(void);
 void report_machine(void);

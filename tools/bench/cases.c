@@ -179,7 +179,7 @@ void run_case(int ci)
 	}
 	/* The machine's own measure, next to the case it explains. */
 	if (nt)
-		facts_line();
+		progress("[line %.0f ns] ", facts_line());
 	for (int run = 0; run < opt.runs && !interrupted; run++)
 		for (int i = 0; i < nt && !interrupted; i++) {
 			int t = ts[(i + run) % nt];
