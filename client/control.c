@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "control.h"
 #include "paths.h"
 #include "wire.h"
@@ -138,17 +139,14 @@ static void reply_bad(const void *pkt, size_t len)
  * more to wake up again. */
 static ssize_t wait_reply(int fd, struct msghdr *mh)
 {
-	struct timespec t0, t;
+	uint64_t t0 = mono_ns();
 	ssize_t got;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		got = recvmsg(fd, mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 		if (got >= 0 || (errno != EAGAIN && errno != EINTR))
 			return got;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000000000L +
-			    (t.tv_nsec - t0.tv_nsec) > REPLY_POLL_NS)
+		if (mono_ns() - t0 > REPLY_POLL_NS)
 			break;
 	}
 	do
@@ -247,12 +245,6 @@ static int connect_to(const char *path)
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-	nanosleep(&ts, NULL);
 }
 
 /* Starts `shmqd --socket path` the way tmux starts its server.  shmqd

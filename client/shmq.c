@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "control.h"
 #include "ring.h"
 #include "shmq.h"
@@ -230,13 +231,6 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 			   flags, qp);
 }
 
-static int64_t mono_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* An acked queue's consumer needs its dead-letter queue open before it
  * takes the consumers' lock: opening asks the daemon, which must never
  * happen while other consumers wait for us. */
@@ -244,7 +238,7 @@ static void want_dead_letter(struct shmq *q)
 {
 	if (!q->ring.has_dead_letter || q->dlq)
 		return;
-	int64_t now = mono_now();
+	int64_t now = (int64_t)mono_ns();
 	if (now < q->dlq_retry_ns)
 		return;
 	char keep[SHMQ_WIRE_DETAIL];

@@ -55,11 +55,6 @@
 				   dead-letter queue; deadline = next try */
 #define DEAD_RETRY_NS       1000000000ll
 
-static int64_t now_ns(void)
-{
-	return (int64_t)mono_ns();
-}
-
 static uint64_t lease_id(uint32_t index, uint32_t epoch)
 {
 	return (uint64_t)epoch << 32 | ((uint64_t)index + 1);
@@ -227,7 +222,7 @@ static int sweep_due(const struct ring *r, int64_t now)
 
 int lease_recount(struct ring *r, uint64_t head)
 {
-	return sweep(r, head, now_ns());
+	return sweep(r, head, (int64_t)mono_ns());
 }
 
 uint64_t lease_discard(struct ring *r, uint64_t head)
@@ -516,7 +511,7 @@ static int attempt_lease(struct ring *r, void *ctx, int *progressed)
 {
 	struct lease_args *a = ctx;
 	uint64_t tail, head = ring_get_start(r, &tail), committed = head;
-	int64_t now = now_ns();
+	int64_t now = (int64_t)mono_ns();
 	int rc = SHMQ_OK, looked = 0;
 
 	/* A lease frees no room; only a plain get (settle) does. */
@@ -665,7 +660,7 @@ static int attempt_ack(struct ring *r, void *ctx, int *progressed)
 	struct ack_args *a = ctx;
 	struct shmq_seg_hdr *h = r->hdr;
 	uint64_t head = READ_ONCE(h->head);
-	int64_t now = now_ns();
+	int64_t now = (int64_t)mono_ns();
 
 	for (size_t k = 0; k < a->n; k++) {
 		struct shmq_lease s;
@@ -786,7 +781,7 @@ int lease_ready(struct ring *r, uint64_t head)
 	    LOAD_ACQ(h->departures) != READ_ONCE(h->departures_seen))
 		return 1;
 	int64_t dl = READ_ONCE(h->next_deadline);
-	if (dl != SHMQ_NO_DEADLINE && dl <= now_ns())
+	if (dl != SHMQ_NO_DEADLINE && dl <= (int64_t)mono_ns())
 		return 1;
 	uint64_t tw = LOAD_SC(h->tail);
 	if ((tw & SHMQ_TAIL_COUNT) != head)
@@ -851,7 +846,7 @@ size_t ring_pending(const struct ring *r, struct shmq_lease_info *out,
 		    size_t cap)
 {
 	uint64_t head = LOAD_ACQ(r->hdr->head);
-	int64_t now = now_ns();
+	int64_t now = (int64_t)mono_ns();
 	size_t n = 0;
 
 	if (r->leases == NULL)

@@ -16,6 +16,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "clock.h"
 #include "ring.h"
 
 #define HOOK(point)                                                          \
@@ -42,13 +43,6 @@ enum side { PUT_SIDE, GET_SIDE };
 static inline uint64_t align_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) & ~(a - 1);
-}
-
-static inline uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ------------------------------------------------------------------ */

@@ -364,7 +364,7 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 	const struct timespec *due = timeout_deadline(to);
 	if (due) {
 		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
+		ns_to_ts(mono_ns(), &now);
 		if (!ts_before(&now, due))
 			return SHMQ_ETIMEDOUT;
 	}

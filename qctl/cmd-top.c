@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "qctl.h"
 
 #define INTERVAL_MS  1000       /* between frames, and --once's samples */
@@ -36,7 +37,7 @@
 struct snapshot {
 	struct shmq_stat *list;
 	size_t n;
-	struct timespec at;     /* CLOCK_MONOTONIC */
+	uint64_t at;            /* mono_ns() */
 };
 
 /* ------------------------------------------------------------------ */
@@ -65,7 +66,7 @@ static int snapshot_take(struct snapshot *s)
 		s->n = 0;
 		return rc;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &s->at);
+	s->at = mono_ns();
 	/* The library lists by name already; sorting here keeps the frame
 	 * ordered, and the lookups below right, whatever its order is. */
 	if (s->n > 1)
@@ -84,13 +85,6 @@ static const struct shmq_stat *snapshot_find(const struct snapshot *s,
 		return NULL;
 	old = bsearch(st, s->list, s->n, sizeof(s->list[0]), by_name);
 	return old && old->created_ns == st->created_ns ? old : NULL;
-}
-
-static double seconds_between(const struct timespec *a,
-			      const struct timespec *b)
-{
-	return (double)(b->tv_sec - a->tv_sec) +
-	       (double)(b->tv_nsec - a->tv_nsec) / 1e9;
 }
 
 /* Messages per second from one counter's two readings; "-" if there is
@@ -264,7 +258,7 @@ static void put_row(const struct layout *l, const struct shmq_stat *st,
 static void put_table(const struct layout *l, const struct snapshot *then,
 		      const struct snapshot *now, int rows)
 {
-	double dt = then ? seconds_between(&then->at, &now->at) : 0;
+	double dt = then ? (double)(now->at - then->at) / 1e9 : 0;
 	size_t shown = now->n;
 	char line[64];
 
@@ -289,15 +283,12 @@ static void put_table(const struct layout *l, const struct snapshot *then,
 static int top_once(const struct args *a)
 {
 	struct snapshot s0 = { 0 }, s1 = { 0 };
-	struct timespec ts = { INTERVAL_MS / 1000,
-			       (INTERVAL_MS % 1000) * 1000000L };
 	struct layout l;
 	int rc;
 
 	if ((rc = snapshot_take(&s0)) != SHMQ_OK)
 		return report_fail(a, rc);
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	sleep_ms(INTERVAL_MS);
 	if ((rc = snapshot_take(&s1)) != SHMQ_OK) {
 		snapshot_free(&s0);
 		return report_fail(a, rc);
@@ -467,15 +458,6 @@ static int read_keys(const struct terminal *t, int *watch)
 	return memchr(buf, 'q', (size_t)n) || memchr(buf, 'Q', (size_t)n);
 }
 
-static long ms_until(const struct timespec *when)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long)((when->tv_sec - now.tv_sec) * 1000 +
-		      (when->tv_nsec - now.tv_nsec) / 1000000);
-}
-
 static int top_live(const struct args *a)
 {
 	struct snapshot then = { 0 }, now = { 0 };
@@ -492,22 +474,17 @@ static int top_live(const struct args *a)
 	term_enter(&t);
 	draw(NULL, &now);
 	while (!got_quit) {
-		struct timespec next = now.at, wait;
+		uint64_t next = now.at + INTERVAL_MS * 1000000ull;
+		struct timespec wait;
 		struct pollfd pfd = { STDIN_FILENO, POLLIN, 0 };
 		long ms;
 
-		next.tv_sec += INTERVAL_MS / 1000;
-		next.tv_nsec += (INTERVAL_MS % 1000) * 1000000L;
-		if (next.tv_nsec >= 1000000000L) {
-			next.tv_sec++;
-			next.tv_nsec -= 1000000000L;
-		}
 		if (fflush(stdout) == EOF) {
 			status = QCTL_EWRITE;
 			err = errno;
 			break;
 		}
-		ms = ms_until(&next);
+		ms = (long)((int64_t)(next - mono_ns()) / 1000000);
 		if (ms > 0) {
 			wait.tv_sec = ms / 1000;
 			wait.tv_nsec = ms % 1000 * 1000000L;

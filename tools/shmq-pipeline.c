@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "shmq.h"
 
 #define JOBS     "demo.jobs"
@@ -54,13 +55,6 @@ struct config {
 	unsigned slow_items;    /* items the collector takes slowly */
 	unsigned slow_us;       /* per slow item */
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, int rc)
 {
@@ -167,8 +161,7 @@ static int collector(const struct config *c)
 		got++;
 		if (got <= c->slow_items) {
 			/* A slow consumer: everything upstream must wait. */
-			struct timespec ts = { 0, (long)c->slow_us * 1000 };
-			nanosleep(&ts, NULL);
+			sleep_us((long)c->slow_us);
 		}
 	}
 	uint64_t missing = 0;
@@ -235,7 +228,7 @@ static void progress(double t0, int tty, uint64_t *max_jobs,
 		*max_results = r.messages;
 	bar(bj, j.messages, j.capacity, 20);
 	bar(br, r.messages, r.capacity, 20);
-	double t = now_s() - t0;
+	double t = mono_s() - t0;
 	printf("%s%6.1fs jobs [%s] %4" PRIu64 "/%u%s  results [%s] %4" PRIu64
 	       "/%u%s  done %8" PRIu64 "  %9.0f items/s%s",
 	       tty ? "\r" : "", t, bj, j.messages, j.capacity,
@@ -268,7 +261,7 @@ static int run(const char *self, const struct config *c)
 	       "(%u us each): watch the queues fill and the producer block\n",
 	       c->items, c->slow_items, c->slow_us);
 
-	double t0 = now_s();
+	double t0 = mono_s();
 	spawn(self, c, "collector", 0);
 	for (unsigned w = 0; w < c->workers; w++)
 		spawn(self, c, "worker", w);
@@ -285,15 +278,14 @@ static int run(const char *self, const struct config *c)
 				failed++;
 			continue;
 		}
-		if (now_s() - last >= 0.25) {
+		if (mono_s() - last >= 0.25) {
 			progress(t0, tty, &max_jobs, &max_results);
-			last = now_s();
+			last = mono_s();
 		}
-		struct timespec ts = { 0, 20000000 };
-		nanosleep(&ts, NULL);
+		sleep_ms(20);
 	}
 	progress(t0, tty, &max_jobs, &max_results);
-	double t = now_s() - t0;
+	double t = mono_s() - t0;
 	if (tty)
 		printf("\n");
 	printf("finished in %.2f s: %.0f items/s end to end; deepest queues "

@@ -53,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "shmq.h"
 
 #define MAX_PROCS   16
@@ -109,19 +110,6 @@ static struct acked_book *ab;
 static struct config cfg;
 static char sockdir[64];
 static pid_t daemon_pid;
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-	nanosleep(&ts, NULL);
-}
 
 static uint64_t mix(uint64_t x)
 {
@@ -684,7 +672,7 @@ static int run(void)
 {
 	uint64_t kills_p = 0, kills_c = 0, kills_d = 0, lost = 0, allowed = 0;
 	unsigned rnd = cfg.seed;
-	double t0 = now_s(), last_progress_t = t0, next_daemon_kill = t0 + 1;
+	double t0 = mono_s(), last_progress_t = t0, next_daemon_kill = t0 + 1;
 	uint64_t last_progress = 0;
 	int status, ok = 1, failures = 0;
 	char name[32];
@@ -713,7 +701,7 @@ static int run(void)
 	for (unsigned i = 0; i < cfg.consumers; i++)
 		kids[nkids++] = (struct child){ spawn(1, i), 1, i };
 
-	while (now_s() - t0 < cfg.seconds) {
+	while (mono_s() - t0 < cfg.seconds) {
 		/* Kill someone at a random moment, then bring it back. */
 		sleep_ms(1 + rand_r(&rnd) % 20);
 		struct child *victim = &kids[rand_r(&rnd) % nkids];
@@ -729,13 +717,13 @@ static int run(void)
 		}
 		victim->pid = spawn(victim->consumer, victim->slot);
 
-		if (cfg.kill_daemon && now_s() >= next_daemon_kill) {
+		if (cfg.kill_daemon && mono_s() >= next_daemon_kill) {
 			kill(daemon_pid, SIGKILL);
 			waitpid(daemon_pid, NULL, 0);
 			kills_d++;
 			sleep_ms(rand_r(&rnd) % 50);    /* clients run alone */
 			start_daemon();
-			next_daemon_kill = now_s() + 0.5 + rand_r(&rnd) % 1500 /
+			next_daemon_kill = mono_s() + 0.5 + rand_r(&rnd) % 1500 /
 							     1000.0;
 		}
 		/* Children that exited by themselves are a failure. */
@@ -755,8 +743,8 @@ static int run(void)
 		uint64_t p = progress();
 		if (p != last_progress) {
 			last_progress = p;
-			last_progress_t = now_s();
-		} else if (now_s() - last_progress_t > 10) {
+			last_progress_t = mono_s();
+		} else if (mono_s() - last_progress_t > 10) {
 			fprintf(stderr, "torture: no progress for 10 s: "
 					"deadlock?\n");
 			dump_queues();
@@ -808,7 +796,7 @@ static int run(void)
 	       "%" PRIu64 " puts, %" PRIu64 " %s, kills: %" PRIu64
 	       " producers, %" PRIu64 " consumers, %" PRIu64 " daemons; "
 	       "%s %" PRIu64 " -> %s\n",
-	       now_s() - t0, cfg.producers, cfg.consumers,
+	       mono_s() - t0, cfg.producers, cfg.consumers,
 	       cfg.acked ? "workers" : "consumers", cfg.queues,
 	       cfg.acked ? "acked " : "", puts, gets,
 	       cfg.acked ? "deliveries" : "gets", kills_p, kills_c, kills_d,

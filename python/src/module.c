@@ -35,14 +35,6 @@ static void forked_child(void)
 	pyq_fork_gen = g == PYQ_GEN_NONE ? g + 1 : g;
 }
 
-int64_t pyq_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ------------------------------------------------------------------ */
 /* Statuses                                                            */
 

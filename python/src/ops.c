@@ -20,6 +20,8 @@
  */
 #include "shmqpy.h"
 
+#include "clock.h"
+
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -53,7 +55,7 @@ int ops_parse_wait(PyObject *block, PyObject *timeout, struct pyq_wait *w)
 	if (s > 1e9)            /* decades: forever */
 		return 0;
 	w->forever = 0;
-	w->deadline_ns = pyq_now_ns() + (int64_t)ceil(s * 1e9);
+	w->deadline_ns = (int64_t)mono_ns() + (int64_t)ceil(s * 1e9);
 	return 0;
 }
 
@@ -64,7 +66,7 @@ static int slice_ms(const struct pyq_wait *w)
 
 	if (w->forever)
 		return PYQ_SLICE_MS;
-	left = w->deadline_ns - pyq_now_ns();
+	left = w->deadline_ns - (int64_t)mono_ns();
 	if (left <= 0)
 		return 0;
 	left = (left + 999999) / 1000000;

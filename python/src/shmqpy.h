@@ -109,7 +109,6 @@ PyObject *pyq_raise_status(int rc, PyObject *name, const char *what);
 PyObject *pyq_stat_tuple(const struct shmq_stat *st);
 void pyq_live_add(pyq_queue *q);
 void pyq_live_remove(pyq_queue *q);
-int64_t pyq_now_ns(void);
 
 /* --- queue.c --------------------------------------------------------- */
 PyTypeObject *queue_type_new(void);

@@ -70,6 +70,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "clock.h"
 #include "shmq.h"
 
 #define MAXP        4           /* producers per case, at most */
@@ -84,15 +85,7 @@
 #define RUN_SLACK_S 30          /* a run may overrun its length by this */
 #define NS          1000000000.0
 
-/* --- time (inline: producers read the clock inside their loop) -------- */
-
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+/* --- time (mono_ns and the sleeps are common/clock.h's) ---------------- */
 
 static inline uint64_t cpu_ns(void)
 {
@@ -100,15 +93,6 @@ static inline uint64_t cpu_ns(void)
 
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline void sleep_ns(uint64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / 1000000000u),
-			       (long)(ns % 1000000000u) };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 /* --- options (main.c) ------------------------------------------------- */

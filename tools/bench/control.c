@@ -38,7 +38,7 @@ static struct rss daemon_rss(void)
 
 static double open_detach_rate(const char *name)
 {
-	uint64_t n = 0, t0 = now_ns(), end = t0 + (uint64_t)(opt.seconds * NS);
+	uint64_t n = 0, t0 = mono_ns(), end = t0 + (uint64_t)(opt.seconds * NS);
 	shmq_t *q;
 	int rc;
 
@@ -51,8 +51,8 @@ static double open_detach_rate(const char *name)
 		}
 		shmq_detach(q);
 		n++;
-	} while (now_ns() < end && !interrupted);
-	return (double)n * NS / (double)(now_ns() - t0);
+	} while (mono_ns() < end && !interrupted);
+	return (double)n * NS / (double)(mono_ns() - t0);
 }
 
 static int open_detach_once(const char *name)
@@ -84,7 +84,7 @@ static void make_queues(void)
 	struct shmq_stat *list;
 	char name[64];
 	size_t n;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 
 	shmq_attr_init(&a);
 	a.capacity = 1;
@@ -99,7 +99,7 @@ static void make_queues(void)
 		}
 		ctl.queues_made++;
 	}
-	ctl.create_rate = ctl.queues_made * NS / (double)(now_ns() - t0);
+	ctl.create_rate = ctl.queues_made * NS / (double)(mono_ns() - t0);
 	if (shmq_list(&list, &n) == SHMQ_OK) {
 		for (size_t i = 0; i < n; i++)
 			ctl.queues_listed += !strncmp(list[i].name,
@@ -111,13 +111,13 @@ static void make_queues(void)
 static void delete_queues(void)
 {
 	char name[64];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 
 	for (unsigned i = 0; i < ctl.queues_made; i++) {
 		snprintf(name, sizeof(name), "bench.many.%05u", i);
 		shmq_delete(name);
 	}
-	ctl.delete_rate = ctl.queues_made * NS / (double)(now_ns() - t0);
+	ctl.delete_rate = ctl.queues_made * NS / (double)(mono_ns() - t0);
 }
 
 void control_test(void)

@@ -71,12 +71,12 @@ static double memcpy_gbs(size_t size, int reps)
 	if (a && b) {
 		memset(a, 1, size);
 		memset(b, 2, size);
-		uint64_t t0 = now_ns();
+		uint64_t t0 = mono_ns();
 		for (int i = 0; i < reps; i++) {
 			memcpy(b, a, size);
 			__asm__ __volatile__("" : : "r"(b) : "memory");
 		}
-		gbs = (double)size * reps / (double)(now_ns() - t0);
+		gbs = (double)size * reps / (double)(mono_ns() - t0);
 	}
 	free(a);
 	free(b);
@@ -90,11 +90,11 @@ static double pause_cost(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	const int n = 1000000;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 
 	for (int i = 0; i < n; i++)
 		cpu_relax();
-	return (double)(now_ns() - t0) / n;
+	return (double)(mono_ns() - t0) / n;
 #else
 	return 0;
 #endif
@@ -108,7 +108,7 @@ static void wake_sleeper(int rfd, unsigned n)
 	for (unsigned i = 0; lat && i < n; i++) {
 		if (read(rfd, &t, sizeof(t)) != (ssize_t)sizeof(t))
 			_exit(1);
-		lat[i] = now_ns() - t;
+		lat[i] = mono_ns() - t;
 	}
 	if (lat == NULL)
 		_exit(1);
@@ -149,7 +149,7 @@ static void wake_latency(void)
 		sched_setaffinity(0, sizeof(cpu0), &cpu0);
 		for (unsigned i = 0; i < n && !interrupted; i++) {
 			sleep_ns(1000000);
-			uint64_t t = now_ns();
+			uint64_t t = mono_ns();
 			if (write(p[1], &t, sizeof(t)) != (ssize_t)sizeof(t))
 				break;
 		}
@@ -196,13 +196,13 @@ static double line_transfer(void)
 	cpu_set_t old;
 	sched_getaffinity(0, sizeof(old), &old);
 	pin_to(0);
-	uint64_t t0 = now_ns(), spins = 0;
+	uint64_t t0 = mono_ns(), spins = 0;
 	for (uint64_t i = 0; i < 2 * n && spins < (1u << 28); i += 2) {
 		*v = i + 1;
 		while (*v != i + 2 && ++spins < (1u << 28))
 			cpu_relax();
 	}
-	uint64_t t = now_ns() - t0;
+	uint64_t t = mono_ns() - t0;
 	sched_setaffinity(0, sizeof(old), &old);
 	if (spins >= (1u << 28))
 		kill(pid, SIGKILL);     /* it is not answering: give up */

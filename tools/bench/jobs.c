@@ -130,7 +130,7 @@ static int produce_single(struct job *j, struct chan *c, uint8_t *buf,
 	/* Reading the clock costs ~20 ns: once per 32 messages.  At least
 	 * 32 go, so that a run whose producer got no CPU before its deadline
 	 * (a cgroup throttled by its quota) still measures something. */
-	for (seq = 0; (seq & 31) || seq == 0 || now_ns() < deadline; seq++) {
+	for (seq = 0; (seq & 31) || seq == 0 || mono_ns() < deadline; seq++) {
 		msg_stamp(buf, c->size, j->index, seq);
 		if (c->x->send(c, buf)) {
 			*sent = seq;
@@ -161,7 +161,7 @@ static int produce_batch(struct job *j, struct chan *c, uint8_t *buf,
 			return job_fail(j, c->why);
 		}
 		seq += b;
-	} while (now_ns() < deadline);     /* one batch at least */
+	} while (mono_ns() < deadline);     /* one batch at least */
 	*sent = seq;
 	return 0;
 }
@@ -250,7 +250,7 @@ int consumer(struct job *j)
 	probe_start(&pr);
 	while ((r = consume_some(j, c, &ck, buf, v)) == 0)
 		;
-	j->res->t_stop = now_ns();
+	j->res->t_stop = mono_ns();
 	probe_stop(&pr, &j->res->u);
 	if (r < 0)
 		return -1;
@@ -265,14 +265,14 @@ static int round_trip(struct job *j, uint8_t *buf, uint64_t seq,
 {
 	struct msg_hdr h;
 	size_t len;
-	uint64_t t1 = now_ns();
+	uint64_t t1 = mono_ns();
 
 	msg_stamp(buf, j->k->size, 0, seq);
 	if (j->ch[0].x->send(&j->ch[0], buf))
 		return job_fail(j, j->ch[0].why);
 	if (j->ch[1].x->recv(&j->ch[1], buf, &len))
 		return job_fail(j, j->ch[1].why);
-	*rtt = now_ns() - t1;
+	*rtt = mono_ns() - t1;
 	memcpy(&h, buf, sizeof(h));
 	if (len != j->k->size || h.seq != seq || h.producer != 0 ||
 	    h.tag != msg_tag(seq, 0))

@@ -93,7 +93,7 @@ static uint64_t machine_busy_ns(void)
  * time minus our children's.  Clock ticks make it coarse (10 ms). */
 static double other_load(uint64_t busy0, uint64_t t0, const struct sample *s)
 {
-	uint64_t busy = machine_busy_ns() - busy0, wall = now_ns() - t0;
+	uint64_t busy = machine_busy_ns() - busy0, wall = mono_ns() - t0;
 	double ours = (double)(s->prod.user_ns + s->prod.sys_ns +
 			       s->cons.user_ns + s->cons.sys_ns);
 	double other = ((double)busy - ours) / (double)wall;
@@ -224,7 +224,7 @@ static void reap(struct run *r, uint64_t deadline)
 			}
 		if (interrupted)
 			run_fail(r, "interrupted");
-		else if (!reaped && r->alive && now_ns() >= deadline)
+		else if (!reaped && r->alive && mono_ns() >= deadline)
 			run_fail(r, "timed out");
 		if (r->failed) {
 			kill_run(r);
@@ -232,7 +232,7 @@ static void reap(struct run *r, uint64_t deadline)
 		}
 		if (reaped || r->alive == 0)
 			continue;
-		uint64_t left = deadline - now_ns();
+		uint64_t left = deadline - mono_ns();
 		if (left > 1000000000u)
 			left = 1000000000u;
 		struct timespec ts = { 0, (long)left };
@@ -245,12 +245,12 @@ static void reap(struct run *r, uint64_t deadline)
 /* Waits for every child's ready byte ('x' if it failed to set up). */
 static int await_ready(struct run *r, int fd)
 {
-	uint64_t end = now_ns() + SETUP_S * 1000000000ull;
+	uint64_t end = mono_ns() + SETUP_S * 1000000000ull;
 	int need = r->n;
 
 	while (need > 0 && !r->failed) {
 		struct pollfd p = { fd, POLLIN, 0 };
-		uint64_t now = now_ns();
+		uint64_t now = mono_ns();
 		char buf[MAX_KIDS];
 		if (interrupted || now >= end) {
 			run_fail(r, interrupted ? "interrupted"
@@ -373,18 +373,18 @@ static void run_sample(struct run *r, struct sample *s)
  * load (a compile, a test) that a run need not land in. */
 static void settle(void)
 {
-	uint64_t give_up = now_ns() + 1000000000u;
+	uint64_t give_up = mono_ns() + 1000000000u;
 
 	if (opt.quick)
 		return;
 	do {
-		uint64_t b0 = machine_busy_ns(), t0 = now_ns();
+		uint64_t b0 = machine_busy_ns(), t0 = mono_ns();
 		sleep_ns(50000000);
 		double busy = (double)(machine_busy_ns() - b0) /
-			      (double)(now_ns() - t0);
+			      (double)(mono_ns() - t0);
 		if (busy < 0.34 || b0 == 0)
 			return;
-	} while (now_ns() < give_up && !interrupted);
+	} while (mono_ns() < give_up && !interrupted);
 }
 
 void run_once(const struct bcase *k, int t, int syscalls,
@@ -424,7 +424,7 @@ void run_once(const struct bcase *k, int t, int syscalls,
 		goto out;
 	}
 	busy0 = machine_busy_ns();
-	t0 = now_ns();
+	t0 = mono_ns();
 	sh->t0 = t0;
 	__atomic_store_n(&sh->deadline, t0 + (uint64_t)(opt.seconds * NS),
 			 __ATOMIC_RELEASE);

@@ -36,7 +36,7 @@ static int steady_loop(shmq_t *q, uint64_t n, unsigned b, double *ns,
 		v[i] = (struct iovec){ buf + 16 * i, 16 };
 	probe_open(&pr, 1);
 	probe_start(&pr);
-	uint64_t t1 = now_ns();
+	uint64_t t1 = mono_ns();
 	for (uint64_t i = 0; i < n && rc == SHMQ_OK; i += b) {
 		msg_stamp(buf, 16, 0, i);
 		if (b == 1) {
@@ -54,7 +54,7 @@ static int steady_loop(shmq_t *q, uint64_t n, unsigned b, double *ns,
 					       &k, SHMQ_FOREVER);
 		}
 	}
-	uint64_t t2 = now_ns();
+	uint64_t t2 = mono_ns();
 	probe_stop(&pr, &u);
 	*ns = (double)(t2 - t1) / (double)n;
 	*sys = u.syscalls == UINT64_MAX ? -1 : (double)u.syscalls / (double)n;

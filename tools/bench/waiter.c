@@ -33,11 +33,11 @@ static int waiter_child(const char *name, int put, int ready)
 	}
 	if (write(ready, &c, 1) != 1 || c == 'x')
 		return -1;
-	uint64_t c0 = cpu_ns(), w0 = now_ns();
+	uint64_t c0 = cpu_ns(), w0 = mono_ns();
 	rc = put ? shmq_put(q, buf, sizeof(buf), SHMQ_FOREVER)
 		 : shmq_get(q, buf, sizeof(buf), &len, SHMQ_FOREVER);
 	res->u.user_ns = cpu_ns() - c0;
-	res->msgs = now_ns() - w0;
+	res->msgs = mono_ns() - w0;
 	if (rc != SHMQ_OK) {
 		snprintf(res->err, sizeof(res->err), "%s", shmq_strerror(rc));
 		return -1;
