@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -39,9 +40,13 @@
 #define SHMQD_PATH "shmqd"
 #endif
 
-#define REPLY_TIMEOUT_S  10     /* a daemon that does not answer is gone */
+/* What a call gives the daemon in all: to connect, to take the HELLO and
+ * the request, and to answer them (a re-send on a fresh connection
+ * included).  One deadline, so that no signal and no retry can make a
+ * call longer: shmq.h promises this bound. */
+#define CALL_TIMEOUT_MS  10000
 #define REPLY_POLL_NS  100000L  /* look without sleeping this long first */
-#define START_WAIT_MS  5000     /* how long a started daemon may take */
+#define START_WAIT_MS  5000     /* what starting a daemon adds to a call */
 /* How long to wait for another client's daemon once ours failed: if ours
  * lost the race for the socket's lock, the winner holds it already and
  * listens within microseconds. */
@@ -58,6 +63,34 @@ static uint32_t conn_seq;
 static char conn_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 static __thread char last_detail[DETAIL_MAX];
+
+/* A call's deadline, and how long it was given in all (for the detail). */
+struct bound {
+	uint64_t at;            /* mono_ns() */
+	int s;
+};
+
+static void bound_init(struct bound *b, int ms)
+{
+	b->at = mono_ns() + (uint64_t)ms * 1000000u;
+	b->s = ms / 1000;
+}
+
+static void bound_extend(struct bound *b, int ms)
+{
+	b->at += (uint64_t)ms * 1000000u;
+	b->s += ms / 1000;
+}
+
+/* Milliseconds left before the deadline, rounded up; 0 once it passed. */
+static int bound_left_ms(const struct bound *b)
+{
+	uint64_t now = mono_ns();
+
+	if (now >= b->at)
+		return 0;
+	return (int)((b->at - now + 999999u) / 1000000u);
+}
 
 void control_set_detail(const char *detail, size_t size)
 {
@@ -102,13 +135,13 @@ static void add_detailf(const char *fmt, ...)
 }
 
 /* Why a reply did not come (recvmsg returned `got`, errno as it left). */
-static void reply_lost(ssize_t got)
+static void reply_lost(ssize_t got, const struct bound *b)
 {
 	if (got == 0)
 		set_detailf("the daemon on %s hung up", conn_path);
-	else if (errno == EAGAIN || errno == EWOULDBLOCK)
+	else if (errno == ETIMEDOUT)
 		set_detailf("no reply from the daemon on %s within %d s",
-			    conn_path, REPLY_TIMEOUT_S);
+			    conn_path, b->s);
 	else
 		set_detailf("lost the daemon on %s (recvmsg: %s)", conn_path,
 			    strerror(errno));
@@ -133,11 +166,13 @@ static void reply_bad(const void *pkt, size_t len)
 	set_detailf("malformed reply from the daemon on %s", conn_path);
 }
 
-/* Receives the reply.  It usually comes within tens of microseconds;
- * look for it without sleeping for a little longer than that first,
- * because on a VM a CPU that goes idle to wait takes tens of microseconds
- * more to wake up again. */
-static ssize_t wait_reply(int fd, struct msghdr *mh)
+/* Receives the reply before the deadline (else -1, errno ETIMEDOUT).  It
+ * usually comes within tens of microseconds; look for it without sleeping
+ * for a little longer than that first, because on a VM a CPU that goes
+ * idle to wait takes tens of microseconds more to wake up again.  Then
+ * poll(2) with what is left of the call's time: a signal ends a poll
+ * early, and the next one gets only what is left, never a fresh wait. */
+static ssize_t wait_reply(int fd, struct msghdr *mh, const struct bound *b)
 {
 	uint64_t t0 = mono_ns();
 	ssize_t got;
@@ -149,16 +184,57 @@ static ssize_t wait_reply(int fd, struct msghdr *mh)
 		if (mono_ns() - t0 > REPLY_POLL_NS)
 			break;
 	}
-	do
-		got = recvmsg(fd, mh, MSG_CMSG_CLOEXEC);
-	while (got < 0 && errno == EINTR);
-	return got;
+	for (;;) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		int ms = bound_left_ms(b);
+
+		if (ms == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (poll(&p, 1, ms) < 0 && errno != EINTR)
+			return -1;
+		got = recvmsg(fd, mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (got >= 0 || (errno != EAGAIN && errno != EINTR))
+			return got;
+	}
+}
+
+/* Sends one packet before the deadline (else -1, errno ETIMEDOUT).  A
+ * daemon that reads nothing lets its socket's queue fill, and a blocking
+ * send(2) would then wait for as long as it does: never longer than the
+ * call may take, and a signal does not start the wait afresh. */
+static int send_packet(int fd, const void *pkt, size_t n,
+		       const struct bound *b)
+{
+	for (;;) {
+		ssize_t sent = send(fd, pkt, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		struct pollfd p = { fd, POLLOUT, 0 };
+		int ms;
+
+		if (sent == (ssize_t)n)
+			return 0;
+		if (sent >= 0) {        /* a packet goes whole or not at all */
+			errno = EMSGSIZE;
+			return -1;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -1;
+		if ((ms = bound_left_ms(b)) == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (poll(&p, 1, ms) < 0 && errno != EINTR)
+			return -1;
+	}
 }
 
 /* One packet out, one packet back (none for a NOREPLY request). */
 static int exchange(int fd, uint16_t type, const void *req, size_t req_len,
 		    void *reply, size_t cap, size_t *reply_len, int *rfd,
-		    int *unsent)
+		    int *unsent, const struct bound *b)
 {
 	static char pkt[SHMQ_WIRE_MAX];     /* guarded by conn_lock */
 	uint32_t seq = ++conn_seq;
@@ -175,9 +251,14 @@ static int exchange(int fd, uint16_t type, const void *req, size_t req_len,
 	int rc, passed = -1;
 
 	*unsent = 0;
-	if (send(fd, pkt, n, MSG_NOSIGNAL) != (ssize_t)n) {
-		set_detailf("lost the daemon on %s (send: %s)", conn_path,
-			    strerror(errno));
+	if (send_packet(fd, pkt, n, b) < 0) {
+		if (errno == ETIMEDOUT)
+			set_detailf("the daemon on %s took no request within "
+				    "%d s (send: its socket's queue stayed "
+				    "full)", conn_path, b->s);
+		else
+			set_detailf("lost the daemon on %s (send: %s)",
+				    conn_path, strerror(errno));
 		*unsent = 1;
 		return SHMQ_ENODAEMON;
 	}
@@ -187,9 +268,9 @@ static int exchange(int fd, uint16_t type, const void *req, size_t req_len,
 	mh.msg_iovlen = 1;
 	mh.msg_control = cbuf.buf;
 	mh.msg_controllen = sizeof(cbuf.buf);
-	got = wait_reply(fd, &mh);
+	got = wait_reply(fd, &mh, b);
 	if (got <= 0) {
-		reply_lost(got);
+		reply_lost(got, b);
 		return SHMQ_ENODAEMON;
 	}
 
@@ -228,22 +309,41 @@ out:
 	return rc;
 }
 
-static int connect_to(const char *path)
+/* Connects before the deadline (else -1, errno ETIMEDOUT).  A connect(2)
+ * to a daemon whose listen backlog is full waits for room, as long as
+ * SO_SNDTIMEO lets it; a signal ends that wait with EINTR (a socket wait
+ * with a timeout is never restarted), and the next try gets only what is
+ * left of the call's time. */
+static int connect_to(const char *path, const struct bound *b)
 {
 	struct sockaddr_un un = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = REPLY_TIMEOUT_S };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), rc, e;
 
 	if (fd < 0)
 		return -1;
 	memcpy(un.sun_path, path, strnlen(path, sizeof(un.sun_path) - 1));
-	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
-		int e = errno;
+	for (;;) {
+		int ms = bound_left_ms(b);
+		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+		if (ms == 0) {
+			rc = -1;
+			errno = ETIMEDOUT;
+			break;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		rc = connect(fd, (struct sockaddr *)&un, sizeof(un));
+		if (rc == 0 || errno != EINTR)
+			break;
+	}
+	if (rc < 0 && errno == EISCONN)    /* an interrupted try got there */
+		rc = 0;
+	if (rc < 0) {
+		e = errno == EAGAIN ? ETIMEDOUT : errno;
 		close(fd);
 		errno = e;
 		return -1;
 	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
 }
 
@@ -353,7 +453,7 @@ static int start_daemon(const char *path, char *why, size_t size)
 	return START_LOST_MS;
 }
 
-static int hello(int fd)
+static int hello(int fd, const struct bound *b)
 {
 	struct shmq_wire_hello h = {
 		.wire_version = SHMQ_WIRE_VERSION,
@@ -363,7 +463,7 @@ static int hello(int fd)
 	size_t len;
 	int unsent;
 	int rc = exchange(fd, SHMQ_MSG_HELLO, &h, sizeof(h), &r, sizeof(r),
-			  &len, NULL, &unsent);
+			  &len, NULL, &unsent, b);
 
 	if (rc == SHMQ_OK && (r.wire_version != SHMQ_WIRE_VERSION ||
 			      r.layout_version != SHMQ_LAYOUT_VERSION))
@@ -372,9 +472,13 @@ static int hello(int fd)
 }
 
 /* Why connect(2) failed, in words, beginning the detail. */
-static void connect_failed(const char *path, int err)
+static void connect_failed(const char *path, int err, const struct bound *b)
 {
-	if (err == ENOENT)
+	if (err == ETIMEDOUT)
+		set_detailf("the daemon on %s accepted no connection within "
+			    "%d s (connect: its listen backlog stayed full)",
+			    path, b->s);
+	else if (err == ENOENT)
 		set_detailf("no daemon on %s (connect: %s)", path,
 			    strerror(err));
 	else if (err == ECONNREFUSED)
@@ -418,7 +522,7 @@ static int per_user_default(const char *env)
 	return env == NULL || *env == '\0';
 }
 
-static int open_connection(uint16_t type)
+static int open_connection(uint16_t type, struct bound *b)
 {
 	char why[DETAIL_MAX];
 	int per_user, fd, err, wait, rc;
@@ -431,10 +535,10 @@ static int open_connection(uint16_t type)
 			    "long");
 		return SHMQ_ENODAEMON;
 	}
-	fd = connect_to(conn_path);
+	fd = connect_to(conn_path, b);
 	err = errno;
 	if (fd < 0 && (err == ENOENT || err == ECONNREFUSED)) {
-		connect_failed(conn_path, err);
+		connect_failed(conn_path, err, b);
 		if (!per_user) {
 			add_detailf("autostart is off (not a per-user socket)");
 			return SHMQ_ENODAEMON;
@@ -445,11 +549,13 @@ static int open_connection(uint16_t type)
 		}
 		if (type & SHMQ_MSG_NOREPLY)
 			return SHMQ_ENODAEMON;
+		/* Starting one adds to what the call may take. */
+		bound_extend(b, START_WAIT_MS);
 		wait = start_daemon(conn_path, why, sizeof(why));
 		/* Another client may be starting one at the same time; either
 		 * way, a daemon answers here soon or not at all. */
 		for (int waited = 0; waited < wait; waited += 10) {
-			fd = connect_to(conn_path);
+			fd = connect_to(conn_path, b);
 			err = errno;
 			if (fd >= 0 || (err != ENOENT && err != ECONNREFUSED))
 				break;
@@ -461,7 +567,7 @@ static int open_connection(uint16_t type)
 		}
 	}
 	if (fd < 0) {
-		connect_failed(conn_path, err);
+		connect_failed(conn_path, err, b);
 		return err == EACCES ? SHMQ_EACCES : SHMQ_ENODAEMON;
 	}
 	rc = SHMQ_OK;
@@ -473,7 +579,7 @@ static int open_connection(uint16_t type)
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
 	if (rc == SHMQ_OK)
-		rc = hello(fd);
+		rc = hello(fd, b);
 	if (rc != SHMQ_OK) {
 		close(fd);
 		return rc;
@@ -491,6 +597,7 @@ int control_call(uint16_t type, const void *req, size_t req_len,
 		 void *reply, size_t cap, size_t *reply_len, int *fd)
 {
 	int rc = SHMQ_ENODAEMON, unsent = 1;
+	struct bound b;
 
 	if (fd)
 		*fd = -1;
@@ -498,19 +605,25 @@ int control_call(uint16_t type, const void *req, size_t req_len,
 	if (cap < sizeof(struct shmq_wire_status))
 		return SHMQ_EINVAL;
 	pthread_mutex_lock(&conn_lock);
+	/* The call's time starts once it is this thread's turn. */
+	bound_init(&b, CALL_TIMEOUT_MS);
 	if (conn_fd >= 0 && conn_pid != getpid()) {
 		/* A forked child: the connection belongs to the parent. */
 		close(conn_fd);
 		conn_fd = -1;
 	}
+	/* A request that could not be sent goes again on a fresh
+	 * connection (the daemon restarted), if the call has time left. */
 	for (int attempt = 0; attempt < 2 && unsent; attempt++) {
+		if (attempt > 0 && bound_left_ms(&b) == 0)
+			break;
 		if (conn_fd < 0) {
-			rc = open_connection(type);
+			rc = open_connection(type, &b);
 			if (rc != SHMQ_OK)
 				break;
 		}
 		rc = exchange(conn_fd, type, req, req_len, reply, cap,
-			      reply_len, fd, &unsent);
+			      reply_len, fd, &unsent, &b);
 		if (rc == SHMQ_ENODAEMON || rc == SHMQ_EPROTO) {
 			close(conn_fd);
 			conn_fd = -1;
@@ -523,14 +636,16 @@ int control_call(uint16_t type, const void *req, size_t req_len,
 int control_connect(const char *path, int greet, int *fd)
 {
 	int rc = SHMQ_OK;
+	struct bound b;
 
-	*fd = connect_to(path);
+	bound_init(&b, CALL_TIMEOUT_MS);
+	*fd = connect_to(path, &b);
 	if (*fd < 0)
 		return errno == EACCES ? SHMQ_EACCES : SHMQ_ENODAEMON;
 	if (greet) {
 		/* hello() packs into exchange()'s buffer: take its lock. */
 		pthread_mutex_lock(&conn_lock);
-		rc = hello(*fd);
+		rc = hello(*fd, &b);
 		pthread_mutex_unlock(&conn_lock);
 		if (rc != SHMQ_OK) {
 			close(*fd);

@@ -66,12 +66,16 @@
  * its reply, normally tens of microseconds.  A process has one connection,
  * opened by its first such call (and again after fork() or a daemon
  * restart), which first exchanges a HELLO; these calls are serialised on a
- * process-wide lock, so threads take turns.  Each reply is waited for at
- * most 10 s; if nothing listens on the per-user socket and autostart is
- * on, the call starts shmqd and waits until it listens, then up to 5 s
- * more for it to accept.  A daemon that accepts but never answers is thus
- * given up after about 25 s at worst (SHMQ_ENODAEMON).  A signal never cuts
- * a round trip short: these calls never return SHMQ_EINTR.  Besides its
+ * process-wide lock, so threads take turns.  Once it is its turn, a call
+ * gives the daemon at most 10 s in all, on one deadline: to accept the
+ * connection, to take the HELLO and the request, and to answer them (a
+ * request re-sent on a fresh connection after a daemon restart
+ * included).  If nothing listens on the per-user socket and autostart is
+ * on, starting shmqd adds at most 5 s.  A daemon that accepts but never
+ * answers, never reads, or whose listen backlog stays full is thus given
+ * up after 10 s, or 15 s when the call started one (SHMQ_ENODAEMON).  A
+ * signal neither cuts a call short nor starts its wait afresh: these calls
+ * never return SHMQ_EINTR.  Besides its
  * own statuses, each of them may return the control errors:
  *   SHMQ_ENODAEMON  no daemon answered: nothing listens on the socket and
  *                   autostart is off or failed, or no reply came in time;
@@ -346,9 +350,9 @@ int shmq_open(const char *name, unsigned flags, shmq_t **q);
  *                 the daemon releases its attachment, as detached, when
  *                 this process exits (an auto-close queue closes then)
  *
- * Blocks only to send one packet.  If the connection must be opened again
- * first (after a daemon restart), that costs a round trip, and starting a
- * per-user daemon up to 5 s more.
+ * Blocks only to send one packet (at most 10 s, should the daemon read
+ * nothing).  If the connection must be opened again first (after a daemon
+ * restart), that costs a round trip, within the same 10 s.
  */
 int shmq_detach(shmq_t *q);
 

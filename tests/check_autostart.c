@@ -7,7 +7,9 @@
  * start and logs next to its socket; racing clients end up with exactly
  * one daemon, holding the lock, serving them all; and with autostart off,
  * or a socket nobody listens on, every call says SHMQ_ENODAEMON and
- * nothing is started.  The daemons started here are not the test's
+ * nothing is started.  Also the bound of every call to the daemon: one
+ * that accepts and never answers, never reads, or never accepts is given
+ * up on in shmq.h's time, however often signals come.  The daemons started here are not the test's
  * children: tests/lib/foreign.h finds and stops them.
  *
  * Rules every integration suite keeps (tests/lib/): it runs the real
@@ -31,10 +33,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "lib/checks.h"
 #include "lib/clock.h"
 #include "lib/foreign.h"
@@ -392,6 +396,197 @@ START_TEST(test_socket_dir_refused)
 END_TEST
 
 /* ======================================================================= */
+/* Bounds: a call to the daemon returns within shmq.h's bound, whatever   */
+/* the daemon does and however often signals come                        */
+
+/* shmq.h, "Calls to the daemon": what a call may take in all. */
+#define CALL_BOUND_MS 10000
+
+static volatile sig_atomic_t ticks;
+
+static void on_tick(int sig)
+{
+	(void)sig;
+	ticks++;
+}
+
+/* Interrupts this process every 300 ms for the rest of its life, with a
+ * handler installed with SA_RESTART or without. */
+static void tick(int restart)
+{
+	struct sigaction sa = { .sa_handler = on_tick };
+	struct itimerval it = { { 0, 300000 }, { 0, 300000 } };
+
+	sa.sa_flags = restart ? SA_RESTART : 0;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* A socket listening at `path` that nobody accepts on or reads from. */
+static int mute_listener(const char *path, int backlog)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&un, sizeof(un)), 0);
+	ck_assert_int_eq(listen(fd, backlog), 0);
+	return fd;
+}
+
+/* Fills the listen backlog of `path`: a connect(2) to it now waits. */
+static void fill_backlog(const char *path)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	int n = 0;
+
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC |
+				SOCK_NONBLOCK, 0);
+		ck_assert_int_ge(fd, 0);
+		if (connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
+			ck_assert_int_eq(errno, EAGAIN);
+			close(fd);
+			break;
+		}
+		ck_assert_int_lt(++n, 1000);    /* kept open: they fill it */
+	}
+}
+
+/* A daemon that says HELLO back, then never reads again: its socket's
+ * queue fills, and a send(2) to it waits. */
+static pid_t deaf_daemon(int lfd)
+{
+	pid_t pid = harness_fork();
+	char pkt[SHMQ_WIRE_MAX];
+	const void *body;
+	uint16_t type;
+	uint32_t seq;
+	ssize_t n;
+	int fd;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid > 0)
+		return pid;
+	CHILD_CHECK((fd = accept(lfd, NULL, NULL)) >= 0);
+	n = recv(fd, pkt, sizeof(pkt), 0);
+	CHILD_CHECK(n > 0);
+	CHILD_RC(wire_check_request(pkt, (size_t)n, &type, &seq, &body),
+		 SHMQ_OK);
+	CHILD_EQ(type, SHMQ_MSG_HELLO);
+	struct shmq_wire_hello_reply r = {
+		.wire_version = SHMQ_WIRE_VERSION,
+		.layout_version = SHMQ_LAYOUT_VERSION,
+		.daemon_pid = (uint32_t)getpid(),
+	};
+	n = (ssize_t)wire_pack(pkt, SHMQ_MSG_HELLO | SHMQ_MSG_REPLY, seq, &r,
+			       sizeof(r));
+	CHILD_CHECK(send(fd, pkt, (size_t)n, MSG_NOSIGNAL) == n);
+	for (;;)
+		pause();
+}
+
+/* In a child, under a signal every 300 ms: shmq_list() on `sock` says
+ * SHMQ_ENODAEMON after the bound, neither sooner (a signal cut it short)
+ * nor much later (a signal started a wait afresh, or a wait had none). */
+static pid_t list_bounded(const char *sock, int restart, const char *why)
+{
+	pid_t pid = harness_fork();
+	struct shmq_stat *list;
+	size_t n;
+	long t0, ms;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid > 0)
+		return pid;
+	setenv("SHMQ_SOCKET", sock, 1);
+	tick(restart);
+	t0 = now_ms();
+	CHILD_RC(shmq_list(&list, &n), SHMQ_ENODAEMON);
+	ms = now_ms() - t0;
+	CHILD_CHECK(ticks > 10);
+	if (ms < CALL_BOUND_MS - 500 || ms > CALL_BOUND_MS + 3000) {
+		fprintf(stderr, "shmq_list took %ld ms\n", ms);
+		_exit(CHILD_FAIL);
+	}
+	CHILD_CHECK(strstr(shmq_error_detail(), why) != NULL);
+	_exit(0);
+}
+
+/* In a child: detaches (requests without a reply) to a daemon that never
+ * reads them, until one cannot be sent within the bound. */
+static pid_t detach_bounded(const char *sock)
+{
+	pid_t pid = harness_fork();
+	struct shmq_wire_detach req = { .queue_id = 1 };
+	struct shmq_wire_status rep;
+	size_t len;
+	long t0 = 0, ms;
+	int rc = SHMQ_OK, sent = 0;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid > 0)
+		return pid;
+	setenv("SHMQ_SOCKET", sock, 1);
+	tick(1);
+	while (rc == SHMQ_OK && sent < 1000000) {
+		t0 = now_ms();
+		rc = control_call(SHMQ_MSG_DETACH | SHMQ_MSG_NOREPLY, &req,
+				  sizeof(req), &rep, sizeof(rep), &len, NULL);
+		sent += rc == SHMQ_OK;
+	}
+	ms = now_ms() - t0;
+	CHILD_RC(rc, SHMQ_ENODAEMON);
+	CHILD_CHECK(sent > 0);
+	if (ms < CALL_BOUND_MS - 500 || ms > CALL_BOUND_MS + 3000) {
+		fprintf(stderr, "detach %d took %ld ms\n", sent, ms);
+		_exit(CHILD_FAIL);
+	}
+	/* control_call() here is the test library's copy: so is its detail. */
+	CHILD_CHECK(strstr(control_detail(), "send") != NULL);
+	_exit(0);
+}
+
+/* Every way a daemon can keep a call waiting: it accepts and never
+ * answers, its listen backlog is full, it never reads.  Each runs in
+ * its own child, at the same time: the bound is the test's length. */
+START_TEST(test_call_bounded)
+{
+	char mute[100], full[100], deaf[100];
+	pid_t kids[5], fake;
+	struct daemon d;
+	int st;
+
+	borrow_dir(&d);
+	setenv("SHMQ_NO_AUTOSTART", "1", 1);
+	snprintf(mute, sizeof(mute), "%s/mute.sock", d.dir);
+	snprintf(full, sizeof(full), "%s/full.sock", d.dir);
+	snprintf(deaf, sizeof(deaf), "%s/deaf.sock", d.dir);
+	mute_listener(mute, 16);
+	mute_listener(full, 0);
+	fill_backlog(full);
+	fake = deaf_daemon(mute_listener(deaf, 16));
+
+	kids[0] = list_bounded(mute, 1, "no reply");
+	kids[1] = list_bounded(mute, 0, "no reply");
+	kids[2] = list_bounded(full, 1, "connect");
+	kids[3] = list_bounded(full, 0, "connect");
+	kids[4] = detach_bounded(deaf);
+	for (int i = 0; i < 5; i++) {
+		st = harness_wait(kids[i], CALL_BOUND_MS + 10000);
+		ck_assert_msg(exited_with(st, 0), "child %d: %s", i,
+			      describe(st));
+	}
+	kill(fake, SIGKILL);
+	harness_wait(fake, 5000);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* ======================================================================= */
 
 static Suite *autostart_suite(void)
 {
@@ -407,6 +602,11 @@ static Suite *autostart_suite(void)
 	tcase_add_test(tc, test_foreign_user_daemon);
 	tcase_add_loop_test(tc, test_socket_dir_refused, 0,
 			    sizeof(sock_dirs) / sizeof(sock_dirs[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bounds");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_call_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }
