@@ -347,26 +347,61 @@ static int connect_to(const char *path, const struct bound *b)
 	return fd;
 }
 
+/* Waits for our child `pid` until `until` (mono_ns): 1 and *status once
+ * it exited, 0 if it still runs then, -1 if it is gone without a status
+ * for us (ECHILD: the program ignores SIGCHLD, so the kernel reaped it,
+ * or its own handler reaped it first).  Polls: a blocking waitpid(2) has
+ * no timeout, and with SIGCHLD ignored it would wait for every child. */
+static int wait_child(pid_t pid, uint64_t until, int *status)
+{
+	for (;;) {
+		pid_t w = waitpid(pid, status, WNOHANG);
+
+		if (w == pid)
+			return 1;
+		if (w < 0 && errno != EINTR)
+			return -1;
+		if (mono_ns() >= until)
+			return 0;
+		sleep_ms(1);
+	}
+}
+
+/* Appends " (see PATH.log)" to `why` if shmqd got as far as its log. */
+static void see_log(const char *path, char *why, size_t size)
+{
+	char log[sizeof(conn_path) + 8];
+	size_t n = strlen(why);
+	struct stat st;
+
+	snprintf(log, sizeof(log), "%s.log", path);
+	if (n < size && stat(log, &st) == 0)
+		snprintf(why + n, size - n, " (see %s)", log);
+}
+
 /* Starts `shmqd --socket path` the way tmux starts its server.  shmqd
  * forks into the background and its first process exits once the socket
  * listens (1 if it could not), so waiting for that process is waiting for
  * the daemon.  The child reports a failed exec through a close-on-exec
- * pipe: nothing on it means the exec happened.
+ * pipe: nothing on it means the exec happened.  The whole start ends by
+ * `until`: a binary that has not listened by then is killed (and reaped),
+ * so that no call waits for it longer than it promised.
  *
- * Returns how many milliseconds a daemon may still take to answer: 0 if
- * nothing was started, less if ours failed (another client's may be the
- * reason).  `why` gets what became of it, for the detail should nothing
- * answer. */
-static int start_daemon(const char *path, char *why, size_t size)
+ * Returns until when (mono_ns) the socket is worth trying: 0 if nothing
+ * was started or what was started is gone for good, less than `until` if
+ * ours failed (another client's may be the reason), `until` if ours
+ * listens or nobody can tell (its status was reaped elsewhere).  `why`
+ * gets what became of it, for the detail should nothing answer. */
+static uint64_t start_daemon(const char *path, uint64_t until, char *why,
+			     size_t size)
 {
 	const char *bin = getenv("SHMQ_DAEMON");
 	char *argv[] = { "shmqd", "--socket", (char *)path, NULL };
 	sigset_t all, old;
-	int p[2], status, err = 0, rc;
-	ssize_t n;
+	int p[2], status = 0, err = 0, rc, left;
+	ssize_t n = 0;
 	pid_t pid;
-	struct stat st;
-	char log[sizeof(conn_path) + 8];
+	uint64_t lost;
 
 	if (bin == NULL || *bin == '\0')
 		bin = SHMQD_PATH;
@@ -424,33 +459,58 @@ static int start_daemon(const char *path, char *why, size_t size)
 			 strerror(err));
 		return 0;
 	}
-	do
+	/* The pipe closes at the exec, or carries its error. */
+	for (;;) {
+		struct pollfd pf = { p[0], POLLIN, 0 };
+		uint64_t now = mono_ns();
+
+		left = now < until ? (int)((until - now) / 1000000u) + 1 : 0;
+		if (left == 0 || poll(&pf, 1, left) == 0) {
+			n = -1;
+			break;
+		}
 		n = read(p[0], &err, sizeof(err));
-	while (n < 0 && errno == EINTR);
+		if (n >= 0 || errno != EINTR)
+			break;
+	}
 	close(p[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
 	if (n == (ssize_t)sizeof(err)) {
+		wait_child(pid, mono_ns() + 1000000000u, &status);
 		snprintf(why, size, "cannot start %s (exec: %s)", bin,
 			 strerror(err));
 		return 0;
 	}
+	switch (n < 0 ? 0 : wait_child(pid, until, &status)) {
+	case 0:
+		kill(pid, SIGKILL);
+		wait_child(pid, mono_ns() + 1000000000u, &status);
+		snprintf(why, size, "started %s, which did not listen within "
+			 "%d s: killed it", bin, START_WAIT_MS / 1000);
+		see_log(path, why, size);
+		return 0;
+	case -1:
+		snprintf(why, size, "started %s, whose exit status is unknown "
+			 "(this program ignores SIGCHLD or reaped it), and "
+			 "nothing answered within %d s", bin,
+			 START_WAIT_MS / 1000);
+		see_log(path, why, size);
+		return until;
+	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		snprintf(why, size, "started %s, but nothing answered within "
 			 "%d s", bin, START_WAIT_MS / 1000);
-		return START_WAIT_MS;
+		return until;
 	}
 	if (WIFSIGNALED(status))
-		n = snprintf(why, size, "started %s, which was killed by "
-			     "signal %d", bin, WTERMSIG(status));
+		snprintf(why, size, "started %s, which was killed by signal %d",
+			 bin, WTERMSIG(status));
 	else
-		n = snprintf(why, size, "started %s, which exited with status "
-			     "%d", bin, WEXITSTATUS(status));
+		snprintf(why, size, "started %s, which exited with status %d",
+			 bin, WEXITSTATUS(status));
 	/* What shmqd could say once it had opened its log is there. */
-	snprintf(log, sizeof(log), "%s.log", path);
-	if (n > 0 && (size_t)n < size && stat(log, &st) == 0)
-		snprintf(why + n, size - (size_t)n, " (see %s)", log);
-	return START_LOST_MS;
+	see_log(path, why, size);
+	lost = mono_ns() + START_LOST_MS * 1000000ull;
+	return lost < until ? lost : until;
 }
 
 static int hello(int fd, const struct bound *b)
@@ -525,7 +585,8 @@ static int per_user_default(const char *env)
 static int open_connection(uint16_t type, struct bound *b)
 {
 	char why[DETAIL_MAX];
-	int per_user, fd, err, wait, rc;
+	int per_user, fd, err, rc;
+	uint64_t until;
 	const char *env = getenv("SHMQ_SOCKET");
 	int by_default = per_user_default(env);
 
@@ -549,12 +610,14 @@ static int open_connection(uint16_t type, struct bound *b)
 		}
 		if (type & SHMQ_MSG_NOREPLY)
 			return SHMQ_ENODAEMON;
-		/* Starting one adds to what the call may take. */
+		/* Starting one adds to what the call may take; the start
+		 * itself, waiting for it to answer included, ends by then. */
 		bound_extend(b, START_WAIT_MS);
-		wait = start_daemon(conn_path, why, sizeof(why));
+		until = start_daemon(conn_path, mono_ns() + START_WAIT_MS *
+				     1000000ull, why, sizeof(why));
 		/* Another client may be starting one at the same time; either
 		 * way, a daemon answers here soon or not at all. */
-		for (int waited = 0; waited < wait; waited += 10) {
+		while (mono_ns() < until) {
 			fd = connect_to(conn_path, b);
 			err = errno;
 			if (fd >= 0 || (err != ENOENT && err != ECONNREFUSED))

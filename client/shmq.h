@@ -23,7 +23,11 @@
  * Queues are created and handed out by the shmqd daemon; put and get run in
  * shared memory under process-shared robust mutexes and never talk to the
  * daemon.  If no daemon answers, the library starts a private one for the
- * current user (unless SHMQ_NO_AUTOSTART is set).
+ * current user (unless SHMQ_NO_AUTOSTART is set): it forks and execs
+ * shmqd, whose first process exits once it listens, and waits for that
+ * pid alone, for at most 5 s (a binary that has not listened by then is
+ * killed).  A program may ignore SIGCHLD or reap children in a handler:
+ * the socket answering then says whether the start worked.
  *
  *   shmq_t *q;
  *   shmq_create("jobs", NULL, SHMQ_EXIST_OK);

@@ -586,6 +586,96 @@ START_TEST(test_call_bounded)
 }
 END_TEST
 
+/* A shell script at `path` that runs `body`: a daemon binary that
+ * misbehaves. */
+static void script(const char *path, const char *body)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(path, 0755), 0);
+}
+
+/* In a child, with SIGCHLD as the caller's program may have it: the
+ * first call with autostart of `bin` on socket `sock` returns `want`
+ * within `min_ms`..`max_ms`, saying `why`; and leaves no child behind,
+ * not even a zombie. */
+static pid_t start_bounded(const char *sock, const char *bin, int ignore,
+			   int want, long min_ms, long max_ms,
+			   const char *why)
+{
+	pid_t pid = harness_fork();
+	struct shmq_stat *list;
+	size_t n;
+	long t0, ms;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid > 0)
+		return pid;
+	setenv("SHMQ_SOCKET", sock, 1);
+	setenv("SHMQ_DAEMON", bin, 1);
+	unsetenv("SHMQ_NO_AUTOSTART");
+	if (ignore)
+		signal(SIGCHLD, SIG_IGN);
+	t0 = now_ms();
+	CHILD_RC(shmq_list(&list, &n), want);
+	ms = now_ms() - t0;
+	if (ms < min_ms || ms > max_ms || !strstr(shmq_error_detail(), why)) {
+		fprintf(stderr, "took %ld ms, detail: %s\n", ms,
+			shmq_error_detail());
+		_exit(CHILD_FAIL);
+	}
+	if (want == SHMQ_OK)
+		free(list);
+	/* A started shmqd is its own process group's, not our child. */
+	CHILD_CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+	_exit(0);
+}
+
+/* Starting a daemon is bounded as a whole by the 5 s it adds to a call:
+ * a binary that never listens is killed and reaped.  With SIGCHLD
+ * ignored, the kernel reaps what autostart started, and the socket alone
+ * says whether a daemon came up. */
+START_TEST(test_autostart_bounded)
+{
+	char hang[120], fail[120], bin[PATH_MAX], sock[4][120];
+	pid_t kids[4], daemon;
+	struct daemon d;
+	int st;
+
+	borrow_dir(&d);
+	harness_path("daemon/shmqd", bin, sizeof(bin));
+	snprintf(hang, sizeof(hang), "%s/hang.sh", d.dir);
+	snprintf(fail, sizeof(fail), "%s/fail.sh", d.dir);
+	script(hang, "exec sleep 60");
+	script(fail, "exit 3");
+	for (int i = 0; i < 4; i++)
+		snprintf(sock[i], sizeof(sock[i]), "%s/s%d/s.sock", d.dir, i);
+
+	kids[0] = start_bounded(sock[0], hang, 0, SHMQ_ENODAEMON, 4500, 8000,
+				"did not listen within 5 s");
+	kids[1] = start_bounded(sock[1], hang, 1, SHMQ_ENODAEMON, 4500, 8000,
+				"did not listen within 5 s");
+	kids[2] = start_bounded(sock[2], fail, 1, SHMQ_ENODAEMON, 4500, 8000,
+				"exit status is unknown");
+	kids[3] = start_bounded(sock[3], bin, 1, SHMQ_OK, 0, 5000, "");
+	for (int i = 0; i < 4; i++) {
+		st = harness_wait(kids[i], 20000);
+		ck_assert_msg(exited_with(st, 0), "child %d: %s", i,
+			      describe(st));
+	}
+	/* The one that came up was served by a real daemon: stop it. */
+	daemon = daemon_pid_of(sock[3]);
+	ck_assert_int_gt(daemon, 0);
+	harness_remember_pid(daemon);
+	ck_assert(stop_foreign(daemon));
+	setenv("SHMQ_NO_AUTOSTART", "1", 1);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 
 static Suite *autostart_suite(void)
@@ -607,6 +697,7 @@ static Suite *autostart_suite(void)
 	tc = tcase_create("bounds");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_call_bounded);
+	tcase_add_test(tc, test_autostart_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }
