@@ -75,7 +75,7 @@
  * connection, to take the HELLO and the request, and to answer them (a
  * request re-sent on a fresh connection after a daemon restart
  * included).  If nothing listens on the per-user socket and autostart is
- * on, starting shmqd adds at most 5 s.  A daemon that accepts but never
+ * on, each of them but shmq_detach starts shmqd, which adds at most 5 s.  A daemon that accepts but never
  * answers, never reads, or whose listen backlog stays full is thus given
  * up after 10 s, or 15 s when the call started one (SHMQ_ENODAEMON).  A
  * signal neither cuts a call short nor starts its wait afresh: these calls
@@ -353,6 +353,9 @@ int shmq_open(const char *name, unsigned flags, shmq_t **q);
  *                 was refused: the handle is released all the same, and
  *                 the daemon releases its attachment, as detached, when
  *                 this process exits (an auto-close queue closes then)
+ *
+ * It never starts a daemon, whatever SHMQ_NO_AUTOSTART says: with none
+ * running there is nobody to tell, and the mark in the queue says it all.
  *
  * Blocks only to send one packet (at most 10 s, should the daemon read
  * nothing).  If the connection must be opened again first (after a daemon
