@@ -761,7 +761,7 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total)
 {
 	struct shmq_wire_users req = { 0 };
 	struct shmq_wire_users_reply *rep;
-	struct shmq_user *all = NULL;
+	struct shmq_user *all = NULL, sum = { 0 };
 	size_t count = 0, len;
 	int rc;
 
@@ -777,8 +777,9 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total)
 				  sizeof(*rep), &len, NULL);
 		if (rc != SHMQ_OK)
 			break;
-		if (total)
-			user_unpack(total, &rep->total);
+		/* The last page's: the freshest.  The caller's only once
+		 * every page came. */
+		user_unpack(&sum, &rep->total);
 		if (rep->count) {
 			struct shmq_user *grown = realloc(
 				all, (count + rep->count) * sizeof(*all));
@@ -805,6 +806,8 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total)
 	}
 	*list = all;
 	*n = count;
+	if (total)
+		*total = sum;
 	return SHMQ_OK;
 }
 

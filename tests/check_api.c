@@ -6,7 +6,8 @@
  * create nothing), names (the valid and the refused, everywhere a name is
  * taken), roles and I/O across processes (binary, empty and maximal
  * messages, a buffer too small, batches), the statistics (attachments,
- * sleepers, totals), the sorted and paged listing, delete while open
+ * sleepers, totals), the sorted and paged listing (and one broken off
+ * half-way, by a stand-in daemon), delete while open
  * (unlink(2) semantics) and close, drained or immediate, by handle or by
  * name, waking sleepers in other processes.
  *
@@ -22,6 +23,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,8 +36,10 @@
 #include "lib/chan.h"
 #include "lib/checks.h"
 #include "lib/clock.h"
+#include "lib/foreign.h"
 #include "lib/harness.h"
 #include "lib/queue.h"
+#include "lib/rawconn.h"
 #include "lib/runner.h"
 #include "shmq_layout.h"
 
@@ -730,6 +734,60 @@ START_TEST(test_close_lost_and_view_seq)
 }
 END_TEST
 
+/* A listing broken off half-way: a stand-in daemon sends the first page
+ * of users (with totals, and more to come), then hangs up.  The call
+ * fails with nothing handed out, and the caller's totals untouched, as
+ * shmq.h promises: a half-listing's totals would be a lie. */
+START_TEST(test_users_cut_short)
+{
+	static struct shmq_wire_users_reply page;
+	struct shmq_user *list, total, keep;
+	char sock[120];
+	struct daemon d;
+	uint16_t type;
+	uint32_t seq;
+	size_t n;
+	pid_t pid;
+	int lfd;
+
+	borrow_dir(&d);
+	snprintf(sock, sizeof(sock), "%s/cut.sock", d.dir);
+	lfd = listen_at(sock, 4);
+	ck_assert_int_ge(lfd, 0);
+	pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = fake_accept(lfd);
+
+		CHILD_CHECK(fd >= 0);
+		CHILD_CHECK(fake_request(fd, &type, &seq) == 0);
+		CHILD_EQ(type, SHMQ_MSG_USERS);
+		page.count = 1;
+		page.more = 1;
+		page.total.uid = UINT32_MAX;
+		page.total.queues = 7;
+		page.entries[0].uid = 1;
+		CHILD_CHECK(fake_reply(fd, type, seq, &page,
+				       offsetof(struct shmq_wire_users_reply,
+						entries[1])) == 0);
+		_exit(0);       /* and with it, the socket and connection */
+	}
+	close(lfd);
+	setenv("SHMQ_SOCKET", sock, 1);
+	setenv("SHMQ_NO_AUTOSTART", "1", 1);
+	memset(&total, 0xab, sizeof(total));
+	keep = total;
+	list = (struct shmq_user *)&list;       /* poisoned */
+	n = 99;
+	RC_EQ(shmq_users(&list, &n, &total), SHMQ_ENODAEMON);
+	ck_assert_ptr_null(list);
+	ck_assert_uint_eq(n, 0);
+	ck_assert(memcmp(&total, &keep, sizeof(total)) == 0);
+	CHILD_OK(pid);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 
 static Suite *api_suite(void)
@@ -748,6 +806,7 @@ static Suite *api_suite(void)
 	tcase_add_test(tc, test_delete_open);
 	tcase_add_test(tc, test_close);
 	tcase_add_test(tc, test_close_lost_and_view_seq);
+	tcase_add_test(tc, test_users_cut_short);
 	suite_add_tcase(s, tc);
 	return s;
 }

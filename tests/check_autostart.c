@@ -426,13 +426,9 @@ static void tick(int restart)
 /* A socket listening at `path` that nobody accepts on or reads from. */
 static int mute_listener(const char *path, int backlog)
 {
-	struct sockaddr_un un = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int fd = listen_at(path, backlog);
 
-	ck_assert_int_ge(fd, 0);
-	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&un, sizeof(un)), 0);
-	ck_assert_int_eq(listen(fd, backlog), 0);
+	ck_assert_msg(fd >= 0, "listen at %s: %s", path, strerror(errno));
 	return fd;
 }
 
@@ -461,30 +457,11 @@ static void fill_backlog(const char *path)
 static pid_t deaf_daemon(int lfd)
 {
 	pid_t pid = harness_fork();
-	char pkt[SHMQ_WIRE_MAX];
-	const void *body;
-	uint16_t type;
-	uint32_t seq;
-	ssize_t n;
-	int fd;
 
 	ck_assert_int_ge(pid, 0);
 	if (pid > 0)
 		return pid;
-	CHILD_CHECK((fd = accept(lfd, NULL, NULL)) >= 0);
-	n = recv(fd, pkt, sizeof(pkt), 0);
-	CHILD_CHECK(n > 0);
-	CHILD_RC(wire_check_request(pkt, (size_t)n, &type, &seq, &body),
-		 SHMQ_OK);
-	CHILD_EQ(type, SHMQ_MSG_HELLO);
-	struct shmq_wire_hello_reply r = {
-		.wire_version = SHMQ_WIRE_VERSION,
-		.layout_version = SHMQ_LAYOUT_VERSION,
-		.daemon_pid = (uint32_t)getpid(),
-	};
-	n = (ssize_t)wire_pack(pkt, SHMQ_MSG_HELLO | SHMQ_MSG_REPLY, seq, &r,
-			       sizeof(r));
-	CHILD_CHECK(send(fd, pkt, (size_t)n, MSG_NOSIGNAL) == n);
+	CHILD_CHECK(fake_accept(lfd) >= 0);
 	for (;;)
 		pause();
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "checks.h"
@@ -108,6 +109,72 @@ pid_t daemon_pid_of(const char *sock)
 		pid = -1;
 	close(fd);
 	return pid;
+}
+
+int listen_at(const char *path, int backlog)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	int fd, e;
+
+	if (strlen(path) >= sizeof(un.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(un.sun_path, path);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 ||
+	    listen(fd, backlog) < 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int fake_request(int fd, uint16_t *type, uint32_t *seq)
+{
+	char pkt[SHMQ_WIRE_MAX];
+	const void *body;
+	ssize_t n = recv(fd, pkt, sizeof(pkt), 0);
+
+	if (n <= 0 || wire_check_request(pkt, (size_t)n, type, seq, &body) !=
+			      SHMQ_OK)
+		return -1;
+	return 0;
+}
+
+int fake_reply(int fd, uint16_t type, uint32_t seq, const void *body,
+	       size_t len)
+{
+	static char pkt[SHMQ_WIRE_MAX];
+
+	return raw_send(fd, pkt, wire_pack(pkt, type | SHMQ_MSG_REPLY, seq,
+					  body, len));
+}
+
+int fake_accept(int lfd)
+{
+	struct shmq_wire_hello_reply r = {
+		.wire_version = SHMQ_WIRE_VERSION,
+		.layout_version = SHMQ_LAYOUT_VERSION,
+		.daemon_pid = (uint32_t)getpid(),
+	};
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	uint16_t type;
+	uint32_t seq;
+
+	if (fd < 0)
+		return -1;
+	if (fake_request(fd, &type, &seq) < 0 || type != SHMQ_MSG_HELLO ||
+	    fake_reply(fd, type, seq, &r, sizeof(r)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 int connect_ok(const char *sock)

@@ -6,7 +6,9 @@
  * asked for) or watch what the library hides (hang-ups, the daemon's pid).
  * It is built on the real code: the connect and HELLO of client/control.c
  * (control_connect) and the packing and checks of proto/wire.c; it adds
- * only the telling apart of the ways a reply can fail to come.
+ * only the telling apart of the ways a reply can fail to come.  Also the
+ * daemon's side of a connection, for the library's tests against a
+ * daemon that misbehaves.
  */
 #ifndef SHMQ_TEST_RAWCONN_H
 #define SHMQ_TEST_RAWCONN_H
@@ -47,6 +49,22 @@ int raw_reply(int fd, uint16_t type, uint32_t seq, void *body, size_t cap);
 int raw_hello(int fd, pid_t *daemon_pid);
 /* The pid of the daemon answering on `sock`, or -1. */
 pid_t daemon_pid_of(const char *sock);
+
+/* The daemon's side, for a stand-in that fails the way shmqd never
+ * would (answers nothing, reads nothing, hangs up half-way through a
+ * listing): the library's answer to those is what is tested.
+ *
+ * A socket listening at `path` (removed first), or -1 with errno. */
+int listen_at(const char *path, int backlog);
+/* Accepts one connection on `lfd` and answers its HELLO as shmqd does.
+ * The connection, or -1. */
+int fake_accept(int lfd);
+/* Reads one request (checked by wire_check_request): 0 with its type and
+ * number, or -1. */
+int fake_request(int fd, uint16_t *type, uint32_t *seq);
+/* Sends the reply to request `type` number `seq`: 0 or -1. */
+int fake_reply(int fd, uint16_t type, uint32_t seq, const void *body,
+	       size_t len);
 
 /* In the test: a connection that must succeed, without and with the
  * library's own HELLO. */
