@@ -224,6 +224,9 @@ static pthread_mutex_t *side_mutex(const struct ring *r, enum side side)
 }
 
 
+/* Under get_lock, after close --now: defined with the get path. */
+static inline uint64_t discard(struct ring *r, uint64_t tail_word);
+
 /* After EOWNERDEAD: the previous holder died somewhere inside its critical
  * section.  Commits are single atomic stores, so there is nothing to undo;
  * check what the side owns, and finish an interrupted close --now. */
@@ -254,7 +257,7 @@ static int repair(struct ring *r, enum side side)
 	if (r->leases && lease_recount(r, head) != SHMQ_OK)
 		return SHMQ_ECORRUPT;
 	if (tw & SHMQ_TAIL_NOW)
-		ring_discard(r, tw);        /* also after now_pending */
+		discard(r, tw);         /* also after now_pending */
 	return SHMQ_OK;
 }
 
@@ -780,7 +783,12 @@ int ring_commit(struct ring *r, int cancel)
 /* ------------------------------------------------------------------ */
 /* Get                                                                */
 
-int ring_eos(const struct ring *r)
+/* The data path's helpers of get are static inline here, so that the
+ * plain get (attempt_get, attempt_view) runs without a call per message;
+ * lease.c, the acked queues' get, reaches them through the thin ring_*
+ * wrappers below (ring_impl.h). */
+
+static inline __attribute__((always_inline)) int eos(const struct ring *r)
 {
 	return (LOAD_ACQ(r->hdr->state_flags) & SHMQ_ST_PRODUCER_LOST)
 		       ? SHMQ_EOS_LOST
@@ -791,7 +799,7 @@ int ring_eos(const struct ring *r)
  * on an acked queue, every message waiting for redelivery); returns how
  * many.  The order (discard_from, then head) lets repair() finish it
  * after a crash. */
-uint64_t ring_discard(struct ring *r, uint64_t tail_word)
+static inline uint64_t discard(struct ring *r, uint64_t tail_word)
 {
 	struct shmq_seg_hdr *h = r->hdr;
 	uint64_t tail = tail_word & SHMQ_TAIL_COUNT;
@@ -810,8 +818,8 @@ uint64_t ring_discard(struct ring *r, uint64_t tail_word)
  * known tail (*tail), the slot's published mark, and (once per call,
  * *looked) the real tail, which is the producers' busiest cache line.
  * SHMQ_OK, RING_WAIT, end of stream, or an error. */
-int ring_get_avail(struct ring *r, uint64_t head, uint64_t *tail,
-		   int *looked)
+static inline __attribute__((always_inline)) int
+get_avail(struct ring *r, uint64_t head, uint64_t *tail, int *looked)
 {
 	struct shmq_seg_hdr *h = r->hdr;
 
@@ -826,14 +834,14 @@ int ring_get_avail(struct ring *r, uint64_t head, uint64_t *tail,
 	*looked = 1;
 	uint64_t tw = LOAD_ACQ(h->tail);
 	if (tw & SHMQ_TAIL_NOW) {
-		ring_discard(r, tw);
-		return ring_eos(r);
+		discard(r, tw);
+		return eos(r);
 	}
 	*tail = tw & SHMQ_TAIL_COUNT;
 	if (*tail < head || *tail - head > r->capacity)
 		return SHMQ_ECORRUPT;
 	if (*tail == head)
-		return (tw & SHMQ_TAIL_CLOSED) ? ring_eos(r) : RING_WAIT;
+		return (tw & SHMQ_TAIL_CLOSED) ? eos(r) : RING_WAIT;
 	WRITE_ONCE(h->tail_hint, *tail);
 	return SHMQ_OK;
 }
@@ -841,19 +849,20 @@ int ring_get_avail(struct ring *r, uint64_t head, uint64_t *tail,
 /* Under get_lock: has close --now been asked for?  Then finish its
  * discard (its closer may have died or given up on our lock) and report
  * end of stream at once. */
-int ring_closed_now(struct ring *r)
+static inline __attribute__((always_inline)) int closed_now(struct ring *r)
 {
 	if (!READ_ONCE(r->hdr->now_pending))
 		return 0;
 	uint64_t tw = LOAD_ACQ(r->hdr->tail);
 	if (!(tw & SHMQ_TAIL_NOW))
 		return 0;       /* asked, not yet set: keep going */
-	ring_discard(r, tw);
+	discard(r, tw);
 	return 1;
 }
 
 /* Under get_lock: our head, and the tail hint if it is believable. */
-uint64_t ring_get_start(struct ring *r, uint64_t *tail)
+static inline __attribute__((always_inline)) uint64_t
+get_start(struct ring *r, uint64_t *tail)
 {
 	uint64_t head = READ_ONCE(r->hdr->head);
 
@@ -863,13 +872,40 @@ uint64_t ring_get_start(struct ring *r, uint64_t *tail)
 	return head;
 }
 
-/* The get commit, and the barrier that orders it before notify's look at
- * the producers' futex. */
-void ring_get_commit(struct ring *r, uint64_t head)
+/* The get commit, and the barrier that orders it before wait_notify's
+ * look at the producers' futex. */
+static inline __attribute__((always_inline)) void
+get_commit(struct ring *r, uint64_t head)
 {
 	HOOK(RING_HOOK_GET_COPIED);
 	__atomic_store_n(&r->hdr->head, head, __ATOMIC_SEQ_CST);
 	HOOK(RING_HOOK_GET_COMMITTED);
+}
+
+int ring_eos(const struct ring *r)
+{
+	return eos(r);
+}
+
+int ring_get_avail(struct ring *r, uint64_t head, uint64_t *tail,
+		   int *looked)
+{
+	return get_avail(r, head, tail, looked);
+}
+
+int ring_closed_now(struct ring *r)
+{
+	return closed_now(r);
+}
+
+uint64_t ring_get_start(struct ring *r, uint64_t *tail)
+{
+	return get_start(r, tail);
+}
+
+void ring_get_commit(struct ring *r, uint64_t head)
+{
+	get_commit(r, head);
 }
 
 struct get_args {
@@ -889,16 +925,16 @@ struct get_args {
 static int attempt_get(struct ring *r, void *ctx, int *progressed)
 {
 	struct get_args *a = ctx;
-	uint64_t tail, head = ring_get_start(r, &tail), committed = head;
+	uint64_t tail, head = get_start(r, &tail), committed = head;
 	uint64_t since = 0;
 	size_t used = 0, k = 0;
 	int rc = SHMQ_OK, looked = a->hint_only;
 
 	a->hint_only = 0;
-	if (ring_closed_now(r))
-		return ring_eos(r);
+	if (closed_now(r))
+		return eos(r);
 	while (k < a->n &&
-	       (rc = ring_get_avail(r, head, &tail, &looked)) == SHMQ_OK) {
+	       (rc = get_avail(r, head, &tail, &looked)) == SHMQ_OK) {
 		struct shmq_slot s;
 		if (read_slot(r, head, &s) != SHMQ_OK) {
 			rc = SHMQ_ECORRUPT;
@@ -932,14 +968,14 @@ static int attempt_get(struct ring *r, void *ctx, int *progressed)
 		since += s.len;
 		if (since >= BATCH_COMMIT_BYTES && k < a->n) {
 			since = 0;
-			ring_get_commit(r, head);
+			get_commit(r, head);
 			committed = head;
 			wait_notify(r, &r->hdr->space_futex);
 		}
 	}
 	if (k) {
 		if (head != committed)
-			ring_get_commit(r, head);
+			get_commit(r, head);
 		a->got = k;
 		a->first = head - k;
 		*progressed = 1;
@@ -991,10 +1027,10 @@ static int attempt_view(struct ring *r, void *ctx, int *progressed)
 	int looked = 0;
 
 	(void)progressed;
-	if (ring_closed_now(r))
-		return ring_eos(r);
-	a->head = ring_get_start(r, &tail);
-	int rc = ring_get_avail(r, a->head, &tail, &looked);
+	if (closed_now(r))
+		return eos(r);
+	a->head = get_start(r, &tail);
+	int rc = get_avail(r, a->head, &tail, &looked);
 	if (rc != SHMQ_OK)
 		return rc;
 	if (read_slot(r, a->head, &s) != SHMQ_OK)
@@ -1036,7 +1072,7 @@ int ring_release(struct ring *r, int leave)
 	if (r->held != GET_SIDE + 1 || !pthread_equal(r->held_by, pthread_self()))
 		return SHMQ_EINVAL;
 	if (!leave)
-		ring_get_commit(r, r->held_head + 1);
+		get_commit(r, r->held_head + 1);
 	r->held = 0;
 	side_unlock(r, GET_SIDE);
 	if (!leave)
@@ -1087,7 +1123,7 @@ int ring_close(struct ring *r, unsigned how, uint64_t *discarded)
 		timeout_init(&to, CLOSE_LOCK_MS);
 		rc = side_lock(r, GET_SIDE, &to, 0);
 		if (rc == SHMQ_OK) {
-			n = ring_discard(r, old | bits);
+			n = discard(r, old | bits);
 			side_unlock(r, GET_SIDE);
 		} else if (rc == SHMQ_ETIMEDOUT) {
 			rc = SHMQ_EBUSY;

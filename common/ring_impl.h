@@ -124,8 +124,11 @@ static inline const uint8_t *slot_data(const struct ring *r, uint64_t ticket,
 }
 
 /* Functions one file of the core offers the others.  Hidden: they bind
- * within the library, so the compiler may inline them inside their own
- * file as if they were static (no symbol interposition). */
+ * within the library (no PLT, no interposition).  That does not make them
+ * inline: the compiler weighs a function with a symbol of its own like any
+ * other.  What the data path needs inline is static inline in its own
+ * file, and other files get a thin out-of-line wrapper declared here (see
+ * ring.c's get helpers). */
 #define RING_INTERNAL __attribute__((visibility("hidden")))
 
 /* --- ring.c ----------------------------------------------------------- */
@@ -148,9 +151,9 @@ RING_INTERNAL int ring_run_locked(struct ring *r, enum side side,
 				  int timeout_ms, const uint64_t *wait_len,
 				  attempt_fn attempt, void *ctx);
 
-/* Under get_lock (see ring.c for each): */
+/* Under get_lock (see ring.c for each; wrappers of its inline get
+ * helpers, for lease.c): */
 RING_INTERNAL int ring_eos(const struct ring *r);
-RING_INTERNAL uint64_t ring_discard(struct ring *r, uint64_t tail_word);
 RING_INTERNAL int ring_get_avail(struct ring *r, uint64_t head,
 				 uint64_t *tail, int *looked);
 RING_INTERNAL int ring_closed_now(struct ring *r);
