@@ -30,6 +30,7 @@
 #include "quota.h"
 #include "registry.h"
 #include "session.h"
+#include "units.h"
 
 /* A limit as given: a number, a percentage (of /dev/shm for bytes, of
  * the global limit for counts), or none. */
@@ -127,28 +128,11 @@ static void usage(FILE *f)
 "READY=1 is sent once the socket listens (Type=notify).\n");
 }
 
-/* Parses a count or a size with an optional K, M or G suffix. */
+/* Parses a count or a size with an optional K, M or G suffix (units.h),
+ * at most `max`: 0, or -1 if it is none. */
 static int parse_size(const char *s, uint64_t max, uint64_t *out)
 {
-	char *end;
-	unsigned long long v;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -1;
-	int shift = 0;
-	switch (*end) {
-	case 'K': case 'k': shift = 10; end++; break;
-	case 'M': case 'm': shift = 20; end++; break;
-	case 'G': case 'g': shift = 30; end++; break;
-	}
-	if (*end != '\0' || v > (max >> shift))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
+	return units_size(s, max, out) == UNITS_OK ? 0 : -1;
 }
 
 /* Parses a limit: a count or size (parse_size), N% (1-100) if
@@ -156,24 +140,14 @@ static int parse_size(const char *s, uint64_t max, uint64_t *out)
 static int parse_amount(const char *s, uint64_t max, int percent,
 			int unlimited, struct amount *a)
 {
-	size_t n = strlen(s);
-
 	if (unlimited && strcmp(s, "unlimited") == 0) {
 		a->kind = AMOUNT_UNLIMITED;
 		return 0;
 	}
-	if (percent && n > 1 && s[n - 1] == '%') {
-		char digits[8];
-		uint64_t v;
-		if (n - 1 >= sizeof(digits))
-			return -1;
-		memcpy(digits, s, n - 1);
-		digits[n - 1] = '\0';
-		if (parse_size(digits, 100, &v) || v == 0 ||
-		    strspn(digits, "0123456789") != n - 1)
+	if (percent && units_is_percent(s)) {
+		if (units_percent(s, &a->v) != UNITS_OK)
 			return -1;
 		a->kind = AMOUNT_PERCENT;
-		a->v = v;
 		return 0;
 	}
 	if (parse_size(s, max, &a->v))

@@ -1,10 +1,12 @@
 /*
  * number.c - the numbers qctl's options take: sizes and counts (with K, M
- * or G), seconds (with a fraction), octal modes.
+ * or G: common/units.c, which shmqd's options share), seconds (with a
+ * fraction), octal modes.
  *
- * Owns their syntax and the words of their errors.  Parsed by hand, never
- * with strtoull or strtod: those skip blanks, quietly negate "-1" and take
- * "inf", hex and exponents, none of which an option should accept.
+ * Owns the syntax of seconds and modes, and the words of every number's
+ * errors.  Parsed by hand, never with strtoull or strtod: those skip
+ * blanks, quietly negate "-1" and take "inf", hex and exponents, none of
+ * which an option should accept.
  */
 #include "config.h"
 
@@ -13,41 +15,13 @@
 #include <stdio.h>
 
 #include "qctl.h"
+#include "units.h"
 
 enum num_error { NUM_OK, NUM_SYNTAX, NUM_NEGATIVE, NUM_RANGE };
 
 static int is_digit(char c)
 {
 	return c >= '0' && c <= '9';
-}
-
-/* Decimal digits, then an optional K, M or G (powers of 1024). */
-static enum num_error parse_size(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-	unsigned shift = 0;
-
-	if (*s == '-')
-		return NUM_NEGATIVE;
-	if (!is_digit(*s))
-		return NUM_SYNTAX;
-	for (; is_digit(*s); s++) {
-		unsigned d = (unsigned)(*s - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return NUM_RANGE;
-		v = v * 10 + d;
-	}
-	switch (*s) {
-	case 'K': case 'k': shift = 10; s++; break;
-	case 'M': case 'm': shift = 20; s++; break;
-	case 'G': case 'g': shift = 30; s++; break;
-	}
-	if (*s != '\0')
-		return NUM_SYNTAX;
-	if (v > UINT64_MAX >> shift)
-		return NUM_RANGE;
-	*out = v << shift;
-	return NUM_OK;
 }
 
 /* Seconds with an optional fraction, to milliseconds rounded up: a wait the
@@ -122,17 +96,17 @@ int num_opt_size(const struct args *a, enum opt_id id, uint64_t min,
 {
 	char why[64];
 	uint64_t n = 0;
-	enum num_error e;
+	enum units_error e;
 
 	if (a->opt[id] == NULL)
 		return QX_OK;
-	e = parse_size(a->opt[id], &n);
-	if (e == NUM_NEGATIVE)
+	e = units_size(a->opt[id], max, &n);
+	if (e == UNITS_NEGATIVE)
 		return num_bad(a, id, "must not be negative");
-	if (e == NUM_SYNTAX)
+	if (e == UNITS_SYNTAX)
 		return num_bad(a, id, "expected a number, optionally "
 			       "with K, M or G");
-	if (e == NUM_RANGE || n > max) {
+	if (e == UNITS_RANGE) {
 		snprintf(why, sizeof(why), "too large (at most %" PRIu64 ")",
 			 max);
 		return num_bad(a, id, why);

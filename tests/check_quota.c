@@ -919,6 +919,12 @@ START_TEST(test_bad_options)
 		{ "--user-max-clients", "5%%" },
 		{ "--user-max-handles", "5%" },
 		{ "--user-max-handles", "lots" },
+		/* What strtoull would take (common/units.c refuses it). */
+		{ "--max-queues", "0x10" },
+		{ "--max-queues", "+5" },
+		{ "--max-clients", " 5" },
+		{ "--user-max-bytes", "-5%" },
+		{ "--user-max-queues", "+5%" },
 	};
 	static const char *const good[][2] = {
 		{ "--user-max-bytes", "10%" },
