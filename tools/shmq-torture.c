@@ -55,6 +55,7 @@
 
 #include "clock.h"
 #include "shmq.h"
+#include "privd.h"
 
 #define MAX_PROCS   16
 #define MAX_QUEUES  8
@@ -126,29 +127,24 @@ static void queue_name(unsigned i, char *buf, size_t size)
 
 /* --- the daemon -------------------------------------------------------- */
 
+static void daemon_prep(void)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 static void start_daemon(void)
 {
 	char sock[96], log[96];
+	pid_t other;
+	int status;
 
 	snprintf(sock, sizeof(sock), "%s/s.sock", sockdir);
 	snprintf(log, sizeof(log), "%s/shmqd.log", sockdir);
-	daemon_pid = fork();
-	if (daemon_pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(cfg.daemon, "shmqd", "--foreground", "--socket", sock,
-		      "--log", log, (char *)NULL);
-		_exit(127);
-	}
+	daemon_pid = privd_start(cfg.daemon, sock, log, daemon_prep);
 	/* Ready when it answers. */
-	for (int i = 0; i < 500; i++) {
-		struct shmq_stat *l;
-		size_t n;
-		if (shmq_list(&l, &n) == SHMQ_OK) {
-			free(l);
-			return;
-		}
-		sleep_ms(10);
-	}
+	if (daemon_pid > 0 && privd_wait_ready(daemon_pid, sock, 5000, NULL,
+					       &status, &other) == PRIVD_READY)
+		return;
 	fprintf(stderr, "torture: shmqd did not start (see %s)\n", log);
 	exit(1);
 }

@@ -24,7 +24,8 @@
  *
  * The files:
  *   main.c          options, and the order in which everything runs
- *   env.c           the private shmqd, the children, signals, cleanup
+ *   env.c           the private shmqd (started by tools/privd.c, which
+ *                   shmq-torture shares), the children, signals, cleanup
  *   facts.c         the machine's facts and the report's "Machine" section
  *   probe.c         what a process costs: CPU, context switches, syscalls
  *   xports.c        the transport table, the report's row order, chan_create
@@ -151,9 +152,6 @@ void kids_add(pid_t pid);
 void kids_forget(pid_t pid);
 long read_long(const char *path);
 int write_long(const char *path, long v);
-int connect_sock(const char *path);
-/* A HELLO by hand; the daemon's pid, or -1. */
-int hello(int fd, uint32_t seq);
 
 /* --- the report's text (report.c) ------------------------------------- */
 

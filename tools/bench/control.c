@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "../privd.h"
 
 struct ctl_result ctl;
 
@@ -67,11 +68,11 @@ static int open_detach_once(const char *name)
 static void hold_clients(int *fds)
 {
 	for (unsigned i = 0; i < opt.clients && !interrupted; i++) {
-		fds[i] = connect_sock(env.sock);
-		if (fds[i] < 0 || hello(fds[i], i + 2) < 0) {
-			snprintf(ctl.err, sizeof(ctl.err), "client %u: %s", i,
-				 fds[i] < 0 ? strerror(errno)
-					    : "no HELLO reply");
+		fds[i] = privd_connect(env.sock);
+		if (fds[i] < 0 || privd_hello(fds[i], i + 2) < 0) {
+			snprintf(ctl.err, sizeof(ctl.err), "client %u: %s%s",
+				 i, fds[i] < 0 ? "" : "HELLO: ",
+				 strerror(errno));
 			break;
 		}
 		ctl.clients_held++;

@@ -23,7 +23,7 @@
 
 #include "bench.h"
 #include "paths.h"
-#include "shmq_wire.h"
+#include "../privd.h"
 
 struct environment env;
 volatile sig_atomic_t interrupted;
@@ -246,106 +246,46 @@ void child_signals(int deathsig)
 		_exit(1);
 }
 
-int connect_sock(const char *path)
+/* In the daemon's child, before the exec: its own process group, so that
+ * a ^C to the terminal does not stop it before our cleanup has deleted
+ * the queues through it. */
+static void daemon_prep(void)
 {
-	struct sockaddr_un un = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -1;
-	if (strlen(path) >= sizeof(un.sun_path)) {
-		close(fd);
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(un.sun_path, path, strlen(path) + 1);
-	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* A HELLO by hand (proto/shmq_wire.h), as any client's first packet:
- * the control-plane test holds many connections without many processes. */
-int hello(int fd, uint32_t seq)
-{
-	struct {
-		struct shmq_wire_hdr h;
-		struct shmq_wire_hello b;
-	} req = {
-		{ SHMQ_WIRE_MAGIC, SHMQ_WIRE_VERSION, SHMQ_MSG_HELLO,
-		  sizeof(req), seq },
-		{ SHMQ_WIRE_VERSION, SHMQ_LAYOUT_VERSION },
-	};
-	struct {
-		struct shmq_wire_hdr h;
-		struct shmq_wire_hello_reply b;
-	} rep;
-	struct timeval tv = { .tv_sec = 5 };
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (send(fd, &req, sizeof(req), MSG_NOSIGNAL) != (ssize_t)sizeof(req))
-		return -1;
-	if (recv(fd, &rep, sizeof(rep), 0) != (ssize_t)sizeof(rep))
-		return -1;
-	if (rep.h.magic != SHMQ_WIRE_MAGIC || rep.h.seq != seq ||
-	    rep.h.type != (SHMQ_MSG_HELLO | SHMQ_MSG_REPLY) ||
-	    rep.b.st.status != SHMQ_OK)
-		return -1;
-	return (int)rep.b.daemon_pid;
-}
-
-static void daemon_exec(const char *bin, const char *log)
-{
-	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-	/* Its own process group: a ^C to the terminal must not stop it
-	 * before our cleanup has deleted the queues through it. */
 	setpgid(0, 0);
 	child_signals(SIGTERM);
-	if (fd >= 0) {
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-	}
-	execlp(bin, "shmqd", "--foreground", "--socket", env.sock,
-	       (char *)NULL);
-	_exit(127);
 }
 
-/* Starts shmqd in the foreground and waits until it answers. */
+/* Starts shmqd in the foreground (tools/privd.c) and waits until it
+ * answers. */
 static void daemon_start(void)
 {
 	const char *bin = getenv("SHMQ_DAEMON");
 	char log[160];
+	pid_t other = 0;
+	int status;
 
 	if (bin == NULL || *bin == '\0')
 		bin = "shmqd";
 	snprintf(log, sizeof(log), "%s/shmqd.log", env.dir);
-	pid_t pid = fork();
+	pid_t pid = privd_start(bin, env.sock, log, daemon_prep);
 	if (pid < 0)
 		fatal("fork: %s", strerror(errno));
-	if (pid == 0)
-		daemon_exec(bin, log);
 	env.daemon = pid;
-	for (int waited = 0; waited < 10000; waited += 5) {
-		int fd = connect_sock(env.sock);
-		if (fd >= 0) {
-			int dpid = hello(fd, 1);
-			close(fd);
-			if (dpid == pid)
-				return;
-			fatal("another process (%d) answers on %s", dpid,
-			      env.sock);
-		}
-		if (waitpid(pid, NULL, WNOHANG) == pid) {
-			env.daemon = 0;
-			fatal("%s did not start (see its log above, or set "
-			      "SHMQ_DAEMON)", bin);
-		}
-		if (interrupted)
-			fatal("interrupted");
-		sleep_ns(5000000);
+	switch (privd_wait_ready(pid, env.sock, 10000, &interrupted, &status,
+				 &other)) {
+	case PRIVD_READY:
+		return;
+	case PRIVD_OTHER:
+		fatal("another process (%d) answers on %s", (int)other,
+		      env.sock);
+	case PRIVD_EXITED:
+		env.daemon = 0;
+		fatal("%s did not start (see its messages above, or set "
+		      "SHMQ_DAEMON)", bin);
+	case PRIVD_STOPPED:
+		fatal("interrupted");
+	case PRIVD_TIMEOUT:
+		break;
 	}
 	fatal("%s did not answer on %s within 10 s", bin, env.sock);
 }
