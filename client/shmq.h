@@ -327,7 +327,9 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
  *   or a control error.  On any error *q is NULL (if q is not NULL).
  *
  * Blocks for one round trip to the daemon, and with SHMQ_PREFAULT for
- * the time it takes to map every page of the queue.
+ * the time it takes to map every page of the queue.  A failure after the
+ * daemon granted the handle (mapping it, or checking the segment) costs
+ * a second round trip, to give the handle back.
  */
 int shmq_open(const char *name, unsigned flags, shmq_t **q);
 /*
@@ -787,9 +789,11 @@ int shmq_lease(shmq_t *q, void *buf, size_t size, struct shmq_msg *m,
  * filled for message i.  *ngot (ngot may be NULL) is set on every return
  * to the number leased.
  *
+ * On a plain queue more than 16 messages are taken 16 at a time, and
+ * another consumer may take messages between two such chunks.
+ *
  * Returns SHMQ_OK (*ngot >= 1), or as shmq_lease() with nothing leased;
- * SHMQ_EINVAL also if msgs is NULL or n is 0; SHMQ_ENOMEM (a plain queue,
- * n above 16, out of memory).
+ * SHMQ_EINVAL also if msgs is NULL or n is 0.
  */
 int shmq_leasev(shmq_t *q, void *buf, size_t size, struct shmq_msg *msgs,
 		size_t n, size_t *ngot, int timeout_ms);

@@ -45,7 +45,6 @@
  */
 #define _GNU_SOURCE /* wait.h: sched_getcpu */
 #include <limits.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "ring_impl.h"
@@ -604,24 +603,45 @@ int ring_lease(struct ring *r, void *buf, size_t size, struct shmq_msg *msgs,
 	if (view)
 		return SHMQ_EINVAL;     /* plain queues: ring_view */
 
-	/* A plain queue: a get, which settles as it takes. */
-	struct iovec small[16];
-	struct iovec *out = n <= 16 ? small : malloc(n * sizeof(*out));
-	size_t k = 0;
-	if (out == NULL)
-		return SHMQ_ENOMEM;
-	uint64_t first = 0;
-	int rc = ring_get_seq(r, buf, size, out, n, &k, timeout_ms, &first);
-	for (size_t i = 0; i < k; i++) {
-		msgs[i] = (struct shmq_msg){ .data = out[i].iov_base,
-					     .len = out[i].iov_len,
-					     .seq = first + i,
-					     .deliveries = 1 };
+	/* A plain queue: a get, which settles as it takes, 16 messages at a
+	 * time (the core never allocates).  The first chunk waits as the
+	 * timeout allows; a later one takes what is there then, placed in
+	 * buf as one get would have placed it (16-aligned after the last),
+	 * and its finding nothing (or no room) ends the batch, no error. */
+	struct iovec out[16];
+	uint8_t *b = buf;
+	size_t k = 0, used = 0;
+	int rc = SHMQ_OK;
+
+	while (k < n) {
+		size_t want = n - k < 16 ? n - k : 16, c = 0;
+		uint64_t first = 0;
+		int crc = ring_get_seq(r, b ? b + used : NULL, size - used, out,
+				       want, &c, k ? SHMQ_NOWAIT : timeout_ms,
+				       &first);
+
+		for (size_t i = 0; i < c; i++)
+			msgs[k + i] = (struct shmq_msg){
+				.data = out[i].iov_base,
+				.len = out[i].iov_len,
+				.seq = first + i,
+				.deliveries = 1 };
+		if (k == 0) {
+			rc = crc;
+			if (crc == SHMQ_EMSGSIZE)
+				msgs[0] = (struct shmq_msg){
+					.len = out[0].iov_len };
+		}
+		k += c;
+		if (crc != SHMQ_OK || c < want)
+			break;
+		if (b)          /* else all were empty, and stay at NULL */
+			used = align_up((size_t)((uint8_t *)out[c - 1].iov_base
+						 - b) + out[c - 1].iov_len,
+					SHMQ_DATA_ALIGN);
+		if (used > size)
+			break;
 	}
-	if (rc == SHMQ_EMSGSIZE)
-		msgs[0] = (struct shmq_msg){ .len = out[0].iov_len };
-	if (out != small)
-		free(out);
 	if (got)
 		*got = k;
 	return rc;

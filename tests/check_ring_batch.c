@@ -105,6 +105,69 @@ END_TEST
 
 /* A batch larger than the queue blocks part-way and completes as another
  * process makes room; the consumer sees it in order. */
+/* ring_lease on a plain queue is a batch get, 16 messages at a time (the
+ * core never allocates): a batch of more than 16 is taken whole, in
+ * order, laid out as one get lays it out, and stops where the queue or
+ * the buffer runs out, also in a later chunk. */
+START_TEST(test_lease_plain_batch)
+{
+	struct ring_config c = seg_config(64, 64, 0, 0);
+	struct shmq_msg m[50];
+	struct iovec v[45];
+	char data[45][64], buf[45 * 80];
+	size_t done, got, end;
+
+	seg_create(&c);
+	for (int i = 0; i < 45; i++) {
+		memset(data[i], 'a' + i % 26, sizeof(data[i]));
+		v[i].iov_base = data[i];
+		v[i].iov_len = (size_t)(i % 20) + 1;
+	}
+	ck_assert_int_eq(ring_put(&R, v, 45, &done, 0), SHMQ_OK);
+
+	/* 40 of the 45, in three chunks: one call. */
+	ck_assert_int_eq(ring_lease(&R, buf, sizeof(buf), m, 40, &got, 0, 0),
+			 SHMQ_OK);
+	ck_assert_uint_eq(got, 40);
+	end = 0;
+	for (int i = 0; i < 40; i++) {
+		size_t off = (size_t)((char *)m[i].data - buf);
+		ck_assert_uint_eq(off % 16, 0);
+		ck_assert_uint_eq(off, (end + 15) / 16 * 16);
+		ck_assert_uint_eq(m[i].len, v[i].iov_len);
+		ck_assert_mem_eq(m[i].data, data[i], m[i].len);
+		ck_assert_uint_eq(m[i].seq, (uint64_t)i);
+		ck_assert_uint_eq(m[i].deliveries, 1);
+		ck_assert_uint_eq(m[i].lease, 0);
+		end = off + m[i].len;
+	}
+	/* Asked for 50, 5 are left: the second chunk finds the queue
+	 * empty, which is no error. */
+	ck_assert_int_eq(ring_lease(&R, buf, sizeof(buf), m, 50, &got, 0, 0),
+			 SHMQ_OK);
+	ck_assert_uint_eq(got, 5);
+	ck_assert_uint_eq(m[4].seq, 44);
+	ck_assert_int_eq(ring_lease(&R, buf, sizeof(buf), m, 50, &got, 0, 0),
+			 SHMQ_EAGAIN);
+	ck_assert_uint_eq(got, 0);
+
+	/* A buffer that runs out in the second chunk: of 20 messages of 20
+	 * bytes, one every 32, 600 bytes hold 19. */
+	for (int i = 0; i < 20; i++)
+		v[i].iov_len = 20;
+	ck_assert_int_eq(ring_put(&R, v, 20, &done, 0), SHMQ_OK);
+	ck_assert_int_eq(ring_lease(&R, buf, 600, m, 20, &got, 0, 0),
+			 SHMQ_OK);
+	ck_assert_uint_eq(got, 19);
+	ck_assert_uint_eq(m[18].seq, 45 + 18);
+	ck_assert_ptr_eq(m[18].data, buf + 18 * 32);
+	ck_assert_int_eq(ring_lease(&R, buf, 600, m, 20, &got, 0, 0),
+			 SHMQ_OK);
+	ck_assert_uint_eq(got, 1);
+	ck_assert_uint_eq(m[0].seq, 45 + 19);
+}
+END_TEST
+
 START_TEST(test_batch_blocks_across_processes)
 {
 	struct ring_config c = seg_config(4, 32, 0, 0);
@@ -452,6 +515,7 @@ static Suite *ring_batch_suite(void)
 
 	tc = ring_tcase(s, "batch", 10);
 	tcase_add_test(tc, test_batch_put_get);
+	tcase_add_test(tc, test_lease_plain_batch);
 	tcase_add_test(tc, test_batch_blocks_across_processes);
 	tcase_add_test(tc, test_batch_get_blocks);
 	tcase_add_test(tc, test_inline_boundary);
