@@ -252,7 +252,7 @@ now_ms() {
 # Daemons, processes, segments
 
 # seg_prefix SOCKET: the daemon's segment names' prefix, as
-# paths_segment_prefix() in client/paths.c: FNV-1a-64 of the path's bytes.
+# paths_segment_prefix() in common/paths.c: FNV-1a-64 of the path's bytes.
 # Bash integers are 64-bit and wrap, and printf %x prints them unsigned.
 seg_prefix() {
 	local LC_ALL=C s=$1 h=$((0xcbf29ce484222325)) i c
