@@ -141,7 +141,7 @@ static int create_small(const char *name)
 /* ======================================================================= */
 /* Bytes                                                                   */
 
-/* The issue's scenario: on an 8 MiB /dev/shm, with a 2 MiB quota, the
+/* What quotas are for: on an 8 MiB /dev/shm, with a 2 MiB quota, the
  * second uid creates queues until refused, never past its quota; the
  * daemon's owner creates afterwards; a delete lets the user create
  * again; and the first hit, not each refusal, is logged. */

@@ -1,7 +1,7 @@
 /*
  * bench.h - what the files of shmq-bench share (internal to tools/bench/).
  *
- * shmq-bench owns the performance numbers of issue 4.  It runs shmq, a
+ * shmq-bench owns shmq's performance numbers.  It runs shmq, a
  * pipe, an AF_UNIX SOCK_SEQPACKET socket pair and a POSIX message queue
  * through the same cases on the same machine in the same run, and prints
  * (and writes to --output) a markdown report: median and min-max of
@@ -46,7 +46,7 @@
  *   waiter.c        a blocked waiter's CPU (and its report section)
  *   control.c       the control plane, shmqd (and its report section)
  *   report.c        the report: its buffer, the result and CPU tables
- *   targets.c       issue 4's and issue 16's targets, PASS or MISS
+ *   targets.c       the speed targets (both rounds), PASS or MISS
  *
  * To add a transport: a file xp_NAME.c defining a struct xport (its
  * capacity, the cases it runs and its rows' label are its own), a T_

@@ -1,5 +1,5 @@
 /*
- * targets.c - issue 4's and issue 16's targets, each PASS or MISS, and the
+ * targets.c - the speed targets of both rounds, each PASS or MISS, and the
  * report's sections listing them.
  *
  * Owns what the targets are and how each is judged from the numbers the
@@ -306,7 +306,7 @@ static void report_targets16(void)
 
 void report_targets(void)
 {
-	say("## Targets (issue 4)\n\n%sRatios of shmq's batch calls are "
+	say("## Speed targets\n\n%sRatios of shmq's batch calls are "
 	    "taken against the pipe's one-message-per-call row, and the ratio "
 	    "to a pipe that batches too (writev of the whole batch, one large "
 	    "read: a byte stream at its best) is shown beside it. At 16 B, 15× "
