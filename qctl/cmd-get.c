@@ -441,7 +441,7 @@ const struct cmd_entry cmd_cat_entry = {
 	.opts = cat_opts,
 	.min_args = 1,
 	.max_args = -1,
-	.flags = CMD_QUEUE,
+	.flags = CMD_QUEUE | CMD_TO_END,
 	.exits = X_COMMON | X(QX_NOENT) | X(QX_ACCESS) | X(QX_EOS_LOST) |
 		 X(QX_DEADLOCK),
 	.exec = exec_cat,

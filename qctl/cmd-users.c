@@ -184,7 +184,8 @@ const struct cmd_entry cmd_users_entry = {
 "A user's limit is the smaller of its quota (shmqd --user-max-*) and the\n"
 "daemon's limit; the daemon's own user, marked '*', has no quota.\n"
 "Root and the daemon's user see every user holding anything; any other\n"
-"user sees only itself.  Your own connection counts among your clients.\n"
+"user sees only itself (even holding nothing) and the totals.  Your own\n"
+"connection counts among your clients.\n"
 "--json prints {\"users\": [...], \"total\": {...}}: each user with uid,\n"
 "user, exempt, bytes, max_bytes, queues, max_queues, clients,\n"
 "max_clients, handles, max_handles (a limit that is not there: null).\n",

@@ -663,7 +663,7 @@ const struct cmd_entry cmd_work_entry = {
 	.opts = work_opts,
 	.min_args = 2,
 	.max_args = -1,
-	.flags = CMD_QUEUE | CMD_ARGV,
+	.flags = CMD_QUEUE | CMD_ARGV | CMD_TO_END,
 	.exits = X_COMMON | X(QX_TIMEOUT) | X(QX_NOENT) | X(QX_ACCESS) |
 		 X(QX_EOS_LOST) | X(QX_DEADLOCK),
 	.exec = exec_work,

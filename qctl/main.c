@@ -106,7 +106,8 @@ static void cmd_help(const struct cmd_entry *cmd, FILE *f)
 	for (size_t i = 0; i < n; i++)
 		opt_help(opts[i], f);
 	fputc('\n', f);
-	report_exits_help(cmd->exits, f);
+	report_exits_help(cmd->exits, cmd->flags & CMD_TO_END ? cmd->name
+							: NULL, f);
 }
 
 static void main_help(FILE *f)
@@ -134,7 +135,9 @@ static void main_help(FILE *f)
 	      "get wait as long as it takes.  Errors are one line on standard\n"
 	      "error: 'qctl: COMMAND NAME: cause'.\n"
 	      "\n", f);
-	report_exits_help(~0u, f);
+	/* The table in the words of docs/exit-status.md, which name cat
+	 * for exit 0 (work's help says that its status is cat's). */
+	report_exits_help(~0u, "cat", f);
 	fputs("\n"
 	      "Environment:\n"
 	      "  SHMQ_SOCKET        the daemon's control socket (default: the\n"

@@ -99,6 +99,8 @@ struct args {
 #define CMD_QUEUE 0x1u          /* the first argument is a queue name */
 #define CMD_ARGV  0x2u          /* after NAME comes a command line: options
 				   end at its first word */
+#define CMD_TO_END 0x4u         /* reads to end of stream: that is its
+				   exit 0 */
 
 /* One command: each cmd-*.c exports its entries, main.c lists them, and
  * the parser and every help screen are generated from them. */
@@ -150,8 +152,10 @@ int report_exit_status(int rc);
 /* Flushes standard output: a failed write is an error, not a silent
  * truncation. */
 int report_flush(const struct args *a);
-/* The "Exit status:" section of a help screen, for the statuses in mask. */
-void report_exits_help(unsigned mask, FILE *f);
+/* The "Exit status:" section of a help screen, for the statuses in mask.
+ * `to_end` names the command(s) for which exit 0 means end of stream
+ * (CMD_TO_END), or is NULL. */
+void report_exits_help(unsigned mask, const char *to_end, FILE *f);
 
 /* ------------------------------------------------------------------ */
 /* number.c: numbers on the command line                              */

@@ -21,8 +21,7 @@ static const struct {
 	int status;
 	const char *meaning;
 } exit_table[] = {
-	{ QX_OK,       "success (cat: reached end of stream after every "
-		       "producer finished)" },
+	{ QX_OK,       "success" },
 	{ QX_ERROR,    "any other error" },
 	{ QX_USAGE,    "bad usage (unknown flag, bad name, bad number)" },
 	{ QX_EOS,      "end of stream: get found the queue closed and drained" },
@@ -39,13 +38,19 @@ static const struct {
 		       "deadlock (--on-deadlock fail); deadlocks found one" },
 };
 
-void report_exits_help(unsigned mask, FILE *f)
+void report_exits_help(unsigned mask, const char *to_end, FILE *f)
 {
 	fputs("Exit status:\n", f);
-	for (size_t i = 0; i < sizeof(exit_table) / sizeof(exit_table[0]); i++)
-		if (mask & X(exit_table[i].status))
-			fprintf(f, "  %2d  %s\n", exit_table[i].status,
-				exit_table[i].meaning);
+	for (size_t i = 0; i < sizeof(exit_table) / sizeof(exit_table[0]); i++) {
+		if (!(mask & X(exit_table[i].status)))
+			continue;
+		fprintf(f, "  %2d  %s", exit_table[i].status,
+			exit_table[i].meaning);
+		if (exit_table[i].status == QX_OK && to_end)
+			fprintf(f, " (%s: reached end of stream after every "
+				"producer finished)", to_end);
+		fputc('\n', f);
+	}
 }
 
 const char *report_clean(const char *s, char *buf, size_t size)

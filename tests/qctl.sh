@@ -53,6 +53,11 @@ t_help() {
 		expect 0 "qctl $cmd --help" qc "$cmd" --help
 		check "qctl $cmd --help starts with its usage line" \
 			[ "$(head -n 1 "$C/out")" = "usage: qctl $cmd $usage" ]
+		# Exit 0 is end of stream only for a command that reads to it.
+		want="   0  success"
+		[ "$cmd" = cat ] && want="$want (cat: reached end of stream after every producer finished)"
+		check "qctl $cmd --help: what exit 0 means for it" \
+			grep -qxF -- "$want" "$C/out"
 		cp "$C/out" "$C/help1"
 		expect 0 "qctl help $cmd" qc help "$cmd"
 		same_file "qctl help $cmd is qctl $cmd --help" "$C/help1" "$C/out"
@@ -68,6 +73,10 @@ rm|NAME
 users|[--json]
 deadlocks|[--json]
 EOF
+	expect 0 "qctl work --help" qc work --help
+	check "qctl work --help: its exit 0 is cat's" grep -qxF -- \
+		"   0  success (work: reached end of stream after every producer finished)" \
+		"$C/out"
 	v=$(sed -n 's/^#define PACKAGE_VERSION "\(.*\)"$/\1/p' \
 		"$build/config.h" 2>/dev/null)
 	expect 0 "qctl --version" qc --version
