@@ -136,10 +136,18 @@ struct layout {
 	int cut_names;          /* names longer than that end in '+' */
 	int bar;                /* the bar's width inside [], 0: no bar */
 	int length;             /* LENGTH/CAPACITY's: the bar and the count */
+	const char *length_head;
+	int gap;                /* spaces between columns */
+	int rate;               /* IN/S's and OUT/S's width */
 };
 
 #define LENGTH_HEAD "LENGTH/CAPACITY"
-#define COUNTERS_WIDTH (2 + 7 + 2 + 7 + 4 * (2 + 4) + 2)
+#define LENGTH_SHORT "LEN/CAP"
+/* What follows LENGTH/CAPACITY up to STATE: the rates, the four counts of
+ * width 4, and the gaps before each and before STATE. */
+#define COUNTERS(gap, rate) (2 * ((gap) + (rate)) + 4 * ((gap) + 4) + (gap))
+/* The narrowest rate that holds what rate() prints ("9999k"). */
+#define RATE_NARROW 5
 
 static int bar_part(int bar)
 {
@@ -151,6 +159,11 @@ static int max_int(int a, int b)
 	return a > b ? a : b;
 }
 
+/* The counts, the counters and the state are never shortened: the bar
+ * gives way first, then the columns close up (one space between them,
+ * narrower rates, LEN/CAP), then the names are cut (down to 4 columns);
+ * only a terminal narrower than that (about 50 columns) cuts lines
+ * (put_line). */
 static void layout_fit(struct layout *l, const struct snapshot *s,
 		       int width)
 {
@@ -170,17 +183,27 @@ static void layout_fit(struct layout *l, const struct snapshot *s,
 	l->name = names;
 	l->cut_names = 0;
 	l->bar = ONCE_BAR;
+	l->length_head = LENGTH_HEAD;
+	l->gap = 2;
+	l->rate = 7;
 	if (width > 0) {
-		/* The counts, the counters and the state are never
-		 * shortened: the bar gives way first, then the names. */
-		room = width - 2 - COUNTERS_WIDTH - state;
+		/* Room for NAME and LENGTH/CAPACITY. */
+		room = width - l->gap - COUNTERS(l->gap, l->rate) - state;
 		l->bar = room - names - count - 3;
 		if (l->bar > MAX_BAR)
 			l->bar = MAX_BAR;
 		if (l->bar < MIN_BAR ||
 		    room - names < (int)strlen(LENGTH_HEAD)) {
 			l->bar = 0;
-			room -= max_int(count, (int)strlen(LENGTH_HEAD));
+			if (room - names <
+			    max_int(count, (int)strlen(LENGTH_HEAD))) {
+				l->length_head = LENGTH_SHORT;
+				l->gap = 1;
+				l->rate = RATE_NARROW;
+				room = width - l->gap -
+				       COUNTERS(l->gap, l->rate) - state;
+			}
+			room -= max_int(count, (int)strlen(l->length_head));
 			if (room < names) {
 				l->name = max_int(room, 4);
 				l->cut_names = 1;
@@ -188,7 +211,7 @@ static void layout_fit(struct layout *l, const struct snapshot *s,
 		}
 	}
 	l->length = max_int(bar_part(l->bar) + count,
-			    (int)strlen(LENGTH_HEAD));
+			    (int)strlen(l->length_head));
 }
 
 /* Writes one line, cut to the terminal's width, clearing what an earlier
@@ -207,9 +230,13 @@ static void put_header(const struct layout *l)
 {
 	char line[LINE_MAX_LEN];
 
-	snprintf(line, sizeof(line), "%-*s  %-*s  %7s  %7s  %4s  %4s  %4s  "
-		 "%4s  %s", l->name, "NAME", l->length, LENGTH_HEAD, "IN/S",
-		 "OUT/S", "PROD", "CONS", "BPUT", "BGET", "STATE");
+	int g = l->gap;
+
+	snprintf(line, sizeof(line), "%-*s%*s%-*s%*s%*s%*s%*s%*s%*s%*s%*s"
+		 "%*s%*s%*s%*s%*s%s", l->name, "NAME", g, "", l->length,
+		 l->length_head, g, "", l->rate, "IN/S", g, "", l->rate,
+		 "OUT/S", g, "", 4, "PROD", g, "", 4, "CONS", g, "", 4, "BPUT",
+		 g, "", 4, "BGET", g, "", "STATE");
 	put_line(l, line);
 }
 
@@ -219,6 +246,7 @@ static void put_row(const struct layout *l, const struct shmq_stat *st,
 	char line[LINE_MAX_LEN], name[SHMQ_NAME_MAX_LEN + 2], bar[MAX_BAR + 8];
 	char count[48], in[16], out[16], state[64];
 	uint64_t k = 0;
+	int g = l->gap;
 
 	snprintf(name, sizeof(name), "%s", st->name);
 	if (l->cut_names && (int)strlen(name) > l->name) {
@@ -241,15 +269,18 @@ static void put_row(const struct layout *l, const struct shmq_stat *st,
 	}
 	snprintf(count, sizeof(count), "%" PRIu64 "/%" PRIu32, st->messages,
 		 st->capacity);
-	snprintf(line, sizeof(line), "%-*s  %s%-*s  %7s  %7s  %4" PRIu32
-		 "  %4" PRIu32 "  %4" PRIu32 "  %4" PRIu32 "  %s", l->name,
-		 name, bar, l->length - bar_part(l->bar), count,
+	snprintf(line, sizeof(line), "%-*s%*s%s%-*s%*s%*s%*s%*s%*s%4" PRIu32
+		 "%*s%4" PRIu32 "%*s%4" PRIu32 "%*s%4" PRIu32 "%*s%s",
+		 l->name, name, g, "", bar, l->length - bar_part(l->bar),
+		 count, g, "", l->rate,
 		 rate(in, sizeof(in), old ? old->total_put : 0, st->total_put,
 		      dt, old != NULL),
+		 g, "", l->rate,
 		 rate(out, sizeof(out), old ? old->total_got : 0,
 		      st->total_got, dt, old != NULL),
-		 st->producers, st->consumers, st->put_blocked,
-		 st->get_blocked, state_word(st, state, sizeof(state)));
+		 g, "", st->producers, g, "", st->consumers, g, "",
+		 st->put_blocked, g, "", st->get_blocked, g, "",
+		 state_word(st, state, sizeof(state)));
 	put_line(l, line);
 }
 
@@ -553,8 +584,9 @@ const struct cmd_entry cmd_top_entry = {
 "consumers attached; BPUT and BGET, those waiting in put (queue full) and\n"
 "in get (queue empty); STATE: open, closed, closed-now or auto-closed,\n"
 "followed by ',producer-lost' if a producer died without detaching.\n"
-"The live view fits the terminal's width: the bar shrinks, then names are\n"
-"cut (ending in '+').\n"
+"The live view fits the terminal's width: the bar shrinks, then the\n"
+"columns close up (LENGTH/CAPACITY becomes LEN/CAP), then names are cut\n"
+"(ending in '+'); no other column is ever cut, down to about 50 columns.\n"
 "\n"
 "With --once, or when standard output is not a terminal, top prints the\n"
 "header and one line per queue, whole, and exits: it lists the queues\n"

@@ -1298,6 +1298,29 @@ t_top_live() {
 	check "the terminal's modes after top are those before (stty -g)" \
 		[ "$(lines_of "$C/modes")" = 2 ] && \
 		[ "$(sed -n 1p "$C/modes")" = "$(sed -n 2p "$C/modes")" ]
+
+	# A narrow terminal: the bar and the names give way, then the
+	# columns close up; no column is cut.
+	rm -f "$C/keys"
+	mkfifo "$C/keys"
+	timeout -k 2 "$T" script -qec "stty cols 60 rows 24; exec $QCTL top" \
+		/dev/null <"$C/keys" >"$C/tty" &
+	pid=$!
+	exec 7>"$C/keys"
+	wait_for "$T" grep -q "qctl top - " "$C/tty"
+	printf 'q' >&7
+	wait "$pid"
+	exec 7>&-
+	sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\r//g' "$C/tty" >"$C/screen"
+	check "at 60 columns the header keeps every column" \
+		grep -qE '^NAME +[A-Z/]+ +IN/S +OUT/S +PROD +CONS +BPUT +BGET +STATE$' \
+		"$C/screen"
+	check "at 60 columns a row keeps every field" \
+		grep -qE '^jobs +7/10 +[-0-9.]+ +[-0-9.]+ +0 +0 +0 +0 +open$' \
+		"$C/screen"
+	check "at 60 columns no line is wider" \
+		[ "$(awk '{ if (length($0) > m) m = length($0) }
+			  END { print m + 0 }' "$C/screen")" -le 60 ]
 }
 
 # ------------------------------------------------------------------------
