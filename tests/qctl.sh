@@ -1249,11 +1249,60 @@ t_top() {
 	SHMQ_SOCKET=$C/none.sock expect 8 "top without a daemon" qc top --once
 	err_has "top names the cause" \
 		"qctl: top: daemon unreachable: no daemon on $C/none.sock"
+	t_top_rate
 	if command -v script >/dev/null 2>&1; then
 		t_top_live
 	else
 		ok "the live view (skipped: script(1) is not installed) # SKIP"
 	fi
+}
+
+# in_nanosleep PID: PID sleeps in nanosleep(2) now (its kernel wait
+# channel says so); gone or elsewhere, no.
+in_nanosleep() {
+	grep -q nanosleep "/proc/$1/wchan" 2>/dev/null
+}
+
+# The rates, against a known count.  top --once lists the queues, sleeps
+# one second, and lists them again: 100 puts and 100 gets made while it
+# sleeps (its wait channel says so before and after them) are all of the
+# second, so IN/S and OUT/S are 100 less what the second list's own time
+# adds (90 allows 110 ms).  A burst that did not fit (a very slow
+# machine) is tried again.
+t_top_rate() {
+	local pid try fit=0 row
+	# Wait channels may be hidden (no kallsyms): sleep(1) tells.
+	sleep 5 &
+	pid=$!
+	wait_for 2 in_nanosleep "$pid" || fit=skip
+	kill "$pid"
+	wait "$pid" 2>/dev/null
+	if [ "$fit" = skip ]; then
+		ok "top's rates against a known count # SKIP no wait channels"
+		return
+	fi
+	expect 0 "create rate" qc create rate --capacity 200
+	for try in 1 2 3; do
+		"$QCTL" top --once >"$C/top" 2>&1 &
+		pid=$!
+		wait_for "$T" sh -c "grep -q nanosleep /proc/$pid/wchan ||
+			! kill -0 $pid"
+		if in_nanosleep "$pid"; then
+			qc put rate $(seq 100)
+			qc get rate -n 100 >/dev/null
+			in_nanosleep "$pid" && fit=1
+		fi
+		wait "$pid"
+		[ "$fit" = 1 ] && break
+	done
+	check "100 puts and 100 gets fell between top's two samples" \
+		[ "$fit" = 1 ]
+	cp "$C/top" "$C/out"
+	row=$(top_row rate)
+	check "rate: IN/S and OUT/S are 100 (90 to 100) ($row)" \
+		awk -v r="$row" 'BEGIN { split(r, f, " ");
+			exit !(f[4] >= 90 && f[4] <= 100 &&
+			       f[5] >= 90 && f[5] <= 100) }'
 }
 
 # The live view on a pseudo-terminal made by script(1): keys from a FIFO,
