@@ -54,7 +54,7 @@
 /* Room for two socket paths and a binary's: a transport failure's detail
  * names them.  Not on the wire: the daemon's own detail is shorter. */
 #define DETAIL_MAX     512
-#define QUIET_REPLY_MS   100    /* HELLO of a connection for a notice */
+#define QUIET_REPLY_MS   100    /* connect and HELLO of one for a notice */
 
 static pthread_mutex_t conn_lock = PTHREAD_MUTEX_INITIALIZER;
 static int conn_fd = -1;
@@ -574,9 +574,10 @@ static int check_daemon_user(int fd, const char *path)
 
 /* Connects the shared connection.  A request that wants no reply (a
  * detach, a notice from a blocked call) never starts a daemon: with none
- * running, there is nobody to tell, and the segment already says it.  A
- * blocked call's notice (control_notify) also waits for the HELLO reply
- * only QUIET_REPLY_MS: the call may be able to go on meanwhile. */
+ * running, there is nobody to tell, and the segment already says it.  `b`
+ * bounds the connect and the HELLO: a blocked call's notice
+ * (control_notify) gives them only QUIET_REPLY_MS, since the call may be
+ * able to go on meanwhile. */
 static int per_user_default(const char *env)
 {
 	return env == NULL || *env == '\0';
@@ -636,20 +637,11 @@ static int open_connection(uint16_t type, struct bound *b)
 	rc = SHMQ_OK;
 	if (per_user && by_default)
 		rc = check_daemon_user(fd, conn_path);
-	int quiet = type == (SHMQ_MSG_BLOCKED | SHMQ_MSG_NOREPLY);
-	if (quiet) {
-		struct timeval tv = { .tv_usec = QUIET_REPLY_MS * 1000 };
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	}
 	if (rc == SHMQ_OK)
 		rc = hello(fd, b);
 	if (rc != SHMQ_OK) {
 		close(fd);
 		return rc;
-	}
-	if (quiet) {
-		struct timeval tv = { .tv_sec = REPLY_TIMEOUT_S };
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
 	conn_fd = fd;
 	conn_pid = getpid();
@@ -723,6 +715,7 @@ int control_notify(uint16_t type, const void *req, size_t req_len)
 	static char pkt[SHMQ_WIRE_MAX];     /* guarded by conn_lock */
 	char keep[sizeof(last_detail)];
 	int rc = SHMQ_EAGAIN;
+	struct bound b;
 
 	type |= SHMQ_MSG_NOREPLY;
 	if (pthread_mutex_trylock(&conn_lock) != 0)
@@ -730,6 +723,7 @@ int control_notify(uint16_t type, const void *req, size_t req_len)
 	/* The caller is in the middle of another call, whose error detail
 	 * this one must not replace. */
 	memcpy(keep, last_detail, sizeof(keep));
+	bound_init(&b, QUIET_REPLY_MS);
 	if (conn_fd >= 0 && conn_pid != getpid()) {
 		close(conn_fd);
 		conn_fd = -1;
@@ -738,7 +732,7 @@ int control_notify(uint16_t type, const void *req, size_t req_len)
 	/* The connection may have died with a daemon that was restarted
 	 * since: then once more on a new one. */
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (conn_fd < 0 && open_connection(type) != SHMQ_OK) {
+		if (conn_fd < 0 && open_connection(type, &b) != SHMQ_OK) {
 			rc = SHMQ_ENODAEMON;
 			break;
 		}

@@ -25,6 +25,12 @@ static inline uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* CLOCK_MONOTONIC in milliseconds, for deadlines counted in them. */
+static inline int64_t mono_ms(void)
+{
+	return (int64_t)(mono_ns() / 1000000u);
+}
+
 /* CLOCK_MONOTONIC in seconds, for reports and progress lines. */
 static inline double mono_s(void)
 {

@@ -911,7 +911,7 @@ void lease_stat(const struct ring *r, uint64_t head, struct shmq_stat *st)
 {
 	const struct shmq_seg_hdr *h = r->hdr;
 
-	int64_t now = now_ns();
+	int64_t now = (int64_t)mono_ns();
 
 	for (uint32_t i = 0; i < r->capacity; i++) {
 		struct shmq_lease s;

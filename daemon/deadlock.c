@@ -35,6 +35,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "deadlock.h"
 #include "log.h"
 #include "procs.h"
@@ -62,13 +63,6 @@ static size_t nrows;
 static uint32_t rows_more;
 static uint64_t recent[RECENT_KEYS];   /* keys of logged deadlocks */
 static size_t recent_next;
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Makes room for `want` elements in array `ptr`, which holds `cap` of
  * them: 0, or -1 if out of memory (the array is then as it was). */
@@ -882,7 +876,7 @@ static void look_free(struct look *l)
 
 static void look_once(void)
 {
-	struct look l = { .now = mono_ns() };
+	struct look l = { .now = (int64_t)mono_ns() };
 	int nscc = 0, ndl = 0;
 
 	read_watched(&l);

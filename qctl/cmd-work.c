@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "qctl.h"
 
 #define JOBS_MAX     1024       /* -j at most */
@@ -93,14 +94,6 @@ struct pool {
 	int killed;             /* a second signal: SIGKILL sent */
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------------ */
 /* The leaser                                                         */
 
@@ -141,14 +134,14 @@ fail:
 static int lease_one(struct pool *p, void *buf, size_t size,
 		     struct shmq_msg *m)
 {
-	int64_t until = p->timeout >= 0 ? now_ms() + p->timeout : -1;
+	int64_t until = p->timeout >= 0 ? mono_ms() + p->timeout : -1;
 
 	for (;;) {
 		int slice = LEASE_SLICE, rc;
 		if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
 			return STOPPED;
 		if (until >= 0) {
-			int64_t left = until - now_ms();
+			int64_t left = until - mono_ms();
 			slice = left <= 0 ? SHMQ_NOWAIT
 			      : left < LEASE_SLICE ? (int)left : LEASE_SLICE;
 		}
@@ -156,7 +149,7 @@ static int lease_one(struct pool *p, void *buf, size_t size,
 		if (rc == SHMQ_EINTR)
 			continue;
 		if (rc == SHMQ_ETIMEDOUT || rc == SHMQ_EAGAIN) {
-			if (until < 0 || now_ms() < until)
+			if (until < 0 || mono_ms() < until)
 				continue;
 			return SHMQ_ETIMEDOUT;
 		}
@@ -188,7 +181,7 @@ static void *leaser_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 
 		r.rc = buf ? lease_one(p, buf, size, &r.m) : SHMQ_ENOMEM;
-		r.at = now_ms();
+		r.at = mono_ms();
 		if (r.rc == SHMQ_OK &&
 		    __atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
 			shmq_nack(p->q, &r.m, 0);
@@ -409,7 +402,7 @@ static void start(struct pool *p, const struct lease_result *r)
  * poll timeout until the next one is due (-1: none). */
 static int extend_due(struct pool *p)
 {
-	int64_t now = now_ms(), next = INT64_MAX;
+	int64_t now = mono_ms(), next = INT64_MAX;
 
 	for (unsigned i = 0; i < p->njobs; i++) {
 		struct job *j = &p->jobs[i];
