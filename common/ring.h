@@ -4,11 +4,12 @@
  * The queue core, linked into both libshmq and shmqd: formatting a new
  * segment and checking one that was handed to us (segment.c), put, get
  * and close (ring.c, the data path), waiting and waking (wait.c), the
- * attachment table (clients.c), the acked queues' leases (lease.c) and
- * the pollable descriptors (poll.c).  None of it talks to the daemon or
- * allocates memory: the caller maps the segment and keeps the struct
- * ring (poll.c's descriptors are the only resource it creates, closed by
- * ring_poll_close()).
+ * attachment table and its wait records (clients.c), the acked queues'
+ * leases (lease.c) and the pollable descriptors (poll.c).  None of it
+ * talks to the daemon (a blocked call's notice goes through the
+ * library's callback) or allocates memory: the caller maps the segment
+ * and keeps the struct ring (poll.c's descriptors are the only resource
+ * it creates, closed by ring_poll_close()).
  *
  * All functions return SHMQ_OK, SHMQ_EOS/SHMQ_EOS_LOST or a negative
  * SHMQ_E* status from <shmq.h>.

@@ -4,9 +4,9 @@
  * The core is split by what each file owns: segment.c (geometry, format,
  * attach, checks, statistics), ring.c (the data path: put, get, close),
  * wait.c (spinning, sleeping and waking), clients.c (the attachment
- * table), lease.c (acked queues: leases, acks, returns, dead letters),
- * poll.c (pollable descriptors).  They share the atomics below, the checked slot reader and the
- * deadline type.  Nothing outside common/ includes this file: the rest of
+ * table and its wait records, for deadlock detection), lease.c (acked queues: leases, acks, returns, dead letters),
+ * poll.c (pollable descriptors).  They share the atomics below, the
+ * checked slot reader and the deadline type.  Nothing outside common/ includes this file: the rest of
  * the project uses ring.h.
  */
 #ifndef SHMQ_RING_IMPL_H
