@@ -42,6 +42,39 @@ static enum units_error number(const char *s, const char *end, int suffix,
 	return UNITS_OK;
 }
 
+enum units_error units_seconds(const char *s, uint64_t max_ns, uint64_t *ns)
+{
+	uint64_t whole = 0, frac = 0, v;
+	int digits = 0, fdigits = 0, rest = 0;
+
+	if (*s == '-')
+		return UNITS_NEGATIVE;
+	for (; is_digit(*s); s++, digits++) {
+		whole = whole * 10 + (uint64_t)(*s - '0');
+		if (whole > max_ns / 1000000000u)
+			return UNITS_RANGE;
+	}
+	if (*s == '.') {
+		for (s++; is_digit(*s); s++, digits++) {
+			if (fdigits < 9) {
+				frac = frac * 10 + (uint64_t)(*s - '0');
+				fdigits++;
+			} else if (*s != '0') {
+				rest = 1;
+			}
+		}
+	}
+	if (digits == 0 || *s != '\0')
+		return UNITS_SYNTAX;
+	for (; fdigits < 9; fdigits++)
+		frac *= 10;
+	v = whole * 1000000000u;        /* no overflow: whole <= max / 1e9 */
+	if (frac + (uint64_t)rest > max_ns - v)
+		return UNITS_RANGE;
+	*ns = v + frac + (uint64_t)rest;
+	return UNITS_OK;
+}
+
 enum units_error units_size(const char *s, uint64_t max, uint64_t *out)
 {
 	return number(s, s + strlen(s), 1, max, out);

@@ -1,11 +1,12 @@
 /*
- * units.h - the sizes and counts that command lines take (shmqd's options,
- * qctl's): decimal digits with an optional K, M or G, and N% where an
- * option allows a share.
+ * units.h - the sizes, counts and times that command lines take (shmqd's
+ * options, qctl's): decimal digits with an optional K, M or G, N% where an
+ * option allows a share, and seconds with an optional fraction.
  *
- * One parser for both programs, so that "64K" means the same to each.
- * Parsed by hand, never with strtoull: it skips blanks, quietly negates
- * "-1" and takes hex with base 0, none of which an option should accept.
+ * One parser for both programs, so that "64K" or "0.5" means the same to
+ * each.  Parsed by hand, never with strtoull or strtod: they skip blanks,
+ * quietly negate "-1" and take hex, "inf" and exponents, none of which an
+ * option should accept.
  * Nothing here allocates or prints: callers word their own errors.
  */
 #ifndef SHMQ_UNITS_H
@@ -28,5 +29,10 @@ enum units_error units_size(const char *s, uint64_t max, uint64_t *out);
 int units_is_percent(const char *s);
 /* A share: decimal digits then '%', 1-100.  *pct is set on UNITS_OK. */
 enum units_error units_percent(const char *s, uint64_t *pct);
+
+/* Seconds: digits, optionally '.' and more digits (at least one digit in
+ * all), in nanoseconds, at most `max_ns`.  Digits past the ninth decimal
+ * round up: a wait that was asked for never becomes none. */
+enum units_error units_seconds(const char *s, uint64_t max_ns, uint64_t *ns);
 
 #endif /* SHMQ_UNITS_H */

@@ -156,19 +156,16 @@ static int parse_amount(const char *s, uint64_t max, int percent,
 	return 0;
 }
 
-/* Parses seconds (fractions allowed): 0, or from 0.01 to 3600; in ns. */
+/* Parses seconds (fractions allowed; units.h): 0, or from 0.01 to 3600;
+ * in ns. */
 static int parse_seconds(const char *s, int64_t *ns)
 {
-	char *end;
-	double v;
+	uint64_t v;
 
-	if ((*s < '0' || *s > '9') && *s != '.')
+	if (units_seconds(s, UINT64_C(3600000000000), &v) != UNITS_OK ||
+	    (v != 0 && v < 10000000u))
 		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || *end != '\0' || !(v == 0 || (v >= 0.01 && v <= 3600)))
-		return -1;
-	*ns = (int64_t)(v * 1e9 + 0.5);
+	*ns = (int64_t)v;
 	return 0;
 }
 

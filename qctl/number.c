@@ -1,10 +1,9 @@
 /*
  * number.c - the numbers qctl's options take: sizes and counts (with K, M
- * or G: common/units.c, which shmqd's options share), seconds (with a
- * fraction), octal modes.
+ * or G) and seconds (with a fraction), both common/units.c's, which
+ * shmqd's options share; octal modes.
  *
- * Owns the syntax of seconds and modes, and the words of every number's
- * errors.  Parsed by hand, never with strtoull or strtod: those skip
+ * Owns the syntax of modes, and the words of every number's errors.  Parsed by hand, never with strtoull or strtod: those skip
  * blanks, quietly negate "-1" and take "inf", hex and exponents, none of
  * which an option should accept.
  */
@@ -19,44 +18,18 @@
 
 enum num_error { NUM_OK, NUM_SYNTAX, NUM_NEGATIVE, NUM_RANGE };
 
-static int is_digit(char c)
+/* Seconds with an optional fraction (units.h), to milliseconds rounded
+ * up: a wait the user asked for must never become "do not wait" (0.0001
+ * is 1 ms). */
+static enum units_error parse_seconds(const char *s, int *ms)
 {
-	return c >= '0' && c <= '9';
-}
+	uint64_t ns;
+	enum units_error e = units_seconds(s, (uint64_t)INT_MAX * 1000000u,
+					   &ns);
 
-/* Seconds with an optional fraction, to milliseconds rounded up: a wait the
- * user asked for must never become "do not wait" (0.0001 is 1 ms). */
-static enum num_error parse_seconds(const char *s, int *ms)
-{
-	uint64_t whole = 0, frac = 0;
-	int digits = 0, fdigits = 0, rest = 0;
-
-	if (*s == '-')
-		return NUM_NEGATIVE;
-	for (; is_digit(*s); s++, digits++) {
-		whole = whole * 10 + (uint64_t)(*s - '0');
-		if (whole > INT_MAX / 1000)
-			return NUM_RANGE;
-	}
-	if (*s == '.') {
-		for (s++; is_digit(*s); s++, digits++) {
-			if (fdigits < 3) {
-				frac = frac * 10 + (uint64_t)(*s - '0');
-				fdigits++;
-			} else if (*s != '0') {
-				rest = 1;
-			}
-		}
-	}
-	if (digits == 0 || *s != '\0')
-		return NUM_SYNTAX;
-	for (; fdigits < 3; fdigits++)
-		frac *= 10;
-	whole = whole * 1000 + frac + (uint64_t)rest;
-	if (whole > INT_MAX)
-		return NUM_RANGE;
-	*ms = (int)whole;
-	return NUM_OK;
+	if (e == UNITS_OK)
+		*ms = (int)((ns + 999999u) / 1000000u);
+	return e;
 }
 
 /* Octal permission bits, at most 0777. */
@@ -134,11 +107,11 @@ int num_opt_seconds(const struct args *a, enum opt_id id, int *ms)
 	if (a->opt[id] == NULL)
 		return QX_OK;
 	switch (parse_seconds(a->opt[id], ms)) {
-	case NUM_OK:
+	case UNITS_OK:
 		return QX_OK;
-	case NUM_NEGATIVE:
+	case UNITS_NEGATIVE:
 		return num_bad(a, id, "must not be negative");
-	case NUM_SYNTAX:
+	case UNITS_SYNTAX:
 		return num_bad(a, id, "expected seconds, e.g. 2 or 0.25");
 	default:
 		return num_bad(a, id, "too large (at most 2147483 seconds)");

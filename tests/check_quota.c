@@ -925,6 +925,13 @@ START_TEST(test_bad_options)
 		{ "--max-clients", " 5" },
 		{ "--user-max-bytes", "-5%" },
 		{ "--user-max-queues", "+5%" },
+		/* What strtod would take, and seconds out of range. */
+		{ "--deadlock-timeout", "1e3" },
+		{ "--deadlock-timeout", "0x10" },
+		{ "--deadlock-timeout", "-1" },
+		{ "--deadlock-timeout", "0.001" },
+		{ "--deadlock-timeout", "3600.5" },
+		{ "--deadlock-timeout", "." },
 	};
 	static const char *const good[][2] = {
 		{ "--user-max-bytes", "10%" },
@@ -937,6 +944,9 @@ START_TEST(test_bad_options)
 		{ "--user-max-queues", "unlimited" },
 		{ "--user-max-clients", "1" },
 		{ "--user-max-handles", "0" },
+		{ "--deadlock-timeout", "0" },
+		{ "--deadlock-timeout", "0.25" },
+		{ "--deadlock-timeout", "3600" },
 	};
 	char err[8192], want[128];
 
