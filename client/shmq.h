@@ -64,23 +64,24 @@
  * is said once, here:
  *
  * Calls to the daemon.  shmq_create, shmq_open, shmq_detach,
- * shmq_stat_name, shmq_close_name, shmq_delete, shmq_list and shmq_users
- * send one
- * request to shmqd over a Unix socket and (all but shmq_detach) wait for
- * its reply, normally tens of microseconds.  A process has one connection,
- * opened by its first such call (and again after fork() or a daemon
- * restart), which first exchanges a HELLO; these calls are serialised on a
- * process-wide lock, so threads take turns.  Once it is its turn, a call
- * gives the daemon at most 10 s in all, on one deadline: to accept the
- * connection, to take the HELLO and the request, and to answer them (a
- * request re-sent on a fresh connection after a daemon restart
- * included).  If nothing listens on the per-user socket and autostart is
- * on, each of them but shmq_detach starts shmqd, which adds at most 5 s.  A daemon that accepts but never
- * answers, never reads, or whose listen backlog stays full is thus given
- * up after 10 s, or 15 s when the call started one (SHMQ_ENODAEMON).  A
- * signal neither cuts a call short nor starts its wait afresh: these calls
- * never return SHMQ_EINTR.  Besides its
- * own statuses, each of them may return the control errors:
+ * shmq_stat_name, shmq_close_name, shmq_delete, shmq_list, shmq_users and
+ * shmq_deadlocks send one request to shmqd over a Unix socket (shmq_list,
+ * shmq_users and shmq_deadlocks one per page) and (all but shmq_detach)
+ * wait for its reply, normally tens of microseconds.  A process has one
+ * connection, opened by its first such call (and again after fork() or a
+ * daemon restart), which first exchanges a HELLO; these calls are
+ * serialised on a process-wide lock, so threads take turns.  Once it is
+ * its turn, a request gives the daemon at most 10 s in all, on one
+ * deadline: to accept the connection, to take the HELLO and the request,
+ * and to answer them (a request re-sent on a fresh connection after a
+ * daemon restart included).  If nothing listens on the per-user socket
+ * and autostart is on, each of them but shmq_detach starts shmqd, which
+ * adds at most 5 s.  A daemon that accepts but never answers, never
+ * reads, or whose listen backlog stays full is thus given up after 10 s,
+ * or 15 s when the call started one (SHMQ_ENODAEMON).  A signal neither
+ * cuts a call short nor starts its wait afresh: these calls never return
+ * SHMQ_EINTR.  Besides its own statuses, each of them may return the
+ * control errors:
  *   SHMQ_ENODAEMON  no daemon answered: nothing listens on the socket and
  *                   autostart is off or failed, or no reply came in time;
  *                   shmq_error_detail() names the socket tried, the binary
