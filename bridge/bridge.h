@@ -73,9 +73,9 @@ extern volatile sig_atomic_t bridge_stop;
 void bridge_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The exit status for a shmq status (qctl's mapping). */
 int bridge_shmq_exit(int rc);
-/* Sleeps `ms` (less if a stop was asked). */
+/* Sleeps `ms` (less if a stop was asked).  (The clock is
+ * common/clock.h's mono_ms.) */
 void bridge_nap(int64_t ms);
-int64_t bridge_now_ms(void);
 
 /* link.c: one NATS connection with its JetStream context. */
 struct link {

@@ -34,6 +34,7 @@
 #include <sys/uio.h>
 
 #include "bridge.h"
+#include "clock.h"
 
 #define IN_FETCH_MS 1000        /* one fetch waits at most this */
 #define IN_GRAB_MS 10           /* a no-wait fetch, bounded anyway */
@@ -60,7 +61,7 @@ static void progress_ack(struct in *w, natsMsg **msgs, size_t n)
 		natsMsg_InProgress(msgs[i], NULL);
 	if (w->marker)
 		natsMsg_InProgress(w->marker, NULL);
-	w->marker_touched = bridge_now_ms();
+	w->marker_touched = mono_ms();
 }
 
 /* Back to the stream, at once, for another bridge or a later run. */
@@ -162,7 +163,7 @@ static int try_finish(struct in *w)
 	uint64_t pending;
 	jsErrCode jerr = 0;
 
-	if (bridge_now_ms() - w->marker_touched >= w->ack_wait_ms / 3)
+	if (mono_ms() - w->marker_touched >= w->ack_wait_ms / 3)
 		progress_ack(w, NULL, 0);
 	if (link_consumer_state(&w->link, &ackp, &pending) != 0 ||
 	    ackp > 1 || pending > 0)
@@ -198,7 +199,7 @@ static size_t take_markers(struct in *w, natsMsgList *list)
 		if (w->marker == NULL) {
 			w->marker = m;
 			w->lost = kind == 2;
-			w->marker_touched = bridge_now_ms();
+			w->marker_touched = mono_ms();
 		} else {
 			natsMsg_Ack(m, NULL);
 			natsMsg_Destroy(m);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "bridge.h"
+#include "clock.h"
 
 volatile sig_atomic_t bridge_stop;
 
@@ -52,21 +53,12 @@ int bridge_shmq_exit(int rc)
 	}
 }
 
-int64_t bridge_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void bridge_nap(int64_t ms)
 {
 	/* In slices, so that a stop is seen within 50 ms. */
 	while (ms > 0 && !bridge_stop) {
 		int64_t step = ms < 50 ? ms : 50;
-		struct timespec ts = { 0, (long)step * 1000000 };
-		nanosleep(&ts, NULL);
+		sleep_ms((long)step);
 		ms -= step;
 	}
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "bridge.h"
+#include "units.h"
 
 #define DEFAULT_MAX_MSGS 100000
 #define DEFAULT_MAX_BYTES (1ll << 30)
@@ -149,28 +150,16 @@ int opts_parse_url(const char *url, struct bridge_opts *o)
 	return -1;
 }
 
-/* Decimal digits and an optional K, M or G (powers of 1024). */
+/* Decimal digits and, if `suffixes`, an optional K, M or G (powers of
+ * 1024): common/units.c, as shmqd and qctl parse them. */
 static int parse_count(const char *s, int suffixes, int64_t max,
 		       int64_t *out)
 {
-	char *end;
-	unsigned long long v;
+	uint64_t v;
 
-	if (!isdigit((unsigned char)s[0]))
+	if (!suffixes && s[strspn(s, "0123456789")] != '\0')
 		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -1;
-	if (suffixes && *end) {
-		int shift = *end == 'K' ? 10 : *end == 'M' ? 20
-			  : *end == 'G' ? 30 : -1;
-		if (shift < 0 || end[1] || v > (unsigned long long)max >> shift)
-			return -1;
-		v <<= shift;
-		end++;
-	}
-	if (*end || v > (unsigned long long)max)
+	if (units_size(s, (uint64_t)max, &v) != UNITS_OK)
 		return -1;
 	*out = (int64_t)v;
 	return 0;

@@ -3,9 +3,10 @@
  * or G) and seconds (with a fraction), both common/units.c's, which
  * shmqd's options share; octal modes.
  *
- * Owns the syntax of modes, and the words of every number's errors.  Parsed by hand, never with strtoull or strtod: those skip
- * blanks, quietly negate "-1" and take "inf", hex and exponents, none of
- * which an option should accept.
+ * Owns the syntax of modes, and the words of every number's errors.
+ * Parsed by hand, never with strtoull or strtod: those skip blanks,
+ * quietly negate "-1" and take "inf", hex and exponents, none of which an
+ * option should accept.
  */
 #include "config.h"
 

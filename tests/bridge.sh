@@ -296,6 +296,10 @@ t_usage() {
 	status "an in option on out" 2 $?
 	timeout 10 "$BRIDGE" in "$URL/S" q --max-msgs x 2>/dev/null
 	status "bad number" 2 $?
+	timeout 10 "$BRIDGE" out q "$URL/S" --max-bytes 0x10 2>/dev/null
+	status "a size is decimal" 2 $?
+	timeout 10 "$BRIDGE" in "$URL/S" q --batch 4K 2>/dev/null
+	status "a count without a suffix takes none" 2 $?
 	q create there >/dev/null
 	timeout 10 "$BRIDGE" out nothere "$URL/S" --create 2>"$C/e"; rc=$?
 	status "out: no such local queue" 6 $rc
