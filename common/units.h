@@ -1,9 +1,9 @@
 /*
  * units.h - the sizes, counts and times that command lines take (shmqd's
- * options, qctl's): decimal digits with an optional K, M or G, N% where an
+ * options, qctl's, shmq-bridge's): decimal digits with an optional K, M or G, N% where an
  * option allows a share, and seconds with an optional fraction.
  *
- * One parser for both programs, so that "64K" or "0.5" means the same to
+ * One parser for every program, so that "64K" or "0.5" means the same to
  * each.  Parsed by hand, never with strtoull or strtod: they skip blanks,
  * quietly negate "-1" and take hex, "inf" and exponents, none of which an
  * option should accept.
