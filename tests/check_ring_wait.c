@@ -230,7 +230,7 @@ END_TEST
 START_TEST(test_quota_this_process)
 {
 	double q = cpu_quota("/proc/self/cgroup", "/proc/self/mountinfo");
-	unsigned n = cpu_usable(now_ns());
+	unsigned n = cpu_usable(mono_ns());
 
 	ck_assert(q >= 0);
 	ck_assert_uint_ge(n, 1);
@@ -276,7 +276,7 @@ static int two_cpus(void)
 {
 	ck_assert_int_eq(sched_getaffinity(0, sizeof(saved), &saved), 0);
 	cpu_facts_forget();
-	if (cpu_usable(now_ns()) >= 2)
+	if (cpu_usable(mono_ns()) >= 2)
 		return 1;
 	fprintf(stderr, "check_ring_wait: one usable CPU here: the "
 		"two-CPU half of this test is left out\n");
@@ -294,7 +294,7 @@ START_TEST(test_wait_how)
 	int two = two_cpus();
 
 	seg_create(&c);
-	uint64_t now = now_ns();
+	uint64_t now = mono_ns();
 	if (two) {
 		R.hdr->put_cpu = 0;
 		R.hdr->get_cpu = ELSEWHERE;
@@ -305,7 +305,7 @@ START_TEST(test_wait_how)
 	}
 
 	int cpu = pin_here();
-	now = now_ns();
+	now = mono_ns();
 	R.hdr->put_cpu = (uint32_t)cpu + 1;     /* the producer needs our CPU */
 	R.hdr->get_cpu = ELSEWHERE;
 	ck_assert_int_eq(wait_how(&R, GET_SIDE, now), WAIT_HANDOFF);

@@ -17,9 +17,10 @@
 
 /* Batches of 16 at 4->4: 16 x 256 B is PIPE_BUF, the most a pipe writes
  * atomically, and every transport gets the same batch.  The sweep's new
- * sizes and the one-CPU cases (issue 16) run on shmq and the pipe (their
- * targets are ratios to shmq itself and to the pipe), and on Boost's
- * message_queue where it was built, the issue's point of comparison. */
+ * sizes and the one-CPU cases (the second speed round) run on shmq and the
+ * pipe (their targets are ratios to shmq itself and to the pipe), and on
+ * Boost's message_queue where it was built, that round's point of
+ * comparison. */
 #define SP ((1u << T_SHMQ) | (1u << T_PIPE) | (1u << T_BOOST))
 #define SWEEP(id, label, size)                                               \
 	[id##S] = { "1→1 " label " single", TPUT, size, 1, 1, 0, SEC_TPUT,    \

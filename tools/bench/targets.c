@@ -155,7 +155,7 @@ static void targets_other(void)
 	       ctl.with_queues.rss / 1024.0);
 }
 
-/* ---- issue 16 ---------------------------------------------------------- */
+/* ---- the second round: sizes, one CPU, containers ---------------------- */
 
 /* shmq's median in case ci over its median in case cj. */
 static double shmq_ratio(int ci, int cj)
@@ -283,7 +283,7 @@ static void targets_onecpu(void)
 
 static void report_targets16(void)
 {
-	say("## Targets (issue 16): sizes, one CPU, containers\n\n%s"
+	say("## Speed targets: sizes, one CPU, containers\n\n%s"
 	    "The size sweep compares shmq with itself (1→1, one message per "
 	    "call, or batches of 64) and with the pipe. In the one-CPU cases "
 	    "both sides run on one CPU (pinned; or unpinned in a cgroup with "

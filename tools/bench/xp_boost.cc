@@ -2,8 +2,9 @@
  * xp_boost.cc - Boost.Interprocess's message_queue as a transport of the
  * bench (C++; built only where configure found its headers).
  *
- * Owns the comparison issue 16 was measured against: a bounded queue of
- * fixed-size slots in POSIX shared memory, under a process-shared mutex
+ * Owns the comparison the second speed round (sizes, one CPU,
+ * containers) was measured against: a bounded queue of fixed-size slots
+ * in POSIX shared memory, under a process-shared mutex
  * and two condition variables, with no crash safety (a process killed
  * holding its mutex wedges it).  The parent creates it before fork and
  * the children use the inherited mapping, as they do a pipe's descriptors;
