@@ -192,6 +192,10 @@ static int open_handle(const char *name, uint32_t role, unsigned flags,
 	}
 	close(fd);
 	fd = -1;
+	/* A child of fork() may not use the handle (see shmq.h), so it gets
+	 * no copy of the mapping: one it kept would hold the queue's memory
+	 * past the queue's delete, where the daemon no longer counts it. */
+	(void)madvise(q->map, q->map_size, MADV_DONTFORK);
 	rc = ring_attach(&q->ring, q->map, q->map_size);
 	if (rc == SHMQ_OK && q->ring.queue_id != q->queue_id)
 		rc = SHMQ_ECORRUPT;

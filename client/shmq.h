@@ -138,7 +138,13 @@
  *
  * fork().  A child must neither use nor detach the handles it inherited
  * (detaching one would mark its parent's handle detached); it opens its
- * own.  The connection to the daemon is re-opened in the child by itself.
+ * own.  A handle's queue memory is not even mapped in the child (libshmq
+ * maps it with MADV_DONTFORK): using an inherited handle faults
+ * (SIGSEGV).  A mapping of a queue that outlives every handle to it
+ * (made by hand from a kept descriptor, say) keeps none of its memory
+ * once the queue is deleted and its last handle detached: shmqd then
+ * truncates the segment, and touching that mapping raises SIGBUS.  The
+ * connection to the daemon is re-opened in the child by itself.
  * As with any library that takes locks, a child of a multi-threaded
  * process may call shmq only if no other thread was inside a call to the
  * daemon at the moment of fork().

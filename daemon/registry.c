@@ -154,6 +154,8 @@ static void uncount(struct queue *q)
 
 static void destroy(struct queue *q)
 {
+	if (q->seg_fd >= 0)
+		close(q->seg_fd);
 	uncount(q);
 	if (q->reserved) {
 		quota_give(q->uid, QUOTA_BYTES, q->reserved);
@@ -316,6 +318,7 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 	q = calloc(1, sizeof(*q));
 	if (q == NULL)
 		return SHMQ_ENOMEM;
+	q->seg_fd = -1;
 	q->uid = uid;
 	/* Before anything is allocated: a refused create leaves nothing. */
 	rc = charge(q, size, 0, detail, detail_size);
@@ -383,10 +386,49 @@ fail:
 	return rc;
 }
 
+/* Keeps a descriptor of the segment of a queue about to lose its name,
+ * so that its memory can be freed when nobody has it open any more:
+ * unlinking alone would leave the pages to whatever still maps the
+ * segment or holds a descriptor of it (a child forked by a client, a
+ * client that kept the descriptor it was passed), counted against
+ * nobody. */
+static void hold_segment(struct queue *q)
+{
+	if (q->seg_fd >= 0)
+		return;
+	q->seg_fd = registry_segment_fd(q);
+	if (q->seg_fd < 0)
+		log_warn("queue '%s': cannot keep its segment open (%s): its "
+			 "memory will be freed through the daemon's mapping "
+			 "only", q->name, strerror(errno));
+}
+
+/* Frees the memory of a deleted queue nobody has open.  Truncated to
+ * nothing, the segment holds no page whoever still maps it: a stray
+ * mapping faults (SIGBUS) rather than keep the memory.  Without a
+ * descriptor, the pages are punched out through the daemon's own
+ * mapping; a stray mapping that touches them again would get fresh
+ * ones. */
+static void free_memory(struct queue *q)
+{
+	if (q->seg_fd >= 0) {
+		if (ftruncate(q->seg_fd, 0) < 0)
+			log_warn("queue '%s': cannot free its segment: %s",
+				 q->name, strerror(errno));
+		close(q->seg_fd);
+		q->seg_fd = -1;
+	} else if (q->map &&
+		   madvise(q->map, q->map_size, MADV_REMOVE) < 0) {
+		log_warn("queue '%s': cannot free its segment: %s", q->name,
+			 strerror(errno));
+	}
+}
+
 int registry_delete(struct queue *q)
 {
 	if (q->deleted)
 		return SHMQ_ENOENT;
+	hold_segment(q);
 	unlink_both(q->id);
 	tdelete(q, &by_name, cmp_name);
 	q->deleted = 1;
@@ -401,6 +443,7 @@ void registry_release(struct queue *q)
 	if (!q->deleted || q->attached > 0)
 		return;
 	tdelete(q, &by_id, cmp_id);
+	free_memory(q);
 	destroy(q);
 }
 
@@ -450,6 +493,7 @@ static void break_queue(struct queue *q)
 	q->broken = 1;
 	log_error("queue '%s': its segment was truncated by a client; the "
 		  "queue is unusable and removed", q->name);
+	hold_segment(q);
 	unlink_both(q->id);
 	q->next_broken = broken_list;
 	broken_list = q;
@@ -641,6 +685,7 @@ static void adopt_one(uint64_t id)
 		close(fd);
 		return;
 	}
+	q->seg_fd = -1;
 	q->id = id;
 	strcpy(q->name, m.name);
 	q->uid = m.uid;

@@ -38,6 +38,8 @@ struct queue {
 				       registry_reap() */
 	int counted;                /* charged as one of uid's queues */
 	uint64_t reserved;          /* bytes charged to uid (quota.h) */
+	int seg_fd;                 /* a deleted or broken queue's segment,
+				       kept to free its memory (-1: none) */
 	struct queue *next_broken;
 };
 
@@ -70,7 +72,10 @@ int registry_delete(struct queue *q);
 uint64_t registry_reserved_bytes(uint64_t seg_size);
 /* A fresh read-write descriptor of the segment, to hand to a client. */
 int registry_segment_fd(const struct queue *q);
-/* Called when q->attached dropped: frees a deleted queue nobody uses. */
+/* Called when q->attached dropped: frees a deleted queue nobody uses,
+ * its memory in /dev/shm included (the segment is truncated to nothing,
+ * so that a mapping or a descriptor that outlived its handle holds no
+ * pages and faults with SIGBUS). */
 void registry_release(struct queue *q);
 
 /* Runs fn(q, arg), which may read and write q's segment, so that a

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
@@ -41,6 +42,7 @@
 #include "lib/queue.h"
 #include "lib/rawconn.h"
 #include "lib/runner.h"
+#include "lib/segment.h"
 #include "lib/users.h"
 
 #define OTHER ((uid_t)65533)    /* a third user */
@@ -296,6 +298,141 @@ START_TEST(test_bytes_deleted_open)
 		_exit(0);
 	}
 	CHILD_OK(pid);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* Whether this process maps an object of daemon `d` (its queues'
+ * segments show in /proc/self/maps under their /dev/shm names). */
+static int maps_segment_of(const struct daemon *d)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "re");
+	int found = 0;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		found |= strstr(line, d->prefix) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* The reviewer's fork trick, round after round: create, open, fork a
+ * child that sleeps, detach and delete in the parent.  The child gets no
+ * copy of the mapping (libshmq maps with MADV_DONTFORK), so the memory
+ * of each deleted queue is freed when the daemon gives it back: /dev/shm
+ * holds what the daemon counts, and never more than the quota. */
+START_TEST(test_bytes_fork)
+{
+	char *const args[] = { "--user-max-bytes", "1M", NULL };
+	struct daemon d;
+	pid_t pid;
+
+	private_shm("8m");
+	ck_assert_int_eq(daemon_start(&d, args), 0);
+	share_socket(&d);
+	pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pid_t kids[12];
+		struct shmq_user u;
+		char name[32], c;
+		shmq_t *q;
+		int p[2];
+
+		become_nobody(NULL, 0);
+		for (int i = 0; i < 12; i++) {
+			snprintf(name, sizeof(name), "f%d", i);
+			CHILD_RC(create_mid(name, 0600), SHMQ_OK);
+			CHILD_RC(shmq_open(name, SHMQ_CONSUMER, &q), SHMQ_OK);
+			CHILD_CHECK(maps_segment_of(&d) == 1);
+			CHILD_CHECK(pipe(p) == 0);
+			kids[i] = harness_fork();
+			CHILD_CHECK(kids[i] >= 0);
+			if (kids[i] == 0) {
+				/* Says whether it inherited the mapping,
+				 * then sleeps until killed. */
+				c = maps_segment_of(&d) == 0 ? 'n' : 'y';
+				if (write(p[1], &c, 1) != 1)
+					_exit(CHILD_FAIL);
+				pause();
+				_exit(0);
+			}
+			close(p[1]);
+			CHILD_CHECK(read(p[0], &c, 1) == 1);
+			close(p[0]);
+			CHILD_CHECK(c == 'n');
+			CHILD_RC(shmq_detach(q), SHMQ_OK);
+			CHILD_RC(shmq_delete(name), SHMQ_OK);
+			CHILD_RC(user_of(NOBODY, &u, NULL), SHMQ_OK);
+			CHILD_EQ(u.bytes, 0);
+			CHILD_EQ(shm_used(), 0);
+		}
+		for (int i = 0; i < 12; i++) {
+			kill(kids[i], SIGKILL);
+			harness_wait(kids[i], WAIT_MS);
+		}
+		_exit(0);
+	}
+	CHILD_OK(pid);
+	ck_assert_uint_eq(shm_used(), 0);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A mapping that outlived its handle, made without libshmq (here the
+ * test's own, of the segment's file): when the queue is deleted and
+ * nobody has it open, the daemon truncates the segment, so the mapping
+ * holds no memory and faults; the owner's bytes and /dev/shm agree. */
+START_TEST(test_bytes_stray_mapping)
+{
+	struct shmq_seg_hdr *hdr;
+	struct shmq_user u;
+	struct daemon d;
+	size_t size;
+	pid_t pid;
+
+	private_shm("8m");
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	share_socket(&d);
+	pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		become_nobody(NULL, 0);
+		CHILD_RC(create_mid("stray", 0600), SHMQ_OK);
+		_exit(0);
+	}
+	CHILD_OK(pid);
+	hdr = segment_map_only(&d, &size);
+	memset((char *)hdr + size - 4096, 'x', 4096);   /* every page held */
+	u = usage_of(NOBODY);
+	ck_assert_uint_gt(u.bytes, size);
+	ck_assert_uint_eq(shm_used(), u.bytes);
+
+	pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		become_nobody(NULL, 0);
+		CHILD_RC(shmq_delete("stray"), SHMQ_OK);
+		_exit(0);
+	}
+	CHILD_OK(pid);
+	u = usage_of(NOBODY);
+	ck_assert_uint_eq(u.bytes, 0);
+	ck_assert_uint_eq(shm_used(), 0);
+	/* The stray mapping is left with nothing behind it. */
+	pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		volatile uint64_t magic = hdr->magic;
+		(void)magic;
+		_exit(0);
+	}
+	int st = harness_wait(pid, WAIT_MS);
+	ck_assert_msg(st > 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS,
+		      "touching the stray mapping: %s", describe(st));
+	munmap(hdr, size);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
@@ -981,6 +1118,8 @@ static Suite *quota_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_bytes_quota);
 	tcase_add_test(tc, test_bytes_deleted_open);
+	tcase_add_test(tc, test_bytes_fork);
+	tcase_add_test(tc, test_bytes_stray_mapping);
 	tcase_add_test(tc, test_global_bytes);
 	tcase_add_test(tc, test_defaults);
 	suite_add_tcase(s, tc);
