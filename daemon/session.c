@@ -33,22 +33,30 @@
 struct session {
 	int fd;
 	struct event *ev;
+	struct event *deadline;         /* a refused one's: closed then */
 	struct peer peer;
 	LIST_ENTRY(session) link;
+	LIST_ENTRY(session) refused;    /* in refused_sessions */
 };
 
 static struct event_base *evbase;
 static LIST_HEAD(, session) sessions = LIST_HEAD_INITIALIZER(sessions);
+static LIST_HEAD(, session) refused_sessions =
+	LIST_HEAD_INITIALIZER(refused_sessions);
 static size_t nsessions;        /* refused ones included */
 static size_t nrefused;         /* refused, waiting to be told so */
 static int spare_fd = -1;       /* given up to accept-and-close at EMFILE */
 
 /* A refused connection is kept until its first request, to answer it
- * clearly; at most this many at once, so that connecting in a loop
- * cannot make the daemon hold descriptors beyond the limits.  Past it,
- * a refused connection is closed at once (the client sees the daemon
- * hang up). */
+ * clearly (the library sends its HELLO right after connecting), but for
+ * a second at most, at most 4 of each uid and 64 in all: so that neither
+ * connecting in a loop nor holding connections that never speak makes
+ * the daemon hold descriptors beyond the limits, or keeps the other
+ * users from hearing their own refusal.  Past these, a refused
+ * connection is closed at once (the client sees the daemon hang up). */
 #define REFUSED_PENDING_MAX 64
+#define REFUSED_PER_UID     4
+#define REFUSED_WAIT_MS     1000
 
 /* Every reply body, for sizing the buffer they are built in. */
 union reply {
@@ -600,10 +608,13 @@ static void session_end(struct session *s)
 
 	LIST_REMOVE(s, link);
 	nsessions--;
-	if (s->peer.refused)
+	if (s->peer.refused) {
+		LIST_REMOVE(s, refused);
 		nrefused--;
-	else
+		event_free(s->deadline);
+	} else {
 		quota_give(s->peer.uid, QUOTA_CLIENTS, 1);
+	}
 	event_free(s->ev);
 	close(s->fd);
 	free(s->peer.groups);
@@ -753,9 +764,36 @@ static int read_peer(int fd, struct peer *p)
 	return 0;
 }
 
+/* A refused connection that did not speak in time. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	log_debug("pid %d (uid %u) refused and silent: closed", s->peer.pid,
+		  s->peer.uid);
+	session_end(s);
+}
+
+/* Whether another refused connection of `uid` may wait for its answer. */
+static int may_wait_refused(uint32_t uid)
+{
+	unsigned n = 0;
+	struct session *s;
+
+	if (nrefused >= REFUSED_PENDING_MAX)
+		return 0;
+	LIST_FOREACH(s, &refused_sessions, refused)
+		n += s->peer.uid == uid;
+	return n < REFUSED_PER_UID;
+}
+
 static void session_new(int fd)
 {
 	struct session *s = calloc(1, sizeof(*s));
+	struct timeval wait = { REFUSED_WAIT_MS / 1000,
+				REFUSED_WAIT_MS % 1000 * 1000 };
 	char why[SHMQ_WIRE_DETAIL];
 
 	if (s == NULL || read_peer(fd, &s->peer) < 0) {
@@ -764,10 +802,10 @@ static void session_new(int fd)
 		return;
 	}
 	/* Over a limit or its user's quota, the connection still gets one
-	 * clear answer, to its first request. */
+	 * clear answer, to its first request, if it comes soon. */
 	if (quota_take(s->peer.uid, QUOTA_CLIENTS, 1, 0, why, sizeof(why)) !=
 	    SHMQ_OK) {
-		if (nrefused >= REFUSED_PENDING_MAX) {
+		if (!may_wait_refused(s->peer.uid)) {
 			log_debug("pid %d (uid %u) refused at once: %s",
 				  s->peer.pid, s->peer.uid, why);
 			goto fail;
@@ -776,6 +814,9 @@ static void session_new(int fd)
 		strcpy(s->peer.refused_why, why);
 		log_debug("pid %d (uid %u) refused: %s", s->peer.pid,
 			  s->peer.uid, why);
+		s->deadline = evtimer_new(evbase, on_deadline, s);
+		if (s->deadline == NULL || evtimer_add(s->deadline, &wait) < 0)
+			goto fail;
 	}
 	s->fd = fd;
 	s->ev = event_new(evbase, fd, EV_READ | EV_PERSIST, on_readable, s);
@@ -786,12 +827,17 @@ static void session_new(int fd)
 			quota_give(s->peer.uid, QUOTA_CLIENTS, 1);
 		goto fail;
 	}
-	nrefused += s->peer.refused != 0;
+	if (s->peer.refused) {
+		LIST_INSERT_HEAD(&refused_sessions, s, refused);
+		nrefused++;
+	}
 	LIST_INSERT_HEAD(&sessions, s, link);
 	nsessions++;
 	log_debug("pid %d (uid %u) connected", s->peer.pid, s->peer.uid);
 	return;
 fail:
+	if (s->deadline)
+		event_free(s->deadline);
 	free(s->peer.groups);
 	free(s);
 	close(fd);
@@ -835,8 +881,12 @@ void sessions_shutdown(void)
 	while (!LIST_EMPTY(&sessions)) {
 		struct session *s = LIST_FIRST(&sessions);
 		LIST_REMOVE(s, link);
-		if (!s->peer.refused)
+		if (s->peer.refused) {
+			LIST_REMOVE(s, refused);
+			event_free(s->deadline);
+		} else {
 			quota_give(s->peer.uid, QUOTA_CLIENTS, 1);
+		}
 		event_free(s->ev);
 		close(s->fd);
 		free(s->peer.groups);
