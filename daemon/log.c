@@ -1,5 +1,6 @@
 /*
- * log.c - one line per event on stderr (see log.h).
+ * log.c - one line per event on stderr, and the limit on warnings that
+ * clients can cause (see log.h).
  */
 #include <fcntl.h>
 #include <stdarg.h>
@@ -84,3 +85,39 @@ DEFINE_LOG(log_error, 3, "error: ", 1)
 DEFINE_LOG(log_warn, 4, "warning: ", 1)
 DEFINE_LOG(log_info, 6, "", 1)
 DEFINE_LOG(log_debug, 7, "debug: ", log_verbose)
+
+static long long mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int log_limit_recent(const struct log_limit *l)
+{
+	return l->said &&
+	       mono_ns() - l->last_ns < LOG_LIMIT_SECONDS * 1000000000LL;
+}
+
+void log_warn_limited(struct log_limit *l, const char *fmt, ...)
+{
+	char msg[900];
+	va_list ap;
+
+	if (log_limit_recent(l)) {
+		l->dropped++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (l->dropped)
+		log_warn("%s (and %lu more like it not logged since the last)",
+			 msg, l->dropped);
+	else
+		log_warn("%s", msg);
+	l->said = 1;
+	l->last_ns = mono_ns();
+	l->dropped = 0;
+}

@@ -293,10 +293,11 @@ int procs_attach(pid_t pid, uint32_t uid, struct queue *q, uint32_t role,
 	p = watch(pid, 0);
 	if (p == NULL) {
 		if (errno == EMFILE || errno == ENFILE) {
+			static struct log_limit said;
 			snprintf(why, why_size, "the daemon is out of file "
 				 "descriptors (pid %d)", pid);
-			log_warn("pid %d cannot open '%s': out of file "
-				 "descriptors", pid, q->name);
+			log_warn_limited(&said, "pid %d cannot open '%s': out "
+					 "of file descriptors", pid, q->name);
 			rc = SHMQ_ELIMIT;
 		} else {
 			snprintf(why, why_size, "cannot watch the client "
@@ -312,11 +313,13 @@ int procs_attach(pid_t pid, uint32_t uid, struct queue *q, uint32_t role,
 	if (rc != SHMQ_OK) {
 		snprintf(why, why_size, "the queue's segment was destroyed");
 	} else if ((rc = ad.rc) != SHMQ_OK) {
+		static struct log_limit said;
 		snprintf(why, why_size, "all attachments of the queue are in "
 			 "use (pid %d, limit %u per queue)", pid,
 			 q->ring.nclients);
-		log_warn("pid %d cannot open '%s': all %u attachments in use",
-			 pid, q->name, q->ring.nclients);
+		log_warn_limited(&said, "pid %d cannot open '%s': all %u "
+				 "attachments in use", pid, q->name,
+				 q->ring.nclients);
 	} else {
 		*index = ad.index;
 		*gen = ad.gen;

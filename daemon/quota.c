@@ -5,9 +5,11 @@
  * Owns the usage counts, per uid and in total, and the words of every
  * refusal.  It only counts: it never allocates or frees what it counts,
  * never refuses what is charged with QUOTA_FORCE (what exists already
- * must be counted, even over a quota), and never logs more than one line
- * per uid and quota until that usage falls again, so that a client
- * retrying in a loop cannot flood the log.
+ * must be counted, even over a quota), and never logs a quota's hit
+ * again until that usage has fallen clearly below the limit, nor more
+ * than one line a minute per uid and quota (log.h), so that a client
+ * retrying in a loop, or going up and down at its limit, cannot flood
+ * the log.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -22,7 +24,10 @@
 
 struct usage {
 	uint32_t uid;
-	unsigned hit;                   /* bit per kind: refused, logged */
+	unsigned hit;                   /* bit per kind: refused, and not
+					   yet fallen clearly below */
+	uint64_t rearm[QUOTA_KINDS];    /* a hit is forgotten at this usage */
+	struct log_limit said[QUOTA_KINDS];
 	uint64_t used[QUOTA_KINDS];
 };
 
@@ -88,13 +93,14 @@ static struct usage *find_or_add(uint32_t uid)
 	return u;
 }
 
-/* A uid that holds nothing and was refused nothing is forgotten, so that
- * the table grows with the users of the moment, not with every uid that
- * ever connected. */
+/* A uid that holds nothing and whose refusals are forgotten (none
+ * pending, none logged in the last minute) is dropped, so that the table
+ * grows with the users of the moment, not with every uid that ever
+ * connected. */
 static void drop_if_idle(struct usage *u)
 {
 	for (int k = 0; k < QUOTA_KINDS; k++)
-		if (u->used[k])
+		if (u->used[k] || log_limit_recent(&u->said[k]))
 			return;
 	if (u->hit)
 		return;
@@ -137,12 +143,31 @@ static void describe(char *buf, size_t size, uint32_t uid, int global,
 			 names[k].opt, used, limit);
 }
 
-static void note_hit(struct usage *u, enum quota_kind k, const char *what)
+/* A refusal of `n` by `limit`.  It is logged if the last hit of this
+ * quota was forgotten, and at most once a minute; a hit is forgotten
+ * when the usage falls clearly below the limit: to where what was
+ * refused would fit, and to 90 % of the limit at most.  A client
+ * connecting and closing at its limit in a loop is thus one line. */
+static void note_hit(struct usage *u, enum quota_kind k, uint64_t n,
+		     uint64_t limit, const char *what)
 {
+	uint64_t fits = n > limit ? 0 : limit - n;
+	uint64_t clearly = limit - limit / 10;
+
+	u->rearm[k] = fits < clearly ? fits : clearly;
 	if (u->hit & (1u << k))
 		return;
 	u->hit |= 1u << k;
-	log_warn("%s (logged once until this usage falls)", what);
+	log_warn_limited(&u->said[k], "%s (not logged again until this usage "
+			 "falls clearly below the limit, nor more than once a "
+			 "minute)", what);
+}
+
+/* What `u` gave back may have taken it clearly below a limit it hit. */
+static void maybe_rearm(struct usage *u, enum quota_kind k)
+{
+	if ((u->hit & (1u << k)) && u->used[k] <= u->rearm[k])
+		u->hit &= ~(1u << k);
 }
 
 int quota_take(uint32_t uid, enum quota_kind k, uint64_t n, unsigned flags,
@@ -160,13 +185,13 @@ int quota_take(uint32_t uid, enum quota_kind k, uint64_t n, unsigned flags,
 	if (!(flags & QUOTA_FORCE) && exceeds(u->used[k], n, ulim)) {
 		describe(why, sizeof(why), uid, 0, k, u->used[k], n, ulim);
 		snprintf(detail, detail_size, "%s", why);
-		note_hit(u, k, why);
+		note_hit(u, k, n, ulim, why);
 		return SHMQ_ELIMIT;
 	}
 	if (!(flags & QUOTA_FORCE) && exceeds(total.used[k], n, glim)) {
 		describe(why, sizeof(why), uid, 1, k, total.used[k], n, glim);
 		snprintf(detail, detail_size, "%s", why);
-		note_hit(&total, k, why);
+		note_hit(&total, k, n, glim, why);
 		drop_if_idle(u);
 		return SHMQ_ELIMIT;
 	}
@@ -179,7 +204,7 @@ int quota_take(uint32_t uid, enum quota_kind k, uint64_t n, unsigned flags,
 			 "%" PRIu64 " > %" PRIu64 "; it gets no more until "
 			 "below", uid, names[k].one, names[k].opt, u->used[k],
 			 ulim);
-		note_hit(u, k, why);
+		note_hit(u, k, 0, ulim, why);
 	}
 	return SHMQ_OK;
 }
@@ -195,8 +220,8 @@ void quota_give(uint32_t uid, enum quota_kind k, uint64_t n)
 	}
 	u->used[k] -= n;
 	total.used[k] -= n;
-	u->hit &= ~(1u << k);
-	total.hit &= ~(1u << k);
+	maybe_rearm(u, k);
+	maybe_rearm(&total, k);
 	drop_if_idle(u);
 }
 

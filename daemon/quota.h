@@ -46,7 +46,8 @@ void quota_shutdown(void);
 
 /* Charges `n` of `kind` to `uid`.  SHMQ_OK, or SHMQ_ELIMIT with `detail`
  * naming the quota, the usage and the limit (the first refusal of a
- * quota is logged; later ones are not, until that usage falls), or
+ * quota is logged; later ones are not, until that usage falls clearly
+ * below the limit, and at most one a minute), or
  * SHMQ_ENOMEM.  With QUOTA_FORCE nothing is refused: for what exists
  * already, such as the queues a restarted daemon adopts. */
 #define QUOTA_FORCE 0x1u

@@ -339,9 +339,10 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 		rc = errno == EMFILE || errno == ENFILE ? SHMQ_ELIMIT
 							 : SHMQ_ESYS;
 		snprintf(detail, detail_size, "shm_open: %s", strerror(errno));
+		static struct log_limit said;
 		if (rc == SHMQ_ELIMIT)
-			log_warn("cannot create queue '%s': %s", req->name,
-				 detail);
+			log_warn_limited(&said, "cannot create queue '%s': %s",
+					 req->name, detail);
 		goto fail;
 	}
 	/* Reserve every page now: a full /dev/shm must fail here, not as a

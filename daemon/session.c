@@ -197,6 +197,7 @@ static int owner_may_write(uint32_t uid, uint32_t gid, const struct queue *q)
 static size_t do_create(struct peer *p, const struct shmq_wire_create *c,
 			union reply *r)
 {
+	static struct log_limit said;
 	struct queue *q;
 	char detail[SHMQ_WIRE_DETAIL] = "";
 	int rc;
@@ -244,8 +245,9 @@ static size_t do_create(struct peer *p, const struct shmq_wire_create *c,
 		log_debug("uid %u cannot create queue '%s': %s", p->uid,
 			  c->name, detail);     /* quota.c logs the first */
 	} else if (rc != SHMQ_EEXIST)
-		log_warn("uid %u cannot create queue '%s': %s (%s)", p->uid,
-			 c->name, shmq_strerror(rc), detail);
+		log_warn_limited(&said, "uid %u cannot create queue '%s': %s "
+				 "(%s)", p->uid, c->name, shmq_strerror(rc),
+				 detail);
 	set_status(r, rc, "%s", rc == SHMQ_OK ? "" : detail);
 	return sizeof(r->st);
 }
@@ -694,8 +696,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if ((size_t)n > sizeof(in) || (mh.msg_flags & MSG_TRUNC)) {
-		log_warn("pid %d sent an oversized packet (%zd bytes): "
-			 "disconnected", s->peer.pid, n);
+		static struct log_limit said;
+		log_warn_limited(&said, "pid %d sent an oversized packet (%zd "
+				 "bytes): disconnected", s->peer.pid, n);
 		session_end(s);
 		return;
 	}
@@ -712,8 +715,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (rlen == 0) {
-		log_warn("pid %d sent a packet that is not shmq protocol: "
-			 "disconnected", s->peer.pid);
+		static struct log_limit said;
+		log_warn_limited(&said, "pid %d sent a packet that is not shmq "
+				 "protocol: disconnected", s->peer.pid);
 		session_end(s);
 		return;
 	}
@@ -858,8 +862,10 @@ void sessions_accept(int lfd)
 			fd = accept(lfd, NULL, NULL);
 			if (fd >= 0)
 				close(fd);
+			static struct log_limit said;
 			spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			log_warn("out of file descriptors: refused a client");
+			log_warn_limited(&said, "out of file descriptors: "
+					 "refused a client");
 		}
 		return;
 	}
