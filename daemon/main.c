@@ -40,6 +40,12 @@ struct amount {
 	uint64_t v;
 };
 
+/* What sizes in percent are of (size_base()). */
+struct size_base {
+	uint64_t bytes;         /* 0: unknown, no percentage limits */
+	const char *of;
+};
+
 struct options {
 	const char *socket;
 	const char *log;
@@ -114,8 +120,9 @@ static void usage(FILE *f)
 "  -V, --version           show the version\n"
 "\n"
 "SIZE is bytes with an optional K, M or G, or N%% of /dev/shm (its size\n"
-"at start).  N%% for a user's queues or clients is of --max-queues or\n"
-"--max-clients.  A user quota may be 0 (none) or 'unlimited'.\n"
+"at start; of the physical memory if /dev/shm has no size limit).  N%%\n"
+"for a user's queues or clients is of --max-queues or --max-clients.\n"
+"A user quota may be 0 (none) or 'unlimited'.\n"
 "\n"
 "Quotas bind every uid but the daemon's own, which only the global\n"
 "limits bind.  A queue counts for its owner, its bytes until its memory\n"
@@ -319,30 +326,58 @@ static uint64_t resolve_count(const struct amount *a, uint64_t global,
 	return v ? v : 1;
 }
 
+/* A size: N bytes, N% of `shm` (none if `shm` is unknown, 0), or none. */
 static uint64_t resolve_bytes(const struct amount *a, uint64_t shm,
 			      uint64_t dflt_pct)
 {
 	switch (a->kind) {
 	case AMOUNT_ABS:       return a->v;
 	case AMOUNT_UNLIMITED: return QUOTA_UNLIMITED;
-	case AMOUNT_PERCENT:   return percent_of(shm, a->v);
-	default:               return percent_of(shm, dflt_pct);
+	case AMOUNT_PERCENT:   return shm ? percent_of(shm, a->v)
+					  : QUOTA_UNLIMITED;
+	default:               return shm ? percent_of(shm, dflt_pct)
+					  : QUOTA_UNLIMITED;
 	}
 }
 
-/* Turns the options into numbers: percentages of /dev/shm as it is now,
- * and every default.  -1 if /dev/shm cannot be measured. */
-static int resolve_quotas(const struct options *o, struct quota_limits *q)
+/* What sizes in percent are of: the size of /dev/shm, or, for a tmpfs
+ * mounted without a size limit (statvfs() counts no blocks), the
+ * machine's physical memory, which such a tmpfs can fill (tmpfs's own
+ * default is half of it).  If that is unknown too, no size is limited by
+ * a percentage (0).  -1 if /dev/shm cannot be measured. */
+static int size_base(struct size_base *b)
 {
 	struct statvfs sv;
-	uint64_t shm;
+	long pages, page;
 
 	if (statvfs(SHM_DIR, &sv) < 0) {
 		fprintf(stderr, "shmqd: cannot measure " SHM_DIR ": %s\n",
 			strerror(errno));
 		return -1;
 	}
-	shm = (uint64_t)sv.f_blocks * sv.f_frsize;
+	b->bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
+	b->of = SHM_DIR;
+	if (b->bytes)
+		return 0;
+	pages = sysconf(_SC_PHYS_PAGES);
+	page = sysconf(_SC_PAGESIZE);
+	b->of = "physical memory (" SHM_DIR " has no size limit)";
+	b->bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page
+					 : 0;
+	if (b->bytes == 0)
+		b->of = "nothing (neither " SHM_DIR " nor physical memory has "
+			"a known size): no percentage limits";
+	return 0;
+}
+
+/* Turns the options into numbers: percentages of `base` (/dev/shm as it
+ * is now), and every default. */
+static void resolve_quotas(const struct options *o,
+			   const struct size_base *base,
+			   struct quota_limits *q)
+{
+	uint64_t shm = base->bytes;
+
 	q->global[QUOTA_BYTES] = resolve_bytes(&o->max_bytes, shm,
 					       DEFAULT_MAX_BYTES_PCT);
 	q->global[QUOTA_QUEUES] = o->max_queues;
@@ -361,16 +396,17 @@ static int resolve_quotas(const struct options *o, struct quota_limits *q)
 		q->user[QUOTA_CLIENTS] == QUOTA_UNLIMITED
 			? QUOTA_UNLIMITED
 			: q->user[QUOTA_CLIENTS] * DEFAULT_HANDLES_PER_CLIENT);
-	if (q->global[QUOTA_BYTES] > shm)
+	if (shm && q->global[QUOTA_BYTES] != QUOTA_UNLIMITED &&
+	    q->global[QUOTA_BYTES] > shm)
 		fprintf(stderr, "shmqd: note: --max-bytes %" PRIu64 " is more "
-			"than " SHM_DIR " holds (%" PRIu64 ")\n",
-			q->global[QUOTA_BYTES], shm);
-	return 0;
+			"than %s holds (%" PRIu64 ")\n",
+			q->global[QUOTA_BYTES], base->of, shm);
 }
 
-static void log_limits(const struct quota_limits *q)
+static void log_limits(const struct quota_limits *q,
+		       const struct size_base *base)
 {
-	char u[QUOTA_KINDS][24];
+	char u[QUOTA_KINDS][24], bytes[24];
 
 	for (int k = 0; k < QUOTA_KINDS; k++) {
 		if (q->user[k] == QUOTA_UNLIMITED)
@@ -378,12 +414,18 @@ static void log_limits(const struct quota_limits *q)
 		else
 			snprintf(u[k], sizeof(u[k]), "%" PRIu64, q->user[k]);
 	}
-	log_info("limits: %" PRIu64 " bytes, %" PRIu64 " queues, %" PRIu64
+	if (q->global[QUOTA_BYTES] == QUOTA_UNLIMITED)
+		snprintf(bytes, sizeof(bytes), "unlimited");
+	else
+		snprintf(bytes, sizeof(bytes), "%" PRIu64,
+			 q->global[QUOTA_BYTES]);
+	log_info("limits: %s bytes, %" PRIu64 " queues, %" PRIu64
 		 " clients in all; each uid but %u: %s bytes, %s queues, %s "
-		 "clients, %s handles", q->global[QUOTA_BYTES],
-		 q->global[QUOTA_QUEUES], q->global[QUOTA_CLIENTS],
-		 (unsigned)geteuid(), u[QUOTA_BYTES], u[QUOTA_QUEUES],
-		 u[QUOTA_CLIENTS], u[QUOTA_HANDLES]);
+		 "clients, %s handles; sizes in %% are of %s, %" PRIu64
+		 " bytes", bytes, q->global[QUOTA_QUEUES],
+		 q->global[QUOTA_CLIENTS], (unsigned)geteuid(), u[QUOTA_BYTES],
+		 u[QUOTA_QUEUES], u[QUOTA_CLIENTS], u[QUOTA_HANDLES], base->of,
+		 base->bytes);
 }
 
 /* Forks into the background.  The parent stays until the child reports
@@ -475,6 +517,7 @@ int main(int argc, char **argv)
 		.deadlock_timeout_ns = 1000000000,
 	};
 	struct quota_limits quotas;
+	struct size_base sizes;
 	struct listener l = { .fd = -1, .lock_fd = -1 };
 	struct event_base *base = NULL;
 	struct event *ev_accept = NULL, *ev_term = NULL, *ev_int = NULL;
@@ -483,8 +526,9 @@ int main(int argc, char **argv)
 
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
-	if (resolve_quotas(&o, &quotas) < 0)
+	if (size_base(&sizes) < 0)
 		return 1;
+	resolve_quotas(&o, &sizes, &quotas);
 	signal(SIGPIPE, SIG_IGN);
 	registry_guard_init();
 	log_init(o.verbose);
@@ -573,7 +617,7 @@ int main(int argc, char **argv)
 		 (double)o.deadlock_timeout_ns / 1e9,
 		 o.deadlock_timeout_ns ? "" : ": off",
 		 inherited ? " [socket activation]" : "");
-	log_limits(&quotas);
+	log_limits(&quotas, &sizes);
 	notify_systemd("READY=1\nSTATUS=listening");
 	if (ready_fd >= 0) {
 		if (write(ready_fd, "R", 1) != 1)

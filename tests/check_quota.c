@@ -492,6 +492,52 @@ START_TEST(test_global_bytes)
 }
 END_TEST
 
+/* N% of `whole`, as shmqd computes it. */
+static uint64_t pct(uint64_t whole, uint64_t n)
+{
+	return whole / 100 * n + whole % 100 * n / 100;
+}
+
+/* A tmpfs mounted without a size limit (size=0: statvfs counts no
+ * blocks) can take all of the machine's memory: sizes in percent are of
+ * the physical memory then, the default limits with them, and the daemon
+ * says so.  (They used to resolve to 0 bytes, refusing every create.) */
+START_TEST(test_unlimited_shm)
+{
+	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) *
+		       (uint64_t)sysconf(_SC_PAGESIZE);
+	struct shmq_user u, total;
+	struct statvfs sv;
+	struct daemon d;
+	char want[200];
+	pid_t pid;
+
+	private_shm("0");
+	ck_assert_int_eq(statvfs("/dev/shm", &sv), 0);
+	ck_assert_uint_eq(sv.f_blocks, 0);
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	share_socket(&d);
+	snprintf(want, sizeof(want), "sizes in %% are of physical memory "
+		 "(/dev/shm has no size limit), %llu bytes",
+		 (unsigned long long)ram);
+	ck_assert_msg(file_contains(d.log, want), "no '%s' in the log", want);
+	RC_EQ(create_mid("mine", 0600), SHMQ_OK);
+	RC_EQ(user_of(0, &u, &total), SHMQ_OK);
+	ck_assert_uint_eq(total.max_bytes, pct(ram, 75));
+	pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		become_nobody(NULL, 0);
+		CHILD_RC(user_of(NOBODY, &u, NULL), SHMQ_OK);
+		CHILD_EQ(u.max_bytes, pct(ram, 25));
+		CHILD_RC(create_mid("theirs", 0600), SHMQ_OK);
+		_exit(0);
+	}
+	CHILD_OK(pid);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* Without a quota option a second uid gets a quarter of /dev/shm, of the
  * queue limit and of the connection limit, and four handles for each
  * connection it may hold. */
@@ -509,7 +555,8 @@ START_TEST(test_defaults)
 	ck_assert(file_contains(d.log, "limits: 6291456 bytes, 16384 queues, "
 				       "4096 clients in all; each uid but 0: "
 				       "2097152 bytes, 4096 queues, 1024 "
-				       "clients, 4096 handles"));
+				       "clients, 4096 handles; sizes in % "
+				       "are of /dev/shm, 8388608 bytes"));
 	pid = harness_fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -1256,6 +1303,7 @@ static Suite *quota_suite(void)
 	tcase_add_test(tc, test_bytes_stray_mapping);
 	tcase_add_test(tc, test_global_bytes);
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_unlimited_shm);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("counts");
