@@ -584,17 +584,22 @@ static int open_own(const char *path, struct stat *st)
 	return fd;
 }
 
+/* Reads a queue's record: SHMQ_OK; SHMQ_ESYS if it is not one of ours
+ * (see open_own); SHMQ_ENOENT if it is empty (a create cut short before
+ * writing it); SHMQ_EPROTO if it cannot be read (another version's). */
 static int meta_read(uint64_t id, struct meta *m)
 {
 	char path[64];
 	struct stat st;
-	int fd, rc = SHMQ_ECORRUPT;
+	int fd, rc = SHMQ_EPROTO;
 
 	shm_name(path, sizeof(path), id, 1);
 	fd = open_own(path, &st);
 	if (fd < 0)
 		return SHMQ_ESYS;
-	if (st.st_size == (off_t)sizeof(*m) &&
+	if (st.st_size == 0)
+		rc = SHMQ_ENOENT;
+	else if (st.st_size == (off_t)sizeof(*m) &&
 	    pread(fd, m, sizeof(*m), 0) == (ssize_t)sizeof(*m) &&
 	    m->magic == META_MAGIC && m->version == META_VERSION &&
 	    m->size == sizeof(*m) && m->id == id &&
@@ -642,6 +647,57 @@ static void check_adopted(struct queue *q, void *arg)
 	ac->messages = s.messages;
 }
 
+/* What one of our objects takes in /dev/shm (0 if it is gone). */
+static uint64_t object_bytes(uint64_t id, int meta)
+{
+	char path[64];
+	struct stat st;
+	int fd;
+
+	shm_name(path, sizeof(path), id, meta);
+	fd = open_own(path, &st);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+/* A queue this daemon cannot serve but must not remove: one of another
+ * layout or record version, which a daemon of that version could still
+ * adopt.  It stays in /dev/shm, and so stays counted: as a queue and its
+ * bytes of the owner its record names, or, if the record cannot be read,
+ * as bytes of the daemon's own uid (in the total).  Removing its two
+ * objects by hand frees it; the next start then no longer counts it. */
+static void keep_unserved(uint64_t id, const struct meta *m,
+			  const char *why)
+{
+	uint32_t uid = m ? m->uid : quota_daemon_uid();
+	uint64_t bytes = object_bytes(id, 0) + object_bytes(id, 1);
+	char path[64];
+
+	shm_name(path, sizeof(path), id, 0);
+	if (m)
+		quota_take(uid, QUOTA_QUEUES, 1, QUOTA_FORCE, NULL, 0);
+	quota_take(uid, QUOTA_BYTES, bytes, QUOTA_FORCE, NULL, 0);
+	log_warn("cannot adopt %s%s%s" SHM_DIR "%s: %s; kept for the shmq "
+		 "version that made it, not served, and its %" PRIu64 " bytes "
+		 "counted against uid %u until it and its .meta are removed",
+		 m ? "queue '" : "the queue in ", m ? m->name : "",
+		 m ? "' in " : "", path, why, bytes, uid);
+}
+
+/* A queue whose segment a client damaged (its header, its size) holds
+ * nothing this daemon can recover: its objects are removed.  The segment
+ * is not truncated: processes that still map it (attached under the last
+ * daemon) go on until they detach, and free its memory then. */
+static void remove_damaged(uint64_t id, const struct meta *m,
+			   const char *why)
+{
+	log_error("cannot adopt queue '%s' (%016" PRIx64 ") of uid %u: %s; "
+		  "removed", m->name, id, m->uid, why);
+	unlink_both(id);
+}
+
 static void adopt_one(uint64_t id)
 {
 	struct ring_config cfg;
@@ -652,13 +708,24 @@ static void adopt_one(uint64_t id)
 	uint64_t size;
 	int fd, rc;
 
-	if (meta_read(id, &m) != SHMQ_OK) {
-		log_warn("ignoring queue record %016" PRIx64 ": unreadable", id);
+	rc = meta_read(id, &m);
+	if (rc == SHMQ_ESYS) {
+		log_warn("ignoring queue record %016" PRIx64 ": not this "
+			 "daemon's", id);
+		return;
+	}
+	if (rc == SHMQ_ENOENT) {
+		log_info("removing queue %016" PRIx64 ": its create was cut "
+			 "short", id);
+		unlink_both(id);
+		return;
+	}
+	if (rc != SHMQ_OK) {
+		keep_unserved(id, NULL, "its record is unreadable");
 		return;
 	}
 	if (registry_find(m.name)) {
-		log_warn("ignoring queue record %016" PRIx64
-			 ": duplicate name '%s'", id, m.name);
+		keep_unserved(id, &m, "another queue has its name");
 		return;
 	}
 	cfg = (struct ring_config){
@@ -670,7 +737,7 @@ static void adopt_one(uint64_t id)
 		.dead_letter = m.dead_letter,
 	};
 	if (ring_plan(&cfg, &size) != SHMQ_OK) {
-		log_warn("ignoring queue '%s': bad geometry", m.name);
+		keep_unserved(id, &m, "its geometry is not this version's");
 		return;
 	}
 	shm_name(path, sizeof(path), id, 0);
@@ -684,6 +751,7 @@ static void adopt_one(uint64_t id)
 	q = calloc(1, sizeof(*q));
 	if (q == NULL) {
 		close(fd);
+		keep_unserved(id, &m, "out of memory");
 		return;
 	}
 	q->seg_fd = -1;
@@ -708,10 +776,22 @@ static void adopt_one(uint64_t id)
 		registry_reap();
 		return;
 	}
-	if (rc != SHMQ_OK || insert(q) != SHMQ_OK) {
-		log_error("cannot adopt queue '%s' (%016" PRIx64 "): %s", m.name,
-			  id, shmq_strerror(rc));
+	if (rc == SHMQ_OK)
+		rc = insert(q);
+	if (rc != SHMQ_OK) {
+		/* Not in the registry: it leaves nothing to give back. */
 		destroy(q);
+		if (rc == SHMQ_ECORRUPT && (uint64_t)st.st_size != size)
+			remove_damaged(id, &m, "its segment was truncated or "
+				       "grown");
+		else if (rc == SHMQ_ECORRUPT)
+			remove_damaged(id, &m, "its segment's header is "
+				       "damaged");
+		else
+			keep_unserved(id, &m, rc == SHMQ_EPROTO
+				      ? "its segment is of another layout "
+					"version"
+				      : shmq_strerror(rc));
 		return;
 	}
 	charge(q, size, QUOTA_FORCE, detail, sizeof(detail));
@@ -761,7 +841,8 @@ void registry_adopt(void)
 		    registry_find_id(id) == NULL)
 			adopt_one(id);
 	/* A segment without a record is a create that died half-way: no
-	 * client ever had it. */
+	 * client ever had it.  One with a record was kept above, or is
+	 * gone. */
 	rewinddir(d);
 	while ((e = readdir(d)) != NULL)
 		if (parse_entry(e->d_name, &id, &is_meta) == 0 && !is_meta &&
@@ -771,7 +852,7 @@ void registry_adopt(void)
 			shm_name(path, sizeof(path), id, 1);
 			int fd = open_own(path, &st);
 			if (fd >= 0) {
-				close(fd);      /* has a (bad) record: keep */
+				close(fd);      /* kept, and counted, above */
 				continue;
 			}
 			log_info("removing orphan segment %s", e->d_name);

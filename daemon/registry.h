@@ -52,7 +52,12 @@ struct registry_limits {
 
 /* `identity` is the socket path; it names this daemon's segments. */
 int registry_init(const char *identity, const struct registry_limits *lim);
-/* Re-adopts the segments a previous daemon on this socket left. */
+/* Re-adopts the segments a previous daemon on this socket left, charging
+ * each to its owner.  Of those it cannot adopt, it removes the ones
+ * clients damaged or a crash left half-made, and keeps (counted against
+ * the owner their record names, or the daemon's own uid) those of
+ * another shmq version: nothing stays in /dev/shm counted against
+ * nobody. */
 void registry_adopt(void);
 void registry_shutdown(void);
 

@@ -1100,6 +1100,138 @@ START_TEST(test_restart)
 }
 END_TEST
 
+/* In a child as uid 65534: creates a queue of about 290 KiB. */
+static void nobody_creates(const char *name, int want)
+{
+	pid_t pid = harness_fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		become_nobody(NULL, 0);
+		CHILD_RC(create_mid(name, 0600), want);
+		_exit(0);
+	}
+	CHILD_OK(pid);
+}
+
+/* Scribbles on the only queue's segment header, as its client could. */
+static void scribble_header(const struct daemon *d, int magic)
+{
+	size_t size;
+	struct shmq_seg_hdr *h = segment_map_only(d, &size);
+
+	if (magic)
+		h->magic = 0;
+	else
+		h->version = SHMQ_LAYOUT_VERSION + 1;
+	munmap(h, size);
+}
+
+static void damage_record(const char *path, void *arg)
+{
+	char c = '!';
+	int fd;
+
+	(void)arg;
+	if (!segment_is_meta(path))
+		return;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, &c, 1, 64), 1);     /* in the name */
+	close(fd);
+}
+
+static void remove_object(const char *path, void *arg)
+{
+	(void)arg;
+	ck_assert_int_eq(unlink(path), 0);
+}
+
+/* Everything the daemon counts is what /dev/shm holds. */
+static void assert_counted(void)
+{
+	struct shmq_user u, total;
+
+	RC_EQ(user_of(0, &u, &total), SHMQ_OK);
+	ck_assert_uint_eq(total.bytes, shm_used());
+}
+
+/* Queues a restarted daemon cannot adopt are removed or stay counted,
+ * never left in /dev/shm counted against nobody: a segment whose header
+ * its client scribbled (then the daemon was killed) holds nothing to
+ * recover and is removed; one of another layout version is kept for that
+ * version, counted against the owner its record names, until removed by
+ * hand; a queue whose record cannot be read is kept, counted in the
+ * total as the daemon's own. */
+START_TEST(test_restart_unadoptable)
+{
+	char *const args[] = { "--user-max-queues", "2", NULL };
+	struct shmq_user u;
+	struct shmq_stat st;
+	struct daemon d;
+
+	private_shm("8m");
+	ck_assert_int_eq(daemon_start(&d, args), 0);
+	share_socket(&d);
+
+	/* Damaged: removed, its bytes and place given back. */
+	nobody_creates("q1", SHMQ_OK);
+	scribble_header(&d, 1);
+	daemon_stop(&d, SIGKILL);
+	ck_assert_int_eq(daemon_restart(&d), 0);
+	share_socket(&d);
+	ck_assert(file_contains(d.log, "cannot adopt queue 'q1'"));
+	ck_assert(file_contains(d.log, "header is damaged; removed"));
+	ck_assert_int_eq(daemon_segments(&d), 0);
+	ck_assert_uint_eq(shm_used(), 0);
+	u = usage_of(NOBODY);
+	ck_assert_uint_eq(u.queues, 0);
+	ck_assert_uint_eq(u.bytes, 0);
+	assert_counted();
+
+	/* Another layout version: kept, counted, not served. */
+	nobody_creates("q1", SHMQ_OK);
+	scribble_header(&d, 0);
+	daemon_stop(&d, SIGKILL);
+	ck_assert_int_eq(daemon_restart(&d), 0);
+	share_socket(&d);
+	ck_assert(file_contains(d.log, "of another layout version; kept"));
+	ck_assert_int_eq(daemon_segments(&d), 2);
+	RC_EQ(shmq_stat_name("q1", &st), SHMQ_ENOENT);
+	u = usage_of(NOBODY);
+	ck_assert_uint_eq(u.queues, 1);
+	ck_assert_uint_eq(u.bytes, shm_used());
+	assert_counted();
+	nobody_creates("q1", SHMQ_OK);          /* the name is free */
+	nobody_creates("q2", SHMQ_ELIMIT);      /* 2 of 2 */
+	RC_EQ(shmq_delete("q1"), SHMQ_OK);
+	assert_counted();
+	/* Removed by hand: the next start no longer counts it. */
+	daemon_stop(&d, SIGKILL);
+	ck_assert_int_eq(daemon_each_segment(&d, remove_object, NULL), 2);
+	ck_assert_int_eq(daemon_restart(&d), 0);
+	share_socket(&d);
+	u = usage_of(NOBODY);
+	ck_assert_uint_eq(u.queues, 0);
+	ck_assert_uint_eq(u.bytes, 0);
+	ck_assert_uint_eq(shm_used(), 0);
+
+	/* An unreadable record: kept, counted as the daemon's own. */
+	nobody_creates("q3", SHMQ_OK);
+	daemon_stop(&d, SIGKILL);
+	daemon_each_segment(&d, damage_record, NULL);
+	ck_assert_int_eq(daemon_restart(&d), 0);
+	share_socket(&d);
+	ck_assert(file_contains(d.log, "its record is unreadable; kept"));
+	ck_assert_uint_eq(usage_of(NOBODY).queues, 0);
+	u = usage_of(0);
+	ck_assert_uint_gt(u.bytes, 0);
+	ck_assert_uint_eq(u.bytes, shm_used());
+	assert_counted();
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 /* Visibility                                                              */
 
@@ -1313,6 +1445,7 @@ static Suite *quota_suite(void)
 	tcase_add_test(tc, test_log_flood);
 	tcase_add_test(tc, test_handles);
 	tcase_add_test(tc, test_restart);
+	tcase_add_test(tc, test_restart_unadoptable);
 	tcase_add_test(tc, test_visibility);
 	suite_add_tcase(s, tc);
 
