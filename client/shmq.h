@@ -322,7 +322,11 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
  *                 the control socket refuses this user)
  *   SHMQ_ELIMIT   every handle the queue can have is in use (shmqd
  *                 --max-attach, counting every open handle of every
- *                 process), the caller's uid has its most open handles
+ *                 process), or every one it may give this user: a uid
+ *                 other than the queue's owner, root and the daemon's
+ *                 may hold a quarter of them, and such uids together
+ *                 three quarters; the caller's uid has its most open
+ *                 handles
  *                 (--user-max-handles; see shmq_users()), or the daemon
  *                 is out of file descriptors
  *   SHMQ_ECORRUPT the queue's memory fails the checks made at open, or

@@ -1,7 +1,8 @@
 /*
  * procs.c - client processes and what each of them has attached.
  *
- * Owns the process records and their pidfd events.  It must never release
+ * Owns the process records and their pidfd events, and how a queue's
+ * attachment places are shared out among users.  It must never release
  * an attachment of a live process, and must release every attachment of a
  * dead one: that is what auto-close and "producer lost" rest on.
  */
@@ -40,9 +41,17 @@ struct proc {
 	struct attachment *att;
 };
 
+/* How many attachments one uid holds on one queue. */
+struct share {
+	const struct queue *q;
+	uint32_t uid;
+	uint32_t n;
+};
+
 static struct event_base *evbase;
 static void *by_pid;
 static size_t nprocs;
+static void *by_share;          /* tsearch root of struct share */
 
 static int cmp_pid(const void *a, const void *b)
 {
@@ -143,6 +152,105 @@ static int pidfd_exited(int pidfd)
 	return poll(&p, 1, 0) > 0;
 }
 
+static int cmp_share(const void *a, const void *b)
+{
+	const struct share *x = a, *y = b;
+
+	if (x->q != y->q)
+		return (uintptr_t)x->q < (uintptr_t)y->q ? -1 : 1;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+static struct share *share_find(const struct queue *q, uint32_t uid)
+{
+	struct share key = { q, uid, 0 };
+	void *node = tfind(&key, &by_share, cmp_share);
+
+	return node ? *(struct share **)node : NULL;
+}
+
+static uint32_t share_of(const struct queue *q, uint32_t uid)
+{
+	struct share *s = share_find(q, uid);
+
+	return s ? s->n : 0;
+}
+
+static int share_add(const struct queue *q, uint32_t uid)
+{
+	struct share *s = share_find(q, uid), **node;
+
+	if (s) {
+		s->n++;
+		return SHMQ_OK;
+	}
+	s = malloc(sizeof(*s));
+	if (s == NULL)
+		return SHMQ_ENOMEM;
+	*s = (struct share){ q, uid, 1 };
+	node = tsearch(s, &by_share, cmp_share);
+	if (node == NULL || *node != s) {
+		free(s);
+		return SHMQ_ENOMEM;
+	}
+	return SHMQ_OK;
+}
+
+static void share_drop(const struct queue *q, uint32_t uid)
+{
+	struct share *s = share_find(q, uid);
+
+	if (s && --s->n == 0) {
+		tdelete(s, &by_share, cmp_share);
+		free(s);
+	}
+}
+
+/* Who may use every attachment place of q: its owner, root and the
+ * daemon's own uid. */
+static int privileged(const struct queue *q, uint32_t uid)
+{
+	return uid == q->uid || uid == 0 || uid == quota_daemon_uid();
+}
+
+/* A queue's attachment places (--max-attach) are shared out, so that no
+ * user who may merely read or write a queue can take them all from its
+ * owner: each other uid may hold a quarter of them (at least one), and
+ * the other uids together three quarters; the last quarter is kept for
+ * the privileged (see above).  SHMQ_OK, or SHMQ_ELIMIT with `why`. */
+static int share_check(const struct queue *q, uint32_t uid, pid_t pid,
+		       char *why, size_t why_size)
+{
+	static struct log_limit said_share, said_reserve;
+	uint32_t places = q->ring.nclients, kept = places / 4;
+	uint32_t each = kept ? kept : 1, others = q->attached;
+
+	if (privileged(q, uid))
+		return SHMQ_OK;
+	if (share_of(q, uid) >= each) {
+		snprintf(why, why_size, "uid %u holds %u of the %u handles of "
+			 "this queue, a user's most (a quarter; shmqd "
+			 "--max-attach)", uid, each, places);
+		log_warn_limited(&said_share, "pid %d cannot open '%s': %s",
+				 pid, q->name, why);
+		return SHMQ_ELIMIT;
+	}
+	others -= share_of(q, q->uid);
+	if (q->uid != 0)
+		others -= share_of(q, 0);
+	if (quota_daemon_uid() != q->uid && quota_daemon_uid() != 0)
+		others -= share_of(q, quota_daemon_uid());
+	if (others >= places - kept) {
+		snprintf(why, why_size, "the last %u of this queue's %u "
+			 "handles are kept for its owner, uid %u (shmqd "
+			 "--max-attach)", kept, places, q->uid);
+		log_warn_limited(&said_reserve, "pid %d cannot open '%s': %s",
+				 pid, q->name, why);
+		return SHMQ_ELIMIT;
+	}
+	return SHMQ_OK;
+}
+
 static struct proc *find(pid_t pid)
 {
 	struct proc key = { .pid = pid };
@@ -179,6 +287,7 @@ static void release(struct attachment *a, int died)
 
 	registry_access(q, remove_entry, &rm);
 	q->attached--;
+	share_drop(q, a->uid);
 	quota_give(a->uid, QUOTA_HANDLES, 1);
 	registry_release(q);
 	free(a);
@@ -255,8 +364,10 @@ static int link_attachment(struct proc *p, struct queue *q, uint32_t index,
 {
 	struct attachment *a = calloc(1, sizeof(*a));
 
-	if (a == NULL)
+	if (a == NULL || share_add(q, uid) != SHMQ_OK) {
+		free(a);
 		return SHMQ_ENOMEM;
+	}
 	a->q = q;
 	a->index = index;
 	a->gen = gen;
@@ -290,6 +401,11 @@ int procs_attach(pid_t pid, uint32_t uid, struct queue *q, uint32_t role,
 	rc = quota_take(uid, QUOTA_HANDLES, 1, 0, why, why_size);
 	if (rc != SHMQ_OK)
 		return rc;
+	rc = share_check(q, uid, pid, why, why_size);
+	if (rc != SHMQ_OK) {
+		quota_give(uid, QUOTA_HANDLES, 1);
+		return rc;
+	}
 	p = watch(pid, 0);
 	if (p == NULL) {
 		if (errno == EMFILE || errno == ENFILE) {
@@ -446,6 +562,7 @@ static void proc_free(void *arg)
 	while (p->att) {
 		struct attachment *a = p->att;
 		p->att = a->next;
+		share_drop(a->q, a->uid);
 		quota_give(a->uid, QUOTA_HANDLES, 1);
 		free(a);
 	}
@@ -466,4 +583,6 @@ void procs_shutdown(void)
 	tdestroy(by_pid, proc_free);
 	by_pid = NULL;
 	nprocs = 0;
+	tdestroy(by_share, free);       /* emptied by proc_free */
+	by_share = NULL;
 }

@@ -847,7 +847,8 @@ END_TEST
  * a bounded number of log lines: the reviewer's flood.py (connect, get
  * refused, close, at the limit of one connection, 2000 times: one line
  * each, as every close made the usage "fall"), creates with bad
- * attributes, opens past the handles of a queue. */
+ * attributes, opens past the handles of a queue or past a user's share
+ * of another's queue. */
 START_TEST(test_log_flood)
 {
 	char *const args[] = { "--user-max-clients", "1", "--max-attach", "2",
@@ -858,14 +859,13 @@ START_TEST(test_log_flood)
 	ck_assert_int_eq(daemon_start(&d, args), 0);
 	share_socket(&d);
 	create_q("pub", 8, 64, 0666, 0);
-	shmq_t *mine = open_q("pub", SHMQ_CONSUMER);
 	pid = harness_fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		char why[SHMQ_WIRE_DETAIL];
 		struct shmq_attr bad = attr_of(0, 64, 0600, 0);
 		int refused = 0, a, b;
-		shmq_t *h, *no;
+		shmq_t *h, *own[2], *no;
 
 		become_nobody(NULL, 0);
 		for (int i = 0; i < 300; i++) {
@@ -882,20 +882,28 @@ START_TEST(test_log_flood)
 		/* Through the library's one connection, once it is back. */
 		CHILD_CHECK(WAIT_UNTIL(shmq_open("pub", SHMQ_PRODUCER, &h) ==
 				       SHMQ_OK, WAIT_MS));
+		CHILD_RC(create_small("own"), SHMQ_OK);
+		CHILD_RC(shmq_open("own", SHMQ_PRODUCER, &own[0]), SHMQ_OK);
+		CHILD_RC(shmq_open("own", SHMQ_CONSUMER, &own[1]), SHMQ_OK);
 		for (int i = 0; i < 200; i++) {
 			CHILD_RC(shmq_create("bad", &bad, 0), SHMQ_EINVAL);
+			CHILD_RC(shmq_open("own", SHMQ_CONSUMER, &no),
+				 SHMQ_ELIMIT);
 			CHILD_RC(shmq_open("pub", SHMQ_CONSUMER, &no),
 				 SHMQ_ELIMIT);
 		}
 		CHILD_RC(shmq_detach(h), SHMQ_OK);
+		CHILD_RC(shmq_detach(own[0]), SHMQ_OK);
+		CHILD_RC(shmq_detach(own[1]), SHMQ_OK);
 		_exit(0);
 	}
 	CHILD_OK(pid);
-	RC_EQ(shmq_detach(mine), SHMQ_OK);
 	ck_assert_int_eq(lines_with(d.log, "uid 65534 at its connection "
 					   "quota"), 1);
 	ck_assert_int_eq(lines_with(d.log, "cannot create queue 'bad'"), 1);
 	ck_assert_int_eq(lines_with(d.log, "attachments in use"), 1);
+	ck_assert_int_eq(lines_with(d.log, "handles of this queue, a user's "
+					   "most"), 1);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
@@ -985,6 +993,92 @@ START_TEST(test_handles)
 		_exit(0);
 	}
 	CHILD_OK(pid);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* In a child as `uid`: opens `name` until refused; how many it got,
+ * checked against `want`, and the refusal's detail must contain `says`.
+ * It then holds them until told 'X' on `c`. */
+static pid_t hog(struct chan *c, uid_t uid, const char *name, int want,
+		 const char *says)
+{
+	pid_t pid;
+
+	chan_init(c);
+	pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		shmq_t *h;
+		int n = 0, rc;
+
+		chan_child(c);
+		become_user(uid, uid, NULL, 0);
+		while ((rc = shmq_open(name, SHMQ_CONSUMER, &h)) == SHMQ_OK &&
+		       n < 100)
+			n++;
+		CHILD_RC(rc, SHMQ_ELIMIT);
+		CHILD_EQ(n, want);
+		CHILD_CHECK(has(shmq_error_detail(), says));
+		child_say(c, 'H');
+		CHILD_EQ(child_hear(c), 'X');
+		_exit(0);
+	}
+	chan_parent(c);
+	chan_expect(c, 'H');
+	return pid;
+}
+
+/* A queue's handle places are shared out (the reviewer's hog.c: uid
+ * 65534 opened a 0644 queue 256 times and its owner could not put): a
+ * user other than the owner may hold a quarter of them, such users
+ * together three quarters, and the last quarter is the owner's (root's,
+ * the daemon's).  With --max-attach 8: 2 each, 6 in all. */
+START_TEST(test_attach_share)
+{
+	char *const args[] = { "--max-attach", "8", NULL };
+	static const uid_t users[] = { NOBODY, OTHER, 65532, 65531 };
+	struct chan c[4];
+	struct daemon d;
+	pid_t pid[4];
+	shmq_t *mine[2];
+
+	ck_assert_int_eq(daemon_start(&d, args), 0);
+	share_socket(&d);
+	create_q("pub", 8, 64, 0644, 0);
+	for (int i = 0; i < 3; i++)
+		pid[i] = hog(&c[i], users[i], "pub", 2,
+			     "holds 2 of the 8 handles of this queue, a user's "
+			     "most (a quarter; shmqd --max-attach)");
+	pid[3] = hog(&c[3], users[3], "pub", 0,
+		     "the last 2 of this queue's 8 handles are kept for its "
+		     "owner, uid 0 (shmqd --max-attach)");
+	/* The owner still opens, and puts. */
+	mine[0] = open_q("pub", SHMQ_PRODUCER);
+	mine[1] = open_q("pub", SHMQ_PRODUCER);
+	put_str(mine[0], "owner's");
+	for (int i = 0; i < 4; i++) {
+		chan_cmd(&c[i], 'X', -1);
+		CHILD_OK(pid[i]);
+		chan_done(&c[i]);
+	}
+	RC_EQ(shmq_detach(mine[0]), SHMQ_OK);
+	RC_EQ(shmq_detach(mine[1]), SHMQ_OK);
+
+	/* A user's own queue: all its places. */
+	pid[0] = harness_fork();
+	ck_assert_int_ge(pid[0], 0);
+	if (pid[0] == 0) {
+		shmq_t *h[9];
+		become_nobody(NULL, 0);
+		CHILD_RC(create_small("nq"), SHMQ_OK);
+		for (int i = 0; i < 8; i++)
+			CHILD_RC(shmq_open("nq", 0, &h[i]), SHMQ_OK);
+		CHILD_RC(shmq_open("nq", 0, &h[8]), SHMQ_ELIMIT);
+		CHILD_CHECK(has(shmq_error_detail(), "all attachments"));
+		_exit(0);
+	}
+	CHILD_OK(pid[0]);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
@@ -1444,6 +1538,7 @@ static Suite *quota_suite(void)
 	tcase_add_test(tc, test_refused_pinning);
 	tcase_add_test(tc, test_log_flood);
 	tcase_add_test(tc, test_handles);
+	tcase_add_test(tc, test_attach_share);
 	tcase_add_test(tc, test_restart);
 	tcase_add_test(tc, test_restart_unadoptable);
 	tcase_add_test(tc, test_visibility);
