@@ -814,8 +814,8 @@ t_catmany() {
 	rc=$?
 	check "cat exits 10 when a queue lost a producer (got $rc)" \
 		[ "$rc" -eq 10 ]
-	check "one error line, naming f" \
-		[ "$(lines_of "$C/err.cat")" = 1 ] && grep -q 'cat f:' "$C/err.cat"
+	check "one error line" [ "$(lines_of "$C/err.cat")" = 1 ]
+	check "the error names f" grep -q 'cat f:' "$C/err.cat"
 	check "g's message printed" grep -qx last "$C/out.cat"
 
 	# Errors name the queue, before anything is read.
@@ -1021,8 +1021,9 @@ t_perm() {
 		"$C/out"
 	check "ls -l: root's queue" grep -qE '^pub +0644 +root +' "$C/out"
 	expect 0 "users as another user" qn users
-	check "users: a header, its own row only, the totals" \
-		[ "$(lines_of "$C/out")" = 3 ] && \
+	check "users: a header, its own row only, the totals: 3 lines" \
+		[ "$(lines_of "$C/out")" = 3 ]
+	check "users: the totals last" \
 		[ "$(awk 'NR == 3 { print $1 }' "$C/out")" = "(total)" ]
 	check "users: its row counts its queue and this connection" \
 		grep -qE '^(nobody|65534) +65534 +1/4096 +[0-9.]+[KM]/[0-9.]+[KMGT] +1/1024 +0/4096$' \
@@ -1344,8 +1345,9 @@ t_top_live() {
 	check "q ends the live view with status 0 (got $rc)" [ "$rc" -eq 0 ]
 	check "the terminal is given back" grep -qF $'\033[?1049l' "$C/tty"
 	grep -oE '[0-9a-f]+(:[0-9a-f]+){8,}' "$C/tty" >"$C/modes"
-	check "the terminal's modes after top are those before (stty -g)" \
-		[ "$(lines_of "$C/modes")" = 2 ] && \
+	check "the terminal's modes are read before and after top (stty -g)" \
+		[ "$(lines_of "$C/modes")" = 2 ]
+	check "the terminal's modes after top are those before" \
 		[ "$(sed -n 1p "$C/modes")" = "$(sed -n 2p "$C/modes")" ]
 
 	# A narrow terminal: the bar and the names give way, then the
