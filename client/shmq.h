@@ -69,8 +69,11 @@
  * shmq_users and shmq_deadlocks one per page) and (all but shmq_detach)
  * wait for its reply, normally tens of microseconds.  A process has one
  * connection, opened by its first such call (and again after fork() or a
- * daemon restart), which first exchanges a HELLO; these calls are
- * serialised on a process-wide lock, so threads take turns.  Once it is
+ * daemon restart), which first exchanges a HELLO, and kept until the
+ * process exits, whether or not it still has handles open: shmqd's
+ * --user-max-clients (1024 by default) thus bounds how many processes of
+ * one user can use shmq at once.  These calls are serialised on a
+ * process-wide lock, so threads take turns.  Once it is
  * its turn, a request gives the daemon at most 10 s in all, on one
  * deadline: to accept the connection, to take the HELLO and the request,
  * and to answer them (a request re-sent on a fresh connection after a

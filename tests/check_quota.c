@@ -1407,6 +1407,47 @@ START_TEST(test_visibility)
 }
 END_TEST
 
+/* A user quota of 0 forbids, to every uid but the daemon's; 'unlimited'
+ * lifts a quota, and only the global limit binds. */
+START_TEST(test_zero_and_unlimited)
+{
+	char *const args[] = { "--user-max-queues", "0",
+			       "--user-max-handles", "0",
+			       "--user-max-clients", "unlimited",
+			       "--max-clients", "4", NULL };
+	struct daemon d;
+	pid_t pid;
+
+	ck_assert_int_eq(daemon_start(&d, args), 0);
+	share_socket(&d);
+	create_q("pub", 8, 64, 0666, 0);       /* root holds one */
+	pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shmq_user u;
+		int fd[3];
+		shmq_t *q;
+
+		become_nobody(NULL, 0);
+		CHILD_RC(create_small("mine"), SHMQ_ELIMIT);
+		CHILD_CHECK(has(shmq_error_detail(), "0 of 0 in use"));
+		CHILD_RC(shmq_open("pub", SHMQ_PRODUCER, &q), SHMQ_ELIMIT);
+		CHILD_CHECK(has(shmq_error_detail(), "--user-max-handles"));
+		CHILD_RC(user_of(NOBODY, &u, NULL), SHMQ_OK);
+		CHILD_EQ(u.max_clients, 4);     /* the global limit */
+		/* Root's, the library's here and two more: four. */
+		for (int i = 0; i < 2; i++)
+			CHILD_RC(raw_hello(fd[i] = raw_connect(d.sock), NULL),
+				 SHMQ_OK);
+		CHILD_RC(raw_hello(fd[2] = raw_connect(d.sock), NULL),
+			 SHMQ_ELIMIT);
+		_exit(0);
+	}
+	CHILD_OK(pid);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 /* Options                                                                 */
 
@@ -1544,6 +1585,7 @@ static Suite *quota_suite(void)
 	tcase_add_test(tc, test_restart);
 	tcase_add_test(tc, test_restart_unadoptable);
 	tcase_add_test(tc, test_visibility);
+	tcase_add_test(tc, test_zero_and_unlimited);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("options");
