@@ -49,14 +49,14 @@ static int spare_fd = -1;       /* given up to accept-and-close at EMFILE */
 
 /* A refused connection is kept until its first request, to answer it
  * clearly (the library sends its HELLO right after connecting), but for
- * a second at most, at most 4 of each uid and 64 in all: so that neither
+ * two seconds at most, at most 4 of each uid and 64 in all: so that neither
  * connecting in a loop nor holding connections that never speak makes
  * the daemon hold descriptors beyond the limits, or keeps the other
  * users from hearing their own refusal.  Past these, a refused
  * connection is closed at once (the client sees the daemon hang up). */
 #define REFUSED_PENDING_MAX 64
 #define REFUSED_PER_UID     4
-#define REFUSED_WAIT_MS     1000
+#define REFUSED_WAIT_MS     2000
 
 /* Every reply body, for sizing the buffer they are built in. */
 union reply {
