@@ -73,11 +73,11 @@
  * process exits, whether or not it still has handles open: shmqd's
  * --user-max-clients (1024 by default) thus bounds how many processes of
  * one user can use shmq at once.  These calls are serialised on a
- * process-wide lock, so threads take turns.  Once it is
- * its turn, a request gives the daemon at most 10 s in all, on one
- * deadline: to accept the connection, to take the HELLO and the request,
- * and to answer them (a request re-sent on a fresh connection after a
- * daemon restart included).  If nothing listens on the per-user socket
+ * process-wide lock, so threads take turns.  Once it is its turn, a
+ * request gives the daemon at most 10 s in all, on one deadline: to
+ * accept the connection, to take the HELLO and the request, and to
+ * answer them (a request re-sent on a fresh connection after a daemon
+ * restart included).  If nothing listens on the per-user socket
  * and autostart is on, each of them but shmq_detach starts shmqd, which
  * adds at most 5 s.  A daemon that accepts but never answers, never
  * reads, or whose listen backlog stays full is thus given up after 10 s,
