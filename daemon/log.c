@@ -1,6 +1,12 @@
 /*
  * log.c - one line per event on stderr, and the limit on warnings that
  * clients can cause (see log.h).
+ *
+ * Owns the shape of a line: time, pid and tag, or the journal's priority,
+ * then the message.  A message may carry what clients chose (a command
+ * name, a file name in /dev/shm), so it must never let one become two
+ * lines, a forged priority or a terminal escape: every byte outside
+ * printable ASCII, and the backslash, is written as \xNN (\\).
  */
 #include <fcntl.h>
 #include <stdarg.h>
@@ -39,9 +45,37 @@ int log_open(const char *path)
 static void vlog(int prio, const char *tag, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 
+/* Appends msg to line[n..size-1) escaped; returns the new length. */
+static size_t put_escaped(char *line, size_t n, size_t size, const char *msg)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+		if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
+			if (n + 1 >= size)
+				break;
+			line[n++] = (char)*p;
+		} else if (*p == '\\') {
+			if (n + 2 >= size)
+				break;
+			line[n++] = '\\';
+			line[n++] = '\\';
+		} else {
+			if (n + 4 >= size)
+				break;
+			line[n++] = '\\';
+			line[n++] = 'x';
+			line[n++] = hex[*p >> 4];
+			line[n++] = hex[*p & 0xf];
+		}
+	}
+	return n;
+}
+
 static void vlog(int prio, const char *tag, const char *fmt, va_list ap)
 {
-	char line[4096];        /* a deadlock names many processes */
+	char line[4096 + 64];   /* a deadlock names many processes */
+	char msg[4096];
 	int n = 0;
 
 	if (log_journal) {
@@ -58,12 +92,10 @@ static void vlog(int prio, const char *tag, const char *fmt, va_list ap)
 	}
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = 0;
-	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	/* One write per line keeps lines whole when several processes
 	 * share the stream. */
-	size_t len = 0;
-	while (line[len] && len < sizeof(line) - 2)
-		len++;
+	size_t len = put_escaped(line, (size_t)n, sizeof(line) - 1, msg);
 	line[len++] = '\n';
 	if (write(STDERR_FILENO, line, len) < 0) {
 		/* Nowhere left to report it. */

@@ -67,6 +67,21 @@ static int count_in_file(const char *path, const char *needle)
 	return n;
 }
 
+/* How many lines of the file at `path` start with `prefix`. */
+static int lines_starting(const char *path, const char *prefix)
+{
+	FILE *f = fopen(path, "r");
+	char line[8192];
+	int n = 0;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n += strncmp(line, prefix, strlen(prefix)) == 0;
+	fclose(f);
+	return n;
+}
+
 /* Rows shmq_deadlocks() lists now (freed by the caller). */
 static size_t deadlocks(struct shmq_deadlock_wait **rows)
 {
@@ -504,6 +519,33 @@ START_TEST(test_self_put)
 }
 END_TEST
 
+/* A command name is the process's own word: one that holds a newline, a
+ * journal priority and a terminal escape is logged escaped, on the one
+ * line of its deadlock. */
+START_TEST(test_comm_escaped)
+{
+	struct stage s;
+	struct daemon d;
+	struct stage_cfg c = { .comm = "ev\n<0>il\x1b[1m", .in = "own",
+			       .out = "own", .rounds = 1 };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("own", 1, 0);
+	stage_start(&s, &c);
+	stage_go(&s, 'l');
+	EVENTUALLY(deadlock_count() == 1);
+	char line[100];
+	snprintf(line, sizeof(line),
+		 "deadlock: pid %d (ev\\x0a<0>il\\x1b[1m) blocked in put on "
+		 "'own'", s.pid);
+	EVENTUALLY(file_contains(d.log, line));
+	ck_assert_int_eq(lines_starting(d.log, "<0>"), 0);
+	ck_assert_int_eq(count_in_file(d.log, "\x1b"), 0);
+	stage_kill(&s);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* shmq_wait() waits as a put does, and is recorded as one: a process
  * waiting for room in its own full queue is a deadlock of one, and the
  * fail policy fails its wait. */
@@ -902,6 +944,11 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_nobody_attached);
 	tcase_add_test(tc, test_waiter_killed);
 	tcase_add_test(tc, test_off);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("hostile");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_comm_escaped);
 	suite_add_tcase(s, tc);
 	return s;
 }
