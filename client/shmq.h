@@ -1217,7 +1217,10 @@ struct shmq_deadlock_wait {
 	char     comm[16];      /* its command name (/proc/PID/comm) */
 	int      put;           /* 1: blocked in put (the queue is full);
 				   0: in get (it is empty) */
-	char     queue[SHMQ_NAME_MAX_LEN + 1];
+	char     queue[SHMQ_NAME_MAX_LEN + 1];  /* "": a queue the caller
+						   may not read (messages,
+						   capacity and fail are
+						   then 0) */
 	uint32_t messages;      /* queued (and leased) when shmqd looked */
 	uint32_t capacity;
 	uint32_t threads;       /* threads of the process blocked in it */
@@ -1240,7 +1243,9 @@ struct shmq_deadlock_wait {
  * none).  At most 128 rows: the rest of a larger picture is left off.
  * Only deadlocks involving a queue the caller may read are listed (root:
  * all); a deadlock spans users, and its pids and command names are public
- * in /proc anyway.
+ * in /proc anyway, but a queue's name never is: a wait on a queue the
+ * caller may not read is listed with queue "" (and nothing of what the
+ * queue holds).
  *
  * Returns SHMQ_OK; SHMQ_EINVAL (list or n is NULL); SHMQ_ENOMEM; or a
  * control error.  On error *list is NULL and *n 0.  Blocks for one round

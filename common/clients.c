@@ -188,6 +188,26 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 		ring_wake_all(r);
 }
 
+void ring_client_forget(struct ring *r, uint32_t index)
+{
+	if (index >= r->nclients)
+		return;
+	struct shmq_client *c = &r->clients[index];
+
+	/* Nobody was handed this entry: it counts in no total, and only its
+	 * lies go (any lease it "holds" goes back at the next get). */
+	WRITE_ONCE(c->role, 0);
+	WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
+	clear_waits(c);
+	WRITE_ONCE(c->detached, 0);
+	WRITE_ONCE(c->armed[PUT_SIDE], 0);
+	WRITE_ONCE(c->armed[GET_SIDE], 0);
+	WRITE_ONCE(c->gen, 0);
+	WRITE_ONCE(c->start_time, 0);
+	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&r->hdr->departures, 1, __ATOMIC_SEQ_CST);
+}
+
 void ring_client_recount(struct ring *r)
 {
 	uint32_t producers = 0, consumers = 0;

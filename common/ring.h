@@ -188,6 +188,9 @@ void ring_client_mark_detached(struct ring *r);
  * was marked detached by its own process.  Applies auto-close
  * and repairs the sleep statistics the entry still held. */
 void ring_client_remove(struct ring *r, uint32_t index, int died);
+/* Clears an entry that shmqd never handed out (a client wrote it): no
+ * count changes, since it was never counted. */
+void ring_client_forget(struct ring *r, uint32_t index);
 /* Recomputes producer and consumer counts from the table. */
 void ring_client_recount(struct ring *r);
 

@@ -48,6 +48,7 @@
 struct watch {
 	uint64_t id;
 	int have;                   /* `last` holds the previous look */
+	int cleaned;                /* entries nobody was handed, cleared */
 	struct ring_progress last;
 };
 
@@ -57,8 +58,13 @@ static int ticking;
 static struct watch *watches;
 static size_t nwatch, capwatch;
 
-/* What the last look found. */
+/* The attachments of the queue being read (procs.c's word). */
+static struct procs_entry *known;
+static size_t capknown;
+
+/* What the last look found: rows, and the queue of each. */
 static struct shmq_wire_dl_wait *rows;
+static uint64_t *row_queue;
 static size_t nrows;
 static uint32_t rows_more;
 static uint64_t recent[RECENT_KEYS];   /* keys of logged deadlocks */
@@ -151,13 +157,36 @@ static int same_progress(const struct ring_progress *a,
 
 struct read_ctx {
 	struct look *l;
+	const struct procs_entry *known;    /* the attachments shmqd knows */
+	size_t nknown;
+	uint8_t *seen;              /* clean: one byte per entry, zeroed */
 	struct ring_progress prog;
 	int blocked;                /* some call is counted in a record */
 };
 
+/* Clears every entry of the table that shmqd did not hand out: a client
+ * wrote it, and all it could say is a lie. */
+static void clean_table(struct ring *r, const struct read_ctx *c)
+{
+	for (size_t k = 0; k < c->nknown; k++)
+		c->seen[c->known[k].index] = 1;
+	for (uint32_t i = 0; i < r->nclients; i++) {
+		struct ring_waiter w;
+		if (c->seen[i])
+			continue;
+		ring_client_look(r, i, &w);
+		if (w.pid != 0)
+			ring_client_forget(r, i);
+	}
+}
+
 /* Under registry_access(): copies what the analysis needs.  Room for
  * every entry was made before, and the queue counts only once complete,
- * so an access abandoned half-way leaves nothing behind. */
+ * so an access abandoned half-way leaves nothing behind.  Only entries
+ * shmqd handed out are read, and a record counts only while the entry
+ * still names the process and generation it was handed to: a record is
+ * the word of whoever wrote it, and any process with the queue open may
+ * write any entry. */
 static void read_queue(struct queue *q, void *arg)
 {
 	struct read_ctx *c = arg;
@@ -166,14 +195,23 @@ static void read_queue(struct queue *q, void *arg)
 	struct lq *lq = &l->q[l->nq];
 	size_t na = l->na;
 
+	if (c->seen)
+		clean_table(r, c);
 	ring_progress(r, &c->prog);
-	for (uint32_t i = 0; i < r->nclients; i++) {
+	for (size_t k = 0; k < c->nknown; k++) {
+		const struct procs_entry *e = &c->known[k];
 		struct la *a = &l->a[na];
-		ring_client_look(r, i, &a->w);
-		if (a->w.pid == 0)
+		if (e->index >= r->nclients)
 			continue;
+		ring_client_look(r, e->index, &a->w);
+		if (a->w.pid != (uint32_t)e->pid || a->w.gen != e->gen)
+			memset(&a->w, 0, sizeof(a->w));
+		a->w.pid = (uint32_t)e->pid;
+		a->w.gen = e->gen;
+		a->w.start_time = e->start_time;
+		a->w.role = e->role;
 		a->q = (uint32_t)l->nq;
-		a->index = i;
+		a->index = e->index;
 		if (a->w.threads[0] || a->w.threads[1])
 			c->blocked = 1;
 		na++;
@@ -227,17 +265,25 @@ static void read_watched(struct look *l)
 		struct queue *q = registry_find_id(w.id);
 		if (q == NULL || q->broken)
 			continue;
+		struct read_ctx c = { .l = l };
 		if (GROW(l->q, l->capq, l->nq + 1) < 0 ||
-		    GROW(l->a, l->capa, l->na + q->ring.nclients) < 0) {
+		    GROW(l->a, l->capa, l->na + q->attached) < 0 ||
+		    GROW(known, capknown, q->attached) < 0 ||
+		    (!w.cleaned &&
+		     (c.seen = calloc(q->ring.nclients, 1)) == NULL)) {
 			watches[keep++] = w;    /* next time */
 			continue;
 		}
-		struct read_ctx c = { .l = l };
+		c.known = known;
+		c.nknown = procs_entries(q, known, capknown);
 		size_t na = l->na;
-		if (registry_access(q, read_queue, &c) != SHMQ_OK) {
+		int rc = registry_access(q, read_queue, &c);
+		free(c.seen);
+		if (rc != SHMQ_OK) {
 			l->na = na;
 			continue;
 		}
+		w.cleaned = 1;
 		if (!c.blocked) {
 			l->na = na;
 			continue;
@@ -645,7 +691,7 @@ static const char *comm_of(const struct look *l, uint32_t pid)
 
 /* The rows of deadlock `dl`, cycle first; appended to `out`. */
 static void add_rows(const struct look *l, int dl, struct shmq_wire_dl_wait *out,
-		     size_t *n, size_t cap, uint32_t *more)
+		     uint64_t *ids, size_t *n, size_t cap, uint32_t *more)
 {
 	for (int behind = 0; behind < 2; behind++)
 		for (size_t i = 0; i < l->np; i++) {
@@ -663,6 +709,7 @@ static void add_rows(const struct look *l, int dl, struct shmq_wire_dl_wait *out
 						(*more)++;
 						continue;
 					}
+					ids[*n] = q->id;
 					struct shmq_wire_dl_wait *r = &out[(*n)++];
 					memset(r, 0, sizeof(*r));
 					strcpy(r->queue, q->name);
@@ -819,7 +866,8 @@ static void break_deadlock(const struct look *l, int dl)
 static void publish(struct look *l, int ndl)
 {
 	struct shmq_wire_dl_wait *out = NULL;
-	size_t n = 0, cap = 0;
+	uint64_t *ids = NULL;
+	size_t n = 0, cap = 0, capids = 0;
 	uint32_t more = 0;
 
 	/* Every row of every deadlock; rows[] keeps at most the wire's
@@ -827,9 +875,10 @@ static void publish(struct look *l, int ndl)
 	for (int dl = 0; dl < ndl; dl++) {
 		size_t start = n;
 		uint32_t left = 0;
-		if (GROW(out, cap, n + SHMQ_WIRE_DL_MAX) < 0)
+		if (GROW(out, cap, n + SHMQ_WIRE_DL_MAX) < 0 ||
+		    GROW(ids, capids, n + SHMQ_WIRE_DL_MAX) < 0)
 			break;
-		add_rows(l, dl, out, &n, start + SHMQ_WIRE_DL_MAX, &left);
+		add_rows(l, dl, out, ids, &n, start + SHMQ_WIRE_DL_MAX, &left);
 		if (!seen_key(deadlock_key(l, dl)))
 			log_deadlock(l, out + start, n - start);
 		break_deadlock(l, dl);
@@ -851,7 +900,9 @@ static void publish(struct look *l, int ndl)
 		n = SHMQ_WIRE_DL_MAX;
 	}
 	free(rows);
+	free(row_queue);
 	rows = out;
+	row_queue = ids;
 	nrows = n;
 	rows_more = more;
 
@@ -930,8 +981,13 @@ void deadlock_shutdown(void)
 	watches = NULL;
 	nwatch = capwatch = 0;
 	free(rows);
+	free(row_queue);
 	rows = NULL;
+	row_queue = NULL;
 	nrows = 0;
+	free(known);
+	known = NULL;
+	capknown = 0;
 	ticking = 0;
 }
 
@@ -1025,14 +1081,17 @@ void deadlock_gone(pid_t pid)
 		if (num[d] < 0)
 			num[d] = next++;
 		rows[keep] = rows[i];
+		row_queue[keep] = row_queue[i];
 		rows[keep++].deadlock = (uint32_t)num[d];
 	}
 	nrows = keep;
 }
 
-size_t deadlock_rows(const struct shmq_wire_dl_wait **out, uint32_t *more)
+size_t deadlock_rows(const struct shmq_wire_dl_wait **out,
+		     const uint64_t **queues, uint32_t *more)
 {
 	*out = rows;
+	*queues = row_queue;
 	*more = rows_more;
 	return nrows;
 }

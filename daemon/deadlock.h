@@ -39,8 +39,10 @@ void deadlock_gone(pid_t pid);
 
 /* The deadlocks found at the last look: *rows (n of them, valid until the
  * next event), one per wait of a process in a deadlock, grouped by
- * `deadlock` (0, 1, ...) with the cycle's rows first.  *more: rows left
- * off beyond SHMQ_WIRE_DL_MAX. */
-size_t deadlock_rows(const struct shmq_wire_dl_wait **rows, uint32_t *more);
+ * `deadlock` (0, 1, ...) with the cycle's rows first, and (*queues)[i]
+ * the id of the queue of row i, for who may see its name.  *more: rows
+ * left off beyond SHMQ_WIRE_DL_MAX. */
+size_t deadlock_rows(const struct shmq_wire_dl_wait **rows,
+		     const uint64_t **queues, uint32_t *more);
 
 #endif /* SHMQD_DEADLOCK_H */

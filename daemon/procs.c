@@ -25,12 +25,20 @@
 #include "procs.h"
 #include "quota.h"
 
+struct proc;
+
+/* One attachment, on two lists: its process's (next) and its queue's
+ * (q->attachments, qnext/qprev), so that deadlock detection can ask
+ * which entries of a queue shmqd handed out, and to whom. */
 struct attachment {
 	struct queue *q;
+	struct proc *proc;
 	uint32_t index;
 	uint32_t gen;
+	uint32_t role;          /* SHMQ_ROLE_*, as handed out */
 	uint32_t uid;           /* charged one handle (quota.h) */
 	struct attachment *next;
+	struct attachment *qnext, **qprev;
 };
 
 struct proc {
@@ -47,6 +55,24 @@ struct share {
 	uint32_t uid;
 	uint32_t n;
 };
+
+static void queue_link(struct attachment *a)
+{
+	struct queue *q = a->q;
+
+	a->qnext = q->attachments;
+	if (a->qnext)
+		a->qnext->qprev = &a->qnext;
+	a->qprev = &q->attachments;
+	q->attachments = a;
+}
+
+static void queue_unlink(struct attachment *a)
+{
+	*a->qprev = a->qnext;
+	if (a->qnext)
+		a->qnext->qprev = a->qprev;
+}
 
 static struct event_base *evbase;
 static void *by_pid;
@@ -286,6 +312,7 @@ static void release(struct attachment *a, int died)
 	struct removal rm = { a->index, died };
 
 	registry_access(q, remove_entry, &rm);
+	queue_unlink(a);
 	q->attached--;
 	share_drop(q, a->uid);
 	quota_give(a->uid, QUOTA_HANDLES, 1);
@@ -360,7 +387,7 @@ static struct proc *watch(pid_t pid, uint64_t want_start)
 
 /* The handle must have been charged to uid already. */
 static int link_attachment(struct proc *p, struct queue *q, uint32_t index,
-			   uint32_t gen, uint32_t uid)
+			   uint32_t gen, uint32_t role, uint32_t uid)
 {
 	struct attachment *a = calloc(1, sizeof(*a));
 
@@ -369,11 +396,14 @@ static int link_attachment(struct proc *p, struct queue *q, uint32_t index,
 		return SHMQ_ENOMEM;
 	}
 	a->q = q;
+	a->proc = p;
 	a->index = index;
 	a->gen = gen;
+	a->role = role;
 	a->uid = uid;
 	a->next = p->att;
 	p->att = a;
+	queue_link(a);
 	q->attached++;
 	return SHMQ_OK;
 }
@@ -439,7 +469,7 @@ int procs_attach(pid_t pid, uint32_t uid, struct queue *q, uint32_t role,
 	} else {
 		*index = ad.index;
 		*gen = ad.gen;
-		rc = link_attachment(p, q, *index, *gen, uid);
+		rc = link_attachment(p, q, *index, *gen, role, uid);
 		if (rc != SHMQ_OK) {
 			struct removal rm = { *index, 0 };
 			registry_access(q, remove_entry, &rm);
@@ -483,6 +513,25 @@ struct queue *procs_attachment(pid_t pid, uint64_t queue_id, uint32_t index,
 	return NULL;
 }
 
+size_t procs_entries(const struct queue *q, struct procs_entry *out,
+		     size_t cap)
+{
+	size_t n = 0;
+
+	for (const struct attachment *a = q->attachments; a; a = a->qnext) {
+		if (n < cap)
+			out[n] = (struct procs_entry){
+				.pid = a->proc->pid,
+				.start_time = a->proc->start_time,
+				.index = a->index,
+				.gen = a->gen,
+				.role = a->role,
+			};
+		n++;
+	}
+	return n;
+}
+
 /* Under registry_access(): one pass over an adopted queue's table. */
 static void adopt_entries(struct queue *q, void *arg)
 {
@@ -495,6 +544,10 @@ static void adopt_entries(struct queue *q, void *arg)
 		uint32_t gen = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
 		uint64_t st = __atomic_load_n(&c->start_time,
 					      __ATOMIC_RELAXED);
+		/* The role too is what the segment says: nothing else is
+		 * left of the daemon that handed it out. */
+		uint32_t role = __atomic_load_n(&c->role, __ATOMIC_RELAXED) &
+				(SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER);
 		if (pid == 0)
 			continue;
 		/* Detached while no daemon could be told: release it now,
@@ -517,7 +570,8 @@ static void adopt_entries(struct queue *q, void *arg)
 			       NULL, 0) != SHMQ_OK)
 			uid = -1;
 		if (uid >= 0 &&
-		    link_attachment(p, q, i, gen, (uint32_t)uid) != SHMQ_OK) {
+		    link_attachment(p, q, i, gen, role, (uint32_t)uid) !=
+			    SHMQ_OK) {
 			quota_give((uint32_t)uid, QUOTA_HANDLES, 1);
 			uid = -1;
 		}
@@ -562,6 +616,7 @@ static void proc_free(void *arg)
 	while (p->att) {
 		struct attachment *a = p->att;
 		p->att = a->next;
+		queue_unlink(a);
 		share_drop(a->q, a->uid);
 		quota_give(a->uid, QUOTA_HANDLES, 1);
 		free(a);

@@ -36,6 +36,19 @@ void procs_adopt(struct queue *q);
 struct queue *procs_attachment(pid_t pid, uint64_t queue_id, uint32_t index,
 				uint32_t gen);
 
+/* One attachment of a queue as shmqd handed it out (or adopted it): the
+ * truth about who holds entry `index`, whatever the segment now says. */
+struct procs_entry {
+	pid_t pid;
+	uint64_t start_time;
+	uint32_t index, gen;
+	uint32_t role;              /* SHMQ_ROLE_* */
+};
+/* The attachments of q, into out[0..cap): returns how many there are
+ * (q->attached), even beyond cap. */
+size_t procs_entries(const struct queue *q, struct procs_entry *out,
+		     size_t cap);
+
 /* What /proc/PID/stat says of a process. */
 struct proc_info {
 	char comm[16];              /* command name, NUL-terminated */

@@ -22,6 +22,8 @@
 #include "ring.h"
 #include "shmq_wire.h"
 
+struct attachment;
+
 struct queue {
 	char name[SHMQ_NAME_MAX + 1];
 	uint64_t id;
@@ -32,6 +34,7 @@ struct queue {
 	void *map;
 	size_t map_size;
 	unsigned attached;          /* attachments tracked by procs.c */
+	struct attachment *attachments;  /* procs.c's list of them */
 	int deleted;                /* name removed, kept while attached */
 	int broken;                 /* segment truncated under us: never
 				       touched again, removed by

@@ -491,24 +491,33 @@ static size_t do_blocked(struct peer *p, const struct shmq_wire_detach *b,
 	return sizeof(r->st);
 }
 
+/* Whether the peer may read the queue of id `id` (root: any). */
+static int may_read(const struct peer *p, uint64_t id)
+{
+	const struct queue *q = registry_find_id(id);
+
+	return p->uid == 0 ||
+	       (q != NULL && (access_of(p, q) & SHMQ_ACCESS_READ));
+}
+
 /* The deadlocks of the last look: those where the peer may read at least
- * one of the queues (root: all), renumbered from 0. */
+ * one of the queues (root: all), renumbered from 0.  A wait on a queue
+ * it may not read is listed without the queue: no name, no contents, no
+ * policy (the processes, pids and command names, are public in /proc
+ * anyway). */
 static size_t do_deadlocks(struct peer *p, union reply *r)
 {
 	const struct shmq_wire_dl_wait *all;
+	const uint64_t *ids;
 	uint32_t more, n = 0;
-	size_t count = deadlock_rows(&all, &more);
+	size_t count = deadlock_rows(&all, &ids, &more);
 	int shown[SHMQ_WIRE_DL_MAX], num[SHMQ_WIRE_DL_MAX], next = 0;
 
 	for (size_t d = 0; d < SHMQ_WIRE_DL_MAX; d++)
 		shown[d] = 0, num[d] = -1;
-	for (size_t i = 0; i < count; i++) {
-		const struct queue *q = registry_find(all[i].queue);
-		if (all[i].deadlock < SHMQ_WIRE_DL_MAX &&
-		    (p->uid == 0 ||
-		     (q && (access_of(p, q) & SHMQ_ACCESS_READ))))
+	for (size_t i = 0; i < count; i++)
+		if (all[i].deadlock < SHMQ_WIRE_DL_MAX && may_read(p, ids[i]))
 			shown[all[i].deadlock] = 1;
-	}
 	set_status(r, SHMQ_OK, NULL);
 	for (size_t i = 0; i < count; i++) {
 		uint32_t d = all[i].deadlock;
@@ -516,8 +525,14 @@ static size_t do_deadlocks(struct peer *p, union reply *r)
 			continue;
 		if (num[d] < 0)
 			num[d] = next++;
-		r->deadlocks.rows[n] = all[i];
-		r->deadlocks.rows[n++].deadlock = (uint32_t)num[d];
+		struct shmq_wire_dl_wait *w = &r->deadlocks.rows[n++];
+		*w = all[i];
+		w->deadlock = (uint32_t)num[d];
+		if (!may_read(p, ids[i])) {
+			memset(w->queue, 0, sizeof(w->queue));
+			w->messages = w->capacity = 0;
+			w->flags &= ~SHMQ_WIRE_DL_FAIL;
+		}
 	}
 	r->deadlocks.count = n;
 	r->deadlocks.more = more;

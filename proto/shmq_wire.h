@@ -27,7 +27,7 @@
 #include "shmq_layout.h"
 
 #define SHMQ_WIRE_MAGIC    UINT32_C(0x51514d53)   /* "SMQQ" */
-#define SHMQ_WIRE_VERSION  6u
+#define SHMQ_WIRE_VERSION  7u
 #define SHMQ_WIRE_MAX      65536u                 /* largest packet */
 #define SHMQ_WIRE_NAME     (SHMQ_NAME_MAX + 1)
 
@@ -232,7 +232,9 @@ struct shmq_wire_users_reply {
  * process in one: the rows of one deadlock share `deadlock` (0, 1, ...)
  * and come together, the processes of its cycle(s) first, then those
  * blocked behind it.  At most SHMQ_WIRE_DL_MAX rows; `more` says how
- * many were left off. */
+ * many were left off.  A wait on a queue the asker may not read comes
+ * without the queue: `queue` is "" and messages, capacity and the FAIL
+ * flag are 0. */
 #define SHMQ_WIRE_DL_MAX     128u
 #define SHMQ_WIRE_DL_FREERS  8u
 #define SHMQ_WIRE_DL_PUT     0x1u   /* blocked in put (else in get) */

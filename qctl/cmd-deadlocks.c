@@ -63,15 +63,17 @@ static void show_text(const struct shmq_deadlock_wait *w, size_t n)
 			printf("%sdeadlock %u: %zu process%s\n", i ? "\n" : "",
 			       r->deadlock + 1, procs, procs == 1 ? "" : "es");
 		}
-		printf("  %spid %" PRIu32 " (%s) blocked in %s on '%s' ",
+		printf("  %spid %" PRIu32 " (%s) blocked in %s on ",
 		       r->behind ? "behind it: " : "", r->pid,
 		       report_clean(r->comm, buf, sizeof(buf)),
-		       r->put ? "put" : "get", r->queue);
-		if (r->put)
-			printf("(full %" PRIu32 "/%" PRIu32 ")", r->messages,
-			       r->capacity);
+		       r->put ? "put" : "get");
+		if (r->queue[0] == '\0')
+			fputs("a queue you may not read", stdout);
+		else if (r->put)
+			printf("'%s' (full %" PRIu32 "/%" PRIu32 ")", r->queue,
+			       r->messages, r->capacity);
 		else
-			fputs("(empty)", stdout);
+			printf("'%s' (empty)", r->queue);
 		if (r->threads > 1)
 			printf(" in %" PRIu32 " threads", r->threads);
 		printf(" for %.1f s, freed only by ", (double)r->blocked_ns / 1e9);
@@ -106,7 +108,10 @@ static void show_json(const struct shmq_deadlock_wait *w, size_t n)
 			putchar(',');
 		}
 		printf("{\"op\":\"%s\",\"queue\":", r->put ? "put" : "get");
-		fields_json_string(r->queue);
+		if (r->queue[0] == '\0')
+			fputs("null", stdout);
+		else
+			fields_json_string(r->queue);
 		printf(",\"messages\":%" PRIu32 ",\"capacity\":%" PRIu32
 		       ",\"threads\":%" PRIu32 ",\"blocked_seconds\":%.3f"
 		       ",\"on_deadlock\":\"%s\",\"victim\":%s,\"freed_by\":[",
@@ -158,7 +163,9 @@ const struct cmd_entry cmd_deadlocks_entry = {
 "each process: its pid and command, the queue and call it waits in, for\n"
 "how long, and which processes alone could free it; processes blocked\n"
 "behind a deadlock (waiting for it from outside) come last, as 'behind\n"
-"it'.  Only deadlocks involving a queue you may read are listed.  --json\n"
+"it'.  Only deadlocks involving a queue you may read are listed, and a\n"
+"queue you may not read is never named ('a queue you may not read', JSON\n"
+"null).  --json\n"
 "prints a JSON array with one object per deadlock: \"processes\", each\n"
 "with pid, command, behind and \"waits\" (op put or get, queue, messages,\n"
 "capacity, threads, blocked_seconds, on_deadlock, victim, freed_by: pids,\n"

@@ -43,6 +43,8 @@
 #include "lib/harness.h"
 #include "lib/queue.h"
 #include "lib/runner.h"
+#include "lib/segment.h"
+#include "lib/users.h"
 
 /* The daemon's deadlock timeout in these tests, and how long a silence
  * lasts: three timeouts after shmqd began to watch. */
@@ -103,13 +105,19 @@ static size_t deadlock_count(void)
 /* Fills a fresh queue of capacity `cap` to the brim, without keeping a
  * handle: a process that has it open and is not blocked could close it,
  * and shmqd would rightly see no deadlock. */
-static void create_full(const char *name, uint32_t cap, uint32_t flags)
+static void create_full_mode(const char *name, uint32_t cap, uint32_t mode,
+			     uint32_t flags)
 {
-	create_q(name, cap, 64, 0600, flags);
+	create_q(name, cap, 64, mode, flags);
 	shmq_t *q = open_q(name, SHMQ_PRODUCER);
 	for (uint32_t i = 0; i < cap; i++)
 		put_str(q, "token");
 	shmq_detach(q);
+}
+
+static void create_full(const char *name, uint32_t cap, uint32_t flags)
+{
+	create_full_mode(name, cap, 0600, flags);
 }
 
 /* Waits until shmqd watches `queue` (it logs that at debug level). */
@@ -297,10 +305,42 @@ static int is_stopped(pid_t pid)
 	return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
 }
 
+/* Field `field` (numbered from 1, as in proc(5)) of /proc/PID/stat, for
+ * the fields after the command name; 0 if unreadable. */
+static unsigned long long stat_field(pid_t pid, int field)
+{
+	char path[64], buf[1024];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	for (int i = 2; i < field && p; i++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL || sscanf(p, " %llu", &v) != 1)
+		return 0;
+	return v;
+}
+
 /* Runs qctl with `args` (NULL-terminated, after "qctl"); its standard
  * output goes to out (NUL-terminated, cut to `cap`), its standard error
  * to ours.  Returns its wait status. */
+static int run_qctl_as(uid_t uid, const char *const *args, char *out,
+		       size_t cap);
+
 static int run_qctl(const char *const *args, char *out, size_t cap)
+{
+	return run_qctl_as(0, args, out, cap);
+}
+
+/* The same, as user `uid` (0: as we are). */
+static int run_qctl_as(uid_t uid, const char *const *args, char *out,
+		       size_t cap)
 {
 	char bin[512];
 	char *argv[16];
@@ -315,6 +355,8 @@ static int run_qctl(const char *const *args, char *out, size_t cap)
 	ck_assert_int_eq(pipe(fds), 0);
 	pid_t kid = harness_fork();
 	if (kid == 0) {
+		if (uid)
+			become_user(uid, uid, NULL, 0);
 		dup2(fds[1], 1);
 		close(fds[0]);
 		close(fds[1]);
@@ -916,6 +958,215 @@ START_TEST(test_off)
 }
 END_TEST
 
+
+/* Writes into entry `c` of a queue's attachment table what shmqd writes
+ * for process `pid` attached as `role`, and, if `get_threads`, a get that
+ * has waited for five seconds in that many threads: a lie, unless shmqd
+ * handed the entry to that process itself. */
+static void forge_entry(struct shmq_client *c, pid_t pid, uint32_t role,
+			uint32_t get_threads)
+{
+	__atomic_store_n(&c->pid, 0, __ATOMIC_SEQ_CST);
+	memset(&c->waits, 0, sizeof(c->waits));
+	c->start_time = stat_field(pid, 22);
+	c->role = role;
+	c->gen = 4242;
+	if (get_threads) {
+		c->waits[1].threads = get_threads;
+		c->waits[1].since = (int64_t)now_ns() - 5000000000LL;
+	}
+	__atomic_store_n(&c->pid, (uint32_t)pid, __ATOMIC_SEQ_CST);
+}
+
+/* Whether some entry of the table names `pid`. */
+static int entry_of(struct shmq_seg_hdr *h, pid_t pid)
+{
+	struct shmq_client *c = segment_clients(h);
+
+	for (uint32_t i = 0; i < h->clients; i++)
+		if (__atomic_load_n(&c[i].pid, __ATOMIC_SEQ_CST) == (uint32_t)pid)
+			return 1;
+	return 0;
+}
+
+/* Forges, in free entries of `h`, W blocked in get and V a producer. */
+static void forge_pair(struct shmq_seg_hdr *h, pid_t v, pid_t w)
+{
+	struct shmq_client *c = segment_clients(h);
+	int done = 0;
+
+	for (uint32_t i = 0; i < h->clients && done < 2; i++) {
+		if (__atomic_load_n(&c[i].pid, __ATOMIC_SEQ_CST) != 0)
+			continue;
+		if (done++ == 0)
+			forge_entry(&c[i], w, SHMQ_ROLE_CONSUMER,
+				    (uint32_t)stat_field(w, 20));
+		else
+			forge_entry(&c[i], v, SHMQ_ROLE_PRODUCER, 0);
+	}
+	CHILD_CHECK(done == 2);
+}
+
+/*
+ * Another user scribbles over the table of a queue of its own: entries
+ * saying that W (a process of ours, idle outside shmq, the only consumer
+ * of our queue R) is blocked in get on its queue, and that V (blocked in
+ * put on R, which is full and has the fail policy) is its producer.
+ * Believed, they make a deadlock of V and W, fail V's put and name R to
+ * a user who may not read it.  shmqd trusts a record only in an entry it
+ * handed to that process itself: it clears the forged entries, never
+ * reports, and V's put goes through once R has room.
+ */
+START_TEST(test_forged_records)
+{
+	struct stage v, w;
+	struct daemon d;
+	struct chan ch;
+	struct stage_cfg cv = { .comm = "victim-v", .out = "R" };
+	struct stage_cfg cw = { .comm = "victim-w", .hold_in = "R" };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	share_socket(&d);
+	create_full("R", 1, SHMQ_DEADLOCK_FAIL);
+	stage_start(&w, &cw);
+	stage_start(&v, &cv);
+	stage_go(&v, 'p');
+	EVENTUALLY(stat_name("R").put_blocked == 1);
+
+	chan_init(&ch);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		struct shmq_attr a = attr_of(1, 64, 0600, 0);
+		shmq_t *c;
+		char buf[64];
+		size_t len;
+		chan_child(&ch);
+		become_nobody(NULL, 0);
+		CHILD_RC(shmq_create("mine", &a, 0), SHMQ_OK);
+		CHILD_RC(shmq_open("mine", SHMQ_CONSUMER, &c), SHMQ_OK);
+		struct shmq_seg_hdr *h = segment_mapped("mine");
+		CHILD_CHECK(h != NULL);
+		forge_pair(h, v.pid, w.pid);
+		/* A real wait, long enough to be told: shmqd looks. */
+		CHILD_RC(shmq_get(c, buf, sizeof(buf), &len, 3 * TIMEOUT_MS),
+			 SHMQ_ETIMEDOUT);
+		long until = now_ms() + WAIT_MS;
+		while ((entry_of(h, v.pid) || entry_of(h, w.pid)) &&
+		       now_ms() < until)
+			sleep_ms(10);
+		CHILD_CHECK(!entry_of(h, v.pid) && !entry_of(h, w.pid));
+		/* Again, for good, with a real get of our own blocked in
+		 * another process, so that shmqd goes on looking. */
+		pid_t getter = fork();
+		if (getter == 0) {
+			shmq_t *g;
+			if (shmq_open("mine", SHMQ_CONSUMER, &g) == SHMQ_OK)
+				shmq_get(g, buf, sizeof(buf), &len,
+					 SILENCE_MS + 500);
+			_exit(0);
+		}
+		forge_pair(h, v.pid, w.pid);
+		/* And out of sight ourselves: attached and running, we could
+		 * close the queue and so free W. */
+		struct shmq_client *e = segment_clients(h);
+		for (uint32_t i = 0; i < h->clients; i++)
+			if (e[i].pid == (uint32_t)getpid())
+				__atomic_store_n(&e[i].pid, 0, __ATOMIC_SEQ_CST);
+		child_say(&ch, 'f');
+		until = now_ms() + SILENCE_MS;
+		while (now_ms() < until) {
+			struct shmq_deadlock_wait *rows;
+			size_t n;
+			CHILD_RC(shmq_deadlocks(&rows, &n), SHMQ_OK);
+			CHILD_CHECK(n == 0);
+			free(rows);
+			sleep_ms(20);
+		}
+		waitpid(getter, NULL, 0);
+		_exit(0);
+	}
+	chan_parent(&ch);
+	chan_expect(&ch, 'f');
+	wait_watched(&d, "mine");
+	assert_silence(&d, 0);
+	CHILD_OK(kid);
+	chan_done(&ch);
+	ck_assert_int_eq(stat_name("R").put_blocked, 1);
+	shmq_t *r = open_q("R", SHMQ_CONSUMER);
+	get_str(r, "token");
+	chan_expect(&v.ch, 'k');
+	RC_EQ(shmq_detach(r), SHMQ_OK);
+	stage_kill(&v);
+	stage_kill(&w);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/*
+ * A deadlock across users: P1 (ours) consumes our queue R (mode 0602:
+ * others may only put) and is blocked in put on N, the other user's
+ * queue; P2 (the other user's) consumes N and is blocked in put on R.
+ * The other user sees the deadlock, but never R's name, nor what R
+ * holds: that wait is listed on a queue it may not read.
+ */
+START_TEST(test_unreadable_hidden)
+{
+	static const char *const json[] = { "deadlocks", "--json", NULL };
+	static const char *const text[] = { "deadlocks", NULL };
+	struct stage p1;
+	struct daemon d;
+	struct chan ch;
+	struct stage_cfg c1 = { .comm = "ours", .in = "R", .out = "N" };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	share_socket(&d);
+	create_full_mode("R", 1, 0602, 0);
+
+	chan_init(&ch);
+	pid_t p2 = harness_fork();
+	if (p2 == 0) {
+		struct shmq_attr a = attr_of(1, 64, 0666, 0);
+		shmq_t *r, *n;
+		chan_child(&ch);
+		prctl(PR_SET_NAME, "theirs");
+		become_nobody(NULL, 0);
+		CHILD_RC(shmq_create("N", &a, 0), SHMQ_OK);
+		CHILD_RC(shmq_open("N", SHMQ_PRODUCER | SHMQ_CONSUMER, &n),
+			 SHMQ_OK);
+		CHILD_RC(shmq_put(n, "token", 5, 0), SHMQ_OK);
+		CHILD_RC(shmq_open("R", SHMQ_PRODUCER, &r), SHMQ_OK);
+		child_say(&ch, 'r');
+		CHILD_RC(shmq_put(r, "m", 1, 20000), SHMQ_OK);
+		_exit(0);
+	}
+	chan_parent(&ch);
+	chan_expect(&ch, 'r');
+	stage_start(&p1, &c1);
+	stage_go(&p1, 'p');
+	EVENTUALLY(deadlock_count() == 2);
+
+	char out[8192];
+	int status = run_qctl_as(NOBODY, json, out, sizeof(out));
+	ck_assert_msg(exited_with(status, 12), "qctl: %s", describe(status));
+	ck_assert_msg(strstr(out, "\"queue\":\"N\""), "%s", out);
+	ck_assert_msg(strstr(out, "\"queue\":null"), "%s", out);
+	ck_assert_msg(!strstr(out, "\"R\""), "%s", out);
+	status = run_qctl_as(NOBODY, text, out, sizeof(out));
+	ck_assert_msg(exited_with(status, 12), "qctl: %s", describe(status));
+	ck_assert_msg(strstr(out, "on a queue you may not read"), "%s", out);
+	ck_assert_msg(!strstr(out, "'R'"), "%s", out);
+	/* We may read both. */
+	status = run_qctl(json, out, sizeof(out));
+	ck_assert_msg(strstr(out, "\"queue\":\"R\""), "%s", out);
+
+	kill(p2, SIGKILL);
+	harness_wait(p2, 5000);
+	chan_done(&ch);
+	stage_kill(&p1);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 
 static Suite *deadlock_suite(void)
@@ -949,6 +1200,8 @@ static Suite *deadlock_suite(void)
 	tc = tcase_create("hostile");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_comm_escaped);
+	tcase_add_test(tc, test_forged_records);
+	tcase_add_test(tc, test_unreadable_hidden);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -67,3 +67,36 @@ uint32_t wait_mark_of(const struct shmq_seg_hdr *h, size_t size, pid_t pid)
 			return __atomic_load_n(&c[i].wait, __ATOMIC_ACQUIRE);
 	return UINT32_MAX;
 }
+
+struct shmq_seg_hdr *segment_mapped(const char *name)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	struct shmq_seg_hdr *found = NULL;
+	char line[512];
+
+	if (f == NULL)
+		return NULL;
+	while (found == NULL && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char *path = strstr(line, "/dev/shm/shmq.");
+		if (path == NULL || strstr(path, ".meta") ||
+		    sscanf(line, "%lx-%lx", &lo, &hi) != 2 ||
+		    hi - lo < sizeof(struct shmq_seg_hdr))
+			continue;
+		struct shmq_seg_hdr *h = (struct shmq_seg_hdr *)lo;
+		/* Several mappings may share a file (the data ring twice):
+		 * the header is in the one at its offset 0. */
+		unsigned long off;
+		if (sscanf(strchr(line, ' ') + 1, "%*s %lx", &off) == 1 &&
+		    off == 0 && h->magic == SHMQ_LAYOUT_MAGIC &&
+		    strcmp(h->name, name) == 0)
+			found = h;
+	}
+	fclose(f);
+	return found;
+}
+
+struct shmq_client *segment_clients(struct shmq_seg_hdr *h)
+{
+	return (struct shmq_client *)((char *)h + h->clients_off);
+}

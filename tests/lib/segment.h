@@ -25,4 +25,11 @@ struct shmq_seg_hdr *segment_map_only(const struct daemon *d, size_t *size);
  * none. */
 uint32_t wait_mark_of(const struct shmq_seg_hdr *h, size_t size, pid_t pid);
 
+/* The segment of queue `name` as this process's own handle mapped it
+ * (from /proc/self/maps), or NULL: what a client that has the queue open
+ * can write, whoever it is.  Never unmap it. */
+struct shmq_seg_hdr *segment_mapped(const char *name);
+/* Its attachment table. */
+struct shmq_client *segment_clients(struct shmq_seg_hdr *h);
+
 #endif /* SHMQ_TEST_SEGMENT_H */
