@@ -1,16 +1,20 @@
 /*
- * deadlock.c - deadlocks of blocked processes: finding, naming, breaking.
+ * deadlock.c - deadlocks of blocked processes: watching, naming, breaking.
  *
  * Owns the watch list (queues where a call said it has been blocked for a
- * while), the timer that looks at them, the analysis (who is stuck, who
- * could free whom, the cycles and who is blocked behind them), the log
- * line of each deadlock, the victims of the `fail` policy, and what
- * DEADLOCKS answers.  It must never report a deadlock that is not one:
+ * while), the timer that looks at them, the reading of their wait records
+ * into a look (knot.h), the log line of each deadlock (once), the victims
+ * of the `fail` policy, and what DEADLOCKS answers; knot.c works out who
+ * waits only for whom.  It must never report a deadlock that is not one:
  * every doubt (a process it cannot read, a wait too young, a queue that
  * moved, a record that does not add up, a wait that could not be
- * blocked) counts as "this process may still run".  It never takes a
- * queue's lock, never waits, reads segments only under registry_access(),
- * and does nothing while no call is blocked.
+ * blocked) counts as "this process may still run".  It believes a record
+ * only in an attachment entry it handed out itself, of the process it
+ * handed it to (procs.c), so that nobody can speak for a process on a
+ * queue that process never opened; and its work is in proportion to the
+ * entries it handed out on the queues it watches, whatever the tables
+ * hold.  It never takes a queue's lock, never waits, reads segments only
+ * under registry_access(), and does nothing while no call is blocked.
  *
  * The model is in shmq.h ("Deadlocks").  In short: a process is stuck when
  * every thread of it is counted in a wait record, each for at least the
@@ -37,11 +41,15 @@
 
 #include "clock.h"
 #include "deadlock.h"
+#include "knot.h"
 #include "log.h"
 #include "procs.h"
 
-#define RECENT_KEYS 64          /* deadlocks remembered as logged */
 #define LINE_MAX_LEN 4000       /* one log line */
+/* A deadlock logged is remembered while it is seen, and for this many
+ * looks after: a look that misses it (a /proc read that failed, say)
+ * must not make it new again. */
+#define KEEP_LOOKS 8
 
 /* --- between looks ------------------------------------------------------ */
 
@@ -67,8 +75,17 @@ static struct shmq_wire_dl_wait *rows;
 static uint64_t *row_queue;
 static size_t nrows;
 static uint32_t rows_more;
-static uint64_t recent[RECENT_KEYS];   /* keys of logged deadlocks */
-static size_t recent_next;
+
+/* The deadlocks logged, by key (see deadlock_key), with the last look
+ * that saw each: an open-addressing table, at most half full, that grows
+ * with the number of deadlocks.  Key 0 marks a free slot. */
+struct logged {
+	uint64_t key;
+	uint64_t look;
+};
+static struct logged *logged;
+static size_t caplogged, nlogged;
+static uint64_t look_no;
 
 /* Makes room for `want` elements in array `ptr`, which holds `cap` of
  * them: 0, or -1 if out of memory (the array is then as it was). */
@@ -95,56 +112,79 @@ static void *grow_to(void *old, size_t *cap, size_t want, size_t size)
 	return q;
 }
 
+/* --- deadlocks remembered ------------------------------------------------ */
+
+static void logged_put(struct logged *t, size_t cap, struct logged e)
+{
+	size_t i = (size_t)(e.key * UINT64_C(0x9e3779b97f4a7c15) >> 7) &
+		   (cap - 1);
+
+	while (t[i].key != 0 && t[i].key != e.key)
+		i = (i + 1) & (cap - 1);
+	t[i] = e;
+}
+
+/* Rebuilds the table at `cap` slots with the keys seen in the last
+ * KEEP_LOOKS looks; -1 if out of memory (the table is then as it was). */
+static int logged_rebuild(size_t cap)
+{
+	struct logged *t = calloc(cap, sizeof(*t));
+	size_t n = 0;
+
+	if (t == NULL)
+		return -1;
+	for (size_t i = 0; i < caplogged; i++)
+		if (logged[i].key != 0 && logged[i].look + KEEP_LOOKS >= look_no) {
+			logged_put(t, cap, logged[i]);
+			n++;
+		}
+	free(logged);
+	logged = t;
+	caplogged = cap;
+	nlogged = n;
+	return 0;
+}
+
+/* Whether deadlock `key` was logged already; it is remembered as seen at
+ * this look either way (unless out of memory: then it counts as logged,
+ * so that no line is written twice). */
+static int logged_before(uint64_t key)
+{
+	if (key == 0)
+		key = 1;
+	if (caplogged > 0) {
+		size_t i = (size_t)(key * UINT64_C(0x9e3779b97f4a7c15) >> 7) &
+			   (caplogged - 1);
+		for (; logged[i].key != 0; i = (i + 1) & (caplogged - 1))
+			if (logged[i].key == key) {
+				logged[i].look = look_no;
+				return 1;
+			}
+	}
+	if (2 * (nlogged + 1) > caplogged &&
+	    logged_rebuild(caplogged ? 2 * caplogged : 64) < 0)
+		return 1;
+	logged_put(logged, caplogged, (struct logged){ key, look_no });
+	nlogged++;
+	return 0;
+}
+
+/* Forgets the deadlocks not seen for KEEP_LOOKS looks (when they are
+ * enough to matter: the cost stays in proportion to the deadlocks). */
+static void logged_expire(void)
+{
+	size_t live = 0;
+
+	if (nlogged < 64)
+		return;
+	for (size_t i = 0; i < caplogged; i++)
+		live += logged[i].key != 0 &&
+			logged[i].look + KEEP_LOOKS >= look_no;
+	if (2 * live < nlogged)
+		logged_rebuild(caplogged);
+}
+
 /* --- one look ------------------------------------------------------------ */
-
-struct lq {                     /* a watched queue as read at this look */
-	uint64_t id;
-	char name[SHMQ_NAME_MAX + 1];
-	uint32_t capacity;
-	uint32_t messages;          /* queued, leased and returned */
-	int fail;                   /* its policy is fail */
-	int stable;                 /* nothing moved since the last look */
-	int put_could_block, get_could_block;
-	uint32_t first, n;          /* its entries: la[first .. first+n) */
-	uint32_t state;             /* SHMQ_DL_* as found */
-	uint32_t new_state;
-};
-
-struct la {                     /* one attachment entry of a watched queue */
-	uint32_t q;                 /* in lq[] */
-	uint32_t proc;              /* in lp[] */
-	uint32_t index;             /* in the queue's table */
-	uint32_t next;              /* the process's next entry, or NONE */
-	struct ring_waiter w;
-};
-
-struct lp {                     /* a process attached to a watched queue */
-	uint32_t pid;
-	uint64_t start_time;
-	uint32_t first;             /* its first entry, chained by la.next */
-	uint32_t blocked;           /* threads counted in its wait records */
-	int stuck;                  /* still in the set */
-	int checked;                /* /proc agreed */
-	int deadlock;               /* which deadlock it is in, or -1 */
-	int behind;                 /* blocked behind it, not in its cycle */
-	char comm[16];
-	/* Tarjan's strongly connected components. */
-	int idx, low, onstack, scc;
-};
-
-#define NONE UINT32_MAX
-
-struct look {
-	int64_t now;
-	struct lq *q;
-	size_t nq, capq;
-	struct la *a;
-	size_t na, capa;
-	struct lp *p;
-	size_t np, capp;
-	uint32_t *edges;            /* pairs (from, to) of lp indexes */
-	size_t nedges, capedges;
-};
 
 static int same_progress(const struct ring_progress *a,
 			 const struct ring_progress *b)
@@ -186,7 +226,8 @@ static void clean_table(struct ring *r, const struct read_ctx *c)
  * shmqd handed out are read, and a record counts only while the entry
  * still names the process and generation it was handed to: a record is
  * the word of whoever wrote it, and any process with the queue open may
- * write any entry. */
+ * write any entry.  The work is in the number of those entries, never in
+ * the size of the table (but for the one cleaning). */
 static void read_queue(struct queue *q, void *arg)
 {
 	struct read_ctx *c = arg;
@@ -212,6 +253,8 @@ static void read_queue(struct queue *q, void *arg)
 		a->w.role = e->role;
 		a->q = (uint32_t)l->nq;
 		a->index = e->index;
+		a->gen = e->gen;
+		a->holder = 0;
 		if (a->w.threads[0] || a->w.threads[1])
 			c->blocked = 1;
 		na++;
@@ -237,6 +280,8 @@ static void fill_queue(struct lq *lq, struct queue *q,
 	lq->id = q->id;
 	strcpy(lq->name, q->name);
 	lq->capacity = r->capacity;
+	lq->bytes = p->bytes;
+	lq->max_bytes = r->max_bytes;
 	/* `leased` counts every lease slot in use, returned ones too. */
 	queued += p->leased;
 	lq->messages = queued > UINT32_MAX ? UINT32_MAX : (uint32_t)queued;
@@ -244,18 +289,19 @@ static void fill_queue(struct lq *lq, struct queue *q,
 	/* Could a put be blocked here for good?  Not on a closed queue
 	 * (it fails), nor on one with room, unless a byte budget is what
 	 * keeps it out (the length it waits to put is its own). */
-	lq->put_could_block = !closed && (queued >= r->capacity ||
-					  r->max_bytes != 0);
+	lq->could_block[KNOT_PUT] = !closed && (queued >= r->capacity ||
+						r->max_bytes != 0);
 	/* A get: only on an empty queue with nothing to redeliver, still
 	 * open (or acked, closed, with leases out that may come back), and
 	 * with no lease that will time out by itself. */
-	lq->get_could_block =
+	lq->could_block[KNOT_GET] =
 		!(p->tail_word & SHMQ_TAIL_NOW) && tail == p->head &&
 		p->returned == 0 && (!closed || (r->leases && p->leased > 0)) &&
 		!(p->leased > 0 && p->next_deadline != SHMQ_NO_DEADLINE);
 }
 
-/* Reads every watched queue; drops those where nobody is blocked. */
+/* Reads every watched queue; drops those where no call shmqd believes in
+ * is blocked. */
 static void read_watched(struct look *l)
 {
 	size_t keep = 0;
@@ -315,7 +361,7 @@ static int cmp_key(const void *x, const void *y)
 	return a->a < b->a ? -1 : a->a > b->a;
 }
 
-/* Groups the entries by process (pid and start time). */
+/* Groups the entries by process (pid and start time, shmqd's own). */
 static int gather_procs(struct look *l)
 {
 	struct key *k = malloc((l->na ? l->na : 1) * sizeof(*k));
@@ -335,7 +381,7 @@ static int gather_procs(struct look *l)
 			}
 			l->p[l->np++] = (struct lp){
 				.pid = k[i].pid, .start_time = k[i].start,
-				.first = NONE, .deadlock = -1, .idx = -1,
+				.first = KNOT_NONE, .deadlock = -1,
 			};
 		}
 		struct lp *p = &l->p[l->np - 1];
@@ -355,15 +401,14 @@ static int looks_stuck(const struct look *l, const struct lp *p,
 {
 	uint64_t sum = 0;
 
-	for (uint32_t i = p->first; i != NONE; i = l->a[i].next) {
+	for (uint32_t i = p->first; i != KNOT_NONE; i = l->a[i].next) {
 		const struct la *a = &l->a[i];
 		const struct lq *q = &l->q[a->q];
 		for (int d = 0; d < 2; d++) {
 			if (a->w.threads[d] == 0)
 				continue;
-			int could = d == 0 ? q->put_could_block
-					   : q->get_could_block;
-			if (!q->stable || !could || a->w.since[d] <= 0 ||
+			if (!q->stable || !q->could_block[d] ||
+			    a->w.since[d] <= 0 ||
 			    l->now - a->w.since[d] < timeout_ns)
 				return 0;
 			sum += a->w.threads[d];
@@ -375,43 +420,14 @@ static int looks_stuck(const struct look *l, const struct lp *p,
 	return 1;
 }
 
-/* Who would normally end a wait on side d: a consumer (get) for a put,
- * a producer (put) for a get. */
-static uint32_t ender_role(int d)
-{
-	return d == 0 ? SHMQ_ROLE_CONSUMER : SHMQ_ROLE_PRODUCER;
-}
-
-/* Could a process outside the set end a wait of p, or could nobody
- * attached on the other side end one (a newcomer might)? */
-static int freeable(const struct look *l, const struct lp *p)
-{
-	for (uint32_t i = p->first; i != NONE; i = l->a[i].next) {
-		const struct la *a = &l->a[i];
-		const struct lq *q = &l->q[a->q];
-		for (int d = 0; d < 2; d++) {
-			if (a->w.threads[d] == 0)
-				continue;
-			int enders = 0;
-			for (uint32_t j = q->first; j < q->first + q->n; j++) {
-				const struct la *b = &l->a[j];
-				if (!l->p[b->proc].stuck)
-					return 1;   /* it could, if only close */
-				enders += (b->w.role & ender_role(d)) != 0;
-			}
-			if (enders == 0)
-				return 1;
-		}
-	}
-	return 0;
-}
-
-/* Does /proc agree that p is stuck: the process we recorded, not stopped
- * or dying, with as many threads as its records count? */
-static int proc_agrees(struct lp *p)
+/* knot_find's question: does /proc agree that p is stuck: the process we
+ * recorded, not stopped or dying, with as many threads as its records
+ * count? */
+static int proc_agrees(struct lp *p, void *ctx)
 {
 	struct proc_info pi;
 
+	(void)ctx;
 	if (p->pid == 0 || p->pid > INT32_MAX ||
 	    procs_info((pid_t)p->pid, &pi) < 0 ||
 	    pi.start_time != p->start_time || pi.threads != p->blocked)
@@ -422,216 +438,55 @@ static int proc_agrees(struct lp *p)
 	return 1;
 }
 
-/* Takes out of the set every process that someone outside it could free,
- * until nothing changes; then asks /proc about those left, and again. */
-static void reduce(struct look *l)
-{
-	for (;;) {
-		int changed = 1;
-		while (changed) {
-			changed = 0;
-			for (size_t i = 0; i < l->np; i++) {
-				struct lp *p = &l->p[i];
-				if (p->stuck && freeable(l, p)) {
-					p->stuck = 0;
-					changed = 1;
-				}
-			}
-		}
-		int refused = 0;
-		for (size_t i = 0; i < l->np; i++) {
-			struct lp *p = &l->p[i];
-			if (!p->stuck || p->checked)
-				continue;
-			if (proc_agrees(p)) {
-				p->checked = 1;
-			} else {
-				p->stuck = 0;
-				refused = 1;
-			}
-		}
-		if (!refused)
-			return;
-	}
-}
-
-/* Edges p -> f: f is a consumer (producer) of a queue where p waits in
- * put (get).  Within the set, every such f is in it too. */
-static int build_edges(struct look *l)
-{
-	for (size_t i = 0; i < l->np; i++) {
-		const struct lp *p = &l->p[i];
-		if (!p->stuck)
-			continue;
-		for (uint32_t k = p->first; k != NONE; k = l->a[k].next) {
-			const struct la *a = &l->a[k];
-			const struct lq *q = &l->q[a->q];
-			for (int d = 0; d < 2; d++) {
-				if (a->w.threads[d] == 0)
-					continue;
-				for (uint32_t j = q->first; j < q->first + q->n;
-				     j++) {
-					const struct la *b = &l->a[j];
-					if (!(b->w.role & ender_role(d)))
-						continue;
-					if (GROW(l->edges, l->capedges,
-						 2 * (l->nedges + 1)) < 0)
-						return -1;
-					l->edges[2 * l->nedges] = (uint32_t)i;
-					l->edges[2 * l->nedges + 1] = b->proc;
-					l->nedges++;
-				}
-			}
-		}
-	}
-	return 0;
-}
-
-/* Tarjan's algorithm over the stuck processes, without recursion: the
- * call stack holds (node, next edge to look at). */
-static int find_sccs(struct look *l, int *nscc)
-{
-	size_t n = l->np;
-	uint32_t *first = malloc((n + 1) * sizeof(*first));
-	uint32_t *stack = malloc((n ? n : 1) * sizeof(*stack));
-	uint32_t *cnode = malloc((n ? n : 1) * sizeof(*cnode));
-	uint32_t *cedge = malloc((n ? n : 1) * sizeof(*cedge));
-	size_t sp = 0, cp = 0;
-	int counter = 0;
-
-	*nscc = 0;
-	if (!first || !stack || !cnode || !cedge) {
-		free(first);
-		free(stack);
-		free(cnode);
-		free(cedge);
-		return -1;
-	}
-	/* Edges were added in order of their source: index them. */
-	for (size_t i = 0, e = 0; i <= n; i++) {
-		while (e < l->nedges && l->edges[2 * e] < i)
-			e++;
-		first[i] = (uint32_t)e;
-	}
-	for (size_t s = 0; s < n; s++) {
-		if (!l->p[s].stuck || l->p[s].idx >= 0)
-			continue;
-		cnode[cp] = (uint32_t)s;
-		cedge[cp++] = first[s];
-		l->p[s].idx = l->p[s].low = counter++;
-		l->p[s].onstack = 1;
-		stack[sp++] = (uint32_t)s;
-		while (cp > 0) {
-			uint32_t v = cnode[cp - 1];
-			uint32_t e = cedge[cp - 1];
-			if (e < first[v + 1]) {
-				cedge[cp - 1]++;
-				uint32_t w = l->edges[2 * e + 1];
-				struct lp *pw = &l->p[w];
-				if (pw->idx < 0) {
-					pw->idx = pw->low = counter++;
-					pw->onstack = 1;
-					stack[sp++] = w;
-					cnode[cp] = w;
-					cedge[cp++] = first[w];
-				} else if (pw->onstack &&
-					   pw->idx < l->p[v].low) {
-					l->p[v].low = pw->idx;
-				}
-				continue;
-			}
-			cp--;
-			if (cp > 0) {
-				uint32_t u = cnode[cp - 1];
-				if (l->p[v].low < l->p[u].low)
-					l->p[u].low = l->p[v].low;
-			}
-			if (l->p[v].low == l->p[v].idx) {
-				uint32_t w;
-				do {
-					w = stack[--sp];
-					l->p[w].onstack = 0;
-					l->p[w].scc = *nscc;
-				} while (w != v);
-				(*nscc)++;
-			}
-		}
-	}
-	free(first);
-	free(stack);
-	free(cnode);
-	free(cedge);
-	return 0;
-}
-
-/* Numbers the deadlocks: every component that no edge leaves is one (its
- * members wait only for each other); every other stuck process reaches
- * one and is blocked behind it.  Returns how many. */
-static int number_deadlocks(struct look *l, int nscc)
-{
-	int *sink = calloc(nscc ? (size_t)nscc : 1, sizeof(*sink));
-	int *num = malloc((nscc ? (size_t)nscc : 1) * sizeof(*num));
-	int ndl = 0;
-
-	if (sink == NULL || num == NULL) {
-		free(sink);
-		free(num);
-		return 0;
-	}
-	for (int c = 0; c < nscc; c++)
-		sink[c] = 1;
-	for (size_t e = 0; e < l->nedges; e++) {
-		int a = l->p[l->edges[2 * e]].scc, b = l->p[l->edges[2 * e + 1]].scc;
-		if (a != b)
-			sink[a] = 0;
-	}
-	/* In order of the processes, so that numbers do not depend on the
-	 * order the components were found in. */
-	for (int c = 0; c < nscc; c++)
-		num[c] = -1;
-	for (size_t i = 0; i < l->np; i++) {
-		struct lp *p = &l->p[i];
-		if (!p->stuck || !sink[p->scc])
-			continue;
-		if (num[p->scc] < 0)
-			num[p->scc] = ndl++;
-		p->deadlock = num[p->scc];
-	}
-	/* The others: the deadlock they reach first, through processes
-	 * already placed.  Every stuck process reaches a sink. */
-	int changed = 1;
-	while (changed) {
-		changed = 0;
-		for (size_t e = 0; e < l->nedges; e++) {
-			struct lp *a = &l->p[l->edges[2 * e]];
-			const struct lp *b = &l->p[l->edges[2 * e + 1]];
-			if (a->deadlock < 0 && b->deadlock >= 0) {
-				a->deadlock = b->deadlock;
-				a->behind = 1;
-				changed = 1;
-			}
-		}
-	}
-	free(sink);
-	free(num);
-	return ndl;
-}
-
 /* --- what the user sees --------------------------------------------------- */
+
+/* The processes of every deadlock, in order: those of deadlock 0's cycle,
+ * then those behind it, then deadlock 1's, ... (a counting sort). */
+static uint32_t *order_procs(const struct look *l, int ndl, size_t **startp)
+{
+	size_t nb = 2 * (size_t)ndl;
+	size_t *start = calloc(nb + 1, sizeof(*start));
+	uint32_t *order = malloc((l->np ? l->np : 1) * sizeof(*order));
+
+	if (start == NULL || order == NULL) {
+		free(start);
+		free(order);
+		return NULL;
+	}
+	for (size_t i = 0; i < l->np; i++)
+		if (l->p[i].stuck && l->p[i].deadlock >= 0)
+			start[2 * (size_t)l->p[i].deadlock + (size_t)l->p[i].behind +
+			      1]++;
+	for (size_t b = 0; b < nb; b++)
+		start[b + 1] += start[b];
+	size_t *at = malloc((nb ? nb : 1) * sizeof(*at));
+	if (at == NULL) {
+		free(start);
+		free(order);
+		return NULL;
+	}
+	memcpy(at, start, nb * sizeof(*at));
+	for (size_t i = 0; i < l->np; i++)
+		if (l->p[i].stuck && l->p[i].deadlock >= 0)
+			order[at[2 * (size_t)l->p[i].deadlock +
+				 (size_t)l->p[i].behind]++] = (uint32_t)i;
+	free(at);
+	*startp = start;
+	return order;
+}
 
 /* A deadlock's identity: its cycle's processes and the waits they are in.
  * The same deadlock seen again is not logged again; one formed anew
  * (after a victim's call returned) is. */
-static uint64_t deadlock_key(const struct look *l, int dl)
+static uint64_t deadlock_key(const struct look *l, const uint32_t *procs,
+			     size_t n)
 {
 	uint64_t h = UINT64_C(0xcbf29ce484222325);
 
-	for (size_t i = 0; i < l->np; i++) {
-		const struct lp *p = &l->p[i];
-		if (p->deadlock != dl || p->behind)
-			continue;
+	for (size_t i = 0; i < n; i++) {
+		const struct lp *p = &l->p[procs[i]];
 		uint64_t v[2] = { p->pid, p->start_time };
-		for (uint32_t k = p->first; k != NONE; k = l->a[k].next)
+		for (uint32_t k = p->first; k != KNOT_NONE; k = l->a[k].next)
 			for (int d = 0; d < 2; d++)
 				if (l->a[k].w.threads[d])
 					v[1] ^= (uint64_t)l->a[k].w.since[d] +
@@ -643,16 +498,6 @@ static uint64_t deadlock_key(const struct look *l, int dl)
 		}
 	}
 	return h;
-}
-
-static int seen_key(uint64_t key)
-{
-	for (size_t i = 0; i < RECENT_KEYS; i++)
-		if (recent[i] == key)
-			return 1;
-	recent[recent_next] = key;
-	recent_next = (recent_next + 1) % RECENT_KEYS;
-	return 0;
 }
 
 struct line {
@@ -681,115 +526,105 @@ static void add(struct line *ln, const char *fmt, ...)
 	}
 }
 
-static const char *comm_of(const struct look *l, uint32_t pid)
+/* One wait of process p in one line: on entry k, side d. */
+static void add_wait(struct line *ln, const struct look *l,
+		     const struct lp *p, const struct la *a, int d)
 {
-	for (size_t i = 0; i < l->np; i++)
-		if (l->p[i].pid == pid && l->p[i].stuck)
-			return l->p[i].comm;
-	return "?";
-}
+	const struct lq *q = &l->q[a->q];
 
-/* The rows of deadlock `dl`, cycle first; appended to `out`. */
-static void add_rows(const struct look *l, int dl, struct shmq_wire_dl_wait *out,
-		     uint64_t *ids, size_t *n, size_t cap, uint32_t *more)
-{
-	for (int behind = 0; behind < 2; behind++)
-		for (size_t i = 0; i < l->np; i++) {
-			const struct lp *p = &l->p[i];
-			if (p->deadlock != dl || p->behind != behind)
-				continue;
-			for (uint32_t k = p->first; k != NONE;
-			     k = l->a[k].next) {
-				const struct la *a = &l->a[k];
-				const struct lq *q = &l->q[a->q];
-				for (int d = 0; d < 2; d++) {
-					if (a->w.threads[d] == 0)
-						continue;
-					if (*n == cap) {
-						(*more)++;
-						continue;
-					}
-					ids[*n] = q->id;
-					struct shmq_wire_dl_wait *r = &out[(*n)++];
-					memset(r, 0, sizeof(*r));
-					strcpy(r->queue, q->name);
-					memcpy(r->comm, p->comm, sizeof(r->comm));
-					r->deadlock = (uint32_t)dl;
-					r->pid = p->pid;
-					r->flags = (d == 0 ? SHMQ_WIRE_DL_PUT : 0) |
-						   (behind ? SHMQ_WIRE_DL_BEHIND : 0) |
-						   (q->fail ? SHMQ_WIRE_DL_FAIL : 0) |
-						   (a->w.victim[d] == a->w.since[d]
-							    ? SHMQ_WIRE_DL_VICTIM : 0);
-					r->threads = a->w.threads[d];
-					r->messages = q->messages;
-					r->capacity = q->capacity;
-					r->blocked_ns = l->now - a->w.since[d];
-					for (uint32_t j = q->first;
-					     j < q->first + q->n; j++) {
-						const struct la *b = &l->a[j];
-						uint32_t pid = l->p[b->proc].pid;
-						int dup = 0;
-						if (!(b->w.role & ender_role(d)))
-							continue;
-						for (uint32_t m = 0; m < r->nfreers &&
-						     m < SHMQ_WIRE_DL_FREERS; m++)
-							dup |= r->freers[m] == pid;
-						if (dup)
-							continue;
-						if (r->nfreers < SHMQ_WIRE_DL_FREERS)
-							r->freers[r->nfreers] = pid;
-						r->nfreers++;
-					}
-				}
-			}
-		}
+	if (d == KNOT_PUT)
+		add(ln, " in put on '%s' (full %u/%u", q->name, q->messages,
+		    q->capacity);
+	else
+		add(ln, " in get on '%s' (empty", q->name);
+	if (a->w.threads[d] > 1)
+		add(ln, ", %u threads", a->w.threads[d]);
+	add(ln, "), freed only by ");
+	if (q->nfreers[d] == 1 && &l->p[q->freers[d][0]] == p) {
+		add(ln, "itself");
+		return;
+	}
+	for (uint32_t k = 0; k < q->nfreers[d] && k < KNOT_FREERS; k++) {
+		const struct lp *f = &l->p[q->freers[d][k]];
+		add(ln, "%spid %u (%s)", k ? ", " : "", f->pid, f->comm);
+	}
+	if (q->nfreers[d] > KNOT_FREERS)
+		add(ln, " and %u more", q->nfreers[d] - KNOT_FREERS);
 }
 
 /* One line for the log: every process of the deadlock and what it waits
- * for, those behind it last. */
-static void log_deadlock(const struct look *l,
-			 const struct shmq_wire_dl_wait *r, size_t n)
+ * for, those blocked behind it last (log.c escapes what the processes
+ * chose, their command names). */
+static void log_deadlock(const struct look *l, const uint32_t *procs,
+			 size_t n)
 {
 	struct line ln = { .len = 0 };
-	uint32_t last_pid = 0;
 	int behind = 0;
 
 	add(&ln, "deadlock: ");
 	for (size_t i = 0; i < n; i++) {
-		int b = (r[i].flags & SHMQ_WIRE_DL_BEHIND) != 0;
-		if (i > 0 && r[i].pid == last_pid && b == behind) {
-			add(&ln, ", and");
-		} else {
-			if (b && !behind)
-				add(&ln, "; blocked behind it: ");
-			else if (i > 0)
-				add(&ln, "; ");
-			add(&ln, "pid %u (%s) blocked", r[i].pid, r[i].comm);
-		}
-		last_pid = r[i].pid;
-		behind = b;
-		if (r[i].flags & SHMQ_WIRE_DL_PUT)
-			add(&ln, " in put on '%s' (full %u/%u", r[i].queue,
-			    r[i].messages, r[i].capacity);
-		else
-			add(&ln, " in get on '%s' (empty", r[i].queue);
-		if (r[i].threads > 1)
-			add(&ln, ", %u threads", r[i].threads);
-		add(&ln, "), freed only by ");
-		if (r[i].nfreers == 1 && r[i].freers[0] == r[i].pid) {
-			add(&ln, "itself");
-			continue;
-		}
-		for (uint32_t k = 0; k < r[i].nfreers && k < SHMQ_WIRE_DL_FREERS;
-		     k++)
-			add(&ln, "%spid %u (%s)", k ? ", " : "", r[i].freers[k],
-			    comm_of(l, r[i].freers[k]));
-		if (r[i].nfreers > SHMQ_WIRE_DL_FREERS)
-			add(&ln, " and %u more",
-			    r[i].nfreers - SHMQ_WIRE_DL_FREERS);
+		const struct lp *p = &l->p[procs[i]];
+		if (p->behind && !behind)
+			add(&ln, "; blocked behind it: ");
+		else if (i > 0)
+			add(&ln, "; ");
+		behind = p->behind;
+		add(&ln, "pid %u (%s) blocked", p->pid, p->comm);
+		int first = 1;
+		for (uint32_t k = p->first; k != KNOT_NONE; k = l->a[k].next)
+			for (int d = 0; d < 2; d++) {
+				if (l->a[k].w.threads[d] == 0)
+					continue;
+				if (!first)
+					add(&ln, ", and");
+				first = 0;
+				add_wait(&ln, l, p, &l->a[k], d);
+			}
 	}
 	log_warn("%s", ln.buf);
+}
+
+/* The rows of the processes procs[0 .. n) into out[*nout ..), at most
+ * `cap` in all; those left off are counted in *more. */
+static void add_rows(const struct look *l, const uint32_t *procs, size_t n,
+		     struct shmq_wire_dl_wait *out, uint64_t *ids,
+		     size_t *nout, size_t cap, uint32_t *more)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct lp *p = &l->p[procs[i]];
+		for (uint32_t k = p->first; k != KNOT_NONE; k = l->a[k].next) {
+			const struct la *a = &l->a[k];
+			const struct lq *q = &l->q[a->q];
+			for (int d = 0; d < 2; d++) {
+				if (a->w.threads[d] == 0)
+					continue;
+				if (*nout >= cap) {
+					(*more)++;
+					continue;
+				}
+				ids[*nout] = q->id;
+				struct shmq_wire_dl_wait *r = &out[(*nout)++];
+				memset(r, 0, sizeof(*r));
+				strcpy(r->queue, q->name);
+				memcpy(r->comm, p->comm, sizeof(r->comm));
+				r->deadlock = (uint32_t)p->deadlock;
+				r->pid = p->pid;
+				r->flags = (d == KNOT_PUT ? SHMQ_WIRE_DL_PUT : 0) |
+					   (p->behind ? SHMQ_WIRE_DL_BEHIND : 0) |
+					   (q->fail ? SHMQ_WIRE_DL_FAIL : 0) |
+					   (a->w.victim[d] == a->w.since[d]
+						    ? SHMQ_WIRE_DL_VICTIM : 0);
+				r->threads = a->w.threads[d];
+				r->messages = q->messages;
+				r->capacity = q->capacity;
+				r->blocked_ns = l->now - a->w.since[d];
+				r->nfreers = q->nfreers[d];
+				for (uint32_t m = 0; m < q->nfreers[d] &&
+						     m < SHMQ_WIRE_DL_FREERS; m++)
+					r->freers[m] = l->p[q->freers[d][m]].pid;
+			}
+		}
+	}
 }
 
 /* --- acting on it ----------------------------------------------------------- */
@@ -820,16 +655,15 @@ static void write_victim(struct queue *q, void *arg)
 /* The fail policy: unless a victim of this deadlock is still pending,
  * fail the most recent wait on a `fail` queue, in the cycle if there is
  * one there, else behind it (its wait would never end either). */
-static void break_deadlock(const struct look *l, int dl)
+static void break_deadlock(const struct look *l, const uint32_t *procs,
+			   size_t n)
 {
 	const struct la *best = NULL;
 	int best_d = 0, best_behind = 2;
 
-	for (size_t i = 0; i < l->np; i++) {
-		const struct lp *p = &l->p[i];
-		if (p->deadlock != dl)
-			continue;
-		for (uint32_t k = p->first; k != NONE; k = l->a[k].next) {
+	for (size_t i = 0; i < n; i++) {
+		const struct lp *p = &l->p[procs[i]];
+		for (uint32_t k = p->first; k != KNOT_NONE; k = l->a[k].next) {
 			const struct la *a = &l->a[k];
 			for (int d = 0; d < 2; d++) {
 				if (a->w.threads[d] == 0)
@@ -852,59 +686,75 @@ static void break_deadlock(const struct look *l, int dl)
 		return;
 	const struct lq *q = &l->q[best->q];
 	struct queue *queue = registry_find_id(q->id);
-	struct victim v = { best->index, best->w.gen, best_d,
+	struct victim v = { best->index, best->gen, best_d,
 			    best->w.since[best_d], 0 };
 	if (queue == NULL || registry_access(queue, write_victim, &v) !=
 				     SHMQ_OK || !v.done)
 		return;
 	const struct lp *p = &l->p[best->proc];
 	log_warn("deadlock: breaking it: the %s of pid %u (%s) on '%s' fails "
-		 "(on-deadlock fail)", best_d == 0 ? "put" : "get", p->pid,
-		 p->comm, q->name);
+		 "(on-deadlock fail)", best_d == KNOT_PUT ? "put" : "get",
+		 p->pid, p->comm, q->name);
 }
 
+/* Logs the deadlocks not logged before, breaks those it should, keeps
+ * the rows that DEADLOCKS answers with, and marks the queues. */
 static void publish(struct look *l, int ndl)
 {
-	struct shmq_wire_dl_wait *out = NULL;
-	uint64_t *ids = NULL;
-	size_t n = 0, cap = 0, capids = 0;
+	struct shmq_wire_dl_wait *out = NULL, *one = NULL;
+	uint64_t *ids = NULL, *one_ids = NULL;
+	size_t *start = NULL, n = 0;
+	uint32_t *order = ndl > 0 ? order_procs(l, ndl, &start) : NULL;
 	uint32_t more = 0;
 
-	/* Every row of every deadlock; rows[] keeps at most the wire's
-	 * worth. */
-	for (int dl = 0; dl < ndl; dl++) {
-		size_t start = n;
-		uint32_t left = 0;
-		if (GROW(out, cap, n + SHMQ_WIRE_DL_MAX) < 0 ||
-		    GROW(ids, capids, n + SHMQ_WIRE_DL_MAX) < 0)
-			break;
-		add_rows(l, dl, out, ids, &n, start + SHMQ_WIRE_DL_MAX, &left);
-		if (!seen_key(deadlock_key(l, dl)))
-			log_deadlock(l, out + start, n - start);
-		break_deadlock(l, dl);
-		more += left;
+	if (ndl > 0 && order != NULL) {
+		out = malloc(SHMQ_WIRE_DL_MAX * sizeof(*out));
+		ids = malloc(SHMQ_WIRE_DL_MAX * sizeof(*ids));
+		one = malloc(SHMQ_WIRE_DL_MAX * sizeof(*one));
+		one_ids = malloc(SHMQ_WIRE_DL_MAX * sizeof(*one_ids));
 	}
-	/* The queues where some deadlocked process waits. */
-	for (size_t i = 0; i < l->np; i++) {
-		const struct lp *p = &l->p[i];
-		for (uint32_t k = p->first; p->deadlock >= 0 && k != NONE;
-		     k = l->a[k].next) {
-			const struct la *a = &l->a[k];
-			if (a->w.threads[0] || a->w.threads[1])
-				l->q[a->q].new_state = SHMQ_DL_WAITERS;
+	for (int dl = 0; out && ids && one && one_ids && dl < ndl; dl++) {
+		const uint32_t *procs = order + start[2 * dl];
+		size_t nproc = start[2 * dl + 2] - start[2 * dl];
+		size_t ncycle = start[2 * dl + 1] - start[2 * dl];
+		size_t m = 0;
+		uint32_t left = 0;
+		if (!logged_before(deadlock_key(l, procs, ncycle)))
+			log_deadlock(l, procs, nproc);
+		break_deadlock(l, procs, nproc);
+		/* Only what one reply carries is kept. */
+		add_rows(l, procs, nproc, one, one_ids, &m, SHMQ_WIRE_DL_MAX,
+			 &left);
+		for (size_t i = 0; i < m; i++) {
+			if (n == SHMQ_WIRE_DL_MAX) {
+				more++;
+				continue;
+			}
+			ids[n] = one_ids[i];
+			out[n++] = one[i];
+		}
+		more += left;
+		for (size_t i = 0; i < nproc; i++) {
+			const struct lp *p = &l->p[procs[i]];
+			for (uint32_t k = p->first; k != KNOT_NONE;
+			     k = l->a[k].next) {
+				const struct la *a = &l->a[k];
+				if (a->w.threads[0] || a->w.threads[1])
+					l->q[a->q].new_state = SHMQ_DL_WAITERS;
+			}
 		}
 	}
-	/* Only what one reply carries is kept. */
-	if (n > SHMQ_WIRE_DL_MAX) {
-		more += (uint32_t)(n - SHMQ_WIRE_DL_MAX);
-		n = SHMQ_WIRE_DL_MAX;
-	}
+	free(one);
+	free(one_ids);
+	free(order);
+	free(start);
 	free(rows);
 	free(row_queue);
 	rows = out;
 	row_queue = ids;
-	nrows = n;
+	nrows = rows && row_queue ? n : 0;
 	rows_more = more;
+	logged_expire();
 
 	for (size_t j = 0; j < l->nq; j++) {
 		struct lq *q = &l->q[j];
@@ -922,22 +772,22 @@ static void look_free(struct look *l)
 	free(l->q);
 	free(l->a);
 	free(l->p);
-	free(l->edges);
 }
 
 static void look_once(void)
 {
 	struct look l = { .now = (int64_t)mono_ns() };
-	int nscc = 0, ndl = 0;
+	int ndl = 0;
 
+	look_no++;
 	read_watched(&l);
 	if (gather_procs(&l) == 0) {
 		for (size_t i = 0; i < l.np; i++)
 			l.p[i].stuck = looks_stuck(&l, &l.p[i],
 						   &l.p[i].blocked);
-		reduce(&l);
-		if (build_edges(&l) == 0 && find_sccs(&l, &nscc) == 0)
-			ndl = number_deadlocks(&l, nscc);
+		ndl = knot_find(&l, proc_agrees, NULL);
+		if (ndl < 0)
+			ndl = 0;
 	}
 	publish(&l, ndl);
 	look_free(&l);
@@ -988,6 +838,9 @@ void deadlock_shutdown(void)
 	free(known);
 	known = NULL;
 	capknown = 0;
+	free(logged);
+	logged = NULL;
+	caplogged = nlogged = 0;
 	ticking = 0;
 }
 

@@ -1167,6 +1167,176 @@ START_TEST(test_unreadable_hidden)
 }
 END_TEST
 
+
+/* Seventy processes, each putting to its own full queue: seventy
+ * deadlocks at once, each logged once however many looks see them. */
+START_TEST(test_many_logged_once)
+{
+	enum { N = 70 };
+	static struct stage st[N];
+	struct daemon d;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	for (int i = 0; i < N; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "own%d", i);
+		create_full(name, 1, 0);
+		struct stage_cfg c = { .comm = "selfish", .in = name,
+				       .out = name, .rounds = 1 };
+		stage_start(&st[i], &c);
+	}
+	for (int i = 0; i < N; i++)
+		stage_go(&st[i], 'l');
+	EVENTUALLY(count_in_file(d.log, "deadlock: pid") >= N);
+	sleep_ms(4 * TIMEOUT_MS);
+	ck_assert_uint_eq(deadlock_count(), N);
+	ck_assert_int_eq(count_in_file(d.log, "deadlock: pid"), N);
+	for (int i = 0; i < N; i++) {
+		char line[64];
+		snprintf(line, sizeof(line), "deadlock: pid %d (", st[i].pid);
+		ck_assert_int_eq(count_in_file(d.log, line), 1);
+	}
+	for (int i = 0; i < N; i++)
+		stage_kill(&st[i]);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* shmqd's CPU time so far, in clock ticks (/proc/PID/stat). */
+static unsigned long long cpu_ticks(pid_t pid)
+{
+	return stat_field(pid, 14) + stat_field(pid, 15);
+}
+
+/* Its voluntary context switches so far: how often it went to sleep. */
+static long sleeps_of(pid_t pid)
+{
+	char path[64], line[256];
+	long n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/* The attacker of test_forged_chains: K queues of its own, every entry
+ * of their tables but its own forged as processes blocked in get in
+ * chains (process j waits on queues j and j + 1), a real get blocked in
+ * each (so that shmqd looks), then its own entries forged too. */
+enum { CHAIN_K = 64 };
+static shmq_t *chain_h[CHAIN_K];
+
+static void *chain_get(void *arg)
+{
+	char buf[64];
+	size_t len;
+
+	shmq_get(chain_h[(long)arg], buf, sizeof(buf), &len, 3 * TIMEOUT_MS);
+	return NULL;
+}
+
+static void forge_chains(struct shmq_seg_hdr **h, int own_too)
+{
+	for (int j = 0; j < CHAIN_K; j++) {
+		struct shmq_client *c = segment_clients(h[j]);
+		for (uint32_t s = 0; s < h[j]->clients; s++) {
+			uint32_t pid = __atomic_load_n(&c[s].pid, __ATOMIC_SEQ_CST);
+			if ((pid == (uint32_t)getpid()) != own_too)
+				continue;
+			__atomic_store_n(&c[s].pid, 0, __ATOMIC_SEQ_CST);
+			c[s].start_time = 1;
+			c[s].gen = 777;
+			c[s].role = SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER;
+			c[s].waits[1].threads = 1;
+			c[s].waits[1].since = (int64_t)now_ns() - 100000000000LL;
+			if (s == 0)
+				pid = 1000000 + (uint32_t)j;
+			else if (s == 1 && j > 0)
+				pid = 1000000 + (uint32_t)j - 1;
+			else
+				pid = 2000000 + (uint32_t)j * h[j]->clients + s;
+			__atomic_store_n(&c[s].pid, pid, __ATOMIC_SEQ_CST);
+		}
+	}
+}
+
+/*
+ * Forged records by the thousand cost shmqd nothing: another user fills
+ * the tables of 64 queues of its own with processes blocked in chains
+ * (which a reduction that rescans everything per step pays for in the
+ * square), makes shmqd look with a real get in each, then leaves the
+ * forgeries behind.  shmqd reads only the entries it handed out: while it
+ * looks its CPU time stays small, and once no real call is blocked it
+ * stops looking altogether (it does not even wake up).
+ */
+START_TEST(test_forged_chains)
+{
+	struct daemon d;
+	struct chan ch;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	share_socket(&d);
+	chan_init(&ch);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		static struct shmq_seg_hdr *h[CHAIN_K];
+		pthread_t th[CHAIN_K];
+		chan_child(&ch);
+		become_nobody(NULL, 0);
+		for (long j = 0; j < CHAIN_K; j++) {
+			struct shmq_attr a = attr_of(1, 64, 0600, 0);
+			char name[16];
+			snprintf(name, sizeof(name), "chain%ld", j);
+			CHILD_RC(shmq_create(name, &a, 0), SHMQ_OK);
+			CHILD_RC(shmq_open(name, SHMQ_CONSUMER, &chain_h[j]),
+				 SHMQ_OK);
+			CHILD_CHECK((h[j] = segment_mapped(name)) != NULL);
+		}
+		forge_chains(h, 0);
+		for (long j = 0; j < CHAIN_K; j++)
+			CHILD_CHECK(pthread_create(&th[j], NULL, chain_get,
+						   (void *)j) == 0);
+		child_say(&ch, 'b');
+		for (long j = 0; j < CHAIN_K; j++)
+			pthread_join(th[j], NULL);
+		/* shmqd cleared what it saw when it began to look: forge
+		 * it all again, our own entries too, and stay a while. */
+		forge_chains(h, 0);
+		forge_chains(h, 1);
+		child_say(&ch, 'f');
+		sleep_ms(4 * TIMEOUT_MS);
+		_exit(0);
+	}
+	chan_parent(&ch);
+	chan_expect(&ch, 'b');
+	EVENTUALLY(count_in_file(d.log, "deadlock detection: watching") ==
+		   CHAIN_K);
+	unsigned long long t0 = cpu_ticks(d.pid);
+	chan_expect(&ch, 'f');
+	CHILD_OK(kid);
+	chan_done(&ch);
+	unsigned long long used = cpu_ticks(d.pid) - t0;
+	fprintf(stderr, "shmqd: %llu ticks of CPU while watching %d queues of "
+		"forgeries\n", used, CHAIN_K);
+	ck_assert_msg(used <= 20, "shmqd used %llu clock ticks", used);
+
+	/* Nothing real is blocked any more: after a look or two shmqd
+	 * sleeps, however many forged waits the tables still hold. */
+	sleep_ms(3 * TIMEOUT_MS / 2);
+	long before = sleeps_of(d.pid);
+	sleep_ms(3 * TIMEOUT_MS);
+	ck_assert_int_eq(sleeps_of(d.pid), before);
+	ck_assert_int_eq(count_in_file(d.log, "deadlock: pid"), 0);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 
 static Suite *deadlock_suite(void)
@@ -1184,6 +1354,7 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_behind);
 	tcase_add_test(tc, test_qctl_victim);
 	tcase_add_test(tc, test_found_after_restart);
+	tcase_add_test(tc, test_many_logged_once);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("never");
@@ -1202,6 +1373,7 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_comm_escaped);
 	tcase_add_test(tc, test_forged_records);
 	tcase_add_test(tc, test_unreadable_hidden);
+	tcase_add_test(tc, test_forged_chains);
 	suite_add_tcase(s, tc);
 	return s;
 }
