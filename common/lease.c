@@ -862,6 +862,19 @@ static uint32_t shown_state(const struct ring *r, uint32_t i, uint64_t head,
 	return st;
 }
 
+void ring_lease_holders(const struct ring *r,
+			void (*fn)(uint32_t index, uint32_t gen, void *arg),
+			void *arg)
+{
+	uint64_t head = LOAD_ACQ(r->hdr->head);
+
+	for (uint32_t i = 0; r->leases && i < r->capacity; i++) {
+		struct shmq_lease s;
+		if (read_lease(r, i, head, &s) == SHMQ_LEASE_LEASED)
+			fn(s.holder, s.holder_gen, arg);
+	}
+}
+
 size_t ring_pending(const struct ring *r, struct shmq_lease_info *out,
 		    size_t cap)
 {

@@ -215,6 +215,13 @@ void ring_client_look(const struct ring *r, uint32_t index,
 int ring_client_fail_wait(struct ring *r, uint32_t index, uint32_t gen,
 			  int side, int64_t since);
 
+/* Calls fn(index, gen) for the holder entry of every lease held on an
+ * acked queue (nothing for a plain one), as the lease table says: shmqd
+ * checks them against the entries it handed out. */
+void ring_lease_holders(const struct ring *r,
+			void (*fn)(uint32_t index, uint32_t gen, void *arg),
+			void *arg);
+
 /* How far a queue has got: what a put, get, ack, nack, return or close
  * changes, and what says whether a blocked call could be blocked. */
 struct ring_progress {

@@ -220,6 +220,33 @@ static void clean_table(struct ring *r, const struct read_ctx *c)
 	}
 }
 
+static int cmp_index(const void *x, const void *y)
+{
+	const struct la *a = x, *b = y;
+	return a->index < b->index ? -1 : a->index > b->index;
+}
+
+struct holders {
+	struct la *a;               /* this queue's entries, by index */
+	size_t n;
+};
+
+static void mark_holder(uint32_t index, uint32_t gen, void *arg)
+{
+	struct holders *h = arg;
+	size_t lo = 0, hi = h->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (h->a[mid].index < index)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < h->n && h->a[lo].index == index && h->a[lo].gen == gen)
+		h->a[lo].holder = 1;
+}
+
 /* Under registry_access(): copies what the analysis needs.  Room for
  * every entry was made before, and the queue counts only once complete,
  * so an access abandoned half-way leaves nothing behind.  Only entries
@@ -235,6 +262,7 @@ static void read_queue(struct queue *q, void *arg)
 	struct ring *r = &q->ring;
 	struct lq *lq = &l->q[l->nq];
 	size_t na = l->na;
+	int getting = 0;
 
 	if (c->seen)
 		clean_table(r, c);
@@ -257,7 +285,16 @@ static void read_queue(struct queue *q, void *arg)
 		a->holder = 0;
 		if (a->w.threads[0] || a->w.threads[1])
 			c->blocked = 1;
+		getting |= a->w.threads[KNOT_GET] != 0;
 		na++;
+	}
+	/* A get on an acked queue can also be ended by a lease holder (an
+	 * ack, a nack, a return): the lease table names their entries,
+	 * which count only if shmqd handed them out. */
+	if (getting && r->leases) {
+		struct holders h = { &l->a[l->na], na - l->na };
+		qsort(h.a, h.n, sizeof(*h.a), cmp_index);
+		ring_lease_holders(r, mark_holder, &h);
 	}
 	lq->state = ring_dl_state(r);
 	/* While we look anyway, waiters need not tell us. */

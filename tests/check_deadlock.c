@@ -622,6 +622,78 @@ START_TEST(test_wait_recorded)
 }
 END_TEST
 
+/* On an acked queue a lease holder can end a get (an ack, nack or
+ * return).  P1 holds a lease on AQ, which has no producer, and is blocked
+ * in put on AR, full; P2, AR's only consumer, is blocked in get on AQ,
+ * waiting for P1's lease to come back: a deadlock, through the lease. */
+START_TEST(test_lease_holder)
+{
+	struct shmq_deadlock_wait *rows;
+	struct daemon d;
+	struct chan c1, c2;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_q("AQ", 4, 64, 0600, SHMQ_ACKED);
+	shmq_t *q = open_q("AQ", SHMQ_PRODUCER);
+	put_str(q, "work");
+	RC_EQ(shmq_detach(q), SHMQ_OK);
+	create_full("AR", 1, 0);
+
+	chan_init(&c1);
+	pid_t p1 = harness_fork();
+	if (p1 == 0) {
+		shmq_t *aq, *ar;
+		struct shmq_msg m;
+		char buf[64];
+		chan_child(&c1);
+		prctl(PR_SET_NAME, "holder");
+		CHILD_RC(shmq_open("AQ", SHMQ_CONSUMER, &aq), SHMQ_OK);
+		CHILD_RC(shmq_open("AR", SHMQ_PRODUCER, &ar), SHMQ_OK);
+		CHILD_RC(shmq_lease(aq, buf, sizeof(buf), &m, 5000), SHMQ_OK);
+		child_say(&c1, 'b');
+		CHILD_RC(shmq_put(ar, "m", 1, 20000), SHMQ_OK);
+		_exit(0);
+	}
+	chan_parent(&c1);
+	chan_expect(&c1, 'b');
+	chan_init(&c2);
+	pid_t p2 = harness_fork();
+	if (p2 == 0) {
+		shmq_t *aq, *ar;
+		struct shmq_msg m;
+		char buf[64];
+		chan_child(&c2);
+		prctl(PR_SET_NAME, "getter");
+		CHILD_RC(shmq_open("AQ", SHMQ_CONSUMER, &aq), SHMQ_OK);
+		CHILD_RC(shmq_open("AR", SHMQ_CONSUMER, &ar), SHMQ_OK);
+		child_say(&c2, 'b');
+		CHILD_RC(shmq_lease(aq, buf, sizeof(buf), &m, 20000), SHMQ_OK);
+		_exit(0);
+	}
+	chan_parent(&c2);
+	chan_expect(&c2, 'b');
+	EVENTUALLY(deadlock_count() == 2);
+	size_t n = deadlocks(&rows);
+	const struct shmq_deadlock_wait *r = row_of(rows, n, p2, "AQ");
+	ck_assert(r != NULL);
+	ck_assert_int_eq(r->put, 0);
+	ck_assert_int_eq(r->behind, 0);
+	ck_assert_uint_eq(r->nfreers, 1);
+	ck_assert_uint_eq(r->freers[0], (uint32_t)p1);
+	r = row_of(rows, n, p1, "AR");
+	ck_assert(r != NULL);
+	ck_assert_uint_eq(r->freers[0], (uint32_t)p2);
+	free(rows);
+	kill(p1, SIGKILL);
+	kill(p2, SIGKILL);
+	harness_wait(p1, 5000);
+	harness_wait(p2, 5000);
+	chan_done(&c1);
+	chan_done(&c2);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* A process blocked behind a deadlock from outside it: listed as such,
  * after the cycle, freed only by the process of the cycle it waits
  * for. */
@@ -1352,6 +1424,7 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_self_put);
 	tcase_add_test(tc, test_wait_recorded);
 	tcase_add_test(tc, test_behind);
+	tcase_add_test(tc, test_lease_holder);
 	tcase_add_test(tc, test_qctl_victim);
 	tcase_add_test(tc, test_found_after_restart);
 	tcase_add_test(tc, test_many_logged_once);
