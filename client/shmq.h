@@ -1200,8 +1200,12 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total);
  * deadlock.  What shmq cannot see, it cannot count: a process also
  * blocked on a pipe, a socket, a lock or in shmq_join() counts as running
  * (a thread waiting there is not blocked in shmq), and a wait that goes
- * through such a thing is not found.  A call with a timeout counts like
- * any other while it waits; a loop of short timed calls never does.
+ * through such a thing is not found.  A call with a timeout that ends
+ * before shmqd's next look is never part of a deadlock (it ends by
+ * itself) and never failed; one with a longer timeout counts (the cycle
+ * is real until then), and its row says when it ends (ends_in_ns).  A
+ * loop of calls with timeouts shorter than the deadlock timeout never
+ * counts: each call is too young.
  * shmqd needs a report period (half the timeout) to hear of a wait and
  * another one or two to be sure: a deadlock is found within twice the
  * timeout.
@@ -1225,6 +1229,10 @@ struct shmq_deadlock_wait {
 	uint32_t capacity;
 	uint32_t threads;       /* threads of the process blocked in it */
 	int64_t  blocked_ns;    /* how long the latest of them had waited */
+	int64_t  ends_in_ns;    /* > 0: the call has a timeout, and (the
+				   earliest of them, with several threads)
+				   returns by itself this long after the
+				   look unless freed first; 0: no timeout */
 	int      fail;          /* the queue has SHMQ_DEADLOCK_FAIL */
 	int      victim;        /* shmqd chose this wait to fail (its call
 				   returns SHMQ_EDEADLK) */

@@ -27,7 +27,9 @@ static void clear_waits(struct shmq_client *c)
 	for (int d = 0; d < 2; d++) {
 		WRITE_ONCE(c->waits[d].threads, 0);
 		WRITE_ONCE(c->waits[d].since, 0);
+		WRITE_ONCE(c->waits[d].seq, 0);
 		WRITE_ONCE(c->waits[d].victim, 0);
+		WRITE_ONCE(c->waits[d].timed, 0);
 	}
 }
 
@@ -83,43 +85,99 @@ int ring_client_bind(struct ring *r, uint32_t index, uint32_t gen)
 	return SHMQ_OK;
 }
 
-/* The wait records (shmq_layout.h, "Wait records").  `since` is raised
- * before `threads`, so that shmqd, which reads `threads` first, never
- * pairs a new count with an older `since`: it could only overstate how
- * long the thread has waited. */
-void ring_client_wait_begin(struct ring *r, enum side side, uint64_t since)
+/* The wait records (shmq_layout.h, "Wait records").  A wait raises
+ * `since`, takes its number, counts itself in `timed`, and only then in
+ * `threads`; shmqd reads `threads` first, then the rest: a wait it sees
+ * counted, it sees with its start (or a later one: it could only
+ * understate how long the thread has waited), its number and its
+ * deadline (or an earlier one).  Ending, a wait leaves `threads` first:
+ * `timed` may then count it a moment longer, which only makes shmqd
+ * believe that something ends soon. */
+
+/* Counts a wait with deadline `deadline` in `timed`. */
+static void timed_add(uint64_t *word, int64_t deadline)
 {
+	uint64_t v = LOAD_SC(*word), n;
+	uint64_t mine = (uint64_t)deadline >> SHMQ_TIMED_SHIFT;
+
+	do {
+		uint64_t count = v & SHMQ_TIMED_COUNT;
+		uint64_t at = v >> SHMQ_TIMED_SHIFT;
+		if (count >= SHMQ_TIMED_COUNT - 1)
+			n = SHMQ_TIMED_COUNT;   /* uncountable: ends at once */
+		else
+			n = (count && at < mine ? at : mine) << SHMQ_TIMED_SHIFT |
+			    (count + 1);
+	} while (!__atomic_compare_exchange_n(word, &v, n, 0, __ATOMIC_SEQ_CST,
+					      __ATOMIC_SEQ_CST));
+}
+
+/* Takes one timed wait out of `timed`: the earliest deadline stays (it
+ * may be that of the wait gone: earlier than the truth, never later)
+ * until none is left. */
+static void timed_remove(uint64_t *word)
+{
+	uint64_t v = LOAD_SC(*word), n;
+
+	do {
+		uint64_t count = v & SHMQ_TIMED_COUNT;
+		if (count == 0 || count == SHMQ_TIMED_COUNT)
+			return;
+		n = count == 1 ? 0 : v - 1;
+	} while (!__atomic_compare_exchange_n(word, &v, n, 0, __ATOMIC_SEQ_CST,
+					      __ATOMIC_SEQ_CST));
+}
+
+void ring_client_wait_begin(struct ring *r, enum side side,
+			    struct wait_call *wc)
+{
+	wc->seq = 0;
 	if (r->self == NULL)
 		return;
 	struct shmq_wait_rec *w = &r->self->waits[side];
-	int64_t s = READ_ONCE(w->since), now = (int64_t)since;
+	int64_t s = READ_ONCE(w->since), now = (int64_t)wc->since;
 
 	while (s < now && !__atomic_compare_exchange_n(&w->since, &s, now, 0,
 						       __ATOMIC_SEQ_CST,
 						       __ATOMIC_RELAXED))
 		;
+	do
+		wc->seq = __atomic_add_fetch(&w->seq, 1, __ATOMIC_SEQ_CST);
+	while (wc->seq == 0);
+	if (wc->deadline > 0)
+		timed_add(&w->timed, wc->deadline);
 	__atomic_add_fetch(&w->threads, 1, __ATOMIC_SEQ_CST);
 }
 
-void ring_client_wait_end(struct ring *r, enum side side)
-{
-	if (r->self != NULL)
-		dec_floor0(&r->self->waits[side].threads);
-}
-
-int ring_client_wait_victim(struct ring *r, enum side side)
+void ring_client_wait_end(struct ring *r, enum side side,
+			  const struct wait_call *wc)
 {
 	if (r->self == NULL)
-		return 0;
+		return;
 	struct shmq_wait_rec *w = &r->self->waits[side];
-	int64_t v = LOAD_SC(w->victim);
+	uint64_t mine = wc->seq;
 
-	/* A value naming an older wait is stale: it names a wait that
-	 * ended (shmqd decided on what it saw before) and stays unmatched. */
-	if (v == 0 || v != LOAD_SC(w->since))
+	dec_floor0(&w->threads);
+	if (wc->deadline > 0)
+		timed_remove(&w->timed);
+	/* A victim word naming this wait, unclaimed: it goes with it. */
+	if (mine != 0)
+		__atomic_compare_exchange_n(&w->victim, &mine, 0, 0,
+					    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+}
+
+int ring_client_wait_victim(struct ring *r, enum side side,
+			    const struct wait_call *wc)
+{
+	uint64_t mine = wc->seq;
+
+	/* Only the wait that shmqd named: another thread's wait on the same
+	 * handle has a number of its own. */
+	if (r->self == NULL || mine == 0)
 		return 0;
-	return __atomic_compare_exchange_n(&w->victim, &v, 0, 0,
-					   __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+	return __atomic_compare_exchange_n(&r->self->waits[side].victim,
+					   &mine, 0, 0, __ATOMIC_SEQ_CST,
+					   __ATOMIC_RELAXED);
 }
 
 void ring_client_mark_detached(struct ring *r)
@@ -236,23 +294,43 @@ void ring_client_look(const struct ring *r, uint32_t index,
 	w->role = READ_ONCE(c->role);
 	w->start_time = READ_ONCE(c->start_time);
 	for (int d = 0; d < 2; d++) {
-		/* `threads` first: see ring_client_wait_begin(). */
+		/* `threads` first, `seq` before `since`: see the wait
+		 * records above. */
 		w->threads[d] = LOAD_SC(c->waits[d].threads);
+		w->seq[d] = LOAD_SC(c->waits[d].seq);
 		w->since[d] = LOAD_SC(c->waits[d].since);
-		w->victim[d] = READ_ONCE(c->waits[d].victim);
+		uint64_t t = LOAD_SC(c->waits[d].timed);
+		w->timed[d] = (uint32_t)(t & SHMQ_TIMED_COUNT);
+		w->deadline[d] = w->timed[d] == SHMQ_TIMED_COUNT
+					 ? 0
+					 : (int64_t)(t >> SHMQ_TIMED_SHIFT
+							     << SHMQ_TIMED_SHIFT);
+		w->victim[d] = LOAD_SC(c->waits[d].victim);
 	}
 }
 
 int ring_client_fail_wait(struct ring *r, uint32_t index, uint32_t gen,
-			  int side, int64_t since)
+			  int side, uint64_t seq, uint64_t old)
 {
-	if (index >= r->nclients || (side != 0 && side != 1) || since == 0)
+	if (index >= r->nclients || (side != 0 && side != 1) || seq == 0)
 		return 0;
 	struct shmq_client *c = &r->clients[index];
-	if (LOAD_ACQ(c->gen) != gen || LOAD_SC(c->waits[side].since) != since ||
-	    LOAD_SC(c->waits[side].threads) == 0)
+	if (LOAD_ACQ(c->gen) != gen || LOAD_SC(c->waits[side].seq) != seq ||
+	    LOAD_SC(c->waits[side].threads) == 0 ||
+	    !__atomic_compare_exchange_n(&c->waits[side].victim, &old, seq, 0,
+					 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
 		return 0;
-	__atomic_store_n(&c->waits[side].victim, since, __ATOMIC_SEQ_CST);
 	ring_wake_all(r);
 	return 1;
+}
+
+int ring_client_unfail_wait(struct ring *r, uint32_t index, uint32_t gen,
+			    int side, uint64_t seq)
+{
+	if (index >= r->nclients || (side != 0 && side != 1) || seq == 0)
+		return 0;
+	struct shmq_client *c = &r->clients[index];
+	return LOAD_ACQ(c->gen) == gen &&
+	       __atomic_compare_exchange_n(&c->waits[side].victim, &seq, 0, 0,
+					   __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 }

@@ -203,17 +203,27 @@ struct ring_waiter {
 	uint32_t role;              /* SHMQ_ROLE_* */
 	uint64_t start_time;
 	uint32_t threads[2];        /* [0] put, [1] get */
-	int64_t  since[2];
-	int64_t  victim[2];
+	int64_t  since[2];          /* the latest wait's start */
+	uint64_t seq[2];            /* and its number */
+	uint64_t victim[2];         /* the number of the wait to fail, or 0 */
+	uint32_t timed[2];          /* waits with a timeout (SHMQ_TIMED_COUNT:
+				       too many to count) */
+	int64_t  deadline[2];       /* the earliest of their deadlines (or
+				       earlier), if timed */
 };
 /* Reads entry `index` (< r->nclients). */
 void ring_client_look(const struct ring *r, uint32_t index,
 		      struct ring_waiter *w);
-/* Fails the wait on `side` of entry `index`, if it still has generation
- * `gen` and its latest wait began at `since`: 1 if it was marked.  Wakes
- * every sleeper of the queue, so that the victim sees it. */
+/* Fails the wait numbered `seq` on `side` of entry `index`, if the entry
+ * still has generation `gen`, that wait is still its latest, some wait
+ * is still counted, and the victim word still holds `old`: 1 if it was
+ * marked.  Wakes every sleeper of the queue, so that the victim sees it.
+ * ring_client_unfail_wait takes such a mark back if nobody claimed it:
+ * 1 if it did (the wait was not failed). */
 int ring_client_fail_wait(struct ring *r, uint32_t index, uint32_t gen,
-			  int side, int64_t since);
+			  int side, uint64_t seq, uint64_t old);
+int ring_client_unfail_wait(struct ring *r, uint32_t index, uint32_t gen,
+			    int side, uint64_t seq);
 
 /* Calls fn(index, gen) for the holder entry of every lease held on an
  * acked queue (nothing for a plain one), as the lease table says: shmqd

@@ -167,15 +167,20 @@ RING_INTERNAL int ring_get_seq(struct ring *r, void *buf, size_t size,
 
 /* --- clients.c: a handle's own wait records ---------------------------- */
 
+struct wait_call;
 /* The first sleep of a blocking call: counts it in the handle's wait
- * record for `side`, which says it waits since `since` (CLOCK_MONOTONIC
- * ns).  The matching ring_client_wait_end() comes when the call returns. */
+ * record for `side` as waiting since wc->since (CLOCK_MONOTONIC ns), with
+ * a timeout ending at wc->deadline (0: none), and sets wc->seq to its
+ * number (0 without an entry).  The matching ring_client_wait_end()
+ * comes when the call returns. */
 RING_INTERNAL void ring_client_wait_begin(struct ring *r, enum side side,
-					  uint64_t since);
-RING_INTERNAL void ring_client_wait_end(struct ring *r, enum side side);
-/* Has shmqd chosen a wait of this handle on `side` to fail (and nobody
- * claimed it yet)?  1 claims it: the caller returns SHMQ_EDEADLK. */
-RING_INTERNAL int ring_client_wait_victim(struct ring *r, enum side side);
+					  struct wait_call *wc);
+RING_INTERNAL void ring_client_wait_end(struct ring *r, enum side side,
+					const struct wait_call *wc);
+/* Has shmqd chosen this very wait to fail (and nobody claimed it yet)?
+ * 1 claims it: the caller returns SHMQ_EDEADLK. */
+RING_INTERNAL int ring_client_wait_victim(struct ring *r, enum side side,
+					  const struct wait_call *wc);
 
 /* --- lease.c: acked queues ------------------------------------------- */
 

@@ -333,17 +333,21 @@ static uint64_t report_period(const struct ring *r)
  * looks, so the wake-up cannot be missed.
  */
 static int before_sleep(struct ring *r, enum side side, struct wait_call *wc,
-			uint64_t period)
+			struct timeout *to, uint64_t period)
 {
 	uint64_t now = mono_ns();
 
 	if (!wc->recorded) {
+		const struct timespec *due = timeout_deadline(to);
 		wc->recorded = 1;
 		wc->since = wc->told = now;
-		ring_client_wait_begin(r, side, now);
+		wc->deadline = due ? (int64_t)due->tv_sec * 1000000000 +
+					     due->tv_nsec
+				   : 0;
+		ring_client_wait_begin(r, side, wc);
 		return SHMQ_OK;
 	}
-	if (ring_client_wait_victim(r, side))
+	if (ring_client_wait_victim(r, side, wc))
 		return SHMQ_EDEADLK;
 	if (period && r->blocked && now - wc->told >= period) {
 		wc->told = now;
@@ -399,7 +403,7 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 		if (ring_ready(r, side, len))
 			return SHMQ_OK;
 		uint64_t period = report_period(r);
-		int rc = before_sleep(r, side, wc, period);
+		int rc = before_sleep(r, side, wc, to, period);
 		if (rc != SHMQ_OK)
 			return rc;
 

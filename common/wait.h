@@ -72,6 +72,8 @@ static inline void wait_note_cpu(struct ring *r, enum side side)
 struct wait_call {
 	int recorded;
 	uint64_t since;
+	int64_t deadline;           /* of its timeout, or 0 */
+	uint64_t seq;               /* its number in the record */
 	uint64_t told;
 };
 

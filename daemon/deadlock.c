@@ -431,8 +431,19 @@ static int gather_procs(struct look *l)
 	return 0;
 }
 
+/* Will a timed call counted in the record of entry a, side d, return by
+ * itself before the next look ends?  Then its process is no deadlock:
+ * the list would name a call that is gone (and the fail policy could
+ * fail a call that was about to return). */
+static int ends_soon(const struct look *l, const struct la *a, int d)
+{
+	return a->w.timed[d] != 0 && (a->w.timed[d] == SHMQ_TIMED_COUNT ||
+				      a->w.deadline[d] <= l->horizon);
+}
+
 /* Is process p, by its own records, blocked long enough, in waits that
- * could be blocked, on queues where nothing moved? */
+ * could be blocked, on queues where nothing moved, and none about to
+ * time out? */
 static int looks_stuck(const struct look *l, const struct lp *p,
 		       uint32_t *blocked)
 {
@@ -446,7 +457,8 @@ static int looks_stuck(const struct look *l, const struct lp *p,
 				continue;
 			if (!q->stable || !q->could_block[d] ||
 			    a->w.since[d] <= 0 ||
-			    l->now - a->w.since[d] < timeout_ns)
+			    l->now - a->w.since[d] < timeout_ns ||
+			    ends_soon(l, a, d))
 				return 0;
 			sum += a->w.threads[d];
 		}
@@ -576,6 +588,9 @@ static void add_wait(struct line *ln, const struct look *l,
 		add(ln, " in get on '%s' (empty", q->name);
 	if (a->w.threads[d] > 1)
 		add(ln, ", %u threads", a->w.threads[d]);
+	if (a->w.timed[d])
+		add(ln, ", may end at its timeout in %.1f s",
+		    (double)(a->w.deadline[d] - l->now) / 1e9);
 	add(ln, "), freed only by ");
 	if (q->nfreers[d] == 1 && &l->p[q->freers[d][0]] == p) {
 		add(ln, "itself");
@@ -649,12 +664,19 @@ static void add_rows(const struct look *l, const uint32_t *procs, size_t n,
 				r->flags = (d == KNOT_PUT ? SHMQ_WIRE_DL_PUT : 0) |
 					   (p->behind ? SHMQ_WIRE_DL_BEHIND : 0) |
 					   (q->fail ? SHMQ_WIRE_DL_FAIL : 0) |
-					   (a->w.victim[d] == a->w.since[d]
+					   (a->w.victim[d] != 0 &&
+							    a->w.victim[d] ==
+								    a->w.seq[d]
 						    ? SHMQ_WIRE_DL_VICTIM : 0);
 				r->threads = a->w.threads[d];
 				r->messages = q->messages;
 				r->capacity = q->capacity;
 				r->blocked_ns = l->now - a->w.since[d];
+				if (a->w.timed[d])
+					r->ends_in_ns =
+						a->w.deadline[d] > l->now
+							? a->w.deadline[d] - l->now
+							: 1;
 				r->nfreers = q->nfreers[d];
 				for (uint32_t m = 0; m < q->nfreers[d] &&
 						     m < SHMQ_WIRE_DL_FREERS; m++)
@@ -675,23 +697,52 @@ static void write_state(struct queue *q, void *arg)
 	ring_dl_set_state(&q->ring, ((struct state_change *)arg)->state);
 }
 
+/* The victims written at the last look or this one: a victim word found
+ * in a deadlock is pending (its waiter was woken to claim it) if it is
+ * one of these; any other was not claimed in time, or names a wait that
+ * ended, or is not ours, and is taken back. */
 struct victim {
+	uint64_t queue;
 	uint32_t index, gen;
 	int side;
-	int64_t since;
+	uint64_t seq;
+	uint64_t look;
 	int done;
 };
+static struct victim *victims;
+static size_t nvictims, capvictims;
 
 static void write_victim(struct queue *q, void *arg)
 {
 	struct victim *v = arg;
 	v->done = ring_client_fail_wait(&q->ring, v->index, v->gen, v->side,
-					v->since);
+					v->seq, 0);
+}
+
+static void take_back(struct queue *q, void *arg)
+{
+	struct victim *v = arg;
+	v->done = ring_client_unfail_wait(&q->ring, v->index, v->gen, v->side,
+					  v->seq);
+}
+
+static int pending(const struct lq *q, const struct la *a, int d)
+{
+	for (size_t i = 0; i < nvictims; i++) {
+		const struct victim *v = &victims[i];
+		if (v->queue == q->id && v->index == a->index &&
+		    v->gen == a->gen && v->side == d &&
+		    v->seq == a->w.victim[d] && v->look + 1 >= look_no)
+			return 1;
+	}
+	return 0;
 }
 
 /* The fail policy: unless a victim of this deadlock is still pending,
  * fail the most recent wait on a `fail` queue, in the cycle if there is
- * one there, else behind it (its wait would never end either). */
+ * one there, else behind it (its wait would never end either).  Only
+ * that wait (by its number) can claim it: not another thread on the
+ * same handle. */
 static void break_deadlock(const struct look *l, const uint32_t *procs,
 			   size_t n)
 {
@@ -702,12 +753,26 @@ static void break_deadlock(const struct look *l, const uint32_t *procs,
 		const struct lp *p = &l->p[procs[i]];
 		for (uint32_t k = p->first; k != KNOT_NONE; k = l->a[k].next) {
 			const struct la *a = &l->a[k];
+			const struct lq *q = &l->q[a->q];
 			for (int d = 0; d < 2; d++) {
 				if (a->w.threads[d] == 0)
 					continue;
-				if (a->w.victim[d] == a->w.since[d])
-					return;         /* pending */
-				if (!l->q[a->q].fail)
+				if (a->w.victim[d] != 0) {
+					if (pending(q, a, d))
+						return;
+					struct victim v = {
+						.index = a->index, .gen = a->gen,
+						.side = d, .seq = a->w.victim[d],
+					};
+					struct queue *queue =
+						registry_find_id(q->id);
+					if (queue == NULL ||
+					    registry_access(queue, take_back,
+							    &v) != SHMQ_OK ||
+					    !v.done)
+						return; /* claimed after all */
+				}
+				if (!q->fail)
 					continue;
 				if (p->behind < best_behind ||
 				    (p->behind == best_behind &&
@@ -719,19 +784,31 @@ static void break_deadlock(const struct look *l, const uint32_t *procs,
 			}
 		}
 	}
-	if (best == NULL)
+	if (best == NULL || GROW(victims, capvictims, nvictims + 1) < 0)
 		return;
 	const struct lq *q = &l->q[best->q];
 	struct queue *queue = registry_find_id(q->id);
-	struct victim v = { best->index, best->gen, best_d,
-			    best->w.since[best_d], 0 };
+	struct victim v = { q->id, best->index, best->gen, best_d,
+			    best->w.seq[best_d], look_no, 0 };
 	if (queue == NULL || registry_access(queue, write_victim, &v) !=
 				     SHMQ_OK || !v.done)
 		return;
+	victims[nvictims++] = v;
 	const struct lp *p = &l->p[best->proc];
 	log_warn("deadlock: breaking it: the %s of pid %u (%s) on '%s' fails "
 		 "(on-deadlock fail)", best_d == KNOT_PUT ? "put" : "get",
 		 p->pid, p->comm, q->name);
+}
+
+/* Forgets the victims written before the last look. */
+static void victims_expire(void)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < nvictims; i++)
+		if (victims[i].look + 1 >= look_no)
+			victims[keep++] = victims[i];
+	nvictims = keep;
 }
 
 /* Logs the deadlocks not logged before, breaks those it should, keeps
@@ -817,6 +894,8 @@ static void look_once(void)
 	int ndl = 0;
 
 	look_no++;
+	victims_expire();
+	l.horizon = l.now + period_ns + period_ns / 2;
 	read_watched(&l);
 	if (gather_procs(&l) == 0) {
 		for (size_t i = 0; i < l.np; i++)
@@ -878,6 +957,9 @@ void deadlock_shutdown(void)
 	free(logged);
 	logged = NULL;
 	caplogged = nlogged = 0;
+	free(victims);
+	victims = NULL;
+	nvictims = capvictims = 0;
 	ticking = 0;
 }
 

@@ -70,6 +70,8 @@ struct lp {                     /* a process attached to a watched queue */
 
 struct look {
 	int64_t now;
+	int64_t horizon;            /* the end of the next look (a call that
+				       times out before it is no deadlock) */
 	struct lq *q;
 	size_t nq, capq;
 	struct la *a;

@@ -62,7 +62,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 11u
+#define SHMQ_LAYOUT_VERSION 12u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -300,17 +300,26 @@ struct shmq_slot {
  *
  * Wait records, one per direction ([0] put, [1] get), for shmqd's
  * deadlock detection.  A blocking call that goes to sleep for the first
- * time adds 1 to `threads` (a handle may be shared by threads) and raises
- * `since` to the CLOCK_MONOTONIC time it began sleeping; it takes its 1
- * back when it returns, however it returns, so the record covers its
- * later spins and sleeps alike.  `since` is thus the start of the most
- * recent wait: every thread counted has waited at least since then.  A
- * thread cannot die alone: when its process dies, shmqd removes the
- * entry, records and all.  `victim`: shmqd writes there the `since` it
- * saw to fail one of those waits (policy SHMQ_CFG_DEADLOCK_FAIL); a
- * waiter that finds it equal to `since` claims it with a CAS to 0 and
- * returns SHMQ_EDEADLK.  A stale value (the wait it named has ended) can
- * never match again: `since` only grows. */
+ * time (a wait) raises `since` to the CLOCK_MONOTONIC time it began
+ * sleeping, takes the next number of `seq` (seq + 1: its own, never 0,
+ * never reused on this entry), if it has a timeout counts itself in
+ * `timed`, and then adds 1 to `threads` (a handle may be shared by
+ * threads); when the call returns, however it returns, it takes its 1
+ * back, then its count in `timed`, so the record covers its later spins
+ * and sleeps alike.  `since` is thus the start of the most recent wait,
+ * and `seq` its number: every thread counted has waited at least since
+ * then.  `timed`: the number of counted waits with a timeout (low 16
+ * bits; 0xffff: too many to count, and then as if they ended at once)
+ * and the earliest of their deadlines (CLOCK_MONOTONIC ns, rounded down
+ * to a multiple of 2^16, in the rest; it only falls while any is
+ * counted, so it is never later than the earliest).  A thread cannot die
+ * alone: when its process dies, shmqd removes the entry, records and
+ * all.  `victim`: shmqd writes there the number of the wait it chose to
+ * fail (policy SHMQ_CFG_DEADLOCK_FAIL); only the thread whose own wait
+ * has that number claims it, with a CAS to 0, and returns SHMQ_EDEADLK.
+ * A wait that ends otherwise clears a victim word naming it, and shmqd
+ * takes back (CAS to 0) a victim nobody claimed within a look: a stale
+ * value can never match another wait. */
 #define SHMQ_ROLE_PRODUCER  0x1u
 #define SHMQ_ROLE_CONSUMER  0x2u
 #define SHMQ_WAIT_NONE      0u
@@ -323,11 +332,16 @@ struct shmq_slot {
  * as a producer lost. */
 #define SHMQ_CLIENT_DETACHED 1u
 
+#define SHMQ_TIMED_COUNT    UINT64_C(0xffff)
+#define SHMQ_TIMED_SHIFT    16
+
 struct shmq_wait_rec {
 	uint32_t threads;           /* threads blocked in this direction */
 	uint32_t pad;
 	int64_t  since;             /* CLOCK_MONOTONIC ns: latest wait's start */
-	int64_t  victim;            /* shmqd: fail the wait of this `since` */
+	uint64_t seq;               /* the latest wait's number */
+	uint64_t victim;            /* shmqd: fail the wait of this number */
+	uint64_t timed;             /* deadline >> 16 << 16 | timed waits */
 };
 
 struct shmq_client {
@@ -378,8 +392,8 @@ static_assert(sizeof(pthread_mutex_t) <= SHMQ_CACHELINE,
 	      "pthread_mutex_t must fit one cache line");
 static_assert(sizeof(union shmq_lock) == SHMQ_CACHELINE, "lock padding");
 static_assert(sizeof(struct shmq_slot) == SHMQ_CACHELINE, "slot size");
-static_assert(sizeof(struct shmq_wait_rec) == 24, "wait record size");
-static_assert(sizeof(struct shmq_client) == 96, "client entry size");
+static_assert(sizeof(struct shmq_wait_rec) == 40, "wait record size");
+static_assert(sizeof(struct shmq_client) == 128, "client entry size");
 static_assert(offsetof(struct shmq_seg_hdr, name) == 116, "name offset");
 static_assert(offsetof(struct shmq_seg_hdr, put_lock) == 384, "put side");
 static_assert(offsetof(struct shmq_seg_hdr, tail) == 448, "tail");

@@ -254,6 +254,9 @@ struct shmq_wire_dl_wait {
 	uint32_t nfreers;           /* processes that could end the wait */
 	uint32_t freers[SHMQ_WIRE_DL_FREERS];  /* the first of them */
 	uint32_t pad;
+	int64_t  ends_in_ns;        /* > 0: a timeout ends the (earliest of
+				       the) call(s) this long after the look;
+				       0: none has a timeout */
 };
 
 struct shmq_wire_deadlocks_reply {
@@ -278,7 +281,7 @@ static_assert(sizeof(struct shmq_wire_user) == 72, "user size");
 static_assert(sizeof(struct shmq_wire_hdr) +
 		      sizeof(struct shmq_wire_users_reply) <= SHMQ_WIRE_MAX,
 	      "a users page fits one packet");
-static_assert(sizeof(struct shmq_wire_dl_wait) == 344, "deadlock row size");
+static_assert(sizeof(struct shmq_wire_dl_wait) == 352, "deadlock row size");
 static_assert(sizeof(struct shmq_wire_hdr) +
 		      sizeof(struct shmq_wire_deadlocks_reply) <= SHMQ_WIRE_MAX,
 	      "the deadlocks fit one packet");

@@ -302,6 +302,7 @@ void wire_dl_unpack(struct shmq_deadlock_wait *d,
 	d->capacity = w->capacity;
 	d->threads = w->threads;
 	d->blocked_ns = w->blocked_ns;
+	d->ends_in_ns = w->ends_in_ns > 0 ? w->ends_in_ns : 0;
 	d->fail = !!(w->flags & SHMQ_WIRE_DL_FAIL);
 	d->victim = !!(w->flags & SHMQ_WIRE_DL_VICTIM);
 	d->nfreers = w->nfreers;

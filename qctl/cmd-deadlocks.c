@@ -76,7 +76,11 @@ static void show_text(const struct shmq_deadlock_wait *w, size_t n)
 			printf("'%s' (empty)", r->queue);
 		if (r->threads > 1)
 			printf(" in %" PRIu32 " threads", r->threads);
-		printf(" for %.1f s, freed only by ", (double)r->blocked_ns / 1e9);
+		printf(" for %.1f s", (double)r->blocked_ns / 1e9);
+		if (r->ends_in_ns > 0)
+			printf(" (may end at its timeout in %.1f s)",
+			       (double)r->ends_in_ns / 1e9);
+		fputs(", freed only by ", stdout);
 		show_freers(w, n, r);
 		if (r->victim)
 			fputs("; on-deadlock fail: this call fails", stdout);
@@ -113,11 +117,16 @@ static void show_json(const struct shmq_deadlock_wait *w, size_t n)
 		else
 			fields_json_string(r->queue);
 		printf(",\"messages\":%" PRIu32 ",\"capacity\":%" PRIu32
-		       ",\"threads\":%" PRIu32 ",\"blocked_seconds\":%.3f"
-		       ",\"on_deadlock\":\"%s\",\"victim\":%s,\"freed_by\":[",
+		       ",\"threads\":%" PRIu32 ",\"blocked_seconds\":%.3f",
 		       r->messages, r->capacity, r->threads,
-		       (double)r->blocked_ns / 1e9, r->fail ? "fail" : "report",
-		       r->victim ? "true" : "false");
+		       (double)r->blocked_ns / 1e9);
+		if (r->ends_in_ns > 0)
+			printf(",\"ends_in_seconds\":%.3f",
+			       (double)r->ends_in_ns / 1e9);
+		else
+			fputs(",\"ends_in_seconds\":null", stdout);
+		printf(",\"on_deadlock\":\"%s\",\"victim\":%s,\"freed_by\":[",
+		       r->fail ? "fail" : "report", r->victim ? "true" : "false");
 		for (uint32_t k = 0; k < r->nfreers && k < SHMQ_DEADLOCK_FREERS;
 		     k++)
 			printf("%s%" PRIu32, k ? "," : "", r->freers[k]);
@@ -168,7 +177,8 @@ const struct cmd_entry cmd_deadlocks_entry = {
 "null).  --json\n"
 "prints a JSON array with one object per deadlock: \"processes\", each\n"
 "with pid, command, behind and \"waits\" (op put or get, queue, messages,\n"
-"capacity, threads, blocked_seconds, on_deadlock, victim, freed_by: pids,\n"
+"capacity, threads, blocked_seconds, ends_in_seconds (null without a\n"
+"timeout), on_deadlock, victim, freed_by: pids,\n"
 "at most 8 of freers).  Exits 12 if it lists a deadlock, 0 if none.\n",
 	.opts = deadlocks_opts,
 	.min_args = 0,

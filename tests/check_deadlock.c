@@ -140,14 +140,16 @@ static void wait_watched(struct daemon *d, const char *queue)
  *   'l'  answers 'b', then runs `rounds` rounds of "put to out, get from
  *        in" (each with SHMQ_FOREVER), and exits with the number of calls
  *        that returned SHMQ_EDEADLK
- *   'p'  answers 'b', puts one message to out, answers 'k' (or 'd' if
- *        the put returned SHMQ_EDEADLK)
+ *   'p'  answers 'b', puts one message to out (with put_timeout),
+ *        answers 'k' (or 'd' if the put returned SHMQ_EDEADLK, 't' if
+ *        it timed out)
  *   'g'  answers 'b', gets one message from in, answers 'k' (or 'd')
  * Any other status of a call fails it.
  */
 struct stage_cfg {
 	const char *comm, *in, *out, *hold_in, *hold_out;
 	int rounds;
+	int put_timeout;            /* of 'p', in ms; 0: SHMQ_FOREVER */
 };
 
 struct stage {
@@ -206,9 +208,13 @@ static void stage_run(struct chan *ch, const struct stage_cfg *c)
 			}
 			_exit(dead);
 		case 'p':
-			rc = shmq_put(qo, "m", 1, SHMQ_FOREVER);
-			child_say(ch, rc == SHMQ_EDEADLK ? 'd' : 'k');
-			CHILD_RC(count_rc(rc, &dead), SHMQ_OK);
+			rc = shmq_put(qo, "m", 1, c->put_timeout ? c->put_timeout
+								 : SHMQ_FOREVER);
+			child_say(ch, rc == SHMQ_EDEADLK    ? 'd'
+				      : rc == SHMQ_ETIMEDOUT ? 't'
+							     : 'k');
+			if (rc != SHMQ_ETIMEDOUT)
+				CHILD_RC(count_rc(rc, &dead), SHMQ_OK);
 			break;
 		case 'g':
 			rc = shmq_get(qi, buf, sizeof(buf), &len, SHMQ_FOREVER);
@@ -690,6 +696,137 @@ START_TEST(test_lease_holder)
 	harness_wait(p2, 5000);
 	chan_done(&c1);
 	chan_done(&c2);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* Two threads of one process share a handle and put to its own full
+ * queue, which has the fail policy: the most recently blocked fails, and
+ * only it, three times over (the other, older, wait goes on), though the
+ * victim word is on the handle both share. */
+struct older {
+	shmq_t *q;
+	struct chan *ch;
+};
+
+static void *older_put(void *arg)
+{
+	struct older *o = arg;
+
+	shmq_put(o->q, "m", 1, SHMQ_FOREVER);
+	child_say(o->ch, 'A');          /* never, if all is well */
+	return NULL;
+}
+
+START_TEST(test_threads_victim)
+{
+	struct daemon d;
+	struct chan ch;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("own", 1, SHMQ_DEADLOCK_FAIL);
+	chan_init(&ch);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		struct older o = { NULL, &ch };
+		struct shmq_stat st;
+		pthread_t th;
+		chan_child(&ch);
+		CHILD_RC(shmq_open("own", SHMQ_PRODUCER | SHMQ_CONSUMER, &o.q),
+			 SHMQ_OK);
+		CHILD_CHECK(pthread_create(&th, NULL, older_put, &o) == 0);
+		long until = now_ms() + WAIT_MS;
+		do {
+			sleep_ms(5);
+			CHILD_RC(shmq_stat(o.q, &st), SHMQ_OK);
+		} while (st.put_blocked < 1 && now_ms() < until);
+		CHILD_CHECK(st.put_blocked == 1);
+		for (int i = 0; i < 3; i++) {
+			int rc = shmq_put(o.q, "m", 1, 20000);
+			child_say(&ch, rc == SHMQ_EDEADLK ? 'B' : 'x');
+		}
+		child_hear(&ch);
+		_exit(0);
+	}
+	chan_parent(&ch);
+	for (int i = 0; i < 3; i++)
+		chan_expect(&ch, 'B');
+	ck_assert_int_eq(count_in_file(d.log, "breaking it"), 3);
+	ck_assert_int_eq(byte_write(ch.down[1], 'x'), 0);
+	CHILD_OK(kid);
+	chan_done(&ch);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A cycle of two where one put has a timeout that ends it before the
+ * next look: no deadlock, ever (it ends by itself), and the fail policy
+ * fails nothing: the put times out. */
+START_TEST(test_timed_ends_itself)
+{
+	struct stage x, y;
+	struct daemon d;
+	struct stage_cfg cx = { .comm = "forever", .in = "a", .out = "b" };
+	struct stage_cfg cy = { .comm = "timed", .in = "b", .out = "a",
+				.put_timeout = TIMEOUT_MS + 100 };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("a", 1, SHMQ_DEADLOCK_FAIL);
+	create_full("b", 1, SHMQ_DEADLOCK_FAIL);
+	stage_start(&x, &cx);
+	stage_start(&y, &cy);
+	stage_go(&x, 'p');
+	stage_go(&y, 'p');
+	long until = now_ms() + 2 * TIMEOUT_MS;
+	while (now_ms() < until) {
+		ck_assert_uint_eq(deadlock_count(), 0);
+		sleep_ms(10);
+	}
+	chan_expect(&y.ch, 't');
+	ck_assert_int_eq(count_in_file(d.log, "deadlock: pid"), 0);
+	ck_assert_int_eq(count_in_file(d.log, "breaking it"), 0);
+	stage_kill(&x);
+	stage_kill(&y);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* The same with a long timeout: the cycle is real for now, and is
+ * reported as one that may end at that timeout. */
+START_TEST(test_timed_reported)
+{
+	struct shmq_deadlock_wait *rows;
+	struct stage x, y;
+	struct daemon d;
+	struct stage_cfg cx = { .comm = "forever", .in = "a", .out = "b" };
+	struct stage_cfg cy = { .comm = "timed", .in = "b", .out = "a",
+				.put_timeout = 20000 };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("a", 1, 0);
+	create_full("b", 1, 0);
+	stage_start(&x, &cx);
+	stage_start(&y, &cy);
+	stage_go(&x, 'p');
+	stage_go(&y, 'p');
+	EVENTUALLY(deadlock_count() == 2);
+	size_t n = deadlocks(&rows);
+	const struct shmq_deadlock_wait *r = row_of(rows, n, y.pid, "a");
+	ck_assert(r != NULL);
+	ck_assert_int_gt(r->ends_in_ns, 15000000000LL);
+	ck_assert_int_le(r->ends_in_ns, 20000000000LL);
+	r = row_of(rows, n, x.pid, "b");
+	ck_assert(r != NULL);
+	ck_assert_int_eq(r->ends_in_ns, 0);
+	free(rows);
+	EVENTUALLY(file_contains(d.log, "(full 1/1, may end at its timeout in "));
+	static const char *const json[] = { "deadlocks", "--json", NULL };
+	char out[8192];
+	run_qctl(json, out, sizeof(out));
+	ck_assert_msg(strstr(out, "\"ends_in_seconds\":null"), "%s", out);
+	ck_assert_msg(strstr(out, "\"ends_in_seconds\":1"), "%s", out);
+	stage_kill(&x);
+	stage_kill(&y);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
@@ -1425,6 +1562,9 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_wait_recorded);
 	tcase_add_test(tc, test_behind);
 	tcase_add_test(tc, test_lease_holder);
+	tcase_add_test(tc, test_threads_victim);
+	tcase_add_test(tc, test_timed_ends_itself);
+	tcase_add_test(tc, test_timed_reported);
 	tcase_add_test(tc, test_qctl_victim);
 	tcase_add_test(tc, test_found_after_restart);
 	tcase_add_test(tc, test_many_logged_once);
