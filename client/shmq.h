@@ -1208,7 +1208,9 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total);
  * counts: each call is too young.
  * shmqd needs a report period (half the timeout) to hear of a wait and
  * another one or two to be sure: a deadlock is found within twice the
- * timeout.
+ * timeout (one that a change shmq cannot see makes, a stopped process
+ * that continues, within 4 timeouts more: shmqd looks less often while
+ * nothing it can see changes).
  */
 #define SHMQ_DEADLOCK_FREERS 8
 /* One wait of one process in a deadlock. */

@@ -247,11 +247,12 @@ void ring_progress(const struct ring *r, struct ring_progress *p);
  * adopts: pollable descriptors work only in that namespace (poll.c). */
 void ring_set_daemon_netns(struct ring *r);
 /* shmqd's words to the waiters: the report period (ms, 0: no detection),
- * the SHMQ_DL_* state, and until when it samples the queue anyway. */
+ * the SHMQ_DL_* state, until when it samples the queue anyway, and when
+ * it last did. */
 void ring_dl_set_period(struct ring *r, uint32_t report_ms);
 uint32_t ring_dl_state(const struct ring *r);
 void ring_dl_set_state(struct ring *r, uint32_t state);
-void ring_dl_set_watch(struct ring *r, int64_t until_ns);
+void ring_dl_set_watch(struct ring *r, int64_t until_ns, int64_t seen_ns);
 
 /* Test hook: called, when set, at the named points inside the critical
  * sections, so that tests can park or kill a process there. */

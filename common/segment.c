@@ -390,8 +390,9 @@ void ring_dl_set_state(struct ring *r, uint32_t state)
 	WRITE_ONCE(r->hdr->deadlocked, state);
 }
 
-void ring_dl_set_watch(struct ring *r, int64_t until_ns)
+void ring_dl_set_watch(struct ring *r, int64_t until_ns, int64_t seen_ns)
 {
+	WRITE_ONCE(r->hdr->dl_seen_ns, seen_ns);
 	WRITE_ONCE(r->hdr->dl_watch_ns, until_ns);
 }
 

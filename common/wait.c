@@ -323,15 +323,30 @@ static uint64_t report_period(const struct ring *r)
  * Deadlock detection, the waiter's part.  A call that is about to sleep
  * for the first time is counted in its handle's wait record (spins that
  * end the wait cost nothing), and its later spins and sleeps stay
- * counted until it returns.  While shmqd watches for deadlocks, a
- * recorded call sleeps at most one report period at a time and, once per
- * period, tells shmqd that it is still blocked unless shmqd samples this
- * queue anyway (dl_watch_ns): shmqd looks at the records only while
- * somebody is blocked.  Before each sleep it also looks whether shmqd
- * chose it to break a deadlock (victim): shmqd writes that before it
- * wakes every sleeper, and the sleeper has read its futex word before it
- * looks, so the wake-up cannot be missed.
+ * counted until it returns.  While shmqd looks for deadlocks, a recorded
+ * call tells it, once per report period, that it is blocked, unless
+ * shmqd has seen this wait already and still samples the queue
+ * (dl_seen_ns, dl_watch_ns): shmqd looks at the records only while
+ * somebody is blocked, and less and less often while nothing changes.
+ * Until shmqd has seen it, the call sleeps at most a period at a time;
+ * then until shmqd's watch ends (at most a second, as always).  Before
+ * each sleep it also looks whether shmqd chose it to break a deadlock
+ * (victim): shmqd writes that before it wakes every sleeper, and the
+ * sleeper has read its futex word before it looks, so the wake-up cannot
+ * be missed.
  */
+
+/* Has shmqd seen this wait (looked half a period after it began, to be
+ * sure it was counted by then), and does it still watch the queue? */
+static int seen_and_watched(const struct ring *r, const struct wait_call *wc,
+			    uint64_t now, uint64_t period)
+{
+	int64_t seen = READ_ONCE(r->hdr->dl_seen_ns);
+	int64_t watch = READ_ONCE(r->hdr->dl_watch_ns);
+
+	return (int64_t)now < watch &&
+	       seen >= (int64_t)(wc->since + period / 2);
+}
 static int before_sleep(struct ring *r, enum side side, struct wait_call *wc,
 			struct timeout *to, uint64_t period)
 {
@@ -351,7 +366,7 @@ static int before_sleep(struct ring *r, enum side side, struct wait_call *wc,
 		return SHMQ_EDEADLK;
 	if (period && r->blocked && now - wc->told >= period) {
 		wc->told = now;
-		if ((int64_t)now >= READ_ONCE(r->hdr->dl_watch_ns))
+		if (!seen_and_watched(r, wc, now, period))
 			r->blocked(r->blocked_ctx, side);
 	}
 	return SHMQ_OK;
@@ -412,14 +427,22 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 		 * until shmqd notices the death (not at all while it is down);
 		 * waking to look again costs nothing that matters.  While
 		 * shmqd looks for deadlocks, no longer than a report period
-		 * (at least a millisecond: a damaged segment must not make
-		 * us spin). */
+		 * until it has seen this wait, then until its watch ends (at
+		 * least a millisecond: a damaged segment must not make us
+		 * spin). */
 		const struct timespec *dl = timeout_deadline(to);
 		struct timespec cap;
-		uint64_t cap_ns = SLEEP_CAP_NS;
-		if (period && period < cap_ns)
-			cap_ns = period < 1000000u ? 1000000u : period;
-		cap_ns += mono_ns();
+		uint64_t now = mono_ns(), cap_ns = SLEEP_CAP_NS;
+		if (period) {
+			uint64_t watch = (uint64_t)READ_ONCE(r->hdr->dl_watch_ns);
+			uint64_t until = period;
+			if (seen_and_watched(r, wc, now, period) &&
+			    watch - now > period)
+				until = watch - now;
+			if (until < cap_ns)
+				cap_ns = until < 1000000u ? 1000000u : until;
+		}
+		cap_ns += now;
 		/* An acked queue's getter also wakes when a lease times out:
 		 * it is the one that returns it. */
 		if (side == GET_SIDE && r->leases) {

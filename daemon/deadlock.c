@@ -46,6 +46,7 @@
 #include "procs.h"
 
 #define LINE_MAX_LEN 4000       /* one log line */
+#define BACKOFF_MAX 8
 /* A deadlock logged is remembered while it is seen, and for this many
  * looks after: a look that misses it (a /proc read that failed, say)
  * must not make it new again. */
@@ -63,6 +64,11 @@ struct watch {
 static struct event *tick_ev;
 static int64_t timeout_ns, period_ns;
 static int ticking;
+/* Between two looks: a period, doubled after every look where nothing
+ * could become a deadlock by waiting longer, up to BACKOFF_MAX periods,
+ * and a period again as soon as a wait shmqd has not seen reports. */
+static int64_t interval_ns;
+static int64_t next_tick_ns;    /* when the pending look is due */
 static struct watch *watches;
 static size_t nwatch, capwatch;
 
@@ -297,8 +303,13 @@ static void read_queue(struct queue *q, void *arg)
 		ring_lease_holders(r, mark_holder, &h);
 	}
 	lq->state = ring_dl_state(r);
-	/* While we look anyway, waiters need not tell us. */
-	ring_dl_set_watch(r, c->blocked ? l->now + 2 * period_ns : 0);
+	/* A wait we have seen need not tell us again while we watch (until
+	 * the longest we may wait before the next look, and a period more),
+	 * and a wait that began after this look knows that we have not. */
+	ring_dl_set_watch(r,
+			  c->blocked ? l->now + (BACKOFF_MAX + 1) * period_ns
+				     : 0,
+			  l->now);
 	if (!c->blocked && lq->state)
 		ring_dl_set_state(r, 0);
 	lq->first = (uint32_t)l->na;
@@ -888,27 +899,51 @@ static void look_free(struct look *l)
 	free(l->p);
 }
 
-static void look_once(void)
+/* Is some wait of the look younger than the timeout?  It may become part
+ * of a deadlock just by waiting on: the next look must not be late. */
+static int young_waits(const struct look *l)
+{
+	for (size_t i = 0; i < l->na; i++)
+		for (int d = 0; d < 2; d++)
+			if (l->a[i].w.threads[d] &&
+			    l->now - l->a[i].w.since[d] < timeout_ns)
+				return 1;
+	return 0;
+}
+
+/* One look; returns whether it was quiet: no deadlock, and no wait that
+ * could still become part of one by aging (every wait is old, and each
+ * is freed by someone running, or stopped, or waits for nobody). */
+static int look_once(void)
 {
 	struct look l = { .now = (int64_t)mono_ns() };
-	int ndl = 0;
+	int ndl = -1;
 
 	look_no++;
 	victims_expire();
-	l.horizon = l.now + period_ns + period_ns / 2;
+	l.horizon = l.now + interval_ns + period_ns / 2;
 	read_watched(&l);
 	if (gather_procs(&l) == 0) {
 		for (size_t i = 0; i < l.np; i++)
 			l.p[i].stuck = looks_stuck(&l, &l.p[i],
 						   &l.p[i].blocked);
 		ndl = knot_find(&l, proc_agrees, NULL);
-		if (ndl < 0)
-			ndl = 0;
 	}
-	publish(&l, ndl);
+	publish(&l, ndl > 0 ? ndl : 0);
+	int quiet = ndl == 0 && !young_waits(&l);
 	look_free(&l);
 	/* A segment that broke under us is removed between events. */
 	registry_reap();
+	return quiet;
+}
+
+static void arm(int64_t ns)
+{
+	struct timeval tv = { .tv_sec = ns / 1000000000,
+			      .tv_usec = (ns % 1000000000) / 1000 };
+
+	ticking = evtimer_add(tick_ev, &tv) == 0;
+	next_tick_ns = mono_ns() + ns;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -916,14 +951,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	look_once();
+	int quiet = look_once();
 	if (nwatch == 0) {
 		ticking = 0;
+		interval_ns = period_ns;
 		return;
 	}
-	struct timeval tv = { .tv_sec = period_ns / 1000000000,
-			      .tv_usec = (period_ns % 1000000000) / 1000 };
-	evtimer_add(tick_ev, &tv);
+	if (!quiet)
+		interval_ns = period_ns;
+	else if (interval_ns < BACKOFF_MAX * period_ns)
+		interval_ns *= 2;
+	arm(interval_ns);
 }
 
 /* --- the interface ----------------------------------------------------------- */
@@ -934,6 +972,7 @@ void deadlock_init(struct event_base *base, int64_t timeout)
 	period_ns = timeout / 2;
 	if (timeout_ns > 0 && period_ns < 1000000)
 		period_ns = 1000000;
+	interval_ns = period_ns;
 	if (timeout_ns > 0)
 		tick_ev = evtimer_new(base, on_tick, NULL);
 }
@@ -983,16 +1022,14 @@ void deadlock_watch(struct queue *q)
 		log_debug("deadlock detection: watching '%s', where a call "
 			  "has been blocked", q->name);
 	}
-	if (!ticking) {
-		/* The first look soon: it is the one the next compares to.
-		 * Not at once: the wait that told us is then half a timeout
-		 * old, and one period later it must be a whole one, which
-		 * it would be only just, or just not. */
-		int64_t soon = period_ns / 8;
-		struct timeval tv = { .tv_sec = soon / 1000000000,
-				      .tv_usec = (soon % 1000000000) / 1000 };
-		ticking = evtimer_add(tick_ev, &tv) == 0;
-	}
+	/* A wait we have not seen: looks every period again, and if we
+	 * were not going to look within one, the first soon: it is the one
+	 * the next compares to.  Not at once: the wait that told us is then
+	 * half a timeout old, and one period later it must be a whole one,
+	 * which it would be only just, or just not. */
+	interval_ns = period_ns;
+	if (!ticking || next_tick_ns - mono_ns() > period_ns)
+		arm(period_ns / 8);
 }
 
 struct take {
@@ -1008,7 +1045,7 @@ static void take_queue(struct queue *q, void *arg)
 
 	ring_dl_set_period(r, t->report_ms);
 	ring_dl_set_state(r, 0);
-	ring_dl_set_watch(r, 0);
+	ring_dl_set_watch(r, 0, 0);
 	for (uint32_t i = 0; i < r->nclients && t->report_ms; i++) {
 		ring_client_look(r, i, &w);
 		if (w.pid && (w.threads[0] || w.threads[1]))

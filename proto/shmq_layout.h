@@ -225,17 +225,20 @@ struct shmq_seg_hdr {
 	 * entry that is gone are returned by the next get. */
 	_Alignas(SHMQ_CACHELINE) uint32_t departures;
 	uint32_t pad5;
-	/* Deadlock detection (see "Wait records" below).  dl_report_ms: how
-	 * often, in ms, a call that sleeps tells shmqd that it is still
-	 * blocked, and the longest it sleeps at a time (half shmqd's deadlock
-	 * timeout; 0: shmqd looks for no deadlocks).  deadlocked: SHMQ_DL_*,
-	 * set while shmqd finds waiters on this queue deadlocked, cleared
-	 * when it no longer does.  dl_watch_ns: CLOCK_MONOTONIC ns until
-	 * which shmqd samples this queue's wait records anyway: a waiter
-	 * need not tell it before then. */
+	/* Deadlock detection (see "Wait records" below).  dl_report_ms: the
+	 * report period, in ms (half shmqd's deadlock timeout; 0: shmqd
+	 * looks for no deadlocks): a call that has slept that long tells
+	 * shmqd that it is blocked, unless shmqd has seen its wait already
+	 * and still watches the queue, and until then sleeps no longer at a
+	 * time.  deadlocked: SHMQ_DL_*, set while shmqd finds waiters on
+	 * this queue deadlocked, cleared when it no longer does.
+	 * dl_watch_ns: CLOCK_MONOTONIC ns until which shmqd samples this
+	 * queue's wait records anyway.  dl_seen_ns: when it last did: a wait
+	 * that began well before then (half a period) was seen. */
 	uint32_t dl_report_ms;
 	uint32_t deadlocked;
 	int64_t  dl_watch_ns;
+	int64_t  dl_seen_ns;
 };
 
 #define SHMQ_DL_WAITERS     0x1u  /* some waiter here is deadlocked */

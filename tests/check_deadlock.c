@@ -751,7 +751,8 @@ START_TEST(test_threads_victim)
 	chan_parent(&ch);
 	for (int i = 0; i < 3; i++)
 		chan_expect(&ch, 'B');
-	ck_assert_int_eq(count_in_file(d.log, "breaking it"), 3);
+	/* (Logged just after the victim word is written.) */
+	EVENTUALLY(count_in_file(d.log, "breaking it") == 3);
 	ck_assert_int_eq(byte_write(ch.down[1], 'x'), 0);
 	CHILD_OK(kid);
 	chan_done(&ch);
@@ -1546,6 +1547,59 @@ START_TEST(test_forged_chains)
 }
 END_TEST
 
+
+/*
+ * An idle consumer blocked in get, its producer alive and busy elsewhere:
+ * no deadlock, and nothing that waiting longer could make one.  shmqd
+ * backs off (a look every period at first, then every 2, 4, 8): over
+ * sixteen periods it wakes a few times, not sixteen, and so does the
+ * consumer (at most once a second, as any sleeper).  A new wait (the
+ * producer blocking in put on a queue only that consumer drains) is
+ * looked at as soon as it reports, and the deadlock is found within
+ * twice the timeout as ever.
+ */
+START_TEST(test_backoff)
+{
+	struct daemon d;
+	struct stage c, p;
+	struct stage_cfg cc = { .comm = "consumer", .in = "work",
+				.hold_in = "back" };
+	struct stage_cfg cp = { .comm = "producer", .out = "back",
+				.hold_out = "work" };
+	const long period = TIMEOUT_MS / 2;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_q("work", 2, 64, 0600, 0);
+	create_full("back", 1, 0);
+	stage_start(&c, &cc);
+	stage_start(&p, &cp);
+	stage_go(&c, 'g');
+	wait_watched(&d, "work");
+	/* Backing off: 1 + 2 + 4 + 8 periods, and the wait must first be
+	 * a whole timeout old. */
+	sleep_ms(17 * period);
+	long daemon0 = sleeps_of(d.pid), consumer0 = sleeps_of(c.pid);
+	sleep_ms(16 * period);
+	long daemon_woke = sleeps_of(d.pid) - daemon0;
+	long consumer_woke = sleeps_of(c.pid) - consumer0;
+	fprintf(stderr, "over %ld ms of an idle get: shmqd woke %ld times, "
+		"the consumer %ld\n", 16 * period, daemon_woke, consumer_woke);
+	ck_assert_msg(daemon_woke <= 5, "shmqd woke %ld times", daemon_woke);
+	ck_assert_msg(consumer_woke <= 5, "the consumer woke %ld times",
+		      consumer_woke);
+	ck_assert_uint_eq(deadlock_count(), 0);
+
+	stage_go(&p, 'p');
+	long t0 = now_ms();
+	ck_assert(WAIT_UNTIL(deadlock_count() == 2, 4 * TIMEOUT_MS));
+	long took = now_ms() - t0;
+	ck_assert_msg(took <= 2 * TIMEOUT_MS, "found after %ld ms", took);
+	stage_kill(&c);
+	stage_kill(&p);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 
 static Suite *deadlock_suite(void)
@@ -1587,6 +1641,11 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_forged_records);
 	tcase_add_test(tc, test_unreadable_hidden);
 	tcase_add_test(tc, test_forged_chains);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cost");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_backoff);
 	suite_add_tcase(s, tc);
 	return s;
 }
