@@ -1180,7 +1180,8 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total);
  *    counts as one),
  *    each for longer than shmqd's deadlock timeout (shmqd
  *    --deadlock-timeout, default 1 s), the process is not stopped
- *    (SIGSTOP, a debugger), and two looks at the queues it waits on,
+ *    (SIGSTOP, a debugger, the cgroup freezer), and two looks at the
+ *    queues it waits on,
  *    half a timeout apart, show no message put, taken, acked or
  *    returned, and no close.
  *  - A put on Q can be ended by any consumer of Q (a get makes room), a
@@ -1205,7 +1206,13 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total);
  * itself) and never failed; one with a longer timeout counts (the cycle
  * is real until then), and its row says when it ends (ends_in_ns).  A
  * loop of calls with timeouts shorter than the deadlock timeout never
- * counts: each call is too young.
+ * counts: each call is too young.  A blocking call made from a signal
+ * handler that interrupted a blocking call of the same thread counts that
+ * thread twice: while it waits, its process is never taken for
+ * deadlocked.  Waits are timed on the process's CLOCK_MONOTONIC: a client
+ * in another time namespace whose clock is ahead of shmqd's has its
+ * deadlocks found that much later (or never), one whose clock is behind
+ * sooner than the timeout, and its timeouts are taken as ending earlier.
  * shmqd needs a report period (half the timeout) to hear of a wait and
  * another one or two to be sure: a deadlock is found within twice the
  * timeout (one that a change shmq cannot see makes, a stopped process
@@ -1225,10 +1232,15 @@ struct shmq_deadlock_wait {
 				   0: in get (it is empty) */
 	char     queue[SHMQ_NAME_MAX_LEN + 1];  /* "": a queue the caller
 						   may not read (messages,
-						   capacity and fail are
+						   capacity, bytes,
+						   max_bytes and fail are
 						   then 0) */
 	uint32_t messages;      /* queued (and leased) when shmqd looked */
 	uint32_t capacity;
+	uint64_t bytes;         /* their bytes, if known */
+	uint64_t max_bytes;     /* the queue's byte budget (0: none); a put
+				   blocked with messages < capacity waits
+				   for room in it */
 	uint32_t threads;       /* threads of the process blocked in it */
 	int64_t  blocked_ns;    /* how long the latest of them had waited */
 	int64_t  ends_in_ns;    /* > 0: the call has a timeout, and (the

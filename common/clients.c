@@ -26,6 +26,7 @@ static void clear_waits(struct shmq_client *c)
 {
 	for (int d = 0; d < 2; d++) {
 		WRITE_ONCE(c->waits[d].threads, 0);
+		WRITE_ONCE(c->waits[d].nested, 0);
 		WRITE_ONCE(c->waits[d].since, 0);
 		WRITE_ONCE(c->waits[d].seq, 0);
 		WRITE_ONCE(c->waits[d].victim, 0);
@@ -128,12 +129,19 @@ static void timed_remove(uint64_t *word)
 					      __ATOMIC_SEQ_CST));
 }
 
+/* Waits of this thread counted now, in any record: more than one means a
+ * signal handler blocked while its thread was counted already.  (Initial
+ * exec: a handler may read it; the library is linked, not loaded late.) */
+static __thread unsigned waits_here __attribute__((tls_model("initial-exec")));
+
 void ring_client_wait_begin(struct ring *r, enum side side,
 			    struct wait_call *wc)
 {
 	wc->seq = 0;
+	wc->nested = 0;
 	if (r->self == NULL)
 		return;
+	wc->nested = waits_here++ > 0;
 	struct shmq_wait_rec *w = &r->self->waits[side];
 	int64_t s = READ_ONCE(w->since), now = (int64_t)wc->since;
 
@@ -146,6 +154,8 @@ void ring_client_wait_begin(struct ring *r, enum side side,
 	while (wc->seq == 0);
 	if (wc->deadline > 0)
 		timed_add(&w->timed, wc->deadline);
+	if (wc->nested)
+		__atomic_add_fetch(&w->nested, 1, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&w->threads, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -157,7 +167,10 @@ void ring_client_wait_end(struct ring *r, enum side side,
 	struct shmq_wait_rec *w = &r->self->waits[side];
 	uint64_t mine = wc->seq;
 
+	waits_here--;
 	dec_floor0(&w->threads);
+	if (wc->nested)
+		dec_floor0(&w->nested);
 	if (wc->deadline > 0)
 		timed_remove(&w->timed);
 	/* A victim word naming this wait, unclaimed: it goes with it. */
@@ -297,6 +310,7 @@ void ring_client_look(const struct ring *r, uint32_t index,
 		/* `threads` first, `seq` before `since`: see the wait
 		 * records above. */
 		w->threads[d] = LOAD_SC(c->waits[d].threads);
+		w->nested[d] = LOAD_SC(c->waits[d].nested);
 		w->seq[d] = LOAD_SC(c->waits[d].seq);
 		w->since[d] = LOAD_SC(c->waits[d].since);
 		uint64_t t = LOAD_SC(c->waits[d].timed);

@@ -203,6 +203,7 @@ struct ring_waiter {
 	uint32_t role;              /* SHMQ_ROLE_* */
 	uint64_t start_time;
 	uint32_t threads[2];        /* [0] put, [1] get */
+	uint32_t nested[2];         /* of them, a counted thread's again */
 	int64_t  since[2];          /* the latest wait's start */
 	uint64_t seq[2];            /* and its number */
 	uint64_t victim[2];         /* the number of the wait to fail, or 0 */

@@ -74,6 +74,7 @@ struct wait_call {
 	uint64_t since;
 	int64_t deadline;           /* of its timeout, or 0 */
 	uint64_t seq;               /* its number in the record */
+	int nested;                 /* its thread was counted already */
 	uint64_t told;
 };
 

@@ -467,7 +467,7 @@ static int looks_stuck(const struct look *l, const struct lp *p,
 			if (a->w.threads[d] == 0)
 				continue;
 			if (!q->stable || !q->could_block[d] ||
-			    a->w.since[d] <= 0 ||
+			    a->w.nested[d] || a->w.since[d] <= 0 ||
 			    l->now - a->w.since[d] < timeout_ns ||
 			    ends_soon(l, a, d))
 				return 0;
@@ -481,8 +481,8 @@ static int looks_stuck(const struct look *l, const struct lp *p,
 }
 
 /* knot_find's question: does /proc agree that p is stuck: the process we
- * recorded, not stopped or dying, with as many threads as its records
- * count? */
+ * recorded, not stopped, frozen or dying, with as many threads as its
+ * records count? */
 static int proc_agrees(struct lp *p, void *ctx)
 {
 	struct proc_info pi;
@@ -492,7 +492,7 @@ static int proc_agrees(struct lp *p, void *ctx)
 	    procs_info((pid_t)p->pid, &pi) < 0 ||
 	    pi.start_time != p->start_time || pi.threads != p->blocked)
 		return 0;
-	if (strchr("TtZXxWP", pi.state) != NULL)
+	if (strchr("TtZXxWP", pi.state) != NULL || procs_frozen((pid_t)p->pid))
 		return 0;
 	memcpy(p->comm, pi.comm, sizeof(p->comm));
 	return 1;
@@ -592,7 +592,10 @@ static void add_wait(struct line *ln, const struct look *l,
 {
 	const struct lq *q = &l->q[a->q];
 
-	if (d == KNOT_PUT)
+	if (d == KNOT_PUT && q->messages < q->capacity)
+		add(ln, " in put on '%s' (full: byte budget %" PRIu64 "/%" PRIu64,
+		    q->name, q->bytes, q->max_bytes);
+	else if (d == KNOT_PUT)
 		add(ln, " in put on '%s' (full %u/%u", q->name, q->messages,
 		    q->capacity);
 	else
@@ -682,6 +685,8 @@ static void add_rows(const struct look *l, const uint32_t *procs, size_t n,
 				r->threads = a->w.threads[d];
 				r->messages = q->messages;
 				r->capacity = q->capacity;
+				r->bytes = q->bytes;
+				r->max_bytes = q->max_bytes;
 				r->blocked_ns = l->now - a->w.since[d];
 				if (a->w.timed[d])
 					r->ends_in_ns =

@@ -133,6 +133,85 @@ int procs_info(pid_t pid, struct proc_info *pi)
 	return 0;
 }
 
+/* Reads the small text file at `path` into buf (NUL-terminated): its
+ * length, or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
+/* Where the cgroup file systems are mounted (from our own mountinfo,
+ * once): the v2 hierarchy, and the v1 one with the freezer. */
+static char cgroup2_at[256], freezer_at[256];
+static int mounts_read;
+
+static void read_mounts(void)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[1024];
+
+	mounts_read = 1;
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char at[256], type[64], opts[512];
+		const char *dash = strstr(line, " - ");
+		if (dash == NULL ||
+		    sscanf(line, "%*s %*s %*s %*s %255s", at) != 1 ||
+		    sscanf(dash + 3, "%63s %*s %511s", type, opts) != 2)
+			continue;
+		if (strcmp(type, "cgroup2") == 0 && cgroup2_at[0] == '\0')
+			snprintf(cgroup2_at, sizeof(cgroup2_at), "%s", at);
+		else if (strcmp(type, "cgroup") == 0 &&
+			 strstr(opts, "freezer") != NULL)
+			snprintf(freezer_at, sizeof(freezer_at), "%s", at);
+	}
+	fclose(f);
+}
+
+int procs_frozen(pid_t pid)
+{
+	char path[640], buf[4096], state[256];
+	int frozen = 0;
+
+	if (!mounts_read)
+		read_mounts();
+	snprintf(path, sizeof(path), "/proc/%ld/cgroup", (long)pid);
+	if (read_small(path, buf, sizeof(buf)) < 0)
+		return 0;
+	/* One line per hierarchy: "ID:CONTROLLERS:PATH"; v2 is "0::PATH". */
+	char *save = NULL;
+	for (char *line = strtok_r(buf, "\n", &save); line && !frozen;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : 0;
+		if (c2 == NULL || strstr(c2, "/..") != NULL)
+			continue;
+		*c1 = *c2 = '\0';      /* line: the id, c1 + 1: controllers */
+		if (strcmp(line, "0") == 0 && c1[1] == '\0' && cgroup2_at[0]) {
+			snprintf(path, sizeof(path), "%s%s/cgroup.events",
+				 cgroup2_at, c2 + 1);
+			frozen = read_small(path, state, sizeof(state)) > 0 &&
+				 strstr(state, "frozen 1") != NULL;
+		} else if (strstr(c1 + 1, "freezer") && freezer_at[0]) {
+			snprintf(path, sizeof(path), "%s%s/freezer.state",
+				 freezer_at, c2 + 1);
+			frozen = read_small(path, state, sizeof(state)) > 0 &&
+				 strncmp(state, "THAWED", 6) != 0;
+		}
+	}
+	return frozen;
+}
+
 /* Field 22 of /proc/PID/stat: when the process started, in clock ticks
  * since boot.  With the pid it names one process for good. */
 static uint64_t start_time_of(pid_t pid)

@@ -59,6 +59,12 @@ struct proc_info {
 /* 0, or -1 if the process is gone or its record unreadable. */
 int procs_info(pid_t pid, struct proc_info *pi);
 
+/* Whether the cgroup freezer holds `pid` (cgroup v2 cgroup.events says
+ * "frozen 1", or v1 freezer.state is not THAWED): it is stopped as surely
+ * as by SIGSTOP, though /proc/PID/stat may say it sleeps.  0 when it
+ * cannot tell (no freezer mounted, an unreadable file): without a freezer
+ * nothing is frozen. */
+int procs_frozen(pid_t pid);
 /* If `pid` is a tracked process that has exited, releases it now. */
 void procs_check(pid_t pid);
 size_t procs_count(void);

@@ -531,6 +531,7 @@ static size_t do_deadlocks(struct peer *p, union reply *r)
 		if (!may_read(p, ids[i])) {
 			memset(w->queue, 0, sizeof(w->queue));
 			w->messages = w->capacity = 0;
+			w->bytes = w->max_bytes = 0;
 			w->flags &= ~SHMQ_WIRE_DL_FAIL;
 		}
 	}

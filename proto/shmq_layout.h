@@ -317,7 +317,11 @@ struct shmq_slot {
  * to a multiple of 2^16, in the rest; it only falls while any is
  * counted, so it is never later than the earliest).  A thread cannot die
  * alone: when its process dies, shmqd removes the entry, records and
- * all.  `victim`: shmqd writes there the number of the wait it chose to
+ * all.  `nested`: a wait made by a thread already counted in a wait (a
+ * blocking call from a signal handler that interrupted one) counts
+ * itself there too (before `threads`, and leaves it after): while any
+ * does, the counts of threads do not add up, and shmqd takes the process
+ * for running.  `victim`: shmqd writes there the number of the wait it chose to
  * fail (policy SHMQ_CFG_DEADLOCK_FAIL); only the thread whose own wait
  * has that number claims it, with a CAS to 0, and returns SHMQ_EDEADLK.
  * A wait that ends otherwise clears a victim word naming it, and shmqd
@@ -340,7 +344,9 @@ struct shmq_slot {
 
 struct shmq_wait_rec {
 	uint32_t threads;           /* threads blocked in this direction */
-	uint32_t pad;
+	uint32_t nested;            /* of them, waits of a thread that was
+				       counted already (a call from a signal
+				       handler that interrupted another) */
 	int64_t  since;             /* CLOCK_MONOTONIC ns: latest wait's start */
 	uint64_t seq;               /* the latest wait's number */
 	uint64_t victim;            /* shmqd: fail the wait of this number */

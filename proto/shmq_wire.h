@@ -233,8 +233,8 @@ struct shmq_wire_users_reply {
  * and come together, the processes of its cycle(s) first, then those
  * blocked behind it.  At most SHMQ_WIRE_DL_MAX rows; `more` says how
  * many were left off.  A wait on a queue the asker may not read comes
- * without the queue: `queue` is "" and messages, capacity and the FAIL
- * flag are 0. */
+ * without the queue: `queue` is "" and messages, capacity, bytes,
+ * max_bytes and the FAIL flag are 0. */
 #define SHMQ_WIRE_DL_MAX     128u
 #define SHMQ_WIRE_DL_FREERS  8u
 #define SHMQ_WIRE_DL_PUT     0x1u   /* blocked in put (else in get) */
@@ -257,6 +257,8 @@ struct shmq_wire_dl_wait {
 	int64_t  ends_in_ns;        /* > 0: a timeout ends the (earliest of
 				       the) call(s) this long after the look;
 				       0: none has a timeout */
+	uint64_t bytes;             /* queued at the last look, if known */
+	uint64_t max_bytes;         /* the byte budget; 0: none */
 };
 
 struct shmq_wire_deadlocks_reply {
@@ -281,7 +283,7 @@ static_assert(sizeof(struct shmq_wire_user) == 72, "user size");
 static_assert(sizeof(struct shmq_wire_hdr) +
 		      sizeof(struct shmq_wire_users_reply) <= SHMQ_WIRE_MAX,
 	      "a users page fits one packet");
-static_assert(sizeof(struct shmq_wire_dl_wait) == 352, "deadlock row size");
+static_assert(sizeof(struct shmq_wire_dl_wait) == 368, "deadlock row size");
 static_assert(sizeof(struct shmq_wire_hdr) +
 		      sizeof(struct shmq_wire_deadlocks_reply) <= SHMQ_WIRE_MAX,
 	      "the deadlocks fit one packet");

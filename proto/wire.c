@@ -303,6 +303,8 @@ void wire_dl_unpack(struct shmq_deadlock_wait *d,
 	d->threads = w->threads;
 	d->blocked_ns = w->blocked_ns;
 	d->ends_in_ns = w->ends_in_ns > 0 ? w->ends_in_ns : 0;
+	d->bytes = w->bytes;
+	d->max_bytes = w->max_bytes;
 	d->fail = !!(w->flags & SHMQ_WIRE_DL_FAIL);
 	d->victim = !!(w->flags & SHMQ_WIRE_DL_VICTIM);
 	d->nfreers = w->nfreers;

@@ -69,6 +69,9 @@ static void show_text(const struct shmq_deadlock_wait *w, size_t n)
 		       r->put ? "put" : "get");
 		if (r->queue[0] == '\0')
 			fputs("a queue you may not read", stdout);
+		else if (r->put && r->messages < r->capacity)
+			printf("'%s' (full: byte budget %" PRIu64 "/%" PRIu64 ")",
+			       r->queue, r->bytes, r->max_bytes);
 		else if (r->put)
 			printf("'%s' (full %" PRIu32 "/%" PRIu32 ")", r->queue,
 			       r->messages, r->capacity);
@@ -117,9 +120,10 @@ static void show_json(const struct shmq_deadlock_wait *w, size_t n)
 		else
 			fields_json_string(r->queue);
 		printf(",\"messages\":%" PRIu32 ",\"capacity\":%" PRIu32
+		       ",\"bytes\":%" PRIu64 ",\"max_bytes\":%" PRIu64
 		       ",\"threads\":%" PRIu32 ",\"blocked_seconds\":%.3f",
-		       r->messages, r->capacity, r->threads,
-		       (double)r->blocked_ns / 1e9);
+		       r->messages, r->capacity, r->bytes, r->max_bytes,
+		       r->threads, (double)r->blocked_ns / 1e9);
 		if (r->ends_in_ns > 0)
 			printf(",\"ends_in_seconds\":%.3f",
 			       (double)r->ends_in_ns / 1e9);
@@ -174,12 +178,12 @@ const struct cmd_entry cmd_deadlocks_entry = {
 "behind a deadlock (waiting for it from outside) come last, as 'behind\n"
 "it'.  Only deadlocks involving a queue you may read are listed, and a\n"
 "queue you may not read is never named ('a queue you may not read', JSON\n"
-"null).  --json\n"
-"prints a JSON array with one object per deadlock: \"processes\", each\n"
-"with pid, command, behind and \"waits\" (op put or get, queue, messages,\n"
-"capacity, threads, blocked_seconds, ends_in_seconds (null without a\n"
-"timeout), on_deadlock, victim, freed_by: pids,\n"
-"at most 8 of freers).  Exits 12 if it lists a deadlock, 0 if none.\n",
+"null).  --json prints a JSON array with one object per deadlock:\n"
+"\"processes\", each with pid, command, behind and \"waits\" (op put or\n"
+"get, queue, messages, capacity, bytes, max_bytes (0: no byte budget),\n"
+"threads, blocked_seconds, ends_in_seconds (null without a timeout),\n"
+"on_deadlock, victim, freed_by: pids, at most 8 of freers).  Exits 12 if\n"
+"it lists a deadlock, 0 if none.\n",
 	.opts = deadlocks_opts,
 	.min_args = 0,
 	.max_args = 0,

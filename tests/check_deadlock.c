@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -594,6 +595,37 @@ START_TEST(test_comm_escaped)
 }
 END_TEST
 
+/* A queue full by its byte budget, not by its count: the log and qctl
+ * say which. */
+START_TEST(test_byte_budget)
+{
+	static const char *const text[] = { "deadlocks", NULL };
+	struct stage s;
+	struct daemon d;
+	struct stage_cfg c = { .comm = "selfish", .in = "own", .out = "own",
+			       .rounds = 1 };
+	struct shmq_attr a = attr_of(8, 64, 0600, 0);
+	char big[64], out[4096];
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	a.max_bytes = 64;
+	RC_EQ(shmq_create("own", &a, 0), SHMQ_OK);
+	shmq_t *q = open_q("own", SHMQ_PRODUCER);
+	memset(big, 'x', sizeof(big));
+	RC_EQ(shmq_put(q, big, sizeof(big), 0), SHMQ_OK);
+	RC_EQ(shmq_detach(q), SHMQ_OK);
+	stage_start(&s, &c);
+	stage_go(&s, 'l');
+	EVENTUALLY(deadlock_count() == 1);
+	EVENTUALLY(file_contains(d.log, "blocked in put on 'own' (full: byte "
+					"budget 64/64), freed only by itself"));
+	run_qctl(text, out, sizeof(out));
+	ck_assert_msg(strstr(out, "'own' (full: byte budget 64/64)"), "%s", out);
+	stage_kill(&s);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* shmq_wait() waits as a put does, and is recorded as one: a process
  * waiting for room in its own full queue is a deadlock of one, and the
  * fail policy fails its wait. */
@@ -1079,7 +1111,8 @@ START_TEST(test_stopped)
 	stage_start(&a, &ca);
 	stage_start(&b, &cb);
 	stage_go(&b, 'p');
-	EVENTUALLY(stat_name("q2").put_blocked == 1);
+	/* Seen blocked first: stopped, it could not tell shmqd. */
+	wait_watched(&d, "q2");
 	ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
 	EVENTUALLY(is_stopped(b.pid));
 	stage_go(&a, 'p');
@@ -1089,6 +1122,218 @@ START_TEST(test_stopped)
 	EVENTUALLY(deadlock_count() == 2);
 	stage_kill(&a);
 	stage_kill(&b);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* The cgroup freezer, as a test uses it: a cgroup of its own (v2 if
+ * mounted and working, else the v1 freezer) holding one process. */
+struct freezer {
+	char dir[300];
+	int v2;
+};
+
+static int write_file(const char *dir, const char *name, const char *text)
+{
+	char path[400];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if ((f = fopen(path, "w")) == NULL)
+		return -1;
+	int ok = fputs(text, f) >= 0;
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static int file_has(const char *dir, const char *name, const char *text)
+{
+	char path[400];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return file_contains(path, text);
+}
+
+/* Where a cgroup file system is mounted: "cgroup2", or "freezer" (v1). */
+static int cgroup_mount(const char *which, char *at, size_t size)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[1024];
+	int found = 0;
+
+	if (f == NULL)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char mnt[256], type[64], opts[512];
+		const char *dash = strstr(line, " - ");
+		if (dash == NULL ||
+		    sscanf(line, "%*s %*s %*s %*s %255s", mnt) != 1 ||
+		    sscanf(dash + 3, "%63s %*s %511s", type, opts) != 2)
+			continue;
+		if (strcmp(which, "cgroup2") == 0
+			    ? strcmp(type, "cgroup2") == 0
+			    : strcmp(type, "cgroup") == 0 && strstr(opts, which))
+			found = snprintf(at, size, "%s", mnt) > 0;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Freezes `pid` in a cgroup of its own: 0, or -1 where there is no
+ * freezer to use (then nothing is left behind). */
+static int freeze(pid_t pid, struct freezer *fz)
+{
+	char at[256], num[32];
+
+	snprintf(num, sizeof(num), "%d", (int)pid);
+	for (fz->v2 = 1; fz->v2 >= 0; fz->v2--) {
+		if (!cgroup_mount(fz->v2 ? "cgroup2" : "freezer", at, sizeof(at)))
+			continue;
+		snprintf(fz->dir, sizeof(fz->dir), "%s/shmq-test.%d", at,
+			 (int)getpid());
+		if (mkdir(fz->dir, 0755) < 0)
+			continue;
+		if (write_file(fz->dir, "cgroup.procs", num) == 0 &&
+		    write_file(fz->dir, fz->v2 ? "cgroup.freeze" : "freezer.state",
+			       fz->v2 ? "1" : "FROZEN") == 0 &&
+		    WAIT_UNTIL(fz->v2 ? file_has(fz->dir, "cgroup.events",
+						 "frozen 1")
+				      : file_has(fz->dir, "freezer.state",
+						 "FROZEN"),
+			       WAIT_MS))
+			return 0;
+		write_file(fz->dir, fz->v2 ? "cgroup.freeze" : "freezer.state",
+			   fz->v2 ? "0" : "THAWED");
+		return -1;      /* (removed once the process is gone) */
+	}
+	fz->dir[0] = '\0';
+	return -1;
+}
+
+static void thaw(struct freezer *fz)
+{
+	if (fz->dir[0])
+		write_file(fz->dir, fz->v2 ? "cgroup.freeze" : "freezer.state",
+			   fz->v2 ? "0" : "THAWED");
+}
+
+/* After its process is gone. */
+static void freezer_remove(struct freezer *fz)
+{
+	if (fz->dir[0])
+		ck_assert(WAIT_UNTIL(rmdir(fz->dir) == 0, WAIT_MS));
+}
+
+/* A process on the path frozen by the cgroup freezer: stopped as surely
+ * as by SIGSTOP, though /proc/PID/stat says it sleeps (v2) or waits on
+ * the disk (v1): no deadlock while it is frozen; thawed, it is one. */
+START_TEST(test_frozen)
+{
+	struct daemon d;
+	struct stage a, b;
+	struct freezer fz;
+	struct stage_cfg ca = { .comm = "runner", .in = "q2", .out = "q1" };
+	struct stage_cfg cb = { .comm = "frozen", .in = "q1", .out = "q2" };
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("q1", 1, 0);
+	create_full("q2", 1, 0);
+	stage_start(&a, &ca);
+	stage_start(&b, &cb);
+	stage_go(&b, 'p');
+	/* Seen blocked first: frozen, it could not tell shmqd. */
+	wait_watched(&d, "q2");
+	if (freeze(b.pid, &fz) < 0) {
+		fprintf(stderr, "no cgroup freezer to use here: "
+			"test_frozen checks nothing\n");
+	} else {
+		stage_go(&a, 'p');
+		wait_watched(&d, "q1");
+		assert_silence(&d, 0);
+		thaw(&fz);
+		EVENTUALLY(deadlock_count() == 2);
+	}
+	stage_kill(&a);
+	stage_kill(&b);
+	freezer_remove(&fz);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A thread blocked in get on its process's own empty queue is
+ * interrupted by a signal whose handler blocks in put on another full
+ * queue of the process; the other thread sleeps outside shmq.  The
+ * records count two waits, and the process has two threads: but one
+ * thread is counted twice, and the other runs (it could get, or put).
+ * No deadlock. */
+static shmq_t *handler_q;
+static int handler_fd;
+
+static void blocking_handler(int sig)
+{
+	(void)sig;
+	if (write(handler_fd, "h", 1) != 1)
+		_exit(CHILD_FAIL);
+	shmq_put(handler_q, "m", 1, 20000);
+}
+
+static void *getter_thread(void *arg)
+{
+	char buf[64];
+	size_t len;
+
+	shmq_get(arg, buf, sizeof(buf), &len, 20000);
+	return NULL;
+}
+
+START_TEST(test_signal_handler)
+{
+	struct daemon d;
+	struct chan ch;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_q("empty", 1, 64, 0600, 0);
+	create_full("full", 1, 0);
+	chan_init(&ch);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		shmq_t *e;
+		pthread_t th;
+		struct shmq_stat st;
+		chan_child(&ch);
+		prctl(PR_SET_NAME, "handler");
+		CHILD_RC(shmq_open("empty", SHMQ_PRODUCER | SHMQ_CONSUMER, &e),
+			 SHMQ_OK);
+		CHILD_RC(shmq_open("full", SHMQ_PRODUCER | SHMQ_CONSUMER,
+				   &handler_q), SHMQ_OK);
+		handler_fd = ch.up[1];
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = blocking_handler;
+		CHILD_CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+		CHILD_CHECK(pthread_create(&th, NULL, getter_thread, e) == 0);
+		long until = now_ms() + WAIT_MS;
+		do {
+			sleep_ms(5);
+			CHILD_RC(shmq_stat(e, &st), SHMQ_OK);
+		} while (st.get_blocked < 1 && now_ms() < until);
+		CHILD_CHECK(st.get_blocked == 1);
+		child_say(&ch, 'g');
+		CHILD_CHECK(child_hear(&ch) == 's');
+		CHILD_CHECK(pthread_kill(th, SIGUSR1) == 0);
+		child_hear(&ch);        /* asleep outside shmq */
+		_exit(0);
+	}
+	chan_parent(&ch);
+	chan_expect(&ch, 'g');
+	/* Seen blocked in get first: in the handler, it tells nobody. */
+	wait_watched(&d, "empty");
+	chan_cmd(&ch, 's', 'h');
+	EVENTUALLY(stat_name("full").put_blocked == 1);
+	wait_watched(&d, "full");
+	assert_silence(&d, 0);
+	kill(kid, SIGKILL);
+	harness_wait(kid, 5000);
+	chan_done(&ch);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
@@ -1613,6 +1858,7 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_cycle_fail);
 	tcase_add_test(tc, test_get_victim);
 	tcase_add_test(tc, test_self_put);
+	tcase_add_test(tc, test_byte_budget);
 	tcase_add_test(tc, test_wait_recorded);
 	tcase_add_test(tc, test_behind);
 	tcase_add_test(tc, test_lease_holder);
@@ -1630,6 +1876,8 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_slow_consumer);
 	tcase_add_test(tc, test_producer_busy);
 	tcase_add_test(tc, test_stopped);
+	tcase_add_test(tc, test_frozen);
+	tcase_add_test(tc, test_signal_handler);
 	tcase_add_test(tc, test_nobody_attached);
 	tcase_add_test(tc, test_waiter_killed);
 	tcase_add_test(tc, test_off);
