@@ -347,6 +347,7 @@ static int seen_and_watched(const struct ring *r, const struct wait_call *wc,
 	return (int64_t)now < watch &&
 	       seen >= (int64_t)(wc->since + period / 2);
 }
+
 static int before_sleep(struct ring *r, enum side side, struct wait_call *wc,
 			struct timeout *to, uint64_t period)
 {
