@@ -948,7 +948,7 @@ static void arm(int64_t ns)
 			      .tv_usec = (ns % 1000000000) / 1000 };
 
 	ticking = evtimer_add(tick_ev, &tv) == 0;
-	next_tick_ns = mono_ns() + ns;
+	next_tick_ns = (int64_t)mono_ns() + ns;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -1033,7 +1033,7 @@ void deadlock_watch(struct queue *q)
 	 * half a timeout old, and one period later it must be a whole one,
 	 * which it would be only just, or just not. */
 	interval_ns = period_ns;
-	if (!ticking || next_tick_ns - mono_ns() > period_ns)
+	if (!ticking || next_tick_ns - (int64_t)mono_ns() > period_ns)
 		arm(period_ns / 8);
 }
 
