@@ -1428,7 +1428,7 @@ static void forge_entry(struct shmq_client *c, pid_t pid, uint32_t role,
 	c->gen = 4242;
 	if (get_threads) {
 		c->waits[1].threads = get_threads;
-		c->waits[1].since = (int64_t)now_ns() - 5000000000LL;
+		c->waits[1].since = (int64_t)mono_ns() - 5000000000LL;
 	}
 	__atomic_store_n(&c->pid, (uint32_t)pid, __ATOMIC_SEQ_CST);
 }
@@ -1709,7 +1709,7 @@ static void forge_chains(struct shmq_seg_hdr **h, int own_too)
 			c[s].gen = 777;
 			c[s].role = SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER;
 			c[s].waits[1].threads = 1;
-			c[s].waits[1].since = (int64_t)now_ns() - 100000000000LL;
+			c[s].waits[1].since = (int64_t)mono_ns() - 100000000000LL;
 			if (s == 0)
 				pid = 1000000 + (uint32_t)j;
 			else if (s == 1 && j > 0)
