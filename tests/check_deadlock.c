@@ -1178,6 +1178,14 @@ static int cgroup_mount(const char *which, char *at, size_t size)
 	return found;
 }
 
+/* The test's cgroup in the hierarchy mounted at `at`, named after the
+ * process that runs the suite (Check's tests run in its children), so
+ * that the suite can remove it after a test that failed. */
+static void freezer_dir(char *dir, size_t size, const char *at, pid_t suite)
+{
+	snprintf(dir, size, "%s/shmq-test.%d", at, (int)suite);
+}
+
 /* Freezes `pid` in a cgroup of its own: 0, or -1 where there is no
  * freezer to use (then nothing is left behind). */
 static int freeze(pid_t pid, struct freezer *fz)
@@ -1188,8 +1196,7 @@ static int freeze(pid_t pid, struct freezer *fz)
 	for (fz->v2 = 1; fz->v2 >= 0; fz->v2--) {
 		if (!cgroup_mount(fz->v2 ? "cgroup2" : "freezer", at, sizeof(at)))
 			continue;
-		snprintf(fz->dir, sizeof(fz->dir), "%s/shmq-test.%d", at,
-			 (int)getpid());
+		freezer_dir(fz->dir, sizeof(fz->dir), at, getppid());
 		if (mkdir(fz->dir, 0755) < 0)
 			continue;
 		if (write_file(fz->dir, "cgroup.procs", num) == 0 &&
@@ -1221,6 +1228,26 @@ static void freezer_remove(struct freezer *fz)
 {
 	if (fz->dir[0])
 		ck_assert(WAIT_UNTIL(rmdir(fz->dir) == 0, WAIT_MS));
+}
+
+/* After the tests that may freeze (in the suite's process, even after a
+ * test failed): thaws and removes what such a test left.  A frozen
+ * process dies with its test (SIGKILL, which the v2 freezer lets through;
+ * v1 once thawed), and then its cgroup can go. */
+static void freezer_sweep(void)
+{
+	for (int v2 = 1; v2 >= 0; v2--) {
+		char at[256], dir[300];
+		if (!cgroup_mount(v2 ? "cgroup2" : "freezer", at, sizeof(at)))
+			continue;
+		freezer_dir(dir, sizeof(dir), at, getpid());
+		if (access(dir, F_OK) != 0)
+			continue;
+		write_file(dir, v2 ? "cgroup.freeze" : "freezer.state",
+			   v2 ? "0" : "THAWED");
+		if (!WAIT_UNTIL(rmdir(dir) == 0, WAIT_MS))
+			fprintf(stderr, "cannot remove %s\n", dir);
+	}
 }
 
 /* A process on the path frozen by the cgroup freezer: stopped as surely
@@ -1872,6 +1899,7 @@ static Suite *deadlock_suite(void)
 
 	tc = tcase_create("never");
 	tcase_set_timeout(tc, 60);
+	tcase_add_unchecked_fixture(tc, NULL, freezer_sweep);
 	tcase_add_test(tc, test_other_thread_runs);
 	tcase_add_test(tc, test_slow_consumer);
 	tcase_add_test(tc, test_producer_busy);
