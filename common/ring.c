@@ -834,6 +834,13 @@ get_avail(struct ring *r, uint64_t head, uint64_t *tail, int *looked)
 	*looked = 1;
 	uint64_t tw = LOAD_ACQ(h->tail);
 	if (tw & SHMQ_TAIL_NOW) {
+		/* A batch that took messages since its last commit stops
+		 * here and commits them: the discard works from the
+		 * committed head, so it would count them as discarded too,
+		 * and the batch's commit would then move head back.  The
+		 * next attempt discards and reports the end. */
+		if (head != READ_ONCE(h->head))
+			return RING_WAIT;
 		discard(r, tw);
 		return eos(r);
 	}

@@ -880,6 +880,37 @@ START_TEST(test_bad_leases)
 }
 END_TEST
 
+/* ================================================================== */
+/* close --now                                                        */
+
+/* A lease batch that has filled a slot when close --now comes (the
+ * closer waits for its lock) stops there and commits it: the message is
+ * leased, not also discarded, and head never moves back. */
+START_TEST(test_close_now_racing_lease)
+{
+	struct lop lo = { .op = OP(.n = 4, .park = AT(RING_HOOK_LEASE_FILLED),
+				   .until_now = 1),
+			  .then = HOLD };
+
+	acked_create(8, 0, 0, 0);
+	put_all(1);
+	struct kid *k = kid_start(SHMQ_ROLE_CONSUMER, kid_lease, &lo);
+	kid_expect_parked(k);
+	struct kid *closer = kid_start(0, kid_close_now, NULL);
+	struct kres res = kid_report(k);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_uint_eq(res.count, 1);
+	res = kid_result(closer);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_uint_eq(res.count, 0);
+	struct shmq_stat st = stat_now();
+	ck_assert_uint_eq(st.leased, 1);
+	ck_assert_uint_eq(st.discarded, 0);
+	ck_assert_uint_eq(R.hdr->head, 1);
+	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
+}
+END_TEST
+
 static Suite *acked_crash_suite(void)
 {
 	Suite *s = suite_create("acked crash");
@@ -904,6 +935,7 @@ static Suite *acked_crash_suite(void)
 	tcase_add_test(tc, test_eos_after_holder_dies);
 	tcase_add_test(tc, test_join);
 	tcase_add_test(tc, test_bad_leases);
+	tcase_add_test(tc, test_close_now_racing_lease);
 	return s;
 }
 

@@ -228,6 +228,41 @@ START_TEST(test_close_now_wakes_everyone)
 }
 END_TEST
 
+/* A batch that has taken messages since its last commit when close
+ * --now comes (the closer waits for its lock) stops there and commits
+ * them: they count as taken, never also as discarded, and head never
+ * moves back.  The batch commits as it goes once it has moved 32 KiB:
+ * it parks at that first commit, the queue is closed meanwhile, then it
+ * takes the next message and looks at `tail` (SHMQ_NOWAIT: at once). */
+START_TEST(test_close_now_racing_batch)
+{
+	struct ring_config c = seg_config(8, 40000, 0, 0);
+	static char big[33000];
+
+	seg_create(&c);
+	memset(big, 'x', sizeof(big));
+	ck_assert_int_eq(put_one(&R, big, sizeof(big), 0), SHMQ_OK);
+	put_ok(&R, "b");
+	struct op get = OP(.n = 4, .timeout = SHMQ_NOWAIT,
+			   .park = AT(RING_HOOK_GET_COPIED), .until_now = 1);
+	struct kid *g = kid_op(SHMQ_ROLE_CONSUMER, kid_get, &get);
+	kid_expect_parked(g);
+	struct kid *closer = kid_start(0, kid_close_now, NULL);
+	struct kres res = kid_result(g);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_uint_eq(res.count, 2);
+	res = kid_result(closer);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_uint_eq(res.count, 0);
+	struct shmq_stat st = stat_now();
+	ck_assert_int_eq(st.state, SHMQ_STATE_CLOSED_NOW);
+	ck_assert_uint_eq(st.total_got, 2);
+	ck_assert_uint_eq(st.discarded, 0);
+	ck_assert_uint_eq(R.hdr->head, 2);
+	ck_assert_int_eq(ring_check(&R), SHMQ_OK);
+}
+END_TEST
+
 /* ================================================================== */
 
 static Suite *ring_close_suite(void)
@@ -242,6 +277,7 @@ static Suite *ring_close_suite(void)
 	tcase_add_test(tc, test_close_wakes_putters);
 	tcase_add_test(tc, test_close_wakes_getters);
 	tcase_add_test(tc, test_close_now_wakes_everyone);
+	tcase_add_test(tc, test_close_now_racing_batch);
 	return s;
 }
 

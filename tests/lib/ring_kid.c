@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chan.h"
@@ -105,15 +106,26 @@ static int park_fd = -1;
 static int park_at = -1;
 static int park_nth = 1;        /* park at the nth hit of park_at */
 static int park_hits;
+static const struct ring *park_until_now;    /* see struct op */
 
 /* Announces "parked" on the event pipe and stops right there, inside the
- * critical section, until the parent kills us. */
+ * critical section, until the parent kills us (or, until_now, until
+ * somebody closes the queue with close --now: the child's alarm bounds
+ * the wait). */
 static void park_hook(enum ring_hook_point p)
 {
 	if ((int)p != park_at || ++park_hits < park_nth)
 		return;
 	if (write(park_fd, "P", 1) != 1)
 		_exit(CHILD_FAIL);
+	if (park_until_now) {
+		const struct timespec tick = { 0, 1000000 };
+		while (!(__atomic_load_n(&park_until_now->hdr->tail,
+					 __ATOMIC_ACQUIRE) & SHMQ_TAIL_NOW))
+			nanosleep(&tick, NULL);
+		park_at = -1;
+		return;
+	}
 	for (;;)
 		pause();
 }
@@ -126,6 +138,7 @@ void park_arm(struct kctx *c, const struct op *op)
 	park_at = op->park - 1;
 	park_nth = op->park_nth > 0 ? op->park_nth : 1;
 	park_hits = 0;
+	park_until_now = op->until_now ? &c->r : NULL;
 	ring_test_hook = park_hook;
 }
 
@@ -157,7 +170,7 @@ int kid_get(struct kctx *c)
 	const struct op *op = c->arg;
 	struct iovec out[MAX_BATCH];
 	struct kres res = { 0 };
-	char buf[4096];
+	static char buf[1 << 17];       /* batches of large messages */
 	size_t got = 0;
 
 	park_arm(c, op);
@@ -169,6 +182,16 @@ int kid_get(struct kctx *c)
 		memcpy(res.data, out[0].iov_base,
 		       res.len < sizeof(res.data) ? res.len : sizeof(res.data));
 	}
+	return kid_report(c, &res);
+}
+
+int kid_close_now(struct kctx *c)
+{
+	struct kres res = { 0 };
+	uint64_t n = 0;
+
+	res.rc = ring_close(&c->r, SHMQ_CLOSE_NOW, &n);
+	res.count = (uint32_t)n;
 	return kid_report(c, &res);
 }
 

@@ -60,6 +60,10 @@ struct op {
 	int timeout;
 	int park;               /* AT(hook point) to park there, 0: never */
 	int park_nth;           /* 0 or 1: first hit */
+	int until_now;          /* parked: go on once the queue is closed
+				   with close --now (its closer is then
+				   waiting for our lock), instead of waiting
+				   to be killed */
 	size_t n;               /* batch size (get: at most; 0 means 1) */
 	const char *msgs[MAX_BATCH];
 };
@@ -75,11 +79,15 @@ struct kres {
 	char data[256];
 };
 
-/* In a child: park at op->park, if set, from now on. */
+/* In a child: park at op->park, if set, from now on (and, with
+ * op->until_now, go on once close --now's bit is set). */
 void park_arm(struct kctx *c, const struct op *op);
 /* Bodies: one ring_put of op->msgs, or one ring_get of up to op->n. */
 int kid_put(struct kctx *c);
 int kid_get(struct kctx *c);
+/* Closes the queue with close --now (waiting for the consumers' lock as
+ * ring_close does); reports its status and how many it discarded. */
+int kid_close_now(struct kctx *c);
 /* kid_start with a struct op. */
 struct kid *kid_op(uint32_t role, kid_fn fn, struct op *op);
 
