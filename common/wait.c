@@ -164,7 +164,8 @@ static void stride_missed(struct ring *r, enum side side)
  * a consumer notices a close once the stride window is over)?  A "yes" must
  * also be a yes of ring_ready(), or a waiter would spin on it: a consumer also
  * checks the next message's mark (a line the producer has left by then),
- * a producer with a byte budget also asks for room in bytes. */
+ * a producer counts leased messages and, with a byte budget, also asks
+ * for room in bytes. */
 static int stride_look(struct ring *r, enum side side, uint64_t len)
 {
 	struct shmq_seg_hdr *h = r->hdr;
@@ -178,7 +179,12 @@ static int stride_look(struct ring *r, enum side side, uint64_t len)
 	uint64_t tw = LOAD_ACQ(h->tail), tail = tw & SHMQ_TAIL_COUNT;
 	if ((tw & SHMQ_TAIL_CLOSED) || head > tail)
 		return 1;
-	if (tail - head + r->stride > r->capacity)
+	/* On an acked queue leased messages left the ring but still take
+	 * room (as room_for counts them): without them, a queue full of
+	 * leases would look empty here and full to the attempt, and the
+	 * producer would spin between the two. */
+	uint64_t held = r->leases ? READ_ONCE(h->leased) : 0;
+	if (tail - head + held + r->stride > r->capacity)
 		return 0;
 	return r->max_bytes == 0 || ring_ready(r, side, len);
 }

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "lib/chan.h"
@@ -725,6 +726,45 @@ START_TEST(test_capacity_counts_leases)
 }
 END_TEST
 
+/* A put that waits for room on a queue full of leases, for a second:
+ * reports its status and the CPU time it used, in microseconds. */
+static int kid_put_cpu(struct kctx *c)
+{
+	struct kres res = { 0 };
+	struct rusage ru;
+
+	res.rc = put_one_str(&c->r, "late", 1000);
+	CHILD_CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
+	res.count = (uint32_t)((ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+				       1000000 +
+			       ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+	return write(c->evt, &res, sizeof(res)) == sizeof(res) ? 0
+							       : CHILD_FAIL;
+}
+
+/* With a capacity that gives waiters a stride (16: a producer waits for
+ * room for 4 before it looks), a producer facing a queue whose every
+ * message is leased sleeps (counted as blocked) instead of spinning: its
+ * quick look must count the leases, as the real one does. */
+START_TEST(test_full_of_leases_sleeps)
+{
+	struct leased l[16];
+
+	acked_create(16, 0, 0, 0);
+	put_all(16);
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(lease_one(&R, &l[i], 0), SHMQ_OK);
+	struct kid *k = kid_start(SHMQ_ROLE_PRODUCER, kid_put_cpu, NULL);
+	EVENTUALLY(stat_now().put_blocked == 1);
+	struct kres res = kid_result(k);
+	ck_assert_int_eq(res.rc, SHMQ_ETIMEDOUT);
+	/* A second of spinning costs most of a second; a sleep, next to
+	 * nothing. */
+	ck_assert_msg(res.count < 200000, "the put used %u us of CPU in 1 s",
+		      res.count);
+}
+END_TEST
+
 /* End of stream waits for another holder's lease; a handle's own leases
  * do not delay it. */
 START_TEST(test_eos_waits_for_leases)
@@ -931,6 +971,7 @@ static Suite *acked_crash_suite(void)
 	tcase_add_test(tc, test_ack_after_deadline);
 	tcase_add_test(tc, test_ack_races_deadline);
 	tcase_add_test(tc, test_capacity_counts_leases);
+	tcase_add_test(tc, test_full_of_leases_sleeps);
 	tcase_add_test(tc, test_eos_waits_for_leases);
 	tcase_add_test(tc, test_eos_after_holder_dies);
 	tcase_add_test(tc, test_join);
