@@ -227,11 +227,14 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 	if (qp == NULL)
 		return SHMQ_EINVAL;
 	*qp = NULL;
-	if (flags & ~(SHMQ_PRODUCER | SHMQ_CONSUMER | SHMQ_PREFAULT))
+	if (flags & ~(SHMQ_PRODUCER | SHMQ_CONSUMER | SHMQ_PREFAULT |
+		      SHMQ_RELAY) ||
+	    (flags & (SHMQ_PRODUCER | SHMQ_RELAY)) == SHMQ_RELAY)
 		return SHMQ_EINVAL;
 	return open_handle(name,
 			   ((flags & SHMQ_PRODUCER) ? SHMQ_ROLE_PRODUCER : 0) |
-			   ((flags & SHMQ_CONSUMER) ? SHMQ_ROLE_CONSUMER : 0),
+			   ((flags & SHMQ_CONSUMER) ? SHMQ_ROLE_CONSUMER : 0) |
+			   ((flags & SHMQ_RELAY) ? SHMQ_ROLE_RELAY : 0),
 			   flags, qp);
 }
 

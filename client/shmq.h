@@ -303,22 +303,35 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
  * its first lap).  Costs time at open in proportion to the queue's size:
  * for long-running, latency-sensitive users. */
 #define SHMQ_PREFAULT 0x4u
+/* With SHMQ_PRODUCER: a relay, a producer whose messages come from
+ * somewhere that gives them again if it dies before passing them on (the
+ * dead-letter handles of acked queues, shmq-bridge's NATS-to-shmq side).
+ * Its detach or death neither counts toward auto-close nor marks the
+ * queue "producer lost": it is not counted in stat's `producers` (an
+ * auto-close queue closes when its last other producer detaches, and a
+ * queue whose only producers are relays never auto-closes).  It still
+ * takes one of the queue's attachments (shmqd --max-attach) and one of
+ * its user's handles (--user-max-handles). */
+#define SHMQ_RELAY    0x8u
 
 /*
  * shmq_open - open queue `name` and set *q to a new handle.  flags:
- * SHMQ_PRODUCER, SHMQ_CONSUMER (both may be given), SHMQ_PREFAULT.  The
+ * SHMQ_PRODUCER, SHMQ_CONSUMER (both may be given), SHMQ_PREFAULT,
+ * SHMQ_RELAY (with SHMQ_PRODUCER).  The
  * permission rule is the one of files: the owner's bits if the caller's
  * uid owns the queue, else the group's if the caller is in its group
  * (supplementary groups count), else the others'; root may do anything.
  * A producer needs write permission, a consumer or a handle with neither
  * role read permission.  Closing, through any handle, needs write
- * permission.  A handle opened as producer counts in stat's `producers`
- * until it detaches or its process dies (see SHMQ_AUTO_CLOSE).
+ * permission.  A handle opened as producer (not a relay) counts in stat's
+ * `producers` until it detaches or its process dies (see
+ * SHMQ_AUTO_CLOSE).
  *
  * Returns:
  *   SHMQ_OK       *q is the handle; it belongs to the caller until
  *                 shmq_detach(*q)
- *   SHMQ_EINVAL   q is NULL, or unknown flags
+ *   SHMQ_EINVAL   q is NULL, unknown flags, or SHMQ_RELAY without
+ *                 SHMQ_PRODUCER
  *   SHMQ_ENAME    `name` is not a valid queue name
  *   SHMQ_ENOENT   no queue `name`
  *   SHMQ_EACCES   the queue's mode refuses the access the flags need (or

@@ -5,6 +5,8 @@
  * the daemon gave it, marks it detached, and marks its own sleeps and
  * waits).  The producer and consumer counts, auto-close and "producer
  * lost" follow from the entries, so removing one is where those happen.
+ * A relay producer (SHMQ_ROLE_RELAY) takes no part in them: it is not
+ * counted, and its going closes nothing and loses nothing.
  * It must never release an entry on a client's word alone: the daemon
  * decides.
  */
@@ -20,6 +22,13 @@ static uint32_t dec_floor0(uint32_t *ctr)
 						     __ATOMIC_RELAXED))
 		;
 	return v > 0 ? v - 1 : 0;
+}
+
+/* Does an entry of this role count in `producers` (auto-close, lost)? */
+static int counted_producer(uint32_t role)
+{
+	return (role & (SHMQ_ROLE_PRODUCER | SHMQ_ROLE_RELAY)) ==
+	       SHMQ_ROLE_PRODUCER;
 }
 
 static void clear_waits(struct shmq_client *c)
@@ -58,13 +67,15 @@ int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
 		WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
 		clear_waits(c);
 		WRITE_ONCE(c->detached, 0);
+		WRITE_ONCE(c->leases, 0);
+		WRITE_ONCE(c->tally, 0);
 		WRITE_ONCE(c->start_time, start_time);
 		WRITE_ONCE(c->poll_nonce[PUT_SIDE], 0);
 		WRITE_ONCE(c->poll_nonce[GET_SIDE], 0);
 		WRITE_ONCE(c->armed[PUT_SIDE], 0);
 		WRITE_ONCE(c->armed[GET_SIDE], 0);
 		__atomic_store_n(&c->gen, g, __ATOMIC_RELEASE);
-		if (role & SHMQ_ROLE_PRODUCER)
+		if (counted_producer(role))
 			__atomic_add_fetch(&h->producers, 1, __ATOMIC_SEQ_CST);
 		if (role & SHMQ_ROLE_CONSUMER)
 			__atomic_add_fetch(&h->consumers, 1, __ATOMIC_SEQ_CST);
@@ -222,7 +233,7 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 		died = 0;
 	if (role & SHMQ_ROLE_CONSUMER)
 		dec_floor0(&h->consumers);
-	if (role & SHMQ_ROLE_PRODUCER) {
+	if (counted_producer(role)) {
 		/* The lost mark goes first, so that a consumer that sees the
 		 * close also sees why. */
 		if (died)
@@ -288,7 +299,7 @@ void ring_client_recount(struct ring *r)
 		if (READ_ONCE(c->pid) == 0)
 			continue;
 		uint32_t role = READ_ONCE(c->role);
-		producers += !!(role & SHMQ_ROLE_PRODUCER);
+		producers += counted_producer(role);
 		consumers += !!(role & SHMQ_ROLE_CONSUMER);
 	}
 	__atomic_store_n(&r->hdr->producers, producers, __ATOMIC_SEQ_CST);

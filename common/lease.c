@@ -50,8 +50,6 @@
 #include "ring_impl.h"
 #include "wait.h"
 
-#define SHMQ_LEASE_DEAD     3u  /* (internal to the table) waiting for the
-				   dead-letter queue; deadline = next try */
 #define DEAD_RETRY_NS       1000000000ll
 
 static uint64_t lease_id(uint32_t index, uint32_t epoch)

@@ -304,7 +304,7 @@ static size_t do_open_dead_letter(struct peer *p,
 			   src->name, dl->name);
 		return sizeof(r->st);
 	}
-	return grant(p, dl, SHMQ_ROLE_PRODUCER, r, fd);
+	return grant(p, dl, SHMQ_ROLE_PRODUCER | SHMQ_ROLE_RELAY, r, fd);
 }
 
 /* Attaches the peer to q in `role` and replies with the segment. */
@@ -331,10 +331,11 @@ static size_t grant(struct peer *p, struct queue *q, uint32_t role,
 		set_status(r, rc, "%s", why);
 		return sizeof(r->st);
 	}
-	log_debug("pid %d opened '%s' as %s", p->pid, q->name,
-		  role == 3 ? "producer+consumer"
-		  : role == 1 ? "producer"
-		  : role == 2 ? "consumer" : "observer");
+	log_debug("pid %d opened '%s' as %s%s", p->pid, q->name,
+		  (role & 3) == 3 ? "producer+consumer"
+		  : (role & 3) == 1 ? "producer"
+		  : (role & 3) == 2 ? "consumer" : "observer",
+		  role & SHMQ_ROLE_RELAY ? " (relay)" : "");
 	set_status(r, SHMQ_OK, NULL);
 	r->open.queue_id = q->id;
 	r->open.seg_size = q->ring.seg_size;

@@ -45,8 +45,9 @@
  *    if its ticket is below head.  Every change of a lease slot is made
  *    under get_lock; the lease counters are derived from the slots and
  *    recounted after EOWNERDEAD.  shmqd never writes a lease slot: when it
- *    removes an attachment it bumps `departures`, and the next get_lock
- *    holder returns the leases whose holder is gone.
+ *    removes an attachment that holds leases (by its entry's count, which
+ *    may overstate but never understates) it bumps `departures`, and the
+ *    next get_lock holder returns the leases whose holder is gone.
  *
  * Everything in a segment is untrusted: any process with the queue open can
  * write any byte.  Readers copy the immutable configuration once at attach
@@ -62,7 +63,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 12u
+#define SHMQ_LAYOUT_VERSION 13u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -88,6 +89,12 @@
 /* `state_flags`: set by shmqd (and close), never cleared. */
 #define SHMQ_ST_AUTO_CLOSED   0x1u  /* closed because producers went to zero */
 #define SHMQ_ST_PRODUCER_LOST 0x2u  /* a producer died without detaching */
+#define SHMQ_ST_DELETED       0x4u  /* deleted: its name is free (or
+				       another queue's); handles still
+				       attached see it here */
+
+/* Returned slots an acked queue's header remembers, oldest first. */
+#define SHMQ_RET_CACHE      64u
 
 /* Futex words: bit 0 says "somebody sleeps here", bit 1 "somebody polls
  * here" (an attachment entry of this direction is armed, see struct
@@ -214,15 +221,30 @@ struct shmq_seg_hdr {
 	int64_t  next_deadline;     /* earliest lease deadline (CLOCK_MONOTONIC
 				       ns), INT64_MAX for none */
 	uint32_t free_hint;         /* where to look for a free slot first */
-	uint32_t pad4;
+	uint32_t dead;              /* slots waiting for the dead-letter queue
+				       (a hint: may overstate) */
 	uint64_t acked;             /* totals: settled by an ack, */
 	uint64_t dead_lettered;     /* moved to the dead-letter queue, */
 	uint64_t dropped;           /* dropped after max_deliveries */
-	uint64_t lease_discarded;   /* returned, then dropped by close --now */
+	uint64_t lease_discarded;   /* returned (or waiting for the
+				       dead-letter queue), then dropped by
+				       close --now */
+
+	/* --- acked queues: the next returned slots, under get_lock -------- */
+	/* ret_slot[ret_pos..ret_n) are lease slots, oldest ticket first,
+	 * and every returned slot whose ticket is below ret_bound is among
+	 * them: a redelivery takes the next one instead of looking at every
+	 * slot for the oldest.  A hint, checked before use and rebuilt by
+	 * every sweep; ret_n 0 means "look". */
+	_Alignas(SHMQ_CACHELINE) uint32_t ret_n;
+	uint32_t ret_pos;
+	uint64_t ret_bound;
+	uint32_t ret_slot[SHMQ_RET_CACHE];
 
 	/* --- written by shmqd without a lock ------------------------------- */
-	/* Bumped whenever an attachment entry is removed: leases held by an
-	 * entry that is gone are returned by the next get. */
+	/* Bumped whenever an attachment entry that holds leases (its
+	 * `leases` is not 0) is removed or marks itself detached: those
+	 * leases are returned by the next get. */
 	_Alignas(SHMQ_CACHELINE) uint32_t departures;
 	uint32_t pad5;
 	/* Deadlock detection (see "Wait records" below).  dl_report_ms: the
@@ -272,8 +294,9 @@ struct shmq_slot {
 };
 
 /* Attachment table entry: one per open handle, written by shmqd except
- * `wait`, which the handle's own process sets while it sleeps, and the
- * poll fields and wait records below.  The "blocked in put/get"
+ * `wait`, which the handle's own process sets while it sleeps, the poll
+ * fields and wait records below, and on an acked queue `leases` and
+ * `tally`, which get_lock holders keep.  The "blocked in put/get"
  * statistics count the `wait` marks, so an entry that shmqd removes for a
  * dead process can never leave a count behind.
  *
@@ -329,6 +352,10 @@ struct shmq_slot {
  * value can never match another wait. */
 #define SHMQ_ROLE_PRODUCER  0x1u
 #define SHMQ_ROLE_CONSUMER  0x2u
+/* With SHMQ_ROLE_PRODUCER: a relay (SHMQ_RELAY, and the dead-letter
+ * handles).  Not counted in `producers`: its detach or death neither
+ * auto-closes the queue nor marks a producer lost. */
+#define SHMQ_ROLE_RELAY     0x4u
 #define SHMQ_WAIT_NONE      0u
 #define SHMQ_WAIT_PUT       1u
 #define SHMQ_WAIT_GET       2u
@@ -360,11 +387,18 @@ struct shmq_client {
 	uint32_t wait;              /* SHMQ_WAIT_* */
 	uint64_t start_time;        /* process start time, guards pid reuse */
 	uint32_t detached;          /* SHMQ_CLIENT_DETACHED, set by the handle */
-	uint32_t pad;
+	/* Acked queues: lease slots this entry holds, written under
+	 * get_lock (raised before a slot is leased to it, lowered after it
+	 * is freed or returned: it may overstate, never understate) and
+	 * recounted by every sweep; 0 from shmqd at add.  A departure
+	 * matters to the getters only if it is not 0. */
+	uint32_t leases;
 	uint32_t poll_nonce[2];     /* [0] put, [1] get: the random part of
 				       that socket's name, 0 before one */
 	uint32_t armed[2];          /* [0] put, [1] get: 0, or an arming */
 	struct shmq_wait_rec waits[2];  /* [0] put, [1] get */
+	uint32_t tally;             /* a sweep's count, under get_lock */
+	uint32_t pad;
 };
 
 /*
@@ -382,6 +416,8 @@ struct shmq_client {
 #define SHMQ_LEASE_FREE     0u
 #define SHMQ_LEASE_LEASED   1u  /* held by `holder` until the deadline */
 #define SHMQ_LEASE_RETURNED 2u  /* waiting for redelivery */
+#define SHMQ_LEASE_DEAD     3u  /* waiting for the dead-letter queue;
+				   deadline = its next try */
 #define SHMQ_NO_DEADLINE    INT64_MAX
 
 struct shmq_lease {
@@ -402,7 +438,7 @@ static_assert(sizeof(pthread_mutex_t) <= SHMQ_CACHELINE,
 static_assert(sizeof(union shmq_lock) == SHMQ_CACHELINE, "lock padding");
 static_assert(sizeof(struct shmq_slot) == SHMQ_CACHELINE, "slot size");
 static_assert(sizeof(struct shmq_wait_rec) == 40, "wait record size");
-static_assert(sizeof(struct shmq_client) == 128, "client entry size");
+static_assert(sizeof(struct shmq_client) == 136, "client entry size");
 static_assert(offsetof(struct shmq_seg_hdr, name) == 116, "name offset");
 static_assert(offsetof(struct shmq_seg_hdr, put_lock) == 384, "put side");
 static_assert(offsetof(struct shmq_seg_hdr, tail) == 448, "tail");
@@ -417,6 +453,7 @@ static_assert(offsetof(struct shmq_lease, state) == 0 &&
 static_assert(offsetof(struct shmq_seg_hdr, lease_timeout_ms) == 960,
 	      "acked configuration");
 static_assert(offsetof(struct shmq_seg_hdr, leased) == 1280, "leased");
-static_assert(sizeof(struct shmq_seg_hdr) == 1472, "header size");
+static_assert(offsetof(struct shmq_seg_hdr, ret_n) == 1408, "returned cache");
+static_assert(sizeof(struct shmq_seg_hdr) == 1792, "header size");
 
 #endif /* SHMQ_LAYOUT_H */

@@ -27,7 +27,7 @@
 #include "shmq_layout.h"
 
 #define SHMQ_WIRE_MAGIC    UINT32_C(0x51514d53)   /* "SMQQ" */
-#define SHMQ_WIRE_VERSION  7u
+#define SHMQ_WIRE_VERSION  8u
 #define SHMQ_WIRE_MAX      65536u                 /* largest packet */
 #define SHMQ_WIRE_NAME     (SHMQ_NAME_MAX + 1)
 
@@ -101,14 +101,16 @@ struct shmq_wire_create {
 	char     dead_letter[SHMQ_WIRE_NAME];   /* "" = none */
 };
 
-/* With SHMQ_WIRE_DEAD_LETTER (alone), the request opens, as a producer,
- * the dead-letter queue of acked queue `name`: a consumer that may read
- * `name` gets it if the owner of `name` may write there, whatever the
- * consumer itself may do with that queue. */
-#define SHMQ_WIRE_DEAD_LETTER 0x4u
+/* With SHMQ_WIRE_DEAD_LETTER (alone), the request opens, as a relay
+ * producer (SHMQ_ROLE_PRODUCER | SHMQ_ROLE_RELAY), the dead-letter queue
+ * of acked queue `name`, for a peer that may read `name` and may itself
+ * write the dead-letter queue. */
+#define SHMQ_WIRE_DEAD_LETTER 0x100u
 struct shmq_wire_open {
 	char     name[SHMQ_WIRE_NAME];
-	uint32_t role;              /* SHMQ_ROLE_* (0: observe only), or
+	uint32_t role;              /* SHMQ_ROLE_* (0: observe only;
+				       SHMQ_ROLE_RELAY only with
+				       SHMQ_ROLE_PRODUCER), or
 				       SHMQ_WIRE_DEAD_LETTER */
 	uint32_t pad;
 };

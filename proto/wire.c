@@ -88,8 +88,12 @@ static int check_body(uint16_t type, const void *body)
 	}
 	case SHMQ_MSG_OPEN: {
 		const struct shmq_wire_open *o = body;
-		if ((o->role & ~(SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER) &&
-		     o->role != SHMQ_WIRE_DEAD_LETTER) ||
+		uint32_t roles = SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER |
+				 SHMQ_ROLE_RELAY;
+		if ((o->role != SHMQ_WIRE_DEAD_LETTER &&
+		     ((o->role & ~roles) ||
+		      (o->role & (SHMQ_ROLE_PRODUCER | SHMQ_ROLE_RELAY)) ==
+			      SHMQ_ROLE_RELAY)) ||
 		    o->pad)
 			return SHMQ_EINVAL;
 		return wire_check_name(o->name, sizeof(o->name), 0);

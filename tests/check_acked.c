@@ -370,6 +370,63 @@ START_TEST(test_dead_letters)
 }
 END_TEST
 
+/* The dead-letter handles a consumer opens are relays: they do not
+ * count as the dead-letter queue's producers, so a consumer that
+ * detaches does not auto-close it, and one killed does not mark it
+ * "producer lost". */
+START_TEST(test_dead_letter_relay)
+{
+	struct leased l;
+	struct daemon d;
+	struct chan ch;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	create_q("dd", 8, 256, 0600, SHMQ_AUTO_CLOSE);
+	create_acked("w", 8, 0, 0, "dd");
+	shmq_t *q = open_q("w", SHMQ_PRODUCER | SHMQ_CONSUMER);
+	shmq_t *dl = open_q("dd", SHMQ_CONSUMER);
+	put_strs(q, 2);
+	expect_lease(q, &l, "m0", 1);
+	RC_EQ(shmq_nack(q, &l.m, SHMQ_NACK_DEAD), SHMQ_OK);
+	get_str(dl, "m0");
+	ck_assert_uint_eq(stat_q(dl).producers, 0);
+	RC_EQ(shmq_detach(q), SHMQ_OK);
+
+	chan_init(&ch);
+	pid_t pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shmq_msg m;
+		char buf[256];
+		shmq_t *c;
+		chan_child(&ch);
+		CHILD_RC(shmq_open("w", SHMQ_CONSUMER, &c), SHMQ_OK);
+		CHILD_RC(shmq_lease(c, buf, sizeof(buf), &m, WAIT_MS),
+			 SHMQ_OK);
+		CHILD_RC(shmq_nack(c, &m, SHMQ_NACK_DEAD), SHMQ_OK);
+		child_say(&ch, 'r');
+		for (;;)
+			pause();
+	}
+	chan_parent(&ch);
+	chan_expect(&ch, 'r');
+	get_str(dl, "m1");
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_ne(harness_wait(pid, 10000), -1);
+	chan_done(&ch);
+	/* Once shmqd has released the child's handles, the queue still has
+	 * its consumer and nothing else. */
+	ck_assert_msg(WAIT_UNTIL(stat_name("w").consumers == 0, WAIT_MS),
+		      "shmqd never released the killed consumer");
+	struct shmq_stat st = stat_q(dl);
+	ck_assert_int_eq(st.state, SHMQ_STATE_OPEN);
+	ck_assert_int_eq(st.auto_closed, 0);
+	ck_assert_int_eq(st.producer_lost, 0);
+	RC_EQ(shmq_detach(dl), SHMQ_OK);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 /* shmqd killed and restarted                                              */
 
@@ -605,6 +662,7 @@ static Suite *acked_suite(void)
 	tcase_add_test(tc, test_holder_killed);
 	tcase_add_test(tc, test_eos_and_join);
 	tcase_add_test(tc, test_dead_letters);
+	tcase_add_test(tc, test_dead_letter_relay);
 	tcase_add_test(tc, test_restart);
 	tcase_add_test(tc, test_calls);
 	tcase_add_test(tc, test_create_refusals);

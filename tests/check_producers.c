@@ -2,7 +2,7 @@
  * check_producers.c - shmqd tracking the processes attached to a queue.
  *
  * Owns what the daemon does when producers and consumers come and go in
- * other processes: auto-close once the last producer detaches (and only
+ * other processes (relays, SHMQ_RELAY, included): auto-close once the last producer detaches (and only
  * then, and only with the flag), every message delivered exactly once to
  * several consumers, and a producer killed without detaching (streaming,
  * asleep in put, idle) turning the end of the stream into "producer
@@ -329,6 +329,96 @@ START_TEST(test_consumer_killed_blocked)
 END_TEST
 
 /* ======================================================================= */
+/* Relays                                                                  */
+
+/* The handles shmqd counts for this process's uid: it has released an
+ * attachment once it no longer counts it. */
+static uint64_t my_handles(void)
+{
+	struct shmq_user *u;
+	uint64_t n = UINT64_MAX;
+	size_t k;
+
+	if (shmq_users(&u, &k, NULL) != SHMQ_OK)
+		return UINT64_MAX;
+	for (size_t i = 0; i < k; i++)
+		if (u[i].uid == getuid())
+			n = u[i].handles;
+	free(u);
+	return n;
+}
+
+/* A relay producer (SHMQ_RELAY) is not counted: detached or killed, it
+ * neither closes an auto-close queue nor loses a producer, and the queue
+ * still closes when its last counted producer leaves, relay or not. */
+START_TEST(test_relay)
+{
+	struct shmq_stat st;
+	struct daemon d;
+	struct chan ch;
+	shmq_t *q = (shmq_t *)1;
+	char buf[64];
+	size_t len;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	create_q("r", 8, 64, 0600, SHMQ_AUTO_CLOSE);
+	RC_EQ(shmq_open("r", SHMQ_RELAY, &q), SHMQ_EINVAL);
+	ck_assert_ptr_null(q);
+	RC_EQ(shmq_open("r", SHMQ_CONSUMER | SHMQ_RELAY, &q), SHMQ_EINVAL);
+	shmq_t *c = open_q("r", SHMQ_CONSUMER);
+	shmq_t *rel = open_q("r", SHMQ_PRODUCER | SHMQ_RELAY);
+	ck_assert_uint_eq(stat_q(c).producers, 0);
+	put_str(rel, "a");
+	RC_EQ(shmq_detach(rel), SHMQ_OK);
+	ck_assert_msg(WAIT_UNTIL(my_handles() == 1, WAIT_MS),
+		      "shmqd never released the relay");
+	st = stat_q(c);
+	ck_assert_int_eq(st.state, SHMQ_STATE_OPEN);
+	ck_assert_int_eq(st.auto_closed, 0);
+
+	/* Killed: no producer lost. */
+	chan_init(&ch);
+	pid_t pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		chan_child(&ch);
+		CHILD_RC(shmq_open("r", SHMQ_PRODUCER | SHMQ_RELAY, &q),
+			 SHMQ_OK);
+		CHILD_RC(shmq_put(q, "b", 1, SHMQ_NOWAIT), SHMQ_OK);
+		child_say(&ch, 'r');
+		for (;;)
+			pause();
+	}
+	chan_parent(&ch);
+	chan_expect(&ch, 'r');
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_ne(harness_wait(pid, 10000), -1);
+	chan_done(&ch);
+	ck_assert_msg(WAIT_UNTIL(my_handles() == 1, WAIT_MS),
+		      "shmqd never released the killed relay");
+	st = stat_q(c);
+	ck_assert_int_eq(st.state, SHMQ_STATE_OPEN);
+	ck_assert_int_eq(st.producer_lost, 0);
+
+	/* A counted producer leaving closes the queue, relay or not. */
+	rel = open_q("r", SHMQ_PRODUCER | SHMQ_RELAY);
+	shmq_t *p = open_q("r", SHMQ_PRODUCER);
+	ck_assert_uint_eq(stat_q(c).producers, 1);
+	RC_EQ(shmq_detach(p), SHMQ_OK);
+	ck_assert_msg(WAIT_UNTIL(stat_q(c).state == SHMQ_STATE_CLOSED,
+				 WAIT_MS),
+		      "the queue did not auto-close");
+	ck_assert_int_eq(stat_q(c).auto_closed, 1);
+	get_str(c, "a");
+	get_str(c, "b");
+	RC_EQ(shmq_get(c, buf, sizeof(buf), &len, SHMQ_NOWAIT), SHMQ_EOS);
+	RC_EQ(shmq_detach(rel), SHMQ_OK);
+	RC_EQ(shmq_detach(c), SHMQ_OK);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* ======================================================================= */
 
 static Suite *producers_suite(void)
 {
@@ -342,6 +432,7 @@ static Suite *producers_suite(void)
 	tcase_add_test(tc, test_producer_killed_blocked);
 	tcase_add_test(tc, test_producer_killed_idle);
 	tcase_add_test(tc, test_consumer_killed_blocked);
+	tcase_add_test(tc, test_relay);
 	suite_add_tcase(s, tc);
 	return s;
 }
