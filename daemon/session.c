@@ -275,9 +275,11 @@ static size_t do_open(struct peer *p, const struct shmq_wire_open *o,
 	return grant(p, q, o->role, r, fd);
 }
 
-/* The dead-letter queue of `o->name`, for one of its consumers: what
- * decides is whether the queue's owner may write there, as checked at
- * create (and again now: modes change). */
+/* The dead-letter queue of `o->name`, for one of its consumers that may
+ * write it itself: the handle maps the queue read-write, so it is granted
+ * as to a producer (the owner's right to write there, checked at create,
+ * says nothing about this peer's).  A consumer refused it leaves its dead
+ * letters waiting for one that may. */
 static size_t do_open_dead_letter(struct peer *p,
 				  const struct shmq_wire_open *o,
 				  union reply *r, int *fd)
@@ -298,10 +300,10 @@ static size_t do_open_dead_letter(struct peer *p,
 			   src->dead_letter);
 		return sizeof(r->st);
 	}
-	if (!owner_may_write(src->uid, src->gid, dl)) {
+	if (!(access_of(p, dl) & SHMQ_ACCESS_WRITE)) {
 		set_status(r, SHMQ_EACCES,
-			   "the owner of '%.50s' may not write '%.50s'",
-			   src->name, dl->name);
+			   "uid %u may not write dead-letter queue '%.60s'",
+			   p->uid, dl->name);
 		return sizeof(r->st);
 	}
 	return grant(p, dl, SHMQ_ROLE_PRODUCER | SHMQ_ROLE_RELAY, r, fd);
@@ -341,11 +343,7 @@ static size_t grant(struct peer *p, struct queue *q, uint32_t role,
 	r->open.seg_size = q->ring.seg_size;
 	r->open.client = index;
 	r->open.gen = gen;
-	/* A dead-letter producer gets no more than putting needs. */
-	r->open.access = role == SHMQ_ROLE_PRODUCER &&
-				 !(access_of(p, q) & SHMQ_ACCESS_WRITE)
-			 ? SHMQ_ACCESS_WRITE
-			 : access_of(p, q);
+	r->open.access = access_of(p, q);
 	r->open.uid = q->uid;
 	r->open.gid = q->gid;
 	r->open.mode = q->mode;

@@ -5,7 +5,8 @@
  * Owns who may do what to a queue: the owner and root everything; others
  * by the queue's mode bits (read: consume, observe, stat; write: produce;
  * closing needs write; delete is the owner's), group bits through
- * supplementary groups, a listing that shows only what one may read,
+ * supplementary groups, a listing that shows only what one may read, a
+ * dead-letter queue only for a consumer that may write it,
  * queues owned by whoever created them, and segments out of everyone's
  * reach but the daemon's.  The children run as uid/gid 65534, so the
  * suite needs root.
@@ -227,6 +228,83 @@ START_TEST(test_permissions)
 }
 END_TEST
 
+/* How many queue segments (files under /dev/shm) this process maps. */
+static int shm_mappings(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	int n = 0;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, "/dev/shm/") != NULL;
+	fclose(f);
+	return n;
+}
+
+/* A consumer of an acked queue gets its dead-letter queue only if it may
+ * write there itself: the handle maps it read-write.  A consumer that
+ * may not leaves its dead letters waiting, and one that may moves them. */
+START_TEST(test_dead_letter_permission)
+{
+	struct shmq_stat st;
+	struct shmq_attr a;
+	struct daemon d;
+	char buf[64];
+	size_t len;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	share_socket(&d);
+	create_q("dd", 8, 64, 0600, 0);
+	a = attr_of(8, 64, 0644, SHMQ_ACKED);
+	a.dead_letter = "dd";
+	RC_EQ(shmq_create("w", &a, 0), SHMQ_OK);
+	shmq_t *q = open_q("w", SHMQ_PRODUCER);
+	put_str(q, "m0");
+	put_str(q, "m1");
+
+	pid_t pid = harness_fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shmq_msg m;
+		shmq_t *h;
+
+		/* (The mappings inherited from the test count too.) */
+		int mapped = shm_mappings();
+		become_nobody(NULL, 0);
+		CHILD_RC(shmq_open("dd", SHMQ_PRODUCER, &h), SHMQ_EACCES);
+		CHILD_RC(shmq_open("w", SHMQ_CONSUMER, &h), SHMQ_OK);
+		CHILD_RC(shmq_lease(h, buf, sizeof(buf), &m, 5000), SHMQ_OK);
+		CHILD_CHECK(m.len == 2 && memcmp(m.data, "m0", 2) == 0);
+		CHILD_RC(shmq_nack(h, &m, SHMQ_NACK_DEAD), SHMQ_OK);
+		/* Waiting, not moved: this process never mapped "dd". */
+		CHILD_RC(shmq_stat(h, &st), SHMQ_OK);
+		CHILD_CHECK(st.dead_lettered == 0 && st.returned == 1);
+		CHILD_CHECK(shm_mappings() == mapped + 1);
+		CHILD_RC(shmq_detach(h), SHMQ_OK);
+		_exit(0);
+	}
+	CHILD_OK(pid);
+	st = stat_name("dd");
+	ck_assert_uint_eq(st.messages, 0);
+	/* The owner's consumer may: it moves the letter when it is due. */
+	shmq_t *c = open_q("w", SHMQ_CONSUMER);
+	shmq_t *dl = open_q("dd", SHMQ_CONSUMER);
+	get_str(c, "m1");
+	ck_assert_msg(WAIT_UNTIL(shmq_get(c, buf, sizeof(buf), &len,
+					  SHMQ_NOWAIT) == SHMQ_EAGAIN &&
+					 stat_q(c).dead_lettered == 1,
+				 WAIT_MS),
+		      "the dead letter was never moved");
+	get_str(dl, "m0");
+	RC_EQ(shmq_detach(dl), SHMQ_OK);
+	RC_EQ(shmq_detach(c), SHMQ_OK);
+	RC_EQ(shmq_detach(q), SHMQ_OK);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 
 static Suite *permissions_suite(void)
@@ -237,6 +315,7 @@ static Suite *permissions_suite(void)
 	tc = tcase_create("permissions");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_permissions);
+	tcase_add_test(tc, test_dead_letter_permission);
 	suite_add_tcase(s, tc);
 	return s;
 }
