@@ -574,7 +574,9 @@ static int check_daemon_user(int fd, const char *path)
 
 /* Connects the shared connection.  A request that wants no reply (a
  * detach, a notice from a blocked call) never starts a daemon: with none
- * running, there is nobody to tell, and the segment already says it.  `b`
+ * running, there is nobody to tell, and the segment already says it.  Nor
+ * does a quiet call (!autostart: control_call_quiet), made on the side of
+ * a call on a handle, which must not depend on a daemon.  `b`
  * bounds the connect and the HELLO: a blocked call's notice
  * (control_notify) gives them only QUIET_REPLY_MS, since the call may be
  * able to go on meanwhile. */
@@ -583,7 +585,7 @@ static int per_user_default(const char *env)
 	return env == NULL || *env == '\0';
 }
 
-static int open_connection(uint16_t type, struct bound *b)
+static int open_connection(uint16_t type, struct bound *b, int autostart)
 {
 	char why[DETAIL_MAX];
 	int per_user, fd, err, rc;
@@ -609,8 +611,11 @@ static int open_connection(uint16_t type, struct bound *b)
 			add_detailf("autostart is off (SHMQ_NO_AUTOSTART)");
 			return SHMQ_ENODAEMON;
 		}
-		if (type & SHMQ_MSG_NOREPLY)
+		if ((type & SHMQ_MSG_NOREPLY) || !autostart) {
+			if (!autostart)
+				add_detailf("autostart is off for this call");
 			return SHMQ_ENODAEMON;
+		}
 		/* Starting one adds to what the call may take; the start
 		 * itself, waiting for it to answer included, ends by then. */
 		bound_extend(b, START_WAIT_MS);
@@ -648,8 +653,9 @@ static int open_connection(uint16_t type, struct bound *b)
 	return SHMQ_OK;
 }
 
-int control_call(uint16_t type, const void *req, size_t req_len,
-		 void *reply, size_t cap, size_t *reply_len, int *fd)
+static int call(uint16_t type, const void *req, size_t req_len,
+		void *reply, size_t cap, size_t *reply_len, int *fd,
+		int autostart)
 {
 	int rc = SHMQ_ENODAEMON, unsent = 1;
 	struct bound b;
@@ -673,7 +679,7 @@ int control_call(uint16_t type, const void *req, size_t req_len,
 		if (attempt > 0 && bound_left_ms(&b) == 0)
 			break;
 		if (conn_fd < 0) {
-			rc = open_connection(type, &b);
+			rc = open_connection(type, &b, autostart);
 			if (rc != SHMQ_OK)
 				break;
 		}
@@ -686,6 +692,18 @@ int control_call(uint16_t type, const void *req, size_t req_len,
 	}
 	pthread_mutex_unlock(&conn_lock);
 	return rc;
+}
+
+int control_call(uint16_t type, const void *req, size_t req_len,
+		 void *reply, size_t cap, size_t *reply_len, int *fd)
+{
+	return call(type, req, req_len, reply, cap, reply_len, fd, 1);
+}
+
+int control_call_quiet(uint16_t type, const void *req, size_t req_len,
+		       void *reply, size_t cap, size_t *reply_len, int *fd)
+{
+	return call(type, req, req_len, reply, cap, reply_len, fd, 0);
 }
 
 int control_connect(const char *path, int greet, int *fd)
@@ -732,7 +750,7 @@ int control_notify(uint16_t type, const void *req, size_t req_len)
 	/* The connection may have died with a daemon that was restarted
 	 * since: then once more on a new one. */
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (conn_fd < 0 && open_connection(type, &b) != SHMQ_OK) {
+		if (conn_fd < 0 && open_connection(type, &b, 0) != SHMQ_OK) {
 			rc = SHMQ_ENODAEMON;
 			break;
 		}

@@ -22,6 +22,12 @@
 int control_call(uint16_t type, const void *req, size_t req_len,
 		 void *reply, size_t cap, size_t *reply_len, int *fd);
 
+/* control_call(), except that it never starts a daemon: with none
+ * answering it fails at once (SHMQ_ENODAEMON).  For what a call on a
+ * handle does on the side (reopening a dead-letter queue). */
+int control_call_quiet(uint16_t type, const void *req, size_t req_len,
+		       void *reply, size_t cap, size_t *reply_len, int *fd);
+
 /* Sends one request of `type` with SHMQ_MSG_NOREPLY, if that can be done
  * without waiting: it gives up (SHMQ_EAGAIN) if another thread is talking
  * to the daemon or the socket is full, and if the connection must be

@@ -33,11 +33,21 @@ struct shmq {
 	unsigned access;        /* SHMQ_ACCESS_* granted by the daemon */
 	uint32_t uid, gid, mode;        /* the daemon's word, not the segment's */
 	char name[SHMQ_NAME_MAX + 1];
-	/* Acked queues: the dead-letter queue, opened for this handle's
-	 * dead letters when it first needs it (or NULL, tried again at most
-	 * once a second), and the lease behind shmq_get_view(). */
-	struct shmq *dlq;
+	/* Acked queues: the dead-letter queue of a consumer handle, opened
+	 * with it (see want_dead_letter).  dlq_lock serialises opening,
+	 * replacing and detaching it (round trips to the daemon: never
+	 * taken under the queue's own lock); dlq and dlq_retry_ns are
+	 * under it.  The dead-letter callback reaches the handle through
+	 * the ring's dead_letter_ctx, which changes under the consumers'
+	 * lock (ring_set_dead_letter): never through dlq.  dlq_want, set
+	 * when there is none or its queue was deleted, says a new one is
+	 * wanted (atomic: the calls look at it without the lock).  A
+	 * dead-letter handle's `parent` is the consumer handle. */
+	pthread_mutex_t dlq_lock;
+	struct shmq *dlq, *parent;
 	int64_t dlq_retry_ns;
+	int dlq_want;
+	/* The lease behind shmq_get_view(). */
 	struct shmq_msg viewed;
 	int viewing;
 	/* Serialises the creation of the pollable descriptors. */
@@ -138,9 +148,10 @@ static int dead_letter(void *ctx, const void *msg, size_t len);
 static void blocked(void *ctx, int side);
 
 /* Opens a handle: `role` is what the daemon is asked for (SHMQ_ROLE_* or
- * SHMQ_WIRE_DEAD_LETTER), `flags` the caller's SHMQ_* open flags. */
+ * SHMQ_WIRE_DEAD_LETTER), `flags` the caller's SHMQ_* open flags; `quiet`
+ * starts no daemon (control_call_quiet). */
 static int open_handle(const char *name, uint32_t role, unsigned flags,
-		       shmq_t **qp)
+		       int quiet, shmq_t **qp)
 {
 	struct shmq_wire_open req = { 0 };
 	struct shmq_wire_open_reply rep;
@@ -158,8 +169,8 @@ static int open_handle(const char *name, uint32_t role, unsigned flags,
 	if (q == NULL)
 		return SHMQ_ENOMEM;
 	q->map = MAP_FAILED;
-	rc = control_call(SHMQ_MSG_OPEN, &req, sizeof(req), &rep, sizeof(rep),
-			  &len, &fd);
+	rc = (quiet ? control_call_quiet : control_call)(
+		SHMQ_MSG_OPEN, &req, sizeof(req), &rep, sizeof(rep), &len, &fd);
 	if (rc != SHMQ_OK)
 		goto fail;
 	q->queue_id = rep.queue_id;
@@ -204,8 +215,9 @@ static int open_handle(const char *name, uint32_t role, unsigned flags,
 	if (rc != SHMQ_OK)
 		goto fail_attached;
 	q->ring.dead_letter = dead_letter;
-	q->ring.dead_letter_ctx = q;
+	q->ring.dead_letter_ctx = NULL;
 	pthread_mutex_init(&q->poll_lock, NULL);
+	pthread_mutex_init(&q->dlq_lock, NULL);
 	q->ring.blocked = blocked;
 	q->ring.blocked_ctx = q;
 	*qp = q;
@@ -222,8 +234,129 @@ fail:
 	return rc;
 }
 
+/* --- dead-letter queues -------------------------------------------------- */
+
+/*
+ * A consumer handle of an acked queue with a dead-letter queue opens that
+ * queue too (a relay producer, through the daemon), at shmq_open: the
+ * consumers' lock must never wait for a round trip.  When that open failed
+ * (no such queue, no write permission there, no daemon), or the
+ * dead-letter queue was deleted since (its segment says so: a queue made
+ * again under that name is another), dead letters wait in the acked queue
+ * and a new handle is wanted.  Only calls that may talk to the daemon try
+ * again, at most once a second and without starting a daemon: shmq_nack()
+ * when it may make a dead letter or some wait, and the calls that may
+ * block (timeout not SHMQ_NOWAIT) when some wait.
+ */
+#define DLQ_RETRY_NS 1000000000
+
+enum dlq_when { DLQ_AT_OPEN, DLQ_LATER };
+
+/* Under dlq_lock: is a new dead-letter handle wanted? */
+static int dlq_stale(const struct shmq *q)
+{
+	return q->dlq == NULL ||
+	       (__atomic_load_n(&q->dlq->ring.hdr->state_flags,
+				__ATOMIC_ACQUIRE) & SHMQ_ST_DELETED);
+}
+
+/* Under dlq_lock: opens the dead-letter queue for consumer handle q and
+ * hands it to the ring, in place of the one it had. */
+static void dlq_open(struct shmq *q, enum dlq_when when)
+{
+	char keep[SHMQ_WIRE_DETAIL];
+	struct shmq *d = NULL;
+	void *old = NULL;
+	int rc;
+
+	strncpy(keep, shmq_error_detail(), sizeof(keep) - 1);
+	keep[sizeof(keep) - 1] = '\0';
+	rc = open_handle(q->name, SHMQ_WIRE_DEAD_LETTER, SHMQ_PRODUCER,
+			 when != DLQ_AT_OPEN, &d);
+	if (rc == SHMQ_OK) {
+		d->parent = q;
+		rc = ring_set_dead_letter(&q->ring, d, &old);
+		if (rc != SHMQ_OK)
+			shmq_detach(d);
+	}
+	/* The calling function's own error, if it has one, is not about
+	 * this. */
+	control_set_detail(keep, sizeof(keep));
+	if (rc != SHMQ_OK) {
+		q->dlq_retry_ns = (int64_t)mono_ns() + DLQ_RETRY_NS;
+		__atomic_store_n(&q->dlq_want, 1, __ATOMIC_RELEASE);
+		return;
+	}
+	__atomic_store_n(&q->dlq_want, 0, __ATOMIC_RELEASE);
+	q->dlq = d;
+	if (old)                /* no callback uses it any more */
+		shmq_detach(old);
+}
+
+static void want_dead_letter(struct shmq *q, enum dlq_when when)
+{
+	pthread_mutex_lock(&q->dlq_lock);
+	if (dlq_stale(q) &&
+	    (when == DLQ_AT_OPEN || (int64_t)mono_ns() >= q->dlq_retry_ns))
+		dlq_open(q, when);
+	pthread_mutex_unlock(&q->dlq_lock);
+}
+
+static int has_dlq(const struct shmq *q)
+{
+	return q->ring.has_dead_letter && (q->flags & SHMQ_CONSUMER);
+}
+
+/* Dead letters are waiting, and no way to them: worth a round trip. */
+static int dlq_wanted(const struct shmq *q)
+{
+	return __atomic_load_n(&q->dlq_want, __ATOMIC_ACQUIRE) &&
+	       __atomic_load_n(&q->ring.hdr->dead, __ATOMIC_RELAXED) != 0;
+}
+
+/* Before a get, view or lease that may block (never one that may not). */
+static inline void dlq_before_wait(struct shmq *q, int timeout_ms)
+{
+	if (__builtin_expect(has_dlq(q), 0) && timeout_ms != SHMQ_NOWAIT &&
+	    dlq_wanted(q))
+		want_dead_letter(q, DLQ_LATER);
+}
+
+/* Before a nack: if it may make a dead letter, its queue must not be a
+ * deleted one. */
+static void dlq_before_nack(struct shmq *q, const struct shmq_msg *m,
+			    unsigned flags)
+{
+	if (!has_dlq(q) || m->lease == 0)
+		return;
+	if ((flags & SHMQ_NACK_DEAD) ||
+	    (q->ring.max_deliveries &&
+	     m->deliveries >= q->ring.max_deliveries) ||
+	    dlq_wanted(q))
+		want_dead_letter(q, DLQ_LATER);
+}
+
+/* ring_dead_letter_fn: called under the consumers' lock of the parent
+ * handle; ctx is its dead-letter handle, or NULL. */
+static int dead_letter(void *ctx, const void *msg, size_t len)
+{
+	struct shmq *d = ctx;
+
+	if (d == NULL)
+		return SHMQ_ENOENT;
+	if (__atomic_load_n(&d->ring.hdr->state_flags, __ATOMIC_ACQUIRE) &
+	    SHMQ_ST_DELETED) {
+		/* Nobody will ever read it there: the letter waits. */
+		__atomic_store_n(&d->parent->dlq_want, 1, __ATOMIC_RELEASE);
+		return SHMQ_ENOENT;
+	}
+	return shmq_put(d, msg, len, SHMQ_NOWAIT);
+}
+
 int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 {
+	int rc;
+
 	if (qp == NULL)
 		return SHMQ_EINVAL;
 	*qp = NULL;
@@ -231,41 +364,14 @@ int shmq_open(const char *name, unsigned flags, shmq_t **qp)
 		      SHMQ_RELAY) ||
 	    (flags & (SHMQ_PRODUCER | SHMQ_RELAY)) == SHMQ_RELAY)
 		return SHMQ_EINVAL;
-	return open_handle(name,
-			   ((flags & SHMQ_PRODUCER) ? SHMQ_ROLE_PRODUCER : 0) |
-			   ((flags & SHMQ_CONSUMER) ? SHMQ_ROLE_CONSUMER : 0) |
-			   ((flags & SHMQ_RELAY) ? SHMQ_ROLE_RELAY : 0),
-			   flags, qp);
-}
-
-/* An acked queue's consumer needs its dead-letter queue open before it
- * takes the consumers' lock: opening asks the daemon, which must never
- * happen while other consumers wait for us. */
-static void want_dead_letter(struct shmq *q)
-{
-	if (!q->ring.has_dead_letter || q->dlq)
-		return;
-	int64_t now = (int64_t)mono_ns();
-	if (now < q->dlq_retry_ns)
-		return;
-	char keep[SHMQ_WIRE_DETAIL];
-	strncpy(keep, shmq_error_detail(), sizeof(keep) - 1);
-	keep[sizeof(keep) - 1] = '\0';
-	if (open_handle(q->name, SHMQ_WIRE_DEAD_LETTER, SHMQ_PRODUCER,
-			&q->dlq) != SHMQ_OK)
-		q->dlq_retry_ns = now + 1000000000;
-	/* This call's own error, if it has one, is not about that. */
-	control_set_detail(keep, sizeof(keep));
-}
-
-/* ring_dead_letter_fn: called under the consumers' lock of q. */
-static int dead_letter(void *ctx, const void *msg, size_t len)
-{
-	struct shmq *q = ctx;
-
-	if (q->dlq == NULL)
-		return SHMQ_ENOENT;
-	return shmq_put(q->dlq, msg, len, SHMQ_NOWAIT);
+	rc = open_handle(name,
+			 ((flags & SHMQ_PRODUCER) ? SHMQ_ROLE_PRODUCER : 0) |
+			 ((flags & SHMQ_CONSUMER) ? SHMQ_ROLE_CONSUMER : 0) |
+			 ((flags & SHMQ_RELAY) ? SHMQ_ROLE_RELAY : 0),
+			 flags, 0, qp);
+	if (rc == SHMQ_OK && has_dlq(*qp))
+		want_dead_letter(*qp, DLQ_AT_OPEN);
+	return rc;
 }
 
 /* ring_blocked_fn: a call on q has been blocked for a report period.
@@ -300,6 +406,7 @@ int shmq_detach(shmq_t *q)
 		shmq_detach(q->dlq);
 	ring_poll_close(&q->ring);
 	pthread_mutex_destroy(&q->poll_lock);
+	pthread_mutex_destroy(&q->dlq_lock);
 	/* Say so in the segment first: a daemon that is down now, or that
 	 * hears of us only when we exit, still releases us as detached. */
 	ring_client_mark_detached(&q->ring);
@@ -352,7 +459,7 @@ int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms)
 		return SHMQ_EROLE;
 	if (q->ring.held || q->viewing)
 		return SHMQ_EINVAL;
-	want_dead_letter(q);
+	dlq_before_wait(q, timeout_ms);
 	rc = ring_get(&q->ring, buf, size, &out, 1, NULL, timeout_ms);
 	if (rc == SHMQ_OK || rc == SHMQ_EMSGSIZE)
 		*len = out.iov_len;
@@ -370,7 +477,7 @@ int shmq_getv(shmq_t *q, void *buf, size_t size, struct iovec *msgs,
 		return SHMQ_EROLE;
 	if (q->ring.held || q->viewing)
 		return SHMQ_EINVAL;
-	want_dead_letter(q);
+	dlq_before_wait(q, timeout_ms);
 	return ring_get(&q->ring, buf, size, msgs, n, ngot, timeout_ms);
 }
 
@@ -410,7 +517,7 @@ int shmq_get_view(shmq_t *q, const void **data, size_t *len, int timeout_ms)
 		return ring_view(&q->ring, data, len, timeout_ms);
 	if (q->viewing || q->ring.held)
 		return SHMQ_EINVAL;
-	want_dead_letter(q);
+	dlq_before_wait(q, timeout_ms);
 	rc = ring_lease(&q->ring, NULL, 0, &q->viewed, 1, NULL, timeout_ms, 1);
 	if (rc == SHMQ_OK) {
 		q->viewing = 1;
@@ -448,6 +555,7 @@ int shmq_get_leave(shmq_t *q)
 	if (!q->viewing)
 		return ring_release(&q->ring, 1);
 	q->viewing = 0;
+	dlq_before_nack(q, &q->viewed, 0);
 	return ring_nack(&q->ring, &q->viewed, 0);
 }
 
@@ -517,7 +625,7 @@ int shmq_lease(shmq_t *q, void *buf, size_t size, struct shmq_msg *m,
 		return rc;
 	if (m == NULL || (buf == NULL && size))
 		return SHMQ_EINVAL;
-	want_dead_letter(q);
+	dlq_before_wait(q, timeout_ms);
 	return ring_lease(&q->ring, buf, size, m, 1, NULL, timeout_ms, 0);
 }
 
@@ -532,7 +640,7 @@ int shmq_leasev(shmq_t *q, void *buf, size_t size, struct shmq_msg *msgs,
 		return rc;
 	if (msgs == NULL || n == 0 || (buf == NULL && size))
 		return SHMQ_EINVAL;
-	want_dead_letter(q);
+	dlq_before_wait(q, timeout_ms);
 	return ring_lease(&q->ring, buf, size, msgs, n, ngot, timeout_ms, 0);
 }
 
@@ -546,7 +654,7 @@ int shmq_lease_view(shmq_t *q, struct shmq_msg *m, int timeout_ms)
 		return SHMQ_EINVAL;
 	if (q->ring.leases == NULL)
 		return SHMQ_EINVAL;     /* plain queues: shmq_get_view */
-	want_dead_letter(q);
+	dlq_before_wait(q, timeout_ms);
 	return ring_lease(&q->ring, NULL, 0, m, 1, NULL, timeout_ms, 1);
 }
 
@@ -571,7 +679,7 @@ int shmq_nack(shmq_t *q, const struct shmq_msg *m, unsigned flags)
 {
 	if (q == NULL || m == NULL)
 		return SHMQ_EINVAL;
-	want_dead_letter(q);
+	dlq_before_nack(q, m, flags);
 	return ring_nack(&q->ring, m, flags);
 }
 
@@ -633,8 +741,6 @@ int shmq_stat(shmq_t *q, struct shmq_stat *st)
 	/* Identity from the daemon: any attached process can write the
 	 * segment's copy. */
 	strcpy(st->name, q->name);
-	if (q->dlq)
-		strcpy(st->dead_letter, q->dlq->name);
 	st->uid = q->uid;
 	st->gid = q->gid;
 	st->mode = q->mode;

@@ -103,11 +103,12 @@
  * stat and the accessors work in the queue's shared memory and never talk
  * to the daemon; they make no system call unless they sleep, wake a
  * sleeper or a poller, or arm their handle's descriptor (see "Event
- * loops").  (Two exceptions: a consumer of an acked queue with a
- * dead-letter queue opens that queue through the daemon, once; see
- * "Acked queues".  And a call that has slept for half shmqd's deadlock
- * timeout tells the daemon, without waiting for an answer; see
- * "Deadlocks".)  Every one of them returns SHMQ_EINVAL for a NULL
+ * loops").  (Two exceptions: a consumer of an acked queue whose
+ * dead-letter queue could not be opened, or was deleted, tries again
+ * through the daemon in shmq_nack() and in calls that may block, at most
+ * once a second and never starting a daemon; see "Acked queues".  And a
+ * call that has slept for half shmqd's deadlock timeout tells the daemon,
+ * without waiting for an answer; see "Deadlocks".)  Every one of them returns SHMQ_EINVAL for a NULL
  * handle, and those that touch the queue return SHMQ_ECORRUPT when what
  * they read from it fails a check (another process scribbled over it) or
  * its lock word is damaged: the queue is then unusable, but nothing
@@ -353,10 +354,12 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
  *                 did (shmq_error_detail() says so)
  *   or a control error.  On any error *q is NULL (if q is not NULL).
  *
- * Blocks for one round trip to the daemon, and with SHMQ_PREFAULT for
- * the time it takes to map every page of the queue.  A failure after the
- * daemon granted the handle (mapping it, or checking the segment) costs
- * a second round trip, to give the handle back.
+ * Blocks for one round trip to the daemon (two for a consumer of an
+ * acked queue with a dead-letter queue, which opens that too: see "Acked
+ * queues"), and with SHMQ_PREFAULT for the time it takes to map every
+ * page of the queue.  A failure after the daemon granted the handle
+ * (mapping it, or checking the segment) costs a second round trip, to
+ * give the handle back.
  */
 int shmq_open(const char *name, unsigned flags, shmq_t **q);
 /*
@@ -455,7 +458,10 @@ int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms);
  *                  zero-copy call is in progress on this handle
  *   SHMQ_ECORRUPT  the queue's memory is damaged
  *
- * Blocks as the timeout allows; never waits for the daemon.
+ * Blocks as the timeout allows; never waits for the daemon (on an acked
+ * queue with a dead-letter queue, except for one round trip in the case
+ * "Dead letters" under "Acked queues" describes, never with
+ * SHMQ_NOWAIT).
  */
 int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms);
 
@@ -758,15 +764,29 @@ struct shmq_stat {
  *    the consumers' lock returns it, so it is redelivered from then on.
  *  - ack, nack and extend take the consumers' lock (for a moment) and wait
  *    for it without a timeout.  They never sleep for a message.
- *  - Dead letters: a consumer handle of a queue with a dead-letter queue
- *    opens that queue itself, as a producer, through the daemon: one round
- *    trip in its first get, lease, view or nack, never under a lock (if it
- *    fails, it is tried again at most once a second, and dead letters wait
- *    meanwhile).  A dead letter is put there without waiting for room: if
- *    the dead-letter queue is full, closed or cannot be opened, the
- *    message stays in this queue, counted in stat's `returned` and
- *    `messages`, and is tried again every second by whichever consumer
- *    takes the lock.
+ *  - Dead letters: shmq_open() of a consumer handle of a queue with a
+ *    dead-letter queue opens that queue too, as a relay producer (see
+ *    SHMQ_RELAY), through the daemon: one more round trip, and one more
+ *    of the dead-letter queue's attachments and of the user's handles,
+ *    per consumer handle.  It is granted only if the caller may write
+ *    the dead-letter queue itself (give both queues one owner, or one
+ *    group, so that every consumer may); refused or failed, shmq_open()
+ *    succeeds all the same, without it.  A dead letter is put there
+ *    without waiting for room: if the dead-letter queue is full or
+ *    closed, or this handle has none, the message stays in this queue,
+ *    counted in stat's `returned` and `messages` (shmq_pending: state
+ *    SHMQ_LEASE_DEAD_LETTER), and is tried again every second by
+ *    whichever consumer takes the lock - one that may write the
+ *    dead-letter queue moves it.  A handle without a dead-letter queue,
+ *    or whose dead-letter queue was deleted since (a queue created again
+ *    under that name is another, and gets the letters from then on),
+ *    tries to open it again: in shmq_nack() when that nack may make a
+ *    dead letter or dead letters wait, and in get, view and lease calls
+ *    with a timeout other than SHMQ_NOWAIT while dead letters wait; at
+ *    most once a second per handle, before the call takes any lock, and
+ *    never starting a daemon.  That try is one round trip (a daemon that
+ *    does not answer holds the call up to 10 s, as any call to it); a
+ *    call with SHMQ_NOWAIT never makes it.
  */
 struct shmq_msg {
 	void    *data;          /* the message: in the caller's buffer, or
@@ -804,8 +824,9 @@ struct shmq_msg {
  *   SHMQ_EINVAL    q or m is NULL, buf is NULL with size > 0, or a
  *                  zero-copy call is in progress on this handle
  *
- * Blocks as the timeout allows (plus, once, the dead-letter round trip
- * above).
+ * Blocks as the timeout allows; with a timeout other than SHMQ_NOWAIT
+ * it may also make the dead-letter queue's round trip (see "Dead
+ * letters" above).
  */
 int shmq_lease(shmq_t *q, void *buf, size_t size, struct shmq_msg *m,
 	       int timeout_ms);
@@ -865,7 +886,8 @@ int shmq_ackv(shmq_t *q, const struct shmq_msg *msgs, size_t n,
  * already), SHMQ_ELEASE (the lease had ended; nothing done), SHMQ_EINVAL
  * (q or m is NULL, or flags other than SHMQ_NACK_DEAD), or SHMQ_ECORRUPT.
  * Waits for the consumers' lock, without a timeout, and for a dead letter
- * up to 10 ms for the dead-letter queue's producers' lock.
+ * up to 10 ms for the dead-letter queue's producers' lock; may first make
+ * the dead-letter queue's round trip (see "Dead letters" above).
  */
 int shmq_nack(shmq_t *q, const struct shmq_msg *m, unsigned flags);
 /*

@@ -160,7 +160,7 @@ static int sweep(struct ring *r, uint64_t head, int64_t now)
 {
 	struct shmq_seg_hdr *h = r->hdr;
 	uint32_t departures = LOAD_ACQ(h->departures);
-	uint32_t leased = 0, returned = 0;
+	uint32_t leased = 0, returned = 0, dead = 0;
 	uint64_t bytes = 0;
 	int64_t next = SHMQ_NO_DEADLINE;
 	int now_closed = closed_now_word(r), freed = 0;
@@ -197,10 +197,13 @@ static int sweep(struct ring *r, uint64_t head, int64_t now)
 			returned++;
 		else if (READ_ONCE(r->leases[i].deadline) < next)
 			next = READ_ONCE(r->leases[i].deadline);
+		if (READ_ONCE(r->leases[i].state) == SHMQ_LEASE_DEAD)
+			dead++;
 	}
 	WRITE_ONCE(h->leased, leased);
 	WRITE_ONCE(h->lease_bytes, bytes);
 	WRITE_ONCE(h->returned, returned);
+	WRITE_ONCE(h->dead, dead);
 	WRITE_ONCE(h->next_deadline, next);
 	WRITE_ONCE(h->departures_seen, departures);
 	if (freed)
@@ -274,14 +277,21 @@ static int try_dead_letter(struct ring *r, uint32_t i,
 			   s->len) == SHMQ_OK) {
 		HOOK(RING_HOOK_LEASE_DEAD_LETTERED);
 		free_slot(r, i, s->len);
+		if (s->state == SHMQ_LEASE_DEAD) {
+			uint32_t d = READ_ONCE(h->dead);
+			WRITE_ONCE(h->dead, d ? d - 1 : 0);
+		}
 		add_total(&h->dead_lettered);
 		wait_notify(r, &h->space_futex);
 		return 1;
 	}
 	struct shmq_lease *p = &r->leases[i];
 	WRITE_ONCE(p->deadline, now + DEAD_RETRY_NS);
-	if (READ_ONCE(p->state) != SHMQ_LEASE_DEAD)
+	if (READ_ONCE(p->state) != SHMQ_LEASE_DEAD) {
+		/* Counted first: the count may overstate, never miss one. */
+		WRITE_ONCE(h->dead, READ_ONCE(h->dead) + 1);
 		set_state(r, i, SHMQ_LEASE_DEAD);
+	}
 	if (now + DEAD_RETRY_NS < READ_ONCE(h->next_deadline))
 		WRITE_ONCE(h->next_deadline, now + DEAD_RETRY_NS);
 	return 0;
@@ -786,6 +796,49 @@ int ring_extend(struct ring *r, const struct shmq_msg *m, int ms)
 	if (ms < 0)
 		return SHMQ_EINVAL;
 	return ack_common(r, &a);
+}
+
+struct swap_args {
+	void *ctx, *old;
+};
+
+static int attempt_swap(struct ring *r, void *ctx, int *progressed)
+{
+	struct swap_args *a = ctx;
+	struct shmq_seg_hdr *h = r->hdr;
+	uint64_t head = READ_ONCE(h->head);
+	int64_t now = now_ns();
+
+	(void)progressed;
+	a->old = r->dead_letter_ctx;
+	r->dead_letter_ctx = a->ctx;
+	if (a->ctx == NULL || READ_ONCE(h->dead) == 0)
+		return SHMQ_OK;
+	/* A new way to the dead-letter queue: the letters waiting are due. */
+	for (uint32_t i = 0; i < r->capacity; i++) {
+		struct shmq_lease s;
+		if (read_lease(r, i, head, &s) == SHMQ_LEASE_DEAD)
+			WRITE_ONCE(r->leases[i].deadline, now);
+	}
+	WRITE_ONCE(h->next_deadline, now);
+	return SHMQ_OK;
+}
+
+int ring_set_dead_letter(struct ring *r, void *ctx, void **old)
+{
+	struct swap_args a = { .ctx = ctx };
+	static const uint64_t zero;
+	int rc = SHMQ_OK;
+
+	if (r->leases) {
+		rc = ring_run_locked(r, GET_SIDE, SHMQ_FOREVER, &zero,
+				     attempt_swap, &a);
+	} else {
+		a.old = r->dead_letter_ctx;
+		r->dead_letter_ctx = ctx;
+	}
+	*old = rc == SHMQ_OK ? a.old : NULL;
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */

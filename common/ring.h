@@ -44,7 +44,8 @@ struct ring_config {
 /* Moves one message to the dead-letter queue, for the lease code, which
  * calls it under get_lock: the library's handle knows how to reach that
  * queue, the core does not.  SHMQ_OK once it is committed there; anything
- * else leaves the message where it is. */
+ * else leaves the message where it is.  `ctx` is the ring's
+ * dead_letter_ctx, which ring_set_dead_letter() changes. */
 typedef int (*ring_dead_letter_fn)(void *ctx, const void *msg, size_t len);
 
 /* A handle's pollable descriptor for one direction (common/poll.c). */
@@ -160,6 +161,12 @@ int ring_ack(struct ring *r, const struct shmq_msg *msgs, size_t n,
 int ring_nack(struct ring *r, const struct shmq_msg *m, unsigned flags);
 int ring_extend(struct ring *r, const struct shmq_msg *m, int ms);
 int ring_join(struct ring *r, int timeout_ms);
+/* Makes `ctx` the dead-letter callback's context, under get_lock (waited
+ * for without a timeout): once it returns, no callback of this ring uses
+ * the old one, which goes to *old.  With a new context, the dead letters
+ * waiting are tried at the next sweep, without waiting for their second
+ * to pass. */
+int ring_set_dead_letter(struct ring *r, void *ctx, void **old);
 size_t ring_pending(const struct ring *r, struct shmq_lease_info *out,
 		    size_t cap);
 void ring_stat(const struct ring *r, struct shmq_stat *st);

@@ -425,10 +425,21 @@ static void free_memory(struct queue *q)
 	}
 }
 
+/* Under registry_access(): tells the handles still attached that the
+ * queue is gone (an acked queue's consumers then stop putting dead letters
+ * where nobody will read them, and open the new queue of that name). */
+static void mark_deleted(struct queue *q, void *arg)
+{
+	(void)arg;
+	__atomic_fetch_or(&q->ring.hdr->state_flags, SHMQ_ST_DELETED,
+			  __ATOMIC_SEQ_CST);
+}
+
 int registry_delete(struct queue *q)
 {
 	if (q->deleted)
 		return SHMQ_ENOENT;
+	registry_access(q, mark_deleted, NULL);
 	hold_segment(q);
 	unlink_both(q->id);
 	tdelete(q, &by_name, cmp_name);

@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -427,6 +428,168 @@ START_TEST(test_dead_letter_relay)
 }
 END_TEST
 
+/* The handles shmqd counts for this process's uid. */
+static uint64_t my_handles(void)
+{
+	struct shmq_user *u;
+	uint64_t n = UINT64_MAX;
+	size_t k;
+
+	if (shmq_users(&u, &k, NULL) != SHMQ_OK)
+		return UINT64_MAX;
+	for (size_t i = 0; i < k; i++)
+		if (u[i].uid == getuid())
+			n = u[i].handles;
+	free(u);
+	return n;
+}
+
+struct nacker {
+	shmq_t *q;
+	pthread_barrier_t *go;
+	int rc;
+};
+
+static void *nack_dead(void *arg)
+{
+	struct nacker *n = arg;
+	struct shmq_msg m;
+	char buf[256];
+
+	n->rc = shmq_lease(n->q, buf, sizeof(buf), &m, WAIT_MS);
+	pthread_barrier_wait(n->go);
+	if (n->rc == SHMQ_OK)
+		n->rc = shmq_nack(n->q, &m, SHMQ_NACK_DEAD);
+	return NULL;
+}
+
+/* The dead-letter queue deleted and made again while a consumer has it
+ * open: the consumer's handle still maps the old one, which its segment
+ * marks deleted, so no dead letter goes there; the next nack opens the
+ * new one.  Threads sharing the handle nacking at once open it once. */
+START_TEST(test_dead_letter_queue_replaced)
+{
+	enum { THREADS = 4 };
+	struct nacker n[THREADS];
+	pthread_t t[THREADS];
+	pthread_barrier_t go;
+	struct leased l;
+	struct daemon d;
+	char seen[THREADS] = { 0 };
+	char buf[16];
+	size_t len;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	create_q("dd", 8, 256, 0600, 0);
+	create_acked("w", 8, 0, 0, "dd");
+	shmq_t *q = open_q("w", SHMQ_PRODUCER | SHMQ_CONSUMER);
+	shmq_t *dl = open_q("dd", SHMQ_CONSUMER);
+	put_strs(q, 1 + THREADS);
+	expect_lease(q, &l, "m0", 1);
+	RC_EQ(shmq_nack(q, &l.m, SHMQ_NACK_DEAD), SHMQ_OK);
+	get_str(dl, "m0");
+	RC_EQ(shmq_detach(dl), SHMQ_OK);
+	RC_EQ(shmq_delete("dd"), SHMQ_OK);
+	create_q("dd", 8, 256, 0600, 0);
+	dl = open_q("dd", SHMQ_CONSUMER);
+	/* q, its dead-letter handle (on the old queue), dl. */
+	ck_assert_msg(WAIT_UNTIL(my_handles() == 3, WAIT_MS),
+		      "%llu handles", (unsigned long long)my_handles());
+
+	pthread_barrier_init(&go, NULL, THREADS);
+	for (int i = 0; i < THREADS; i++) {
+		n[i] = (struct nacker){ .q = q, .go = &go };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, nack_dead, &n[i]),
+				 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(t[i], NULL);
+		RC_EQ(n[i].rc, SHMQ_OK);
+	}
+	pthread_barrier_destroy(&go);
+	/* Every letter in the new queue, none lost. */
+	for (int i = 0; i < THREADS; i++) {
+		RC_EQ(shmq_get(dl, buf, sizeof(buf), &len, WAIT_MS), SHMQ_OK);
+		ck_assert(len == 2 && buf[0] == 'm' && buf[1] >= '1' &&
+			  buf[1] < '1' + THREADS);
+		ck_assert(!seen[buf[1] - '1']);
+		seen[buf[1] - '1'] = 1;
+	}
+	struct shmq_stat st = stat_q(q);
+	ck_assert_uint_eq(st.dead_lettered, 1 + THREADS);
+	ck_assert_uint_eq(st.returned, 0);
+	ck_assert_uint_eq(st.messages, 0);
+	/* One new dead-letter handle, the old one detached. */
+	ck_assert_msg(WAIT_UNTIL(my_handles() == 3, WAIT_MS),
+		      "%llu handles", (unsigned long long)my_handles());
+	RC_EQ(shmq_detach(dl), SHMQ_OK);
+	RC_EQ(shmq_detach(q), SHMQ_OK);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* Gets and leases that may not wait (SHMQ_NOWAIT) never talk to the
+ * daemon, even while dead letters wait for a dead-letter queue the
+ * consumer could not open; calls that may block try again, at most once
+ * a second. */
+START_TEST(test_dead_letter_retries)
+{
+	struct leased l;
+	struct daemon d;
+	char buf[256];
+	size_t len;
+
+	ck_assert_int_eq(daemon_start(&d, NULL), 0);
+	create_q("dd", 8, 256, 0600, 0);
+	create_acked("w", 8, 0, 2, "dd");
+	RC_EQ(shmq_delete("dd"), SHMQ_OK);
+	shmq_t *c = open_q("w", SHMQ_CONSUMER);         /* no "dd" for it */
+	shmq_t *q = open_q("w", SHMQ_PRODUCER);
+	put_strs(q, 2);
+	expect_lease(c, &l, "m0", 1);
+	RC_EQ(shmq_nack(c, &l.m, SHMQ_NACK_DEAD), SHMQ_OK);
+	struct shmq_stat st = stat_q(c);
+	ck_assert_uint_eq(st.dead_lettered, 0);
+	ck_assert_uint_eq(st.returned, 1);
+
+	/* A daemon that never answers: any round trip would take its
+	 * 10 s.  For longer than the retry period, no call may wait. */
+	ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+	long until = now_ms() + 1500, worst = 0;
+	while (now_ms() < until) {
+		long t0 = now_ms();
+		int rc = shmq_get(c, buf, sizeof(buf), &len, SHMQ_NOWAIT);
+		ck_assert(rc == SHMQ_OK || rc == SHMQ_EAGAIN);
+		rc = shmq_lease(c, l.data, sizeof(l.data), &l.m, SHMQ_NOWAIT);
+		ck_assert(rc == SHMQ_OK || rc == SHMQ_EAGAIN);
+		if (rc == SHMQ_OK)
+			RC_EQ(shmq_ack(c, &l.m), SHMQ_OK);
+		if (now_ms() - t0 > worst)
+			worst = now_ms() - t0;
+		sleep_ms(10);
+	}
+	ck_assert_int_eq(kill(d.pid, SIGCONT), 0);
+	ck_assert_msg(worst < 1000, "a call without waiting took %ld ms",
+		      worst);
+	ck_assert_uint_eq(stat_q(c).returned, 1);
+
+	/* The queue is back: a call that may block opens it, and the
+	 * letter waiting goes at once. */
+	create_q("dd", 8, 256, 0600, 0);
+	shmq_t *dl = open_q("dd", SHMQ_CONSUMER);
+	RC_EQ(shmq_lease(c, l.data, sizeof(l.data), &l.m, 10),
+	      SHMQ_ETIMEDOUT);
+	get_str(dl, "m0");
+	st = stat_q(c);
+	ck_assert_uint_eq(st.dead_lettered, 1);
+	ck_assert_uint_eq(st.returned, 0);
+	RC_EQ(shmq_detach(dl), SHMQ_OK);
+	RC_EQ(shmq_detach(q), SHMQ_OK);
+	RC_EQ(shmq_detach(c), SHMQ_OK);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 /* ======================================================================= */
 /* shmqd killed and restarted                                              */
 
@@ -663,6 +826,8 @@ static Suite *acked_suite(void)
 	tcase_add_test(tc, test_eos_and_join);
 	tcase_add_test(tc, test_dead_letters);
 	tcase_add_test(tc, test_dead_letter_relay);
+	tcase_add_test(tc, test_dead_letter_queue_replaced);
+	tcase_add_test(tc, test_dead_letter_retries);
 	tcase_add_test(tc, test_restart);
 	tcase_add_test(tc, test_calls);
 	tcase_add_test(tc, test_create_refusals);

@@ -250,6 +250,58 @@ START_TEST(test_detach_does_not_start)
 }
 END_TEST
 
+/* A consumer of an acked queue tries again, now and then, to open a
+ * dead-letter queue it could not: that must not start a daemon either,
+ * whatever the call (one that may block, a nack, one that may not). */
+START_TEST(test_dead_letter_retry_does_not_start)
+{
+	struct shmq_attr a;
+	struct shmq_msg m;
+	struct daemon d;
+	char buf[64];
+	size_t len;
+	pid_t daemon;
+	shmq_t *q;
+
+	borrow_dir(&d);
+	enable_autostart(&d);
+	RC_EQ(shmq_create("dd", NULL, 0), SHMQ_OK);
+	daemon = sole_daemon(&d);
+	shmq_attr_init(&a);
+	a.flags = SHMQ_ACKED;
+	a.max_msg = 64;
+	a.dead_letter = "dd";
+	RC_EQ(shmq_create("w", &a, 0), SHMQ_OK);
+	RC_EQ(shmq_delete("dd"), SHMQ_OK);
+	q = open_q("w", SHMQ_PRODUCER | SHMQ_CONSUMER);
+	put_str(q, "m0");
+	put_str(q, "m1");
+	RC_EQ(shmq_lease(q, buf, sizeof(buf), &m, 5000), SHMQ_OK);
+	RC_EQ(shmq_nack(q, &m, SHMQ_NACK_DEAD), SHMQ_OK);   /* it waits */
+	ck_assert(stop_foreign(daemon));
+	ck_assert_int_eq(lock_holders(d.sock, NULL), 0);
+
+	/* Past the retry period, every kind of call. */
+	long until = now_ms() + 1500;
+	while (now_ms() < until) {
+		int rc = shmq_get(q, buf, sizeof(buf), &len, SHMQ_NOWAIT);
+		ck_assert(rc == SHMQ_OK || rc == SHMQ_EAGAIN);
+		rc = shmq_lease(q, buf, sizeof(buf), &m, 10);
+		ck_assert(rc == SHMQ_OK || rc == SHMQ_ETIMEDOUT);
+		if (rc == SHMQ_OK)
+			RC_EQ(shmq_nack(q, &m, SHMQ_NACK_DEAD), SHMQ_OK);
+		sleep_ms(20);
+	}
+	ck_assert_int_eq(lock_holders(d.sock, NULL), 0);
+	ck_assert_int_eq(daemons_on(d.sock, NULL, 0), 0);
+	ck_assert_uint_eq(stat_q(q).returned, 1);       /* m0, waiting */
+	RC_EQ(shmq_detach(q), SHMQ_OK);
+	ck_assert_int_eq(daemons_on(d.sock, NULL, 0), 0);
+	setenv("SHMQ_NO_AUTOSTART", "1", 1);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
 static int serving(const char *sock)
 {
 	int fd = raw_connect(sock), ok;
@@ -666,6 +718,7 @@ static Suite *autostart_suite(void)
 	tcase_add_test(tc, test_autostart_race);
 	tcase_add_test(tc, test_no_daemon);
 	tcase_add_test(tc, test_detach_does_not_start);
+	tcase_add_test(tc, test_dead_letter_retry_does_not_start);
 	tcase_add_test(tc, test_foreign_user_daemon);
 	tcase_add_loop_test(tc, test_socket_dir_refused, 0,
 			    sizeof(sock_dirs) / sizeof(sock_dirs[0]));
