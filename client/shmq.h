@@ -645,8 +645,10 @@ int shmq_view_seq(const shmq_t *q, uint64_t *seq);
  * SHMQ_CLOSE_DRAIN after SHMQ_CLOSE_NOW changes nothing.  Any handle may
  * close, whatever its role, if its opener has write permission.  On an
  * acked queue, SHMQ_CLOSE_NOW also discards the messages waiting for
- * redelivery, and each leased message when it comes back (nack, timeout,
- * holder gone); acks go on working.
+ * redelivery and the dead letters waiting for room in the dead-letter
+ * queue, and each leased message when it comes back (nack, timeout,
+ * holder gone: whichever consumer or joiner takes the consumers' lock next
+ * discards it); acks go on working.
  * *discarded (discarded may be NULL) is set on every return: the number of
  * messages this call discarded, 0 for SHMQ_CLOSE_DRAIN.
  *
@@ -906,6 +908,12 @@ int shmq_extend(shmq_t *q, const struct shmq_msg *m, int ms);
  * queue, until consumers have taken them all.  Any handle may join,
  * whatever its role; leases held by the caller's own handle count too, so
  * ack them first.
+ *
+ * What needs no consumer to be settled, a join settles itself: after
+ * SHMQ_CLOSE_NOW, the messages the closer could not discard and the
+ * leases whose holder died (or whose deadline passed); and dead letters
+ * due for another try (if this handle has a dead-letter queue).  It takes
+ * the consumers' lock for that, waiting for it at most 10 ms.
  *
  * Returns SHMQ_OK, SHMQ_ETIMEDOUT, SHMQ_EAGAIN (SHMQ_NOWAIT, not settled
  * yet), SHMQ_EINTR (a signal handler ran while it slept), or SHMQ_EINVAL

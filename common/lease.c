@@ -51,6 +51,7 @@
 #include "wait.h"
 
 #define DEAD_RETRY_NS       1000000000ll
+#define JOIN_LOCK_MS        10
 
 static uint64_t lease_id(uint32_t index, uint32_t epoch)
 {
@@ -152,9 +153,10 @@ static int try_dead_letter(struct ring *r, uint32_t i,
 
 /*
  * Under get_lock: one pass over the table.  Returns leases whose holder is
- * gone or whose deadline passed (dropping them instead after close --now),
- * retries dead letters that are due, and recounts every counter from the
- * slots, so that it also repairs them (L3).
+ * gone or whose deadline passed, retries dead letters that are due, and
+ * recounts every counter from the slots, so that it also repairs them
+ * (L3).  After close --now it drops, instead, what is returned (a lease
+ * whose holder is gone included) and the dead letters waiting for room.
  */
 static int sweep(struct ring *r, uint64_t head, int64_t now)
 {
@@ -181,8 +183,10 @@ static int sweep(struct ring *r, uint64_t head, int64_t now)
 			st = SHMQ_LEASE_RETURNED;
 			set_state(r, i, st);
 		}
-		if (st == SHMQ_LEASE_RETURNED && now_closed) {
-			/* close --now drops what comes back, too. */
+		if ((st == SHMQ_LEASE_RETURNED || st == SHMQ_LEASE_DEAD) &&
+		    now_closed) {
+			/* close --now drops what comes back, too, and what
+			 * waits for the dead-letter queue. */
 			set_state(r, i, SHMQ_LEASE_FREE);
 			add_total(&h->lease_discarded);
 			freed = 1;
@@ -227,21 +231,18 @@ int lease_recount(struct ring *r, uint64_t head)
 
 uint64_t lease_discard(struct ring *r, uint64_t head)
 {
-	uint64_t n = 0;
+	struct shmq_seg_hdr *h = r->hdr;
+	int64_t now = now_ns();
 
-	for (uint32_t i = 0; i < r->capacity; i++) {
-		struct shmq_lease s;
-		if (read_lease(r, i, head, &s) == SHMQ_LEASE_RETURNED) {
-			free_slot(r, i, s.len);
-			n++;
-		}
-	}
-	WRITE_ONCE(r->hdr->returned, 0);
-	WRITE_ONCE(r->hdr->lease_discarded,
-		   READ_ONCE(r->hdr->lease_discarded) + n);
-	if (n)
-		wait_notify(r, &r->hdr->space_futex);
-	return n;
+	/* Called at every attempt on a closed-now queue: only a pass when
+	 * there is something to drop (the counters are right under the
+	 * lock: a crash that left them wrong was followed by a recount). */
+	if (READ_ONCE(h->returned) == 0 && READ_ONCE(h->dead) == 0 &&
+	    !sweep_due(r, now))
+		return 0;
+	uint64_t before = READ_ONCE(h->lease_discarded);
+	sweep(r, head, now);
+	return READ_ONCE(h->lease_discarded) - before;
 }
 
 int64_t lease_next_deadline(const struct ring *r)
@@ -523,6 +524,8 @@ static int attempt_lease(struct ring *r, void *ctx, int *progressed)
 
 	/* A lease frees no room; only a plain get (settle) does. */
 	a->freed = 0;
+	/* (After close --now, ring_closed_now's discard has swept what was
+	 * due: a lease whose holder is gone is settled before the end.) */
 	if (ring_closed_now(r))
 		return ring_eos(r);
 	if (sweep_due(r, now))
@@ -869,9 +872,8 @@ struct join_args {
 	uint64_t upto;          /* every ticket below this must be settled */
 };
 
-static int settled(struct ring *r, void *ctx)
+static int all_settled(struct ring *r, const struct join_args *j)
 {
-	const struct join_args *j = ctx;
 	uint64_t head = LOAD_ACQ(r->hdr->head);
 
 	if (head < j->upto)
@@ -885,6 +887,56 @@ static int settled(struct ring *r, void *ctx)
 			return 0;
 	}
 	return 1;
+}
+
+/* Under get_lock, for a joiner: what a getter would settle on its way
+ * (the discard of close --now, leases of holders that are gone or past
+ * their deadline, dead letters due), without getting anything. */
+static int attempt_settle(struct ring *r, void *ctx, int *progressed)
+{
+	int64_t now = now_ns();
+
+	(void)ctx;
+	(void)progressed;
+	if (ring_closed_now(r))
+		return SHMQ_OK;
+	if (r->leases && sweep_due(r, now))
+		sweep(r, READ_ONCE(r->hdr->head), now);
+	return SHMQ_OK;
+}
+
+/* Lockless: would a getter settle something now (see attempt_settle)? */
+static int settle_due(const struct ring *r)
+{
+	const struct shmq_seg_hdr *h = r->hdr;
+
+	if (READ_ONCE(h->now_pending) &&
+	    (LOAD_ACQ(h->tail) & SHMQ_TAIL_COUNT) != LOAD_ACQ(h->head))
+		return 1;
+	if (r->leases == NULL)
+		return 0;
+	int64_t dl = READ_ONCE(h->next_deadline);
+	return LOAD_ACQ(h->departures) != READ_ONCE(h->departures_seen) ||
+	       (dl != SHMQ_NO_DEADLINE && dl <= now_ns());
+}
+
+/* A join settles what needs no getter itself: after close --now nothing
+ * is delivered any more, so without it a lease whose holder died, say,
+ * would never be settled. */
+static int settled(struct ring *r, void *ctx)
+{
+	static const uint64_t zero;
+	const struct join_args *j = ctx;
+
+	if (all_settled(r, j))
+		return 1;
+	if (!settle_due(r))
+		return 0;
+	/* Briefly: a lock held for longer belongs to a getter, which
+	 * settles it. */
+	ring_run_locked(r, GET_SIDE, JOIN_LOCK_MS, &zero, attempt_settle,
+			NULL);
+	return all_settled(r, j);
 }
 
 int ring_join(struct ring *r, int timeout_ms)

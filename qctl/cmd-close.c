@@ -42,7 +42,10 @@ const struct cmd_entry cmd_close_entry = {
 "Close queue NAME: from now on put fails with status 4, while consumers\n"
 "still receive what is queued, then end of stream.  With --now, queued\n"
 "messages are discarded instead, consumers see end of stream at once, and\n"
-"the number discarded is printed.  Closing a closed queue is no error.\n",
+"the number discarded is printed.  On an acked queue --now also discards\n"
+"the messages waiting for redelivery and the dead letters waiting for room;\n"
+"leased messages are discarded when they come back.  Closing a closed\n"
+"queue is no error.\n",
 	.opts = close_opts,
 	.min_args = 1,
 	.max_args = 1,

@@ -49,7 +49,9 @@ const struct cmd_entry cmd_join_entry = {
 "settled: taken by a consumer of a plain queue; on an acked queue, acked,\n"
 "dead-lettered, dropped after its last delivery, or discarded by\n"
 "'close --now'.  Messages put meanwhile are not waited for.  Needs read\n"
-"permission; join neither takes nor changes anything.\n",
+"permission; join takes nothing (after 'close --now' it discards, as a\n"
+"consumer would, what is left to discard, such as the lease of a worker\n"
+"that died).\n",
 	.opts = join_opts,
 	.min_args = 1,
 	.max_args = 1,

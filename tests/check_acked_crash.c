@@ -951,6 +951,68 @@ START_TEST(test_close_now_racing_lease)
 }
 END_TEST
 
+/* After close --now nothing is delivered any more, so what only a getter
+ * used to settle must be settled anyway: a lease whose holder died
+ * (before the close, or after it) is discarded by the next sweep, which a
+ * join makes itself, and a dead letter waiting for room is discarded by
+ * the close. */
+START_TEST(test_close_now_settles)
+{
+	struct lop hold = { .op = OP(.n = 1), .then = HOLD };
+	struct leased l;
+	uint64_t n = 0;
+
+	/* The holder dies, then the queue is closed now. */
+	acked_create(8, 0, 0, 0);
+	put_all(2);
+	struct kid *k = kid_start(SHMQ_ROLE_CONSUMER, kid_lease, &hold);
+	ck_assert_int_eq(kid_report(k).count, 1);
+	kill_holder(k);
+	ck_assert_int_eq(ring_close(&R, SHMQ_CLOSE_NOW, &n), SHMQ_OK);
+	ck_assert_int_eq(ring_join(&R, WAIT_MS), SHMQ_OK);
+	struct shmq_stat st = stat_now();
+	ck_assert_uint_eq(st.discarded, 2);
+	ck_assert_uint_eq(st.leased, 0);
+	ck_assert_uint_eq(st.messages, 0);
+	ck_assert_int_eq(lease_one(&R, &l, SHMQ_NOWAIT), SHMQ_EOS);
+	acked_teardown();
+	ring_setup();
+
+	/* Closed now, then the holder dies: a join waiting meanwhile
+	 * returns. */
+	acked_create(8, 0, 0, 0);
+	put_all(1);
+	k = kid_start(SHMQ_ROLE_CONSUMER, kid_lease, &hold);
+	ck_assert_int_eq(kid_report(k).count, 1);
+	ck_assert_int_eq(ring_close(&R, SHMQ_CLOSE_NOW, &n), SHMQ_OK);
+	ck_assert_uint_eq(n, 0);
+	struct kid *j = kid_start(0, kid_join, NULL);
+	kid_silent(j);
+	kill_holder(k);
+	ck_assert_int_eq(kid_result(j).rc, SHMQ_OK);
+	ck_assert_uint_eq(stat_now().discarded, 1);
+	acked_teardown();
+	ring_setup();
+
+	/* A dead letter waiting for room: close --now discards it. */
+	acked_create(8, 0, 0, 1);
+	ck_assert_int_eq(put_one_str(&DL, "full", 0), SHMQ_OK);
+	put_all(1);
+	expect_lease(&l, "m0", 1);
+	ck_assert_int_eq(ring_nack(&R, &l.m, SHMQ_NACK_DEAD), SHMQ_OK);
+	ck_assert_uint_eq(stat_now().returned, 1);
+	ck_assert_int_eq(ring_join(&R, SHMQ_NOWAIT), SHMQ_EAGAIN);
+	ck_assert_int_eq(ring_close(&R, SHMQ_CLOSE_NOW, &n), SHMQ_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(ring_join(&R, SHMQ_NOWAIT), SHMQ_OK);
+	st = stat_now();
+	ck_assert_uint_eq(st.discarded, 1);
+	ck_assert_uint_eq(st.returned, 0);
+	ck_assert_uint_eq(st.dead_lettered, 0);
+	expect_settled(0);
+}
+END_TEST
+
 static Suite *acked_crash_suite(void)
 {
 	Suite *s = suite_create("acked crash");
@@ -977,6 +1039,7 @@ static Suite *acked_crash_suite(void)
 	tcase_add_test(tc, test_join);
 	tcase_add_test(tc, test_bad_leases);
 	tcase_add_test(tc, test_close_now_racing_lease);
+	tcase_add_test(tc, test_close_now_settles);
 	return s;
 }
 
