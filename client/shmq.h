@@ -744,8 +744,10 @@ struct shmq_stat {
  *   }
  *
  * The end of stream of an acked queue comes once it is closed, nothing is
- * queued or returned, and no other handle holds a lease (a leased message
- * may still come back).  shmq_get() on an acked queue takes and acks in
+ * queued or returned, no other handle holds a lease (a leased message may
+ * still come back), and no dead letter waits for room in the dead-letter
+ * queue (it is still here: a consumer waiting for the end tries it every
+ * second, and the end comes once it has gone).  shmq_get() on an acked queue takes and acks in
  * one step; shmq_lease() on a plain queue is a shmq_get() (m.lease is 0,
  * and acking it does nothing).  A process killed at any instruction loses
  * nothing: the only message delivered twice is one whose holder died
@@ -814,9 +816,10 @@ struct shmq_msg {
  *   SHMQ_OK        *m is filled
  *   SHMQ_EOS, SHMQ_EOS_LOST
  *                  the queue is closed, nothing is queued or waiting for
- *                  redelivery, and no other handle holds a lease (one
- *                  might come back); this handle's own leases do not delay
- *                  it.  After SHMQ_CLOSE_NOW, at once.
+ *                  redelivery or for the dead-letter queue, and no other
+ *                  handle holds a lease (one might come back); this
+ *                  handle's own leases do not delay it.  After
+ *                  SHMQ_CLOSE_NOW, at once.
  *   SHMQ_EMSGSIZE  the message is longer than size: nothing is leased,
  *                  m->len is its length (on an acked queue the rest of *m
  *                  is zeroed)

@@ -577,8 +577,11 @@ static int attempt_lease(struct ring *r, void *ctx, int *progressed)
 	}
 	if (rc == SHMQ_EOS || rc == SHMQ_EOS_LOST) {
 		/* Closed and drained: unless another handle holds a lease
-		 * that may come back. */
-		if (READ_ONCE(r->hdr->leased) > 0 && others_hold(r, head))
+		 * that may come back, or dead letters wait for room (they
+		 * are still here, unsettled: a waiter tries them again every
+		 * second, as the sweep does). */
+		if (READ_ONCE(r->hdr->dead) > 0 ||
+		    (READ_ONCE(r->hdr->leased) > 0 && others_hold(r, head)))
 			return RING_WAIT;
 	}
 	return rc;
@@ -863,9 +866,13 @@ int lease_ready(struct ring *r, uint64_t head)
 	if (!(tw & SHMQ_TAIL_CLOSED))
 		return 0;
 	/* Closed and drained: the end comes once no other handle holds a
-	 * lease.  (A yes only costs an attempt under the lock.) */
-	return (tw & SHMQ_TAIL_NOW) || READ_ONCE(h->leased) == 0 ||
-	       !others_hold(r, head);
+	 * lease and no dead letter waits (its next try is a deadline, seen
+	 * above).  (A yes only costs an attempt under the lock.) */
+	if (tw & SHMQ_TAIL_NOW)
+		return 1;
+	if (READ_ONCE(h->dead) > 0)
+		return 0;
+	return READ_ONCE(h->leased) == 0 || !others_hold(r, head);
 }
 
 struct join_args {

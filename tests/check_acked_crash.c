@@ -801,6 +801,37 @@ START_TEST(test_eos_waits_for_leases)
 }
 END_TEST
 
+/* Dead letters waiting for room in the dead-letter queue are still in
+ * this one, unsettled: the end of the stream waits for them too, and a
+ * consumer waiting there moves them once there is room (it tries every
+ * second, as the sweep does). */
+START_TEST(test_eos_waits_for_dead_letters)
+{
+	struct lop waiter = { .op = OP(.n = 1), .then = HOLD };
+	struct leased l;
+	char buf[16];
+	size_t len;
+
+	acked_create(8, 0, 0, 1);
+	ck_assert_int_eq(put_one_str(&DL, "full", 0), SHMQ_OK);
+	put_all(1);
+	ck_assert_int_eq(ring_close(&R, SHMQ_CLOSE_DRAIN, NULL), SHMQ_OK);
+	expect_lease(&l, "m0", 1);
+	ck_assert_int_eq(ring_nack(&R, &l.m, SHMQ_NACK_DEAD), SHMQ_OK);
+	ck_assert_int_eq(lease_one(&R, &l, SHMQ_NOWAIT), SHMQ_EAGAIN);
+	struct kid *w = kid_start(SHMQ_ROLE_CONSUMER, kid_lease, &waiter);
+	EVENTUALLY(entry_wait(w->idx) == SHMQ_WAIT_GET);
+	kid_silent(w);
+	ck_assert_int_eq(get_one(&DL, buf, sizeof(buf), &len, 0), SHMQ_OK);
+	ck_assert_int_eq(kid_report(w).rc, SHMQ_EOS);
+	ck_assert_int_eq(get_one(&DL, buf, sizeof(buf), &len, 0), SHMQ_OK);
+	ck_assert_mem_eq(buf, "m0", 2);
+	ck_assert_uint_eq(stat_now().dead_lettered, 1);
+	ck_assert_int_eq(lease_one(&R, &l, SHMQ_NOWAIT), SHMQ_EOS);
+	expect_settled(0);
+}
+END_TEST
+
 /* A holder that dies ends the stream too, once its message is taken. */
 START_TEST(test_eos_after_holder_dies)
 {
@@ -1036,6 +1067,7 @@ static Suite *acked_crash_suite(void)
 	tcase_add_test(tc, test_full_of_leases_sleeps);
 	tcase_add_test(tc, test_eos_waits_for_leases);
 	tcase_add_test(tc, test_eos_after_holder_dies);
+	tcase_add_test(tc, test_eos_waits_for_dead_letters);
 	tcase_add_test(tc, test_join);
 	tcase_add_test(tc, test_bad_leases);
 	tcase_add_test(tc, test_close_now_racing_lease);
