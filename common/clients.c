@@ -209,10 +209,11 @@ void ring_client_mark_detached(struct ring *r)
 	if (r->self == NULL)
 		return;
 	__atomic_store_n(&r->self->detached, SHMQ_CLIENT_DETACHED,
-			 __ATOMIC_RELEASE);
+			 __ATOMIC_SEQ_CST);
 	/* Our leases are returned now, not when shmqd hears of the detach:
-	 * tell the getters to look. */
-	if (r->leases) {
+	 * tell the getters to look (if we hold any: a departure costs each
+	 * getter a pass over the table). */
+	if (r->leases && READ_ONCE(r->self->leases) != 0) {
 		__atomic_add_fetch(&r->hdr->departures, 1, __ATOMIC_SEQ_CST);
 		ring_wake_all(r);
 	}
@@ -226,6 +227,8 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 		return;
 	struct shmq_client *c = &r->clients[index];
 	uint32_t role = READ_ONCE(c->role);
+	/* Leases it holds (acked queues; it may overstate, never less). */
+	uint32_t held = r->leases ? LOAD_SC(c->leases) : 0;
 
 	/* A handle that marked itself detached did not die attached, even
 	 * if shmqd only hears of it from the process's exit. */
@@ -256,17 +259,20 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 	WRITE_ONCE(c->detached, 0);
 	WRITE_ONCE(c->armed[PUT_SIDE], 0);
 	WRITE_ONCE(c->armed[GET_SIDE], 0);
+	WRITE_ONCE(c->leases, 0);
 	WRITE_ONCE(c->gen, 0);
 	WRITE_ONCE(c->start_time, 0);
 	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);
 	/* Leases held by the entry are returned by the next getter, which
 	 * learns of the departure here (lease.c never trusts shmqd to touch
-	 * its table). */
-	__atomic_add_fetch(&h->departures, 1, __ATOMIC_SEQ_CST);
+	 * its table).  Only then: every departure costs each getter a pass
+	 * over the table. */
+	if (held)
+		__atomic_add_fetch(&h->departures, 1, __ATOMIC_SEQ_CST);
 	/* A process that died just after being woken may have taken a
-	 * wake-up with it, and a departure may end an acked stream: let
-	 * every sleeper look again. */
-	if (died || r->leases)
+	 * wake-up with it, and a departure with leases may end an acked
+	 * stream: let every sleeper look again. */
+	if (died || held)
 		ring_wake_all(r);
 }
 

@@ -58,44 +58,9 @@ static uint64_t lease_id(uint32_t index, uint32_t epoch)
 	return (uint64_t)epoch << 32 | ((uint64_t)index + 1);
 }
 
-/* One slot, read once and checked.  Returns its state, or FREE for a slot
- * that is not in use by rule L1 (or that is damaged beyond use: a message
- * is never read out of it). */
-static uint32_t read_lease(const struct ring *r, uint32_t i, uint64_t head,
-			   struct shmq_lease *s)
-{
-	const struct shmq_lease *p = &r->leases[i];
-
-	s->state = READ_ONCE(p->state);
-	s->epoch = READ_ONCE(p->epoch);
-	s->ticket = READ_ONCE(p->ticket);
-	s->holder = READ_ONCE(p->holder);
-	s->holder_gen = READ_ONCE(p->holder_gen);
-	s->len = READ_ONCE(p->len);
-	s->deliveries = READ_ONCE(p->deliveries);
-	s->deadline = READ_ONCE(p->deadline);
-	s->since = READ_ONCE(p->since);
-	if (s->state == SHMQ_LEASE_FREE || s->state > SHMQ_LEASE_DEAD ||
-	    s->ticket >= head || s->len > r->max_msg)
-		return SHMQ_LEASE_FREE;
-	return s->state;
-}
-
 static uint8_t *lease_bytes_of(const struct ring *r, uint32_t i)
 {
 	return r->lease_data + (size_t)i * r->lease_stride;
-}
-
-/* Is the attachment that took this lease still there?  An entry removed
- * by shmqd (its process died or detached) or marked detached by its own
- * process holds nothing any more. */
-static int holder_alive(const struct ring *r, const struct shmq_lease *s)
-{
-	if (s->holder >= r->nclients)
-		return 0;
-	const struct shmq_client *c = &r->clients[s->holder];
-	return READ_ONCE(c->pid) != 0 && READ_ONCE(c->gen) == s->holder_gen &&
-	       READ_ONCE(c->detached) != SHMQ_CLIENT_DETACHED;
 }
 
 /* A slot's state and delivery count, stored as one word (see the layout),
@@ -135,6 +100,24 @@ static void free_slot(struct ring *r, uint32_t i, uint32_t len)
 	WRITE_ONCE(h->lease_bytes, b >= len ? b - len : 0);
 }
 
+/* The caller's attachment entry counts the slots it holds (see
+ * `leases` in the layout): raised before a slot is leased to it, lowered
+ * after the slot is freed or returned, so that it may overstate but never
+ * understate; a sweep recounts every entry's. */
+static void hold_more(struct ring *r)
+{
+	if (r->self)
+		WRITE_ONCE(r->self->leases, READ_ONCE(r->self->leases) + 1);
+}
+
+static void hold_less(struct ring *r)
+{
+	if (r->self) {
+		uint32_t n = READ_ONCE(r->self->leases);
+		WRITE_ONCE(r->self->leases, n ? n - 1 : 0);
+	}
+}
+
 static void add_total(uint64_t *ctr)
 {
 	WRITE_ONCE(*ctr, READ_ONCE(*ctr) + 1);
@@ -143,6 +126,211 @@ static void add_total(uint64_t *ctr)
 static int closed_now_word(const struct ring *r)
 {
 	return (LOAD_ACQ(r->hdr->tail) & SHMQ_TAIL_NOW) != 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The order of redelivery                                            */
+
+/*
+ * Returned messages are delivered again oldest first.  Finding the oldest
+ * by looking at every slot would cost a pass over the table per
+ * redelivery (quadratic to drain a queue of nacked messages), so the
+ * header keeps the next SHMQ_RET_CACHE returned slots in order (ret_*, see
+ * the layout): one pass refills it, a nack slots its message in, and a
+ * redelivery takes the next.  Its invariant: every returned slot whose
+ * ticket is below ret_bound is in ret_slot[ret_pos..ret_n), in ticket
+ * order.  Only a pop (ret_take) or a sweep (which rebuilds it) takes a
+ * slot out of the returned state, so no entry goes stale in between; a
+ * damaged cache can only change the order, never what is delivered:
+ * every entry is checked to be a returned slot before it is used.
+ */
+
+/* The smallest tickets of a pass, a max-heap: the root is the largest
+ * kept. */
+struct ret_heap {
+	uint32_t n;
+	int more;               /* some were left out */
+	uint64_t t[SHMQ_RET_CACHE];
+	uint32_t i[SHMQ_RET_CACHE];
+};
+
+static void heap_swap(struct ret_heap *hp, uint32_t a, uint32_t b)
+{
+	uint64_t t = hp->t[a];
+	uint32_t i = hp->i[a];
+
+	hp->t[a] = hp->t[b];
+	hp->i[a] = hp->i[b];
+	hp->t[b] = t;
+	hp->i[b] = i;
+}
+
+static void heap_down(struct ret_heap *hp, uint32_t k, uint32_t n)
+{
+	for (;;) {
+		uint32_t c = 2 * k + 1;
+		if (c >= n)
+			return;
+		if (c + 1 < n && hp->t[c + 1] > hp->t[c])
+			c++;
+		if (hp->t[c] <= hp->t[k])
+			return;
+		heap_swap(hp, k, c);
+		k = c;
+	}
+}
+
+static void heap_add(struct ret_heap *hp, uint64_t ticket, uint32_t i)
+{
+	if (hp->n < SHMQ_RET_CACHE) {
+		uint32_t k = hp->n++;
+		hp->t[k] = ticket;
+		hp->i[k] = i;
+		while (k > 0 && hp->t[(k - 1) / 2] < hp->t[k]) {
+			heap_swap(hp, k, (k - 1) / 2);
+			k = (k - 1) / 2;
+		}
+		return;
+	}
+	hp->more = 1;
+	if (ticket < hp->t[0]) {
+		hp->t[0] = ticket;
+		hp->i[0] = i;
+		heap_down(hp, 0, hp->n);
+	}
+}
+
+/* Under get_lock: the heap of a pass over every slot becomes the cache. */
+static void ret_store(struct ring *r, struct ret_heap *hp)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+
+	for (uint32_t k = hp->n; k > 1; k--) {      /* ascending */
+		heap_swap(hp, 0, k - 1);
+		heap_down(hp, 0, k - 1);
+	}
+	for (uint32_t k = 0; k < hp->n; k++)
+		WRITE_ONCE(h->ret_slot[k], hp->i[k]);
+	WRITE_ONCE(h->ret_pos, 0);
+	WRITE_ONCE(h->ret_n, hp->n);
+	WRITE_ONCE(h->ret_bound, hp->more ? hp->t[hp->n - 1] + 1 : UINT64_MAX);
+}
+
+/* Under get_lock: the cache says nothing (the next look refills it). */
+static void ret_forget(struct ring *r)
+{
+	WRITE_ONCE(r->hdr->ret_bound, 0);
+	WRITE_ONCE(r->hdr->ret_pos, 0);
+	WRITE_ONCE(r->hdr->ret_n, 0);
+}
+
+/* Under get_lock: one pass over the table for the oldest returned. */
+static void ret_refill(struct ring *r, uint64_t head)
+{
+	struct ret_heap hp = { 0 };
+
+	for (uint32_t i = 0; i < r->capacity; i++) {
+		struct shmq_lease s;
+		if (read_lease(r, i, head, &s) == SHMQ_LEASE_RETURNED)
+			heap_add(&hp, s.ticket, i);
+	}
+	ret_store(r, &hp);
+}
+
+/* Under get_lock: the oldest returned slot (a copy of it in *out), taken
+ * off the cache, or UINT32_MAX if there is none.  The caller redelivers
+ * or dead-letters it, or puts it back (ret_untake). */
+static uint32_t ret_take(struct ring *r, uint64_t head,
+			 struct shmq_lease *out)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+
+	for (int pass = 0; pass < 2; pass++) {
+		uint32_t n = READ_ONCE(h->ret_n), pos = READ_ONCE(h->ret_pos);
+		if (n > SHMQ_RET_CACHE || pos > n)
+			n = pos = 0;            /* damaged: look again */
+		while (pos < n) {
+			uint32_t i = READ_ONCE(h->ret_slot[pos++]);
+			if (i < r->capacity &&
+			    read_lease(r, i, head, out) == SHMQ_LEASE_RETURNED) {
+				WRITE_ONCE(h->ret_pos, pos);
+				return i;
+			}
+		}
+		/* Empty: a pass (counted as `returned`, some must be there,
+		 * unless the count lied). */
+		if (pass == 0)
+			ret_refill(r, head);
+	}
+	return UINT32_MAX;
+}
+
+/* Under get_lock: slot i, just taken, stays returned after all. */
+static void ret_untake(struct ring *r, uint32_t i)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint32_t pos = READ_ONCE(h->ret_pos);
+
+	if (pos > 0 && pos <= SHMQ_RET_CACHE &&
+	    READ_ONCE(h->ret_slot[pos - 1]) == i)
+		WRITE_ONCE(h->ret_pos, pos - 1);
+	else
+		ret_forget(r);
+}
+
+/* Under get_lock: slot i (of `ticket`) has just been returned: in its
+ * place in the cache if it belongs there. */
+static void ret_note(struct ring *r, uint32_t i, uint64_t ticket)
+{
+	struct shmq_seg_hdr *h = r->hdr;
+	uint32_t n = READ_ONCE(h->ret_n), pos = READ_ONCE(h->ret_pos);
+
+	if (ticket >= READ_ONCE(h->ret_bound))
+		return;
+	if (n > SHMQ_RET_CACHE || pos > n) {
+		ret_forget(r);
+		return;
+	}
+	if (n == SHMQ_RET_CACHE && pos > 0) {
+		memmove(&h->ret_slot[0], &h->ret_slot[pos],
+			(n - pos) * sizeof(h->ret_slot[0]));
+		n -= pos;
+		pos = 0;
+	}
+	if (n == SHMQ_RET_CACHE) {
+		/* Full: the newest leaves, and the bound comes down to it. */
+		uint32_t last = READ_ONCE(h->ret_slot[n - 1]);
+		if (last >= r->capacity) {
+			ret_forget(r);
+			return;
+		}
+		uint64_t t = READ_ONCE(r->leases[last].ticket);
+		WRITE_ONCE(h->ret_bound, t);
+		n--;
+		if (ticket >= t) {
+			WRITE_ONCE(h->ret_n, n);
+			WRITE_ONCE(h->ret_pos, pos);
+			return;
+		}
+	}
+	uint32_t lo = pos, hi = n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		uint32_t j = READ_ONCE(h->ret_slot[mid]);
+		if (j >= r->capacity) {
+			ret_forget(r);
+			return;
+		}
+		if (READ_ONCE(r->leases[j].ticket) < ticket)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	memmove(&h->ret_slot[lo + 1], &h->ret_slot[lo],
+		(n - lo) * sizeof(h->ret_slot[0]));
+	WRITE_ONCE(h->ret_slot[lo], i);
+	WRITE_ONCE(h->ret_n, n + 1);
+	WRITE_ONCE(h->ret_pos, pos);
 }
 
 /* ------------------------------------------------------------------ */
@@ -155,8 +343,12 @@ static int try_dead_letter(struct ring *r, uint32_t i,
  * Under get_lock: one pass over the table.  Returns leases whose holder is
  * gone or whose deadline passed, retries dead letters that are due, and
  * recounts every counter from the slots, so that it also repairs them
- * (L3).  After close --now it drops, instead, what is returned (a lease
- * whose holder is gone included) and the dead letters waiting for room.
+ * (L3): the header's, each attachment entry's `leases` (counted in its
+ * `tally` first, so that no entry's count is ever lower than what it
+ * holds, even for a moment: shmqd reads it when the entry goes) and the
+ * cache of returned slots.  After close --now it drops, instead, what is
+ * returned (a lease whose holder is gone included) and the dead letters
+ * waiting for room.
  */
 static int sweep(struct ring *r, uint64_t head, int64_t now)
 {
@@ -166,7 +358,10 @@ static int sweep(struct ring *r, uint64_t head, int64_t now)
 	uint64_t bytes = 0;
 	int64_t next = SHMQ_NO_DEADLINE;
 	int now_closed = closed_now_word(r), freed = 0;
+	struct ret_heap hp = { 0 };
 
+	for (uint32_t c = 0; c < r->nclients; c++)
+		WRITE_ONCE(r->clients[c].tally, 0);
 	for (uint32_t i = 0; i < r->capacity; i++) {
 		struct shmq_lease s;
 		uint32_t st = read_lease(r, i, head, &s);
@@ -197,13 +392,23 @@ static int sweep(struct ring *r, uint64_t head, int64_t now)
 			continue;
 		leased++;
 		bytes += s.len;
-		if (st == SHMQ_LEASE_RETURNED)
+		if (st == SHMQ_LEASE_RETURNED) {
 			returned++;
-		else if (READ_ONCE(r->leases[i].deadline) < next)
+			heap_add(&hp, s.ticket, i);
+		} else if (READ_ONCE(r->leases[i].deadline) < next) {
 			next = READ_ONCE(r->leases[i].deadline);
-		if (READ_ONCE(r->leases[i].state) == SHMQ_LEASE_DEAD)
+		}
+		if (READ_ONCE(r->leases[i].state) == SHMQ_LEASE_DEAD) {
 			dead++;
+		} else if (st == SHMQ_LEASE_LEASED) {
+			uint32_t *t = &r->clients[s.holder].tally;
+			WRITE_ONCE(*t, READ_ONCE(*t) + 1);
+		}
 	}
+	for (uint32_t c = 0; c < r->nclients; c++)
+		WRITE_ONCE(r->clients[c].leases,
+			   READ_ONCE(r->clients[c].tally));
+	ret_store(r, &hp);
 	WRITE_ONCE(h->leased, leased);
 	WRITE_ONCE(h->lease_bytes, bytes);
 	WRITE_ONCE(h->returned, returned);
@@ -232,7 +437,7 @@ int lease_recount(struct ring *r, uint64_t head)
 uint64_t lease_discard(struct ring *r, uint64_t head)
 {
 	struct shmq_seg_hdr *h = r->hdr;
-	int64_t now = now_ns();
+	int64_t now = (int64_t)mono_ns();
 
 	/* Called at every attempt on a closed-now queue: only a pass when
 	 * there is something to drop (the counters are right under the
@@ -310,25 +515,6 @@ struct lease_args {
 	enum lease_mode mode;
 	int freed;                  /* settled a returned message: room */
 };
-
-/* The oldest returned slot, or UINT32_MAX. */
-static uint32_t oldest_returned(const struct ring *r, uint64_t head,
-				struct shmq_lease *out)
-{
-	uint32_t best = UINT32_MAX;
-	uint64_t best_ticket = UINT64_MAX;
-
-	for (uint32_t i = 0; i < r->capacity; i++) {
-		struct shmq_lease s;
-		if (read_lease(r, i, head, &s) == SHMQ_LEASE_RETURNED &&
-		    s.ticket < best_ticket) {
-			best = i;
-			best_ticket = s.ticket;
-			*out = s;
-		}
-	}
-	return best;
-}
 
 /* A free slot for a new lease (rule L1 makes a slot with ticket >= head
  * free), or UINT32_MAX if the counters lied. */
@@ -431,6 +617,7 @@ static int redeliver(struct ring *r, struct lease_args *a, uint32_t i,
 			   r->lease_timeout_ms
 				   ? now + (int64_t)r->lease_timeout_ms * 1000000
 				   : SHMQ_NO_DEADLINE);
+		hold_more(r);
 		HOOK(RING_HOOK_LEASE_REDELIVERING);
 		set_state_count(r, i, SHMQ_LEASE_LEASED, deliveries);
 		HOOK(RING_HOOK_LEASE_REDELIVERED);
@@ -490,6 +677,7 @@ static int lease_from_ring(struct ring *r, struct lease_args *a,
 			     ? now + (int64_t)r->lease_timeout_ms * 1000000
 			     : SHMQ_NO_DEADLINE;
 	WRITE_ONCE(p->deadline, dl);
+	hold_more(r);
 	set_state_count(r, i, SHMQ_LEASE_LEASED, 1);
 	/* Raised before head moves (L3). */
 	WRITE_ONCE(h->leased, READ_ONCE(h->leased) + 1);
@@ -499,20 +687,6 @@ static int lease_from_ring(struct ring *r, struct lease_args *a,
 	HOOK(RING_HOOK_LEASE_FILLED);
 	deliver(r, a, i, dst, s.len, head, 1, READ_ONCE(p->epoch));
 	return SHMQ_OK;
-}
-
-/* Does a handle other than the caller's hold a lease?  Then the stream
- * has not ended: that lease may still come back. */
-static int others_hold(const struct ring *r, uint64_t head)
-{
-	for (uint32_t i = 0; i < r->capacity; i++) {
-		struct shmq_lease s;
-		if (read_lease(r, i, head, &s) == SHMQ_LEASE_LEASED &&
-		    holder_alive(r, &s) &&
-		    (s.holder != r->self_index || s.holder_gen != r->self_gen))
-			return 1;
-	}
-	return 0;
 }
 
 static int attempt_lease(struct ring *r, void *ctx, int *progressed)
@@ -535,7 +709,7 @@ static int attempt_lease(struct ring *r, void *ctx, int *progressed)
 		/* Returned messages first, oldest first. */
 		if (READ_ONCE(r->hdr->returned) > 0) {
 			struct shmq_lease s;
-			uint32_t i = oldest_returned(r, head, &s);
+			uint32_t i = ret_take(r, head, &s);
 			if (i != UINT32_MAX) {
 				if (r->max_deliveries &&
 				    s.deliveries >= r->max_deliveries) {
@@ -546,8 +720,10 @@ static int attempt_lease(struct ring *r, void *ctx, int *progressed)
 					continue;
 				}
 				rc = redeliver(r, a, i, &s, now);
-				if (rc != SHMQ_OK)
+				if (rc != SHMQ_OK) {
+					ret_untake(r, i);
 					break;
+				}
 				if (a->mode == LEASE_VIEW)
 					break;
 				continue;
@@ -579,9 +755,9 @@ static int attempt_lease(struct ring *r, void *ctx, int *progressed)
 		/* Closed and drained: unless another handle holds a lease
 		 * that may come back, or dead letters wait for room (they
 		 * are still here, unsettled: a waiter tries them again every
-		 * second, as the sweep does). */
-		if (READ_ONCE(r->hdr->dead) > 0 ||
-		    (READ_ONCE(r->hdr->leased) > 0 && others_hold(r, head)))
+		 * second, as the sweep does).  The counters are exact here:
+		 * what a sweep would have changed was swept above. */
+		if (READ_ONCE(r->hdr->dead) > 0 || lease_others(r) > 0)
 			return RING_WAIT;
 	}
 	return rc;
@@ -715,6 +891,7 @@ static int attempt_ack(struct ring *r, void *ctx, int *progressed)
 		case 0:
 			HOOK(RING_HOOK_LEASE_ACKING);
 			free_slot(r, i, s.len);
+			hold_less(r);
 			add_total(&h->acked);
 			*progressed = 1;
 			break;
@@ -733,7 +910,9 @@ static int attempt_ack(struct ring *r, void *ctx, int *progressed)
 				set_state(r, i, SHMQ_LEASE_RETURNED);
 				WRITE_ONCE(h->returned,
 					   READ_ONCE(h->returned) + 1);
+				ret_note(r, i, s.ticket);
 			}
+			hold_less(r);
 			break;
 		default: {
 			int64_t ms = a->ms > 0 ? (int64_t)a->ms
@@ -813,7 +992,7 @@ static int attempt_swap(struct ring *r, void *ctx, int *progressed)
 	struct swap_args *a = ctx;
 	struct shmq_seg_hdr *h = r->hdr;
 	uint64_t head = READ_ONCE(h->head);
-	int64_t now = now_ns();
+	int64_t now = (int64_t)mono_ns();
 
 	(void)progressed;
 	a->old = r->dead_letter_ctx;
@@ -848,50 +1027,34 @@ int ring_set_dead_letter(struct ring *r, void *ctx, void **old)
 }
 
 /* ------------------------------------------------------------------ */
-/* Readiness, join, pending                                           */
-
-int lease_ready(struct ring *r, uint64_t head)
-{
-	const struct shmq_seg_hdr *h = r->hdr;
-
-	if (LOAD_ACQ(h->returned) > 0 ||
-	    LOAD_ACQ(h->departures) != READ_ONCE(h->departures_seen))
-		return 1;
-	int64_t dl = READ_ONCE(h->next_deadline);
-	if (dl != SHMQ_NO_DEADLINE && dl <= (int64_t)mono_ns())
-		return 1;
-	uint64_t tw = LOAD_SC(h->tail);
-	if ((tw & SHMQ_TAIL_COUNT) != head)
-		return 1;
-	if (!(tw & SHMQ_TAIL_CLOSED))
-		return 0;
-	/* Closed and drained: the end comes once no other handle holds a
-	 * lease and no dead letter waits (its next try is a deadline, seen
-	 * above).  (A yes only costs an attempt under the lock.) */
-	if (tw & SHMQ_TAIL_NOW)
-		return 1;
-	if (READ_ONCE(h->dead) > 0)
-		return 0;
-	return READ_ONCE(h->leased) == 0 || !others_hold(r, head);
-}
+/* Join                                                               */
 
 struct join_args {
 	uint64_t upto;          /* every ticket below this must be settled */
+	uint32_t at;            /* where an unsettled slot was last seen */
 };
 
-static int all_settled(struct ring *r, const struct join_args *j)
+/* Lockless.  Once head has passed `upto`, a slot whose ticket is below
+ * it can only become free (a new lease gets a ticket >= head): so the
+ * look starts where it last saw an unsettled slot, and over a whole join
+ * passes each slot about once, instead of once per wake-up. */
+static int all_settled(struct ring *r, struct join_args *j)
 {
 	uint64_t head = LOAD_ACQ(r->hdr->head);
 
 	if (head < j->upto)
 		return 0;
-	if (r->leases == NULL)
+	if (r->leases == NULL || READ_ONCE(r->hdr->leased) == 0)
 		return 1;
-	for (uint32_t i = 0; i < r->capacity; i++) {
+	for (uint32_t k = 0; k < r->capacity; k++) {
+		uint32_t i = j->at + k < r->capacity ? j->at + k
+						     : j->at + k - r->capacity;
 		struct shmq_lease s;
 		if (read_lease(r, i, head, &s) != SHMQ_LEASE_FREE &&
-		    s.ticket < j->upto)
+		    s.ticket < j->upto) {
+			j->at = i;
 			return 0;
+		}
 	}
 	return 1;
 }
@@ -901,7 +1064,7 @@ static int all_settled(struct ring *r, const struct join_args *j)
  * their deadline, dead letters due), without getting anything. */
 static int attempt_settle(struct ring *r, void *ctx, int *progressed)
 {
-	int64_t now = now_ns();
+	int64_t now = (int64_t)mono_ns();
 
 	(void)ctx;
 	(void)progressed;
@@ -924,7 +1087,7 @@ static int settle_due(const struct ring *r)
 		return 0;
 	int64_t dl = READ_ONCE(h->next_deadline);
 	return LOAD_ACQ(h->departures) != READ_ONCE(h->departures_seen) ||
-	       (dl != SHMQ_NO_DEADLINE && dl <= now_ns());
+	       (dl != SHMQ_NO_DEADLINE && dl <= (int64_t)mono_ns());
 }
 
 /* A join settles what needs no getter itself: after close --now nothing
@@ -933,7 +1096,7 @@ static int settle_due(const struct ring *r)
 static int settled(struct ring *r, void *ctx)
 {
 	static const uint64_t zero;
-	const struct join_args *j = ctx;
+	struct join_args *j = ctx;
 
 	if (all_settled(r, j))
 		return 1;
@@ -955,123 +1118,4 @@ int ring_join(struct ring *r, int timeout_ms)
 
 	timeout_init(&to, timeout_ms);
 	return wait_until(r, &r->hdr->space_futex, settled, &j, &to);
-}
-
-/* A slot as stat and pending show it, without the lock: a lease whose
- * holder is gone or whose deadline passed has ended, even before the next
- * getter's sweep returns it (an ack would be refused already), so it is
- * shown as returned. */
-static uint32_t shown_state(const struct ring *r, uint32_t i, uint64_t head,
-			    int64_t now, struct shmq_lease *s)
-{
-	uint32_t st = read_lease(r, i, head, s);
-
-	if (st == SHMQ_LEASE_LEASED &&
-	    (!holder_alive(r, s) || s->deadline <= now))
-		st = SHMQ_LEASE_RETURNED;
-	return st;
-}
-
-void ring_lease_holders(const struct ring *r,
-			void (*fn)(uint32_t index, uint32_t gen, void *arg),
-			void *arg)
-{
-	uint64_t head = LOAD_ACQ(r->hdr->head);
-
-	for (uint32_t i = 0; r->leases && i < r->capacity; i++) {
-		struct shmq_lease s;
-		if (read_lease(r, i, head, &s) == SHMQ_LEASE_LEASED)
-			fn(s.holder, s.holder_gen, arg);
-	}
-}
-
-size_t ring_pending(const struct ring *r, struct shmq_lease_info *out,
-		    size_t cap)
-{
-	uint64_t head = LOAD_ACQ(r->hdr->head);
-	int64_t now = (int64_t)mono_ns();
-	size_t n = 0;
-
-	if (r->leases == NULL)
-		return 0;
-	for (uint32_t i = 0; i < r->capacity; i++) {
-		struct shmq_lease s;
-		uint32_t st = shown_state(r, i, head, now, &s);
-		if (st == SHMQ_LEASE_FREE)
-			continue;
-		if (n < cap) {
-			struct shmq_lease_info *e = &out[n];
-			memset(e, 0, sizeof(*e));
-			e->seq = s.ticket;
-			e->deliveries = s.deliveries;
-			e->len = s.len;
-			/* since is the segment's word: any value (a negative
-			 * one would overflow the subtraction). */
-			e->age_ns = s.since >= 0 && now > s.since ? now - s.since
-								  : 0;
-			e->left_ns = -1;
-			if (st == SHMQ_LEASE_LEASED) {
-				e->state = SHMQ_LEASE_HELD;
-				if (s.holder < r->nclients && holder_alive(r, &s))
-					e->pid = READ_ONCE(
-						r->clients[s.holder].pid);
-				if (s.deadline != SHMQ_NO_DEADLINE)
-					e->left_ns = s.deadline > now
-							     ? s.deadline - now
-							     : 0;
-			} else {
-				e->state = st == SHMQ_LEASE_RETURNED
-						   ? SHMQ_LEASE_WAITING
-						   : SHMQ_LEASE_DEAD_LETTER;
-			}
-		}
-		n++;
-	}
-	return n;
-}
-
-void lease_stat(const struct ring *r, uint64_t head, struct shmq_stat *st)
-{
-	const struct shmq_seg_hdr *h = r->hdr;
-
-	int64_t now = (int64_t)mono_ns();
-
-	for (uint32_t i = 0; i < r->capacity; i++) {
-		struct shmq_lease s;
-		uint32_t state = shown_state(r, i, head, now, &s);
-		if (state == SHMQ_LEASE_LEASED) {
-			st->leased++;
-		} else if (state != SHMQ_LEASE_FREE) {
-			/* Returned, or waiting for the dead-letter queue:
-			 * queued again, as far as the user can tell. */
-			st->returned++;
-			st->messages++;
-			st->bytes += s.len;
-		}
-	}
-	st->acked = READ_ONCE(h->acked);
-	st->dead_lettered = READ_ONCE(h->dead_lettered);
-	st->dropped = READ_ONCE(h->dropped);
-	st->discarded += READ_ONCE(h->lease_discarded);
-	st->lease_timeout_ms = r->lease_timeout_ms;
-	st->max_deliveries = r->max_deliveries;
-	uint32_t n = READ_ONCE(h->dlq_len);
-	if (n > SHMQ_NAME_MAX)
-		n = 0;
-	for (uint32_t i = 0; i < n; i++)
-		st->dead_letter[i] = READ_ONCE(h->dlq[i]);
-	st->dead_letter[n] = '\0';
-}
-
-int lease_check(const struct ring *r, uint64_t head)
-{
-	for (uint32_t i = 0; i < r->capacity; i++) {
-		const struct shmq_lease *p = &r->leases[i];
-		uint32_t state = READ_ONCE(p->state);
-		if (state == SHMQ_LEASE_FREE || READ_ONCE(p->ticket) >= head)
-			continue;
-		if (state > SHMQ_LEASE_DEAD || READ_ONCE(p->len) > r->max_msg)
-			return SHMQ_ECORRUPT;
-	}
-	return SHMQ_OK;
 }

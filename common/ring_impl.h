@@ -4,9 +4,11 @@
  * The core is split by what each file owns: segment.c (geometry, format,
  * attach, checks, statistics), ring.c (the data path: put, get, close),
  * wait.c (spinning, sleeping and waking), clients.c (the attachment
- * table and its wait records, for deadlock detection), lease.c (acked queues: leases, acks, returns, dead letters),
- * poll.c (pollable descriptors).  They share the atomics below, the
- * checked slot reader and the deadline type.  Nothing outside common/ includes this file: the rest of
+ * table and its wait records, for deadlock detection), lease.c and
+ * lease_look.c (acked queues: the lease table, changed under the
+ * consumers' lock and looked at without it), poll.c (pollable
+ * descriptors).  They share the atomics below, the checked slot reader
+ * and the deadline type.  Nothing outside common/ includes this file: the rest of
  * the project uses ring.h.
  */
 #ifndef SHMQ_RING_IMPL_H
@@ -183,6 +185,56 @@ RING_INTERNAL int ring_client_wait_victim(struct ring *r, enum side side,
 					  const struct wait_call *wc);
 
 /* --- lease.c: acked queues ------------------------------------------- */
+
+/* One lease slot, read once and checked.  Returns its state, or FREE for
+ * a slot that is not in use by rule L1 of lease.c (or that is damaged
+ * beyond use: a message is never read out of it). */
+static inline uint32_t read_lease(const struct ring *r, uint32_t i,
+				  uint64_t head, struct shmq_lease *s)
+{
+	const struct shmq_lease *p = &r->leases[i];
+
+	s->state = READ_ONCE(p->state);
+	s->epoch = READ_ONCE(p->epoch);
+	s->ticket = READ_ONCE(p->ticket);
+	s->holder = READ_ONCE(p->holder);
+	s->holder_gen = READ_ONCE(p->holder_gen);
+	s->len = READ_ONCE(p->len);
+	s->deliveries = READ_ONCE(p->deliveries);
+	s->deadline = READ_ONCE(p->deadline);
+	s->since = READ_ONCE(p->since);
+	if (s->state == SHMQ_LEASE_FREE || s->state > SHMQ_LEASE_DEAD ||
+	    s->ticket >= head || s->len > r->max_msg)
+		return SHMQ_LEASE_FREE;
+	return s->state;
+}
+
+/* Is the attachment that took this lease still there?  An entry removed
+ * by shmqd (its process died or detached) or marked detached by its own
+ * process holds nothing any more. */
+static inline int holder_alive(const struct ring *r,
+			       const struct shmq_lease *s)
+{
+	if (s->holder >= r->nclients)
+		return 0;
+	const struct shmq_client *c = &r->clients[s->holder];
+	return READ_ONCE(c->pid) != 0 && READ_ONCE(c->gen) == s->holder_gen &&
+	       READ_ONCE(c->detached) != SHMQ_CLIENT_DETACHED;
+}
+
+/* How many slots handles other than the caller's hold leased, from the
+ * counters: every slot in use but those waiting (returned, dead letters)
+ * and the caller's own.  Exact under get_lock once what a sweep would
+ * notice has been swept; a hint without the lock. */
+static inline uint32_t lease_others(const struct ring *r)
+{
+	const struct shmq_seg_hdr *h = r->hdr;
+	uint64_t busy = READ_ONCE(h->leased);
+	uint64_t idle = (uint64_t)READ_ONCE(h->returned) + READ_ONCE(h->dead);
+	uint64_t own = r->self ? READ_ONCE(r->self->leases) : 0;
+
+	return busy > idle + own ? (uint32_t)(busy - idle - own) : 0;
+}
 
 enum lease_mode {
 	LEASE_COPY,     /* lease; copy the message into the caller's buffer */

@@ -189,6 +189,9 @@ int ring_format(void *mem, uint64_t size, const struct ring_config *cfg)
 		if (dlq_len)
 			memcpy(h->dlq, cfg->dead_letter, dlq_len);
 		h->next_deadline = SHMQ_NO_DEADLINE;
+		/* No slot is returned: the empty cache of returned slots
+		 * holds every one (see lease.c). */
+		h->ret_bound = UINT64_MAX;
 	}
 
 	struct shmq_slot *slots = (struct shmq_slot *)((uint8_t *)mem +

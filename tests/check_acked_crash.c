@@ -952,6 +952,105 @@ START_TEST(test_bad_leases)
 END_TEST
 
 /* ================================================================== */
+/* What keeps the table cheap: the order of redelivery, the counts    */
+
+/* Returned messages come back oldest first, whatever order they were
+ * returned in and however many there are (more than the header's cache
+ * of SHMQ_RET_CACHE holds), while new ones are returned in the middle of
+ * a drain, and after a sweep rebuilt the cache. */
+START_TEST(test_redelivery_order)
+{
+	enum { N = 200 };
+	static struct leased l[N];
+	static uint32_t order[N];
+	struct leased x;
+	char m[16];
+
+	acked_create(256, 0, 0, 0);
+	put_all(N);
+	for (int i = 0; i < N; i++) {
+		snprintf(m, sizeof(m), "m%d", i);
+		expect_lease(&l[i], m, 1);
+		order[i] = (uint32_t)i;
+	}
+	for (int i = N - 1; i > 0; i--) {       /* a shuffled order */
+		uint32_t j = (uint32_t)(rnd() % (uint64_t)(i + 1)), t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(ring_nack(&R, &l[order[i]].m, 0), SHMQ_OK);
+	ck_assert_uint_eq(stat_now().returned, N);
+	/* Half back, then the upper half of those nacked again, newest
+	 * first: they come before the rest, in order. */
+	for (int i = 0; i < N / 2; i++) {
+		snprintf(m, sizeof(m), "m%d", i);
+		expect_lease(&l[i], m, 2);
+	}
+	for (int i = N / 2 - 1; i >= N / 4; i--)
+		ck_assert_int_eq(ring_nack(&R, &l[i].m, 0), SHMQ_OK);
+	/* A sweep in between (a departure) rebuilds the cache. */
+	struct lop hold = { .op = OP(.n = 1), .then = HOLD };
+	struct kid *k = kid_start(SHMQ_ROLE_CONSUMER, kid_lease, &hold);
+	struct kres res = kid_report(k);
+	ck_assert_int_eq(res.rc, SHMQ_OK);
+	ck_assert_mem_eq(res.data, "m50", 3);
+	kill_holder(k);
+	for (int i = N / 4; i < N; i++) {
+		snprintf(m, sizeof(m), "m%d", i);
+		expect_lease(&x, m, i < N / 2 ? (i == N / 4 ? 4 : 3) : 2);
+		ck_assert_int_eq(ring_ack(&R, &x.m, 1, NULL), SHMQ_OK);
+	}
+	for (int i = 0; i < N / 4; i++)
+		ck_assert_int_eq(ring_ack(&R, &l[i].m, 1, NULL), SHMQ_OK);
+	expect_nothing();
+	expect_settled(N);
+}
+END_TEST
+
+/* Each attachment entry counts the leases it holds; a handle that goes
+ * holding none costs the getters nothing (no departure to sweep for),
+ * one that goes holding some is noticed. */
+START_TEST(test_lease_counts)
+{
+	struct lop hold = { .op = OP(.n = 3), .then = HOLD };
+	struct lop none = { .op = OP(.n = 1, .timeout = 1), .then = HOLD };
+	struct leased l;
+
+	acked_create(8, 0, 0, 0);
+	put_all(4);
+	uint32_t dep = R.hdr->departures;
+	struct kid *k = kid_start(SHMQ_ROLE_CONSUMER, kid_lease, &hold);
+	ck_assert_int_eq(kid_report(k).count, 3);
+	ck_assert_uint_eq(R.clients[k->idx].leases, 3);
+	expect_lease(&l, "m3", 1);
+	ck_assert_uint_eq(R.self->leases, 1);
+	ck_assert_int_eq(ring_nack(&R, &l.m, 0), SHMQ_OK);
+	ck_assert_uint_eq(R.self->leases, 0);
+	expect_lease(&l, "m3", 2);
+	ck_assert_uint_eq(R.self->leases, 1);
+	/* A consumer that took nothing (its lease timed out empty-handed)
+	 * leaves without a departure. */
+	struct kid *w = kid_start(SHMQ_ROLE_CONSUMER, kid_lease, &none);
+	ck_assert_int_eq(kid_report(w).rc, SHMQ_ETIMEDOUT);
+	kid_ok(w);
+	ring_client_remove(&R, w->idx, 1);
+	ck_assert_uint_eq(R.hdr->departures, dep);
+	/* The holder goes: a departure, and its leases come back. */
+	kill_holder(k);
+	ck_assert_uint_eq(R.hdr->departures, dep + 1);
+	ck_assert_int_eq(ring_ack(&R, &l.m, 1, NULL), SHMQ_OK);
+	ck_assert_uint_eq(R.self->leases, 0);
+	take("m0", 2);
+	take("m1", 2);
+	take("m2", 2);
+	ck_assert_uint_eq(R.self->leases, 0);
+	expect_nothing();
+	expect_settled(4);
+}
+END_TEST
+
+/* ================================================================== */
 /* close --now                                                        */
 
 /* A lease batch that has filled a slot when close --now comes (the
@@ -1070,6 +1169,8 @@ static Suite *acked_crash_suite(void)
 	tcase_add_test(tc, test_eos_waits_for_dead_letters);
 	tcase_add_test(tc, test_join);
 	tcase_add_test(tc, test_bad_leases);
+	tcase_add_test(tc, test_redelivery_order);
+	tcase_add_test(tc, test_lease_counts);
 	tcase_add_test(tc, test_close_now_racing_lease);
 	tcase_add_test(tc, test_close_now_settles);
 	return s;
