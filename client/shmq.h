@@ -256,8 +256,10 @@ void shmq_attr_init(struct shmq_attr *attr);
  * the middle of a put.  A queue takes messages of 0 to max_msg bytes;
  * max_msg 0 makes a queue of empty messages.  With SHMQ_ACKED in
  * attr->flags it is an acked queue (see "Acked queues"), which also takes
- * lease_timeout_ms, max_deliveries and dead_letter, and needs about twice
- * the memory: a copy of every message it may have leased out at once.
+ * lease_timeout_ms, max_deliveries and dead_letter, and reserves, besides
+ * what a plain queue does, capacity x max_msg bytes (each rounded up to
+ * 64) for the copies of its leased messages, whatever its byte budget:
+ * every message may be leased at once.
  *
  * Returns:
  *   SHMQ_OK      created; with SHMQ_EXIST_OK, also when a queue `name`
@@ -282,7 +284,8 @@ void shmq_attr_init(struct shmq_attr *attr);
  *                see shmq_users()), the segment would exceed shmqd
  *                --max-segment, or the daemon is out of file
  *                descriptors; shmq_error_detail() names which, with the
- *                usage and the limit
+ *                usage and the limit (and, for an acked queue whose
+ *                lease copies are what does not fit, says so)
  *   SHMQ_ENOSPC  /dev/shm cannot hold the queue's memory
  *   SHMQ_ESYS, SHMQ_ENOMEM
  *                a system call of the daemon failed, or it ran out of

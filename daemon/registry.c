@@ -233,10 +233,29 @@ uint64_t registry_reserved_bytes(uint64_t seg_size)
 	return page_round(seg_size) + page_round(sizeof(struct meta));
 }
 
+/* The bytes an acked queue reserves for the copies of its leased
+ * messages (0 for a plain queue): capacity x max-msg, whatever its byte
+ * budget, which users do not expect. */
+static uint64_t lease_area(const struct ring_config *cfg, uint64_t size)
+{
+	struct ring_config plain = *cfg;
+	uint64_t plain_size;
+
+	if (!(cfg->config_flags & SHMQ_CFG_ACKED))
+		return 0;
+	plain.config_flags &= ~SHMQ_CFG_ACKED;
+	plain.lease_timeout_ms = plain.max_deliveries = 0;
+	plain.dead_letter = NULL;
+	if (ring_plan(&plain, &plain_size) != SHMQ_OK || plain_size > size)
+		return 0;
+	return size - plain_size;
+}
+
 /* Charges a queue to its owner.  An adopted queue is charged whatever
- * the quotas say: it exists. */
-static int charge(struct queue *q, uint64_t seg_size, unsigned flags,
-		  char *detail, size_t detail_size)
+ * the quotas say: it exists.  `leases`: the bytes of its lease area, to
+ * name in the refusal if they are what does not fit. */
+static int charge(struct queue *q, uint64_t seg_size, uint64_t leases,
+		  unsigned flags, char *detail, size_t detail_size)
 {
 	uint64_t bytes = registry_reserved_bytes(seg_size);
 	int rc = quota_take(q->uid, QUOTA_QUEUES, 1, flags, detail,
@@ -248,6 +267,20 @@ static int charge(struct queue *q, uint64_t seg_size, unsigned flags,
 	rc = quota_take(q->uid, QUOTA_BYTES, bytes, flags, detail,
 			detail_size);
 	if (rc != SHMQ_OK) {
+		/* Would it fit without the lease area?  (A take given back
+		 * at once: the daemon does one thing at a time.) */
+		if (rc == SHMQ_ELIMIT && leases &&
+		    quota_take(q->uid, QUOTA_BYTES, bytes - leases, flags,
+			       NULL, 0) == SHMQ_OK) {
+			char who[32] = "daemon";
+			quota_give(q->uid, QUOTA_BYTES, bytes - leases);
+			if (strncmp(detail, "daemon", 6) != 0)
+				snprintf(who, sizeof(who), "uid %u", q->uid);
+			snprintf(detail, detail_size,
+				 "%s byte quota: %" PRIu64 " bytes asked, %"
+				 PRIu64 " are leased copies (acked: capacity x "
+				 "max-msg)", who, bytes, leases);
+		}
 		uncount(q);
 		return rc;
 	}
@@ -309,10 +342,18 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 				 SHMQ_CAPACITY_MAX, SHMQ_MSG_MAX);
 		return rc;
 	}
+	uint64_t leases = lease_area(&cfg, size);
 	if (size > limits.max_segment) {
-		snprintf(detail, detail_size,
-			 "segment of %" PRIu64 " bytes exceeds the limit of "
-			 "%" PRIu64, size, limits.max_segment);
+		if (leases && size - leases <= limits.max_segment)
+			snprintf(detail, detail_size,
+				 "segment of %" PRIu64 " bytes > --max-segment "
+				 "%" PRIu64 "; %" PRIu64 " are leased copies "
+				 "(acked: capacity x max-msg)", size,
+				 limits.max_segment, leases);
+		else
+			snprintf(detail, detail_size,
+				 "segment of %" PRIu64 " bytes exceeds the "
+				 "limit of %" PRIu64, size, limits.max_segment);
 		return SHMQ_ELIMIT;
 	}
 	q = calloc(1, sizeof(*q));
@@ -321,7 +362,7 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 	q->seg_fd = -1;
 	q->uid = uid;
 	/* Before anything is allocated: a refused create leaves nothing. */
-	rc = charge(q, size, 0, detail, detail_size);
+	rc = charge(q, size, leases, 0, detail, detail_size);
 	if (rc != SHMQ_OK) {
 		free(q);
 		return rc;
@@ -805,7 +846,7 @@ static void adopt_one(uint64_t id)
 				      : shmq_strerror(rc));
 		return;
 	}
-	charge(q, size, QUOTA_FORCE, detail, sizeof(detail));
+	charge(q, size, 0, QUOTA_FORCE, detail, sizeof(detail));
 	if (!ac.consistent)
 		log_warn("queue '%s': shared state is inconsistent", m.name);
 	log_info("adopted queue '%s' (%" PRIu64 " messages queued)", q->name,

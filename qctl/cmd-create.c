@@ -126,7 +126,9 @@ const struct cmd_entry cmd_create_entry = {
 "held it past --lease-timeout - is delivered again, before any new one;\n"
 "after --max-deliveries deliveries it goes to the --dead-letter queue (which\n"
 "must exist, be writable by you and take messages as large), or without\n"
-"one is dropped and counted.\n",
+"one is dropped and counted.  An acked queue reserves capacity x max-msg\n"
+"bytes of shared memory for the copies of its leased messages, whatever\n"
+"--max-bytes says.\n",
 	.opts = create_opts,
 	.min_args = 1,
 	.max_args = 1,

@@ -813,6 +813,26 @@ START_TEST(test_create_refusals)
 	struct shmq_stat st;
 	RC_EQ(shmq_stat_name("p", &st), SHMQ_ENOENT);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
+
+	/* An acked queue reserves capacity x max-msg for leased copies,
+	 * whatever its byte budget: a refusal says so when that is what
+	 * does not fit (--max-segment, then the daemon's byte limit). */
+	static char *const small_seg[] = { "--max-segment", "4M", NULL };
+	ck_assert_int_eq(daemon_start(&d, small_seg), 0);
+	a = attr_of(4096, 4096, 0600, 0);
+	a.max_bytes = 65536;
+	RC_EQ(shmq_create("plain", &a, 0), SHMQ_OK);
+	a.flags = SHMQ_ACKED;
+	RC_EQ(shmq_create("acked", &a, 0), SHMQ_ELIMIT);
+	expect_detail("are leased copies (acked: capacity x max-msg)");
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+	static char *const small_all[] = { "--max-bytes", "4M", NULL };
+	ck_assert_int_eq(daemon_start(&d, small_all), 0);
+	RC_EQ(shmq_create("acked", &a, 0), SHMQ_ELIMIT);
+	expect_detail("are leased copies (acked: capacity x max-msg)");
+	a.flags = 0;
+	RC_EQ(shmq_create("plain", &a, 0), SHMQ_OK);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
 
