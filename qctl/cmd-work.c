@@ -10,7 +10,9 @@
  * in a memfd the command reads as its standard input.  The main thread
  * polls that pipe and a signalfd (SIGCHLD, SIGINT, SIGTERM, SIGHUP),
  * starts commands (each in a process group of its own, which a signal
- * passed on reaches whole), settles their messages when they exit, and
+ * passed on reaches whole, and each killed by the kernel if work dies:
+ * its message then goes to another worker, and must not be worked on
+ * twice at once), settles their messages when they exit, and
  * extends the leases of those still running at half the queue's lease
  * timeout: a slow but live worker keeps its message, and the timeout is
  * left to catch workers that are stuck or gone.
@@ -30,10 +32,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -283,10 +285,8 @@ static int spawn(struct pool *p, const struct lease_result *r, pid_t *pid)
 {
 	char queue[sizeof("SHMQ_QUEUE=") + SHMQ_NAME_MAX_LEN];
 	char delivery[32], seq[40];
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t sa;
-	sigset_t none, dfl;
-	int rc;
+	sigset_t none;
+	int ends[2], rc;
 
 	snprintf(queue, sizeof(queue), "SHMQ_QUEUE=%s", p->a->name);
 	snprintf(delivery, sizeof(delivery), "SHMQ_DELIVERY=%" PRIu32,
@@ -297,25 +297,57 @@ static int spawn(struct pool *p, const struct lease_result *r, pid_t *pid)
 	p->env[p->nenv + 2] = seq;
 	p->env[p->nenv + 3] = NULL;
 
+	/* The child reports a failed exec on a pipe that the exec closes. */
+	if (pipe2(ends, O_CLOEXEC) < 0)
+		return errno;
 	sigemptyset(&none);
-	sigemptyset(&dfl);
-	for (int s = 1; s < NSIG; s++)
-		if (s != SIGKILL && s != SIGSTOP)
-			sigaddset(&dfl, s);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&sa);
-	posix_spawn_file_actions_adddup2(&fa, r->fd, 0);
-	posix_spawnattr_setsigmask(&sa, &none);
-	posix_spawnattr_setsigdefault(&sa, &dfl);
-	/* Its own process group, so that a signal passed on reaches
-	 * everything it started ("sh -c 'a | b'"), not just the shell. */
-	posix_spawnattr_setpgroup(&sa, 0);
-	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK |
-					      POSIX_SPAWN_SETSIGDEF |
-					      POSIX_SPAWN_SETPGROUP);
-	rc = posix_spawnp(pid, p->argv[0], &fa, &sa, p->argv, p->env);
-	posix_spawnattr_destroy(&sa);
-	posix_spawn_file_actions_destroy(&fa);
+	pid_t parent = getpid();
+	*pid = fork();
+	if (*pid == 0) {
+		/* Only async-signal-safe calls until the exec: the leaser
+		 * thread may hold a lock of libc's. */
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		int e;
+		close(ends[0]);
+		/* Its own process group, so that a signal passed on reaches
+		 * everything it started ("sh -c 'a | b'"), not just the
+		 * shell; and it dies with work, whose lease on its message
+		 * ends then (the message comes back to another worker).
+		 * The death signal comes when the thread that forked exits:
+		 * this is the main thread, which lives as long as work. */
+		if (setpgid(0, 0) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+		    getppid() != parent || dup2(r->fd, 0) < 0) {
+			e = errno;
+			if (write(ends[1], &e, sizeof(e)) < 0)
+				_exit(127);
+			_exit(127);
+		}
+		for (int s = 1; s < NSIG; s++)
+			if (s != SIGKILL && s != SIGSTOP)
+				sigaction(s, &dfl, NULL);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execvpe(p->argv[0], p->argv, p->env);
+		e = errno;
+		if (write(ends[1], &e, sizeof(e)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	rc = *pid < 0 ? errno : 0;
+	close(ends[1]);
+	if (*pid > 0) {
+		ssize_t n;
+		do
+			n = read(ends[0], &rc, sizeof(rc));
+		while (n < 0 && errno == EINTR);
+		if (n != sizeof(rc)) {
+			rc = 0;         /* closed by the exec: running */
+		} else {
+			while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+				;
+			*pid = 0;
+		}
+	}
+	close(ends[0]);
 	return rc;
 }
 
@@ -651,8 +683,12 @@ const struct cmd_entry cmd_work_entry = {
 "exits with status 5.  SIGINT, SIGTERM or SIGHUP: work takes no more, sends\n"
 "the signal to the commands running (each runs in a process group of its\n"
 "own), waits for them (a second signal kills them), acks or gives back\n"
-"each message by its command's status, and dies of the signal.  The exit status is that of cat: 0, or 10 if a producer\n"
-"died without detaching; a COMMAND's failures do not change it.\n",
+"each message by its command's status, and dies of the signal.  If work is\n"
+"killed (SIGKILL), the commands running are killed with it (their\n"
+"messages go to other workers); a process a command starts and does not\n"
+"exec into may outlive it: exec the last command, or use timeout(1).  The\n"
+"exit status is that of cat: 0, or 10 if a producer died without\n"
+"detaching; a COMMAND's failures do not change it.\n",
 	.opts = work_opts,
 	.min_args = 2,
 	.max_args = -1,

@@ -457,6 +457,38 @@ t_pending() {
 	expect 6 "pending of a queue that does not exist" qc pending nosuch
 }
 
+# gone PID: no such process, or only its zombie is left.
+gone() {
+	local st
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+	[ -z "$st" ] || [ "$st" = Z ]
+}
+
+# work killed with SIGKILL takes its commands with it: its lease ends,
+# and the message goes to another worker, so a command left running
+# would do the work twice at the same time.
+t_work_killed() {
+	local wpid cpid
+	write_job
+	expect 0 "create" qc create q --acked
+	expect 0 "put park" qc put q park
+	"$QCTL" work q -- sh -c 'echo $$ >"$JOBDIR/cmd.pid"; exec "$0"' \
+		"$C/job" 2>/dev/null &
+	wpid=$!
+	wait_for "$T" parked 0 || not_ok "the command starts"
+	cpid=$(cat "$C/cmd.pid")
+	check "the command runs" kill -0 "$cpid"
+	kill -KILL "$wpid"
+	wait "$wpid" 2>/dev/null
+	if wait_for "$T" gone "$cpid"; then
+		ok "the command dies with work"
+	else
+		not_ok "the command dies with work" "pid $cpid still runs"
+		kill -KILL "$cpid" 2>/dev/null
+	fi
+	wait_stat "its message comes back" q leased=0 returned=1
+}
+
 # End of stream waits for a lease another process holds; it comes when
 # that one is acked, or its holder dies and the message is taken again.
 t_eos() {
@@ -530,6 +562,7 @@ run_case "work extends leases" t_extend
 run_case "work and signals" t_signals
 run_case "join" t_join
 run_case "pending" t_pending
+run_case "work killed: its commands die" t_work_killed
 run_case "end of stream waits for leases" t_eos
 run_case "leases count against capacity" t_capacity
 finish
