@@ -899,8 +899,11 @@ int shmq_ackv(shmq_t *q, const struct shmq_msg *msgs, size_t n,
  */
 int shmq_nack(shmq_t *q, const struct shmq_msg *m, unsigned flags);
 /*
- * shmq_extend - push the lease's deadline to `ms` milliseconds from now;
- * ms 0: the queue's lease timeout from now (never, if it has none).
+ * shmq_extend - set the lease's deadline to `ms` milliseconds from now;
+ * ms 0: the queue's lease timeout from now (never, if it has none).  It
+ * may shorten the lease (a deadline sooner than the one it had), and it
+ * gives a deadline to a lease of a queue without a lease timeout; the
+ * lease then ends as a timed-out one does.
  *
  * Returns SHMQ_OK (also for lease 0), SHMQ_ELEASE (the lease had ended,
  * its deadline included: extend before it passes), SHMQ_EINVAL (q or m is

@@ -652,9 +652,9 @@ static int lease_from_ring(struct ring *r, struct lease_args *a,
 			return too_big ? too_small(a, s.len) : RING_WAIT;
 	}
 	if (a->mode == LEASE_SETTLE) {
+		/* (Counted as acked once head has moved: see attempt_lease.) */
 		if (s.len)
 			memcpy(dst, src, s.len);
-		add_total(&h->acked);
 		deliver(r, a, 0, dst, s.len, head, 1, 0);
 		return SHMQ_OK;
 	}
@@ -742,8 +742,14 @@ static int attempt_lease(struct ring *r, void *ctx, int *progressed)
 	}
 	if (head != committed) {
 		ring_get_commit(r, head);
-		if (a->mode == LEASE_SETTLE)
+		if (a->mode == LEASE_SETTLE) {
+			/* A plain get settles what it took by this commit:
+			 * counted after it, a getter killed before it counts
+			 * nothing. */
+			WRITE_ONCE(r->hdr->acked,
+				   READ_ONCE(r->hdr->acked) + (head - committed));
 			a->freed = 1;
+		}
 	}
 	*progressed = a->freed;
 	if (a->got) {

@@ -179,7 +179,8 @@ static int room_for(const struct ring *r, uint64_t head, uint64_t tail,
 {
 	uint64_t held = 0, held_bytes = 0;
 
-	if (r->leases) {
+	/* (Unlikely: the plain put is the path that falls through.) */
+	if (__builtin_expect(r->leases != NULL, 0)) {
 		/* Acked: leased messages left the ring but still count.  A
 		 * getter raises `leased` before it advances head, and an ack
 		 * lowers it after freeing the slot, so with head read first

@@ -294,6 +294,23 @@ START_TEST(test_crash_in_lease)
 }
 END_TEST
 
+/* A plain get on an acked queue settles the message by its commit: killed
+ * just before it, nothing was taken, nor counted as acked. */
+START_TEST(test_crash_in_plain_get)
+{
+	struct op get = OP(.park = AT(RING_HOOK_GET_COPIED));
+
+	acked_create(8, 0, 0, 0);
+	put_all(1);
+	struct kid *k = kid_op(SHMQ_ROLE_CONSUMER, kid_get, &get);
+	kid_expect_parked(k);
+	kill_holder(k);
+	ck_assert_uint_eq(stat_now().acked, 0);
+	take("m0", 1);
+	expect_settled(1);
+}
+END_TEST
+
 /* Killed holding leases, outside any critical section: the plain case of
  * a worker that dies.  A consumer waiting for a message is woken by the
  * departure and gets the first one back. */
@@ -1154,6 +1171,7 @@ static Suite *acked_crash_suite(void)
 	tcase_add_loop_test(tc, test_crash_in_lease, 0,
 			    sizeof(lease_crashes) / sizeof(lease_crashes[0]));
 	tcase_add_test(tc, test_crash_holding);
+	tcase_add_test(tc, test_crash_in_plain_get);
 	tcase_add_test(tc, test_crash_in_ack);
 	tcase_add_test(tc, test_crash_after_ack);
 	tcase_add_loop_test(tc, test_crash_in_redelivery, 0, 2);
