@@ -16,14 +16,23 @@
  *
  * With --acked the queues are acked and the consumers are workers: they
  * lease (singly, in batches, in place) or get, then ack, sometimes nack
- * or extend, and report each successful ack and nack on a side channel.
- * Nothing may be lost then: every message put is acked exactly once (the
- * queue's own count, and no ack reported twice); a message delivered
- * more than once must have been nacked or held by a killed worker; and
- * the only unreported ones are those a killed worker was settling.  A
- * worker publishes what it holds before it settles it, and announces a
- * lease or get before the call, so the driver knows what a kill left
- * behind.
+ * (now and then straight to the dead-letter queue) or extend, and report
+ * each successful ack and nack on a side channel.  Every acked queue has
+ * a small dead-letter queue, which a drainer (never killed) empties
+ * slowly enough that dead letters wait for room at times; one queue's
+ * leases time out (its workers now and then sleep past the deadline);
+ * and at the end one queue is closed with close --now while its workers
+ * still hold leases, and every queue is joined.  Nothing may be lost
+ * then: every message put is settled exactly once, acked (no ack reported
+ * twice) or dead-lettered (a copy in the dead-letter queue; a second copy
+ * only from a kill inside the move, at most one per kill), except on the
+ * closed-now queue, where what was discarded is counted; the queue's own
+ * counts agree (acked + dead-lettered + discarded = put); a message
+ * delivered more than once must have been nacked, held by a killed
+ * worker or past its deadline; and the only unreported ones are those a
+ * killed worker was settling.  A worker publishes what it holds before
+ * it settles it, and announces a lease or get before the call, so the
+ * driver knows what a kill left behind.
  *
  * The bookkeeping lives in an anonymous shared mapping made before any
  * fork, so it survives every kill:
@@ -87,6 +96,9 @@ struct book {
 /* Acked queues: what workers report, per message, and what they hold. */
 #define ACKED_SEQ   (1u << 20)      /* per producer slot, with --acked */
 #define NACK_BELOW  4               /* workers nack only early deliveries */
+#define MAX_DELIV   5               /* then the dead-letter queue */
+#define DL_CAPACITY 4               /* small: dead letters wait for room */
+#define SHORT_LEASE 200             /* ms: the timeout queue's leases */
 
 struct acked_book {
 	uint64_t held[MAX_PROCS][MAX_BATCH];    /* producer << 32 | seq */
@@ -96,6 +108,9 @@ struct acked_book {
 	uint8_t acks[MAX_PROCS][ACKED_SEQ];         /* successful acks */
 	uint8_t nacks[MAX_PROCS][ACKED_SEQ];        /* successful nacks */
 	uint8_t killed[MAX_PROCS][ACKED_SEQ];       /* held by a killed one */
+	uint8_t expired[MAX_PROCS][ACKED_SEQ];      /* its lease timed out */
+	uint8_t dead[MAX_PROCS][ACKED_SEQ];         /* copies dead-lettered */
+	volatile int drained;           /* the drainer saw every end */
 };
 
 struct config {
@@ -123,6 +138,23 @@ static uint64_t mix(uint64_t x)
 static void queue_name(unsigned i, char *buf, size_t size)
 {
 	snprintf(buf, size, "torture.%u", i);
+}
+
+/* With --acked: queue i's dead-letter queue; the one queue whose leases
+ * time out; the one closed with close --now at the end (none of one). */
+static void dl_name(unsigned i, char *buf, size_t size)
+{
+	snprintf(buf, size, "torture.%u.dead", i);
+}
+
+static int short_lease(unsigned i)
+{
+	return i == 1 % cfg.queues;
+}
+
+static int closed_now(unsigned i)
+{
+	return cfg.queues > 1 && i == cfg.queues - 1;
 }
 
 /* --- the daemon -------------------------------------------------------- */
@@ -363,7 +395,7 @@ static int take_some(shmq_t *q, uint64_t r, uint8_t *buf, size_t size,
 /* Settles message i of the batch (ack, or now and then nack or extend
  * first), and reports what succeeded. */
 static void settle_one(shmq_t *q, const struct shmq_msg *m, uint64_t id,
-		       uint64_t r)
+		       uint64_t r, int timeouts)
 {
 	unsigned k = (unsigned)(id >> 32);
 	uint64_t seq = id & 0xffffffffu;
@@ -373,20 +405,30 @@ static void settle_one(shmq_t *q, const struct shmq_msg *m, uint64_t id,
 		bump(&ab->acks[k][seq]);
 		return;
 	}
-	if (r % 16 == 0 && shmq_extend(q, m, 0) != SHMQ_OK)
-		__atomic_add_fetch(&book->bad, 1, __ATOMIC_SEQ_CST);
-	if (r % 8 == 1 && m->deliveries < NACK_BELOW) {
+	/* On the timeout queue a lease may end under a live worker (one
+	 * that sleeps past it on purpose, or that the machine did not run
+	 * in time): then every call on it is refused, and the message goes
+	 * to somebody else.  Anywhere else a refusal is a bug. */
+	if (timeouts && r % 64 == 7)
+		sleep_ms(SHORT_LEASE + 50);
+	if (r % 16 == 0)
+		rc = shmq_extend(q, m, 0);
+	else
+		rc = SHMQ_OK;
+	if (rc == SHMQ_OK && r % 8 == 1 && m->deliveries < NACK_BELOW) {
 		rc = shmq_nack(q, m, 0);
 		if (rc == SHMQ_OK)
 			bump(&ab->nacks[k][seq]);
-	} else {
+	} else if (rc == SHMQ_OK && r % 512 == 10) {
+		rc = shmq_nack(q, m, SHMQ_NACK_DEAD);   /* the drainer sees it */
+	} else if (rc == SHMQ_OK) {
 		rc = shmq_ack(q, m);
 		if (rc == SHMQ_OK)
 			bump(&ab->acks[k][seq]);
 	}
-	/* No lease can end under a live worker (no timeout passes in a
-	 * run): a refusal is a bug. */
-	if (rc != SHMQ_OK) {
+	if (rc == SHMQ_ELEASE && timeouts) {
+		bump(&ab->expired[k][seq]);
+	} else if (rc != SHMQ_OK) {
 		fprintf(stderr, "torture: settle: %s\n", shmq_strerror(rc));
 		__atomic_add_fetch(&book->bad, 1, __ATOMIC_SEQ_CST);
 	}
@@ -431,7 +473,8 @@ static void worker(unsigned c)
 		for (size_t j = 0; j < got; j++) {
 			if (ab->held[c][j] != UINT64_MAX)
 				settle_one(q, &m[j], ab->held[c][j],
-					   mix(r + j));
+					   mix(r + j),
+					   short_lease(c % cfg.queues));
 			else if (m[j].lease)
 				shmq_ack(q, &m[j]);
 			__atomic_store_n(&ab->held_done[c], (uint32_t)j + 1,
@@ -466,6 +509,51 @@ static uint64_t worker_killed(unsigned c)
 	return book->want[c];
 }
 
+/* The drainer: empties every dead-letter queue until each ends, now and
+ * then pausing so that they fill and dead letters wait for room, and
+ * records each copy.  Never killed: what it takes it has recorded. */
+static void drainer(void)
+{
+	static uint8_t buf[MSG_MAX];
+	shmq_t *q[MAX_QUEUES];
+	int open[MAX_QUEUES];
+	unsigned left = cfg.queues;
+	char name[32];
+	size_t len;
+
+	for (unsigned i = 0; i < cfg.queues; i++) {
+		dl_name(i, name, sizeof(name));
+		q[i] = open_retry(name, SHMQ_CONSUMER);
+		open[i] = 1;
+	}
+	for (uint64_t n = 0; left; n++) {
+		for (unsigned i = 0; i < cfg.queues; i++) {
+			if (!open[i])
+				continue;
+			int rc = shmq_get(q[i], buf, sizeof(buf), &len,
+					  SHMQ_NOWAIT);
+			if (rc == SHMQ_OK) {
+				uint64_t id = check_message(buf, len, NULL);
+				if (id != UINT64_MAX)
+					bump(&ab->dead[id >> 32]
+						      [id & 0xffffffffu]);
+			} else if (rc == SHMQ_EOS || rc == SHMQ_EOS_LOST) {
+				open[i] = 0;
+				left--;
+			} else if (rc != SHMQ_EAGAIN) {
+				fprintf(stderr, "torture: drain: %s\n",
+					shmq_strerror(rc));
+				_exit(4);
+			}
+		}
+		sleep_ms(mix(n) % 8 == 0 ? 20 : 1);
+	}
+	for (unsigned i = 0; i < cfg.queues; i++)
+		shmq_detach(q[i]);
+	ab->drained = 1;
+	_exit(0);
+}
+
 /* --- the driver -------------------------------------------------------- */
 
 struct child {
@@ -476,6 +564,7 @@ struct child {
 
 static struct child kids[2 * MAX_PROCS];
 static unsigned nkids;
+static pid_t drainer_pid;
 
 static pid_t spawn(int is_consumer, unsigned slot)
 {
@@ -527,10 +616,11 @@ static int reap(int *status)
 
 	if (pid <= 0)
 		return -1;
-	if (pid == daemon_pid) {
-		/* Only the driver kills the daemon, and reaps it itself. */
-		fprintf(stderr, "torture: shmqd died by itself (status %d)\n",
-			*status);
+	if (pid == daemon_pid || pid == drainer_pid) {
+		/* Only the driver kills the daemon, and reaps it itself;
+		 * the drainer ends only after the run. */
+		fprintf(stderr, "torture: %s died by itself (status %d)\n",
+			pid == daemon_pid ? "shmqd" : "the drainer", *status);
 		exit(1);
 	}
 	for (unsigned i = 0; i < nkids; i++)
@@ -539,23 +629,31 @@ static int reap(int *status)
 	return -1;
 }
 
-/* Every queue drained and nothing left counted; an acked queue acked
- * each message it ever took exactly once. */
+/* Every queue drained and nothing left counted; an acked queue settled
+ * each message it ever took exactly once (acked, dead-lettered, or after
+ * close --now discarded), and its dead-letter queue is empty. */
 static int queues_clean(void)
 {
 	int ok = 1;
 
 	for (unsigned i = 0; i < cfg.queues; i++) {
-		struct shmq_stat st;
-		char name[32];
+		struct shmq_stat st, dl = { 0 };
+		char name[32], dname[32];
 		queue_name(i, name, sizeof(name));
+		dl_name(i, dname, sizeof(dname));
+		int now = cfg.acked && closed_now(i);
 		if (shmq_stat_name(name, &st) != SHMQ_OK ||
-		    st.messages != 0 || st.total_put != st.total_got ||
+		    st.messages != 0 ||
+		    (!now && st.total_put != st.total_got) ||
 		    st.producers || st.consumers || st.put_blocked ||
 		    st.get_blocked ||
-		    (cfg.acked && (st.leased || st.returned ||
-				   st.acked != st.total_put ||
-				   st.dead_lettered || st.dropped))) {
+		    (cfg.acked && (st.leased || st.returned || st.dropped ||
+				   st.acked + st.dead_lettered +
+						   (now ? st.discarded : 0) !=
+					   st.total_put)) ||
+		    (cfg.acked && (shmq_stat_name(dname, &dl) != SHMQ_OK ||
+				   dl.messages || dl.producers ||
+				   dl.consumers))) {
 			fprintf(stderr, "torture: %s is not clean at the end\n",
 				name);
 			ok = 0;
@@ -564,34 +662,46 @@ static int queues_clean(void)
 	return ok;
 }
 
-/* With --acked: nothing lost, each message acked once, each one
- * delivered again nacked or held by a killed worker.  `allowed` covers
- * what killed workers were taking (a get acks as it takes) and settling
- * unreported. */
-static int verify_acked(uint64_t allowed, uint64_t *lost)
+/* With --acked: nothing lost, each message settled once (acked, or
+ * dead-lettered: a second copy there only from a kill inside the move,
+ * at most `kills` of them), each one delivered again nacked, held by a
+ * killed worker or past its deadline.  `allowed` covers what killed
+ * workers were taking (a get acks as it takes) and settling unreported;
+ * on the closed-now queue what was never settled was discarded. */
+static int verify_acked(uint64_t allowed, uint64_t kills, uint64_t *lost)
 {
 	uint64_t delivered = 0, again = 0, dup = 0, phantom = 0,
-		 unexplained = 0, killed = 0, nacked = 0;
+		 unexplained = 0, killed = 0, nacked = 0, expired = 0,
+		 dead = 0, dead_dup = 0, discarded = 0;
 	int ok = 1;
 
 	for (unsigned k = 0; k < cfg.producers; k++) {
 		struct prod_state *ps = &book->prod[k];
 		for (uint64_t s = 0; s < ACKED_SEQ; s++) {
 			unsigned n = ab->deliveries[k][s];
-			unsigned acks = ab->acks[k][s];
-			unsigned why = ab->nacks[k][s] + ab->killed[k][s];
+			unsigned acks = ab->acks[k][s], dl = ab->dead[k][s];
+			unsigned why = ab->nacks[k][s] + ab->killed[k][s] +
+				       ab->expired[k][s];
 			delivered += n;
 			nacked += ab->nacks[k][s];
 			killed += ab->killed[k][s] > 0;
+			expired += ab->expired[k][s] > 0;
+			dead += dl > 0;
+			if (dl > 1)
+				dead_dup += dl - 1;
 			if (n > 1)
 				again++;
-			if (acks > 1)
+			if (acks > 1 || (acks && dl))
 				dup++;
-			if (s >= ps->tried && (n || acks))
+			if (s >= ps->tried && (n || acks || dl))
 				phantom++;
+			else if (acks || dl)
+				;               /* settled */
+			else if (closed_now(k % cfg.queues))
+				discarded += s < ps->acked;
 			else if (s < ps->acked && n == 0)
 				unexplained++;  /* taken unreported */
-			else if (n && !acks && !ab->killed[k][s])
+			else if (n && !ab->killed[k][s])
 				unexplained++;  /* settled unreported */
 			if (n > 1 && n - 1 > why)
 				unexplained += n - 1 - why;
@@ -599,12 +709,17 @@ static int verify_acked(uint64_t allowed, uint64_t *lost)
 	}
 	*lost = unexplained;
 	printf("verify: %" PRIu64 " messages delivered (%" PRIu64 " more than "
-	       "once: %" PRIu64 " nacks, %" PRIu64 " held by killed workers), "
-	       "%" PRIu64 " acked twice, %" PRIu64 " unexplained (at most %"
-	       PRIu64 " allowed), %" PRIu64 " never put, %" PRIu64 " bad\n",
-	       delivered, again, nacked, killed, dup, unexplained, allowed,
-	       phantom, book->bad);
-	if (dup || phantom || book->bad || unexplained > allowed)
+	       "once: %" PRIu64 " nacks, %" PRIu64 " held by killed workers, "
+	       "%" PRIu64 " past their deadline), %" PRIu64 " dead-lettered "
+	       "(%" PRIu64 " copies twice, at most %" PRIu64 "), %" PRIu64
+	       " discarded by close --now, %" PRIu64 " settled twice, %"
+	       PRIu64 " unexplained (at most %" PRIu64 " allowed), %" PRIu64
+	       " never put, %" PRIu64 " bad\n",
+	       delivered, again, nacked, killed, expired, dead, dead_dup,
+	       kills, discarded, dup, unexplained, allowed, phantom,
+	       book->bad);
+	if (dup || phantom || book->bad || unexplained > allowed ||
+	    dead_dup > kills || !ab->drained)
 		ok = 0;
 	ok &= queues_clean();
 	if (!ok)
@@ -653,6 +768,8 @@ static void cleanup(void)
 	for (unsigned i = 0; i < cfg.queues; i++) {
 		queue_name(i, name, sizeof(name));
 		shmq_delete(name);
+		dl_name(i, name, sizeof(name));
+		shmq_delete(name);
 	}
 	if (daemon_pid > 0) {
 		kill(daemon_pid, SIGTERM);
@@ -674,23 +791,39 @@ static int run(void)
 	char name[32];
 
 	for (unsigned i = 0; i < cfg.queues; i++) {
-		struct shmq_attr a;
+		struct shmq_attr a, d;
+		char dname[32];
+		int rc = SHMQ_OK;
 		shmq_attr_init(&a);
 		a.capacity = i % 3 == 0 ? 1 : i % 3 == 1 ? 8 : 64;
-		if (cfg.acked) {
-			/* A deadline that never passes in a run (a live
-			 * worker's lease must not end), but is kept. */
-			a.flags |= SHMQ_ACKED;
-			a.lease_timeout_ms = 30000;
-		}
 		a.max_msg = MSG_MAX;
+		if (cfg.acked) {
+			/* On one queue leases time out under live workers;
+			 * on the others the deadline never passes in a run,
+			 * but is kept. */
+			a.flags |= SHMQ_ACKED;
+			a.lease_timeout_ms = short_lease(i) ? SHORT_LEASE
+							    : 30000;
+			a.max_deliveries = MAX_DELIV;
+			dl_name(i, dname, sizeof(dname));
+			a.dead_letter = dname;
+			shmq_attr_init(&d);
+			d.capacity = DL_CAPACITY;
+			d.max_msg = MSG_MAX;
+			rc = shmq_create(dname, &d, 0);
+		}
 		queue_name(i, name, sizeof(name));
-		int rc = shmq_create(name, &a, 0);
+		if (rc == SHMQ_OK)
+			rc = shmq_create(name, &a, 0);
 		if (rc != SHMQ_OK) {
 			fprintf(stderr, "torture: create %s: %s\n", name,
 				shmq_strerror(rc));
 			return 0;
 		}
+	}
+	if (cfg.acked && (drainer_pid = fork()) == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		drainer();
 	}
 	for (unsigned i = 0; i < cfg.producers; i++)
 		kids[nkids++] = (struct child){ spawn(0, i), 0, i };
@@ -759,7 +892,9 @@ static int run(void)
 		}
 	for (unsigned i = 0; i < cfg.queues; i++) {
 		queue_name(i, name, sizeof(name));
-		shmq_close_name(name, SHMQ_CLOSE_DRAIN, NULL);
+		shmq_close_name(name, cfg.acked && closed_now(i)
+					      ? SHMQ_CLOSE_NOW
+					      : SHMQ_CLOSE_DRAIN, NULL);
 	}
 	for (unsigned i = 0; i < nkids; i++)
 		if (kids[i].consumer && waitpid(kids[i].pid, &status, 0) > 0 &&
@@ -768,6 +903,30 @@ static int run(void)
 				"end\n", kids[i].slot);
 			ok = 0;
 		}
+	/* Acked: everything is settled (a join settles itself what the
+	 * closed-now queue's dead holders left), then the dead letters
+	 * are drained. */
+	for (unsigned i = 0; cfg.acked && i < cfg.queues; i++) {
+		shmq_t *q;
+		queue_name(i, name, sizeof(name));
+		int rc = shmq_open(name, 0, &q);
+		if (rc == SHMQ_OK) {
+			rc = shmq_join(q, 10000);
+			shmq_detach(q);
+		}
+		if (rc != SHMQ_OK) {
+			fprintf(stderr, "torture: join %s: %s\n", name,
+				shmq_strerror(rc));
+			ok = 0;
+		}
+		dl_name(i, name, sizeof(name));
+		shmq_close_name(name, SHMQ_CLOSE_DRAIN, NULL);
+	}
+	if (cfg.acked && (waitpid(drainer_pid, &status, 0) != drainer_pid ||
+			  !WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+		fprintf(stderr, "torture: the drainer failed at the end\n");
+		ok = 0;
+	}
 	/* The daemon releases what the dead held as their pidfds fire;
 	 * give it a moment to have done so before checking the counts. */
 	for (int i = 0; i < 200; i++) {
@@ -787,7 +946,8 @@ static int run(void)
 	uint64_t puts = 0, gets = progress();
 	for (unsigned k = 0; k < cfg.producers; k++)
 		puts += book->prod[k].acked;
-	ok &= cfg.acked ? verify_acked(allowed, &lost) : verify(allowed, &lost);
+	ok &= cfg.acked ? verify_acked(allowed, kills_c, &lost)
+			: verify(allowed, &lost);
 	printf("torture: %.0f s, %u producers, %u %s, %u %squeues: "
 	       "%" PRIu64 " puts, %" PRIu64 " %s, kills: %" PRIu64
 	       " producers, %" PRIu64 " consumers, %" PRIu64 " daemons; "
@@ -810,8 +970,11 @@ static void usage(FILE *f)
 "SIGKILLs random producers and consumers (and with --kill-daemon, shmqd)\n"
 "while they exchange sequence-numbered messages, then checks that nothing\n"
 "was duplicated or lost.  With --acked, the queues are acked and the\n"
-"consumers lease and ack: then nothing may be lost, each message is acked\n"
-"once, and one delivered again was nacked or held by a killed worker.\n"
+"consumers lease and ack, each queue has a small dead-letter queue, one\n"
+"queue's leases time out and one is closed with --now at the end: then\n"
+"nothing may be lost, each message is settled once (acked or\n"
+"dead-lettered), and one delivered again was nacked, held by a killed\n"
+"worker or past its deadline.\n"
 "Starts its own shmqd (--daemon, or $SHMQ_DAEMON).\n"
 "Defaults: 60 s, 4 producers, 4 consumers, 3 queues.\n");
 }
