@@ -693,7 +693,7 @@ struct shmq_stat {
 				    SHMQ_DEADLOCK_FAIL */
 	uint64_t messages;       /* queued now */
 	uint64_t bytes;          /* bytes queued now */
-	uint32_t producers;
+	uint32_t producers;      /* not counting relays (SHMQ_RELAY) */
 	uint32_t consumers;
 	uint32_t put_blocked;    /* handles asleep in put */
 	uint32_t get_blocked;    /* handles asleep in get */
