@@ -275,7 +275,13 @@ static void dlq_open(struct shmq *q, enum dlq_when when)
 			 when != DLQ_AT_OPEN, &d);
 	if (rc == SHMQ_OK) {
 		d->parent = q;
-		rc = ring_set_dead_letter(&q->ring, d, &old);
+		/* At open nothing of q's can be running a callback yet: no
+		 * need to wait for the consumers' lock (a stalled holder
+		 * would stall the open). */
+		if (when == DLQ_AT_OPEN)
+			q->ring.dead_letter_ctx = d;
+		else
+			rc = ring_set_dead_letter(&q->ring, d, &old);
 		if (rc != SHMQ_OK)
 			shmq_detach(d);
 	}
