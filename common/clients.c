@@ -290,6 +290,7 @@ void ring_client_forget(struct ring *r, uint32_t index)
 	WRITE_ONCE(c->detached, 0);
 	WRITE_ONCE(c->armed[PUT_SIDE], 0);
 	WRITE_ONCE(c->armed[GET_SIDE], 0);
+	WRITE_ONCE(c->leases, 0);
 	WRITE_ONCE(c->gen, 0);
 	WRITE_ONCE(c->start_time, 0);
 	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);

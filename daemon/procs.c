@@ -626,7 +626,8 @@ static void adopt_entries(struct queue *q, void *arg)
 		/* The role too is what the segment says: nothing else is
 		 * left of the daemon that handed it out. */
 		uint32_t role = __atomic_load_n(&c->role, __ATOMIC_RELAXED) &
-				(SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER);
+				(SHMQ_ROLE_PRODUCER | SHMQ_ROLE_CONSUMER |
+				 SHMQ_ROLE_RELAY);
 		if (pid == 0)
 			continue;
 		/* Detached while no daemon could be told: release it now,
