@@ -44,7 +44,8 @@
  * count as paid off (the other side ran because we stopped).  A hand-off
  * whose yield took longer than HANDOFF_SLOW_NS ran somebody else for a
  * time slice: hand-offs are then left off for a backoff that doubles
- * (HANDOFF_OFF_MIN_NS to HANDOFF_OFF_MAX_NS) while they keep being slow.
+ * (HANDOFF_OFF_MIN_NS to HANDOFF_OFF_MAX_NS) with every slow one, and is
+ * forgotten only after HANDOFF_OFF_MAX_NS of quick ones.
  */
 #define SPIN_MAX_NS      50000u
 #define SPIN_MIN_NS        500u
@@ -234,7 +235,12 @@ static int hand_off(struct ring *r, enum side side, uint64_t len,
 						     : off * 2;
 		__atomic_store_n(&r->handoff_after, now + took + off,
 				 __ATOMIC_RELAXED);
-	} else if (ok) {
+	} else if (ok && off && now - __atomic_load_n(&r->handoff_after,
+						     __ATOMIC_RELAXED) >
+					HANDOFF_OFF_MAX_NS) {
+		/* Only a long run of quick ones forgets the slow: under a busy
+		 * neighbour some yields are quick, and forgetting at the first
+		 * of them made one wait in a hundred pay a time slice. */
 		off = 0;
 	}
 	__atomic_store_n(&r->handoff_off_ns, off, __ATOMIC_RELAXED);
