@@ -102,6 +102,7 @@ struct ring {
 	uint64_t handoff_after;     /* no hand-off yields before then (mono
 				       ns): they ran a third process */
 	uint64_t handoff_off_ns;    /* how long they were left off last */
+	uint32_t shared_waits;      /* waits with the other side on our CPU */
 	int prefetchw;              /* put asks for slots ahead (ring.c) */
 	uint32_t amax;              /* ring bytes of the largest message */
 	uint32_t stride;            /* messages a waiter lets the other side

@@ -285,9 +285,11 @@ static int two_cpus(void)
 
 #define ELSEWHERE 100000u       /* a CPU (+ 1) no process runs on */
 
-/* Spin while the other side may run elsewhere, hand off when it last ran
- * on our CPU, sleep at once when we may use one CPU and it runs
- * elsewhere or hand-offs are left off; a forged CPU is just another. */
+/* Spin while the other side may run elsewhere; on one CPU, hand off when
+ * it last ran on ours, sleep at once when it runs elsewhere or hand-offs
+ * are left off; with two CPUs and the other side on ours, mostly hand
+ * off and now and then sleep (so that the wake-up can part the two); a
+ * forged CPU is just another. */
 START_TEST(test_wait_how)
 {
 	struct ring_config c = seg_config(8, 64, 0, 0);
@@ -302,6 +304,22 @@ START_TEST(test_wait_how)
 		ck_assert_int_eq(wait_how(&R, PUT_SIDE, now), WAIT_SPIN);
 		R.hdr->put_cpu = UINT32_MAX;
 		ck_assert_int_eq(wait_how(&R, GET_SIDE, now), WAIT_SPIN);
+		/* The producer on our CPU: hand-offs, and now and then a
+		 * sleep (asked again if we moved meanwhile). */
+		int sleeps = 0, asked = 0;
+		for (int i = 0; i < 1000 && asked < 64; i++) {
+			uint32_t me = cpu_current();
+			R.hdr->put_cpu = me;
+			enum wait_how h = wait_how(&R, GET_SIDE, now);
+			if (cpu_current() != me)
+				continue;
+			ck_assert(h == WAIT_SLEEP || h == WAIT_HANDOFF);
+			sleeps += h == WAIT_SLEEP;
+			asked++;
+		}
+		ck_assert_int_eq(asked, 64);
+		ck_assert_int_ge(sleeps, 1);
+		ck_assert_int_le(sleeps, 8);
 	}
 
 	int cpu = pin_here();
