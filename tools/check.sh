@@ -44,11 +44,11 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_check
 
 step "clang build (-Werror)"
-shmq_build build-clang CC=clang
+shmq_build build-clang CC=clang CXX=clang++
 make -s -j"$(nproc)" check TESTS= >/dev/null
 
 step "fuzzing (${FUZZ_SECONDS:-60} s for the request handler)"
-shmq_build build-fuzz CC=clang --enable-fuzzing
+shmq_build build-fuzz CC=clang CXX=clang++ --enable-fuzzing
 make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}" 2>&1 |
 	grep -E '^(#[0-9]+ +DONE|==|SUMMARY|stat::number_of_executed_units)'
 
