@@ -45,7 +45,10 @@ enum bridge_exit {
 struct bridge_opts {
 	int out;                        /* 1 = out, 0 = in */
 	const char *local;              /* the local queue */
-	const char *url;                /* as given, for messages */
+	const char *url;                /* as given: never printed */
+	char shown[BRIDGE_SERVER_MAX + BRIDGE_STREAM_MAX + 2];
+					/* the URL for messages: a user,
+					   password or token shown as *** */
 	char server[BRIDGE_SERVER_MAX]; /* nats://[user:pass@]HOST:PORT */
 	char stream[BRIDGE_STREAM_MAX + 1];
 	/* out */
@@ -62,6 +65,8 @@ struct bridge_opts {
 
 /* options.c */
 int opts_parse_url(const char *url, struct bridge_opts *o);
+/* The URL with any user, password or token shown as ***. */
+void opts_redact(const char *url, char *out, size_t size);
 /* Parses argv (after the direction word); returns -1 when the bridge
  * should run, else the status to exit with (usage errors are said). */
 int opts_parse(int argc, char **argv, struct bridge_opts *o);

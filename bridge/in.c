@@ -40,6 +40,8 @@
 #define IN_GRAB_MS 10           /* a no-wait fetch, bounded anyway */
 #define IN_END_FETCH_MS 200     /* while holding the marker */
 #define IN_SLICE_MAX_MS 1000    /* a blocked put looks up this often */
+#define IN_SAY_AFTER 5          /* fetch failures in a row, connected,
+				   before one line says so */
 
 struct in {
 	const struct bridge_opts *o;
@@ -239,7 +241,7 @@ static int run(struct in *w)
 {
 	struct backoff b = { 0 };
 	struct shmq_stat st;
-	int said = 0;
+	int failures = 0;
 
 	for (;;) {
 		natsMsgList list;
@@ -264,16 +266,23 @@ static int run(struct in *w)
 		if (s == NATS_TIMEOUT || s == NATS_NOT_FOUND)
 			continue;
 		if (s != NATS_OK) {
-			if (!link_transient(s) && !said) {
-				said = 1;
-				bridge_say("%s: fetch: %s; retrying",
-					   w->o->url, natsStatus_GetText(s));
+			/* A server going away answers a pull with an error
+			 * status before the connection drops: that is the
+			 * connection's loss, said by link.c.  Only an error
+			 * that persists while connected is worth a line. */
+			if (link_transient(s) || !link_connected(&w->link))
+				failures = 0;
+			else if (++failures == IN_SAY_AFTER) {
+				const char *d = nats_GetLastError(NULL);
+				bridge_say("%s: fetch: %s%s%s; retrying",
+					   w->o->shown, natsStatus_GetText(s),
+					   d && *d ? ": " : "", d ? d : "");
 			}
 			backoff_wait(&b);
 			continue;
 		}
 		backoff_reset(&b);
-		said = 0;
+		failures = 0;
 		size_t n = take_markers(w, &list);
 		rc = put_all(w, list.Msgs, n);
 		natsMsgList_Destroy(&list);
@@ -287,7 +296,10 @@ int in_run(const struct bridge_opts *o)
 	struct in w = { .o = o };
 	int rc;
 
-	rc = shmq_open(o->local, SHMQ_PRODUCER, &w.q);
+	/* A relay: not counted among the queue's producers, so a killed
+	 * bridge is no "producer lost" and never auto-closes the queue; only
+	 * the marker says how the far end ended. */
+	rc = shmq_open(o->local, SHMQ_PRODUCER | SHMQ_RELAY, &w.q);
 	if (rc != SHMQ_OK) {
 		bridge_say("%s: %s", o->local, shmq_strerror(rc));
 		return bridge_shmq_exit(rc);

@@ -93,7 +93,7 @@ int link_open(struct link *l, const struct bridge_opts *o,
 
 	memset(l, 0, sizeof(*l));
 	l->o = o;
-	snprintf(cb_url, sizeof(cb_url), "%s", o->url);
+	snprintf(cb_url, sizeof(cb_url), "%s", o->shown);
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	s = natsOptions_Create(&no);
 	if (s == NATS_OK)
@@ -123,10 +123,10 @@ int link_open(struct link *l, const struct bridge_opts *o,
 		if (s == NATS_CONNECTION_AUTH_FAILED ||
 		    s == NATS_NOT_PERMITTED) {
 			bridge_say("%s: the NATS server refused us: %s",
-				   o->url, natsStatus_GetText(s));
+				   o->shown, natsStatus_GetText(s));
 			return BX_ACCES;
 		}
-		bridge_say("%s: no NATS server answers (%s)", o->url,
+		bridge_say("%s: no NATS server answers (%s)", o->shown,
 			   natsStatus_GetText(s));
 		return BX_UNREACH;
 	}
@@ -136,7 +136,7 @@ int link_open(struct link *l, const struct bridge_opts *o,
 	jo.PublishAsync.AckHandlerClosure = closure;
 	s = natsConnection_JetStream(&l->js, l->nc, &jo);
 	if (s != NATS_OK) {
-		bridge_say("%s: %s", o->url, natsStatus_GetText(s));
+		bridge_say("%s: %s", o->shown, natsStatus_GetText(s));
 		link_close(l);
 		return BX_ERROR;
 	}
@@ -217,10 +217,10 @@ static int api_failure(struct link *l, const char *what, natsStatus s,
 
 	if (s == NATS_NO_RESPONDERS) {
 		bridge_say("%s: %s: JetStream is not enabled on the server",
-			   l->o->url, what);
+			   l->o->shown, what);
 		return BX_ERROR;
 	}
-	bridge_say("%s: %s: %s%s%s (code %d)", l->o->url, what,
+	bridge_say("%s: %s: %s%s%s (code %d)", l->o->shown, what,
 		   natsStatus_GetText(s), detail && *detail ? ": " : "",
 		   detail ? detail : "", (int)jerr);
 	return s == NATS_NOT_PERMITTED ? BX_ACCES
@@ -269,7 +269,7 @@ int link_stream(struct link *l, int create, struct stream_room *room)
 		}
 	}
 	if (stream_missing(s, jerr)) {
-		bridge_say("%s: no such stream%s", o->url,
+		bridge_say("%s: no such stream%s", o->shown,
 			   o->out ? " (out --create creates it)" : "");
 		return BX_NOENT;
 	}
@@ -284,7 +284,7 @@ int link_stream(struct link *l, int create, struct stream_room *room)
 		if (!takes) {
 			bridge_say("%s: the stream does not take subject '%s', "
 				   "the one shmq-bridge publishes to",
-				   o->url, o->stream);
+				   o->shown, o->stream);
 			jsStreamInfo_Destroy(si);
 			return BX_ERROR;
 		}
@@ -292,7 +292,7 @@ int link_stream(struct link *l, int create, struct stream_room *room)
 		    (si->Config->MaxMsgs > 0 || si->Config->MaxBytes > 0))
 			bridge_say("%s: warning: the stream discards old "
 				   "messages when full: they are lost there",
-				   o->url);
+				   o->shown);
 	}
 	if (room)
 		fill_room(si, room);
@@ -349,7 +349,7 @@ int link_consumer(struct link *l, natsSubscription **sub,
 	if (ci->Config->AckPolicy != js_AckExplicit ||
 	    ci->Config->DeliverSubject != NULL) {
 		bridge_say("%s: consumer '%s' is not a pull consumer with "
-			   "explicit acks", o->url, o->durable);
+			   "explicit acks", o->shown, o->durable);
 		jsConsumerInfo_Destroy(ci);
 		return BX_ERROR;
 	}

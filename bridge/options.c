@@ -90,20 +90,44 @@ static int stream_name_ok(const char *s, size_t n)
 	return 1;
 }
 
+/*
+ * The URL as messages show it: whatever stands before an '@' in the
+ * authority (user:password, or a token) becomes "***".  Every message of
+ * the bridge, the parser's own included, names the URL this way; the URL
+ * as given goes to libnats only.
+ */
+void opts_redact(const char *url, char *out, size_t size)
+{
+	const char *auth = strstr(url, "://");
+	const char *end, *at = NULL;
+
+	auth = auth ? auth + 3 : url;
+	end = auth + strcspn(auth, "/");
+	for (const char *p = auth; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		snprintf(out, size, "%s", url);
+	else
+		snprintf(out, size, "%.*s***%s", (int)(auth - url), url, at);
+}
+
 int opts_parse_url(const char *url, struct bridge_opts *o)
 {
+	char shown[sizeof(o->shown)];
 	static const char scheme[] = "nats://";
 	const char *auth, *slash, *host, *end, *colon;
 
+	opts_redact(url, shown, sizeof(shown));
 	if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
-		return usage_error("%s: not a nats://HOST:PORT/STREAM URL", url);
+		return usage_error("%s: not a nats://HOST:PORT/STREAM URL", shown);
 	auth = url + sizeof(scheme) - 1;
 	slash = strchr(auth, '/');
 	if (slash == NULL || slash == auth)
-		return usage_error("%s: not a nats://HOST:PORT/STREAM URL", url);
+		return usage_error("%s: not a nats://HOST:PORT/STREAM URL", shown);
 	if (!stream_name_ok(slash + 1, strlen(slash + 1)))
 		return usage_error("%s: the stream name must be 1-64 of "
-				   "[A-Za-z0-9_-]", url);
+				   "[A-Za-z0-9_-]", shown);
 	/* user:pass@ goes through to libnats as it is. */
 	host = auth;
 	for (const char *p = auth; p < slash; p++)
@@ -112,41 +136,42 @@ int opts_parse_url(const char *url, struct bridge_opts *o)
 	end = slash;
 	size_t hostlen = host < end ? (size_t)(end - host) : 0;
 	if (hostlen == 0)
-		return usage_error("%s: no host", url);
+		return usage_error("%s: no host", shown);
 	if (*host == '[') {                     /* [IPv6]:port */
 		const char *rb = memchr(host, ']', hostlen);
 		if (rb == NULL || rb == host + 1)
-			return usage_error("%s: bad host", url);
+			return usage_error("%s: bad host", shown);
 		colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
 		if (colon == NULL && rb + 1 != end)
-			return usage_error("%s: bad host", url);
+			return usage_error("%s: bad host", shown);
 	} else {
 		colon = memchr(host, ':', hostlen);
 		if (colon == host)
-			return usage_error("%s: no host", url);
+			return usage_error("%s: no host", shown);
 	}
 	if (colon) {
 		const char *p = colon + 1;
 		long port = 0;
 		if (p == end)
-			return usage_error("%s: bad port", url);
+			return usage_error("%s: bad port", shown);
 		for (; p < end; p++) {
 			if (!isdigit((unsigned char)*p) || port > 65535)
-				return usage_error("%s: bad port", url);
+				return usage_error("%s: bad port", shown);
 			port = port * 10 + (*p - '0');
 		}
 		if (port < 1 || port > 65535)
-			return usage_error("%s: bad port", url);
+			return usage_error("%s: bad port", shown);
 	}
 	for (const char *p = auth; p < end; p++)
 		if (isspace((unsigned char)*p) || *p == ',')
-			return usage_error("%s: bad host", url);
+			return usage_error("%s: bad host", shown);
 	if ((size_t)(slash - url) >= sizeof(o->server))
-		return usage_error("%s: URL too long", url);
+		return usage_error("%s: URL too long", shown);
 	memcpy(o->server, url, (size_t)(slash - url));
 	o->server[slash - url] = '\0';
 	strcpy(o->stream, slash + 1);
 	o->url = url;
+	memcpy(o->shown, shown, sizeof(o->shown));
 	return -1;
 }
 

@@ -305,7 +305,7 @@ static int publish_all(struct out *w)
 				   w->said != it->err) {
 				w->said = it->err;
 				bridge_say("%s: publish refused (%s%s%s); "
-					   "retrying", w->o->url,
+					   "retrying", w->o->shown,
 					   natsStatus_GetText(it->err),
 					   it->text[0] ? ": " : "", it->text);
 			}
