@@ -5,20 +5,12 @@
  * `max_bytes` bytes of them).  put() blocks while it is full, get() blocks
  * while it is empty: that is the backpressure.  Closing a queue makes put()
  * fail and lets get() drain what is left, then report end of stream.
- * A call that has to wait spins only while the other side may be running
- * on another CPU at the same time: for at most 50 µs (the window adapts to
- * how often spinning pays, and shrinks when it does not), then it sleeps
- * in the kernel.  A process that may use only one CPU never spins: one
- * pinned to a single CPU (sched_setaffinity, taskset), or given less than
- * two CPUs' worth of time by its cgroup's CPU quota (cgroup v2 cpu.max or
- * v1 cpu.cfs_quota_us, along the path to the root), both read again about
- * once a second.  Nor does a call whose other side last ran on its own
- * CPU: it yields that CPU once, which lets the other side run without a
- * system call there, and sleeps if that did not do it.  Where yielding
- * hands the CPU to a third process (a CPU-bound neighbour), it sleeps at
- * once for a while, so that the neighbour gets its share and the queue
- * its own, as with a pipe.  A hand-off between running processes makes
- * no system call, and a caller blocked for longer uses no CPU.
+ * A call that has to wait spins briefly (at most 50 µs, adaptively) only
+ * while the other side may be running on another CPU, then sleeps in the
+ * kernel; a process limited to one CPU (affinity or cgroup CPU quota)
+ * never spins, and a CPU-bound neighbour gets its share: libshmq(3),
+ * "Timeouts and signals", says how.  A hand-off between running
+ * processes makes no system call; a caller blocked for longer uses no CPU.
  *
  * Queues are created and handed out by the shmqd daemon; put and get run in
  * shared memory under process-shared robust mutexes and never talk to the
@@ -65,26 +57,20 @@
  *
  * Calls to the daemon.  shmq_create, shmq_open, shmq_detach,
  * shmq_stat_name, shmq_close_name, shmq_delete, shmq_list, shmq_users and
- * shmq_deadlocks send one request to shmqd over a Unix socket (shmq_list,
- * shmq_users and shmq_deadlocks one per page) and (all but shmq_detach)
- * wait for its reply, normally tens of microseconds.  A process has one
- * connection, opened by its first such call (and again after fork() or a
- * daemon restart), which first exchanges a HELLO, and kept until the
- * process exits, whether or not it still has handles open: shmqd's
- * --user-max-clients (1024 by default) thus bounds how many processes of
- * one user can use shmq at once.  These calls are serialised on a
- * process-wide lock, so threads take turns.  Once it is its turn, a
- * request gives the daemon at most 10 s in all, on one deadline: to
- * accept the connection, to take the HELLO and the request, and to
- * answer them (a request re-sent on a fresh connection after a daemon
- * restart included).  If nothing listens on the per-user socket
- * and autostart is on, each of them but shmq_detach starts shmqd, which
- * adds at most 5 s.  A daemon that accepts but never answers, never
- * reads, or whose listen backlog stays full is thus given up after 10 s,
- * or 15 s when the call started one (SHMQ_ENODAEMON).  A signal neither
- * cuts a call short nor starts its wait afresh: these calls never return
- * SHMQ_EINTR.  Besides its own statuses, each of them may return the
- * control errors:
+ * shmq_deadlocks send a request to shmqd over a Unix socket (the list
+ * calls one per page) and, all but shmq_detach, wait for its reply,
+ * normally tens of microseconds.  A process has one connection, opened by
+ * its first such call (again after fork() or a daemon restart) and kept
+ * until it exits, so shmqd --user-max-clients bounds how many processes
+ * of one user can use shmq at once.  The calls take turns on a
+ * process-wide lock; then one deadline of 10 s covers connecting, the
+ * HELLO, the request and its reply (a re-send after a daemon restart
+ * included).  If nothing listens on the per-user socket and autostart is
+ * on, each but shmq_detach starts shmqd, which adds at most 5 s: a
+ * daemon that never answers is given up after 10 s, or 15 s when the
+ * call started one (SHMQ_ENODAEMON).  Signals neither cut these calls
+ * short nor restart their wait: they never return SHMQ_EINTR.  Besides
+ * its own statuses, each may return the control errors:
  *   SHMQ_ENODAEMON  no daemon answered: nothing listens on the socket and
  *                   autostart is off or failed, or no reply came in time;
  *                   shmq_error_detail() names the socket tried, the binary
@@ -100,19 +86,15 @@
  * shmq_error_detail().
  *
  * Calls on a handle.  put, get, their batch and zero-copy forms, close,
- * stat and the accessors work in the queue's shared memory and never talk
- * to the daemon; they make no system call unless they sleep, wake a
- * sleeper or a poller, or arm their handle's descriptor (see "Event
- * loops").  (Two exceptions: a consumer of an acked queue whose
- * dead-letter queue could not be opened, or was deleted, tries again
- * through the daemon in shmq_nack() and in calls that may block, at most
- * once a second and never starting a daemon; see "Acked queues".  And a
- * call that has slept for half shmqd's deadlock timeout tells the daemon,
- * without waiting for an answer; see "Deadlocks".)  Every one of them returns SHMQ_EINVAL for a NULL
- * handle, and those that touch the queue return SHMQ_ECORRUPT when what
- * they read from it fails a check (another process scribbled over it) or
- * its lock word is damaged: the queue is then unusable, but nothing
- * outside the mapping is ever read or written.
+ * stat and the accessors work in the queue's shared memory and never wait
+ * for the daemon; they make no system call unless they sleep, wake a
+ * sleeper or a poller, or arm their handle's descriptor ("Event loops").
+ * The exceptions are told where they arise: an acked queue's consumer
+ * re-opening its dead-letter queue ("Acked queues") and the one notice a
+ * long wait sends shmqd ("Deadlocks").  Each returns SHMQ_EINVAL for a
+ * NULL handle, and SHMQ_ECORRUPT when what it reads from the queue fails
+ * a check or its lock word is damaged: the queue is then unusable, but
+ * nothing outside the mapping is ever read or written.
  *
  * Timeouts.  Every call that can wait for room or for a message takes
  * timeout_ms: SHMQ_FOREVER (or any negative value), SHMQ_NOWAIT (0), or
@@ -142,13 +124,9 @@
  *
  * fork().  A child must neither use nor detach the handles it inherited
  * (detaching one would mark its parent's handle detached); it opens its
- * own.  A handle's queue memory is not even mapped in the child (libshmq
- * maps it with MADV_DONTFORK): using an inherited handle faults
- * (SIGSEGV).  A mapping of a queue that outlives every handle to it
- * (made by hand from a kept descriptor, say) keeps none of its memory
- * once the queue is deleted and its last handle detached: shmqd then
- * truncates the segment, and touching that mapping raises SIGBUS.  The
- * connection to the daemon is re-opened in the child by itself.
+ * own.  Queue memory is mapped with MADV_DONTFORK, so an inherited handle
+ * faults (SIGSEGV) if used.  The child re-opens the daemon connection by
+ * itself.
  * As with any library that takes locks, a child of a multi-threaded
  * process may call shmq only if no other thread was inside a call to the
  * daemon at the moment of fork().
@@ -267,7 +245,8 @@ void shmq_attr_init(struct shmq_attr *attr);
  *                *attr, and nothing is implied about opening it)
  *   SHMQ_ENAME   `name` (or attr->dead_letter) is not a valid queue name
  *   SHMQ_EINVAL  flags other than SHMQ_EXIST_OK, attr->flags other than
- *                SHMQ_AUTO_CLOSE and SHMQ_ACKED, or mode above 0777; or,
+ *                SHMQ_AUTO_CLOSE, SHMQ_ACKED and SHMQ_DEADLOCK_FAIL, or
+ *                mode above 0777; or,
  *                from the daemon, capacity 0 or above 16777216 (2^24),
  *                max_msg above 2^30, max_bytes not 0 but below max_msg or
  *                above 2^48, a data area of 4 GiB or more ((capacity + 1)
@@ -467,12 +446,6 @@ int shmq_put(shmq_t *q, const void *msg, size_t len, int timeout_ms);
  * SHMQ_NOWAIT).
  */
 int shmq_get(shmq_t *q, void *buf, size_t size, size_t *len, int timeout_ms);
-
-/* Batches: one lock round trip for many messages.  putv puts msgs[0..n)
- * in order, blocking until all are queued; on an error *nput says how many
- * were.  getv waits until at least one message is there, then takes as
- * many as fit in msgs[] and buf, setting msgs[i] to point into buf; each
- * message starts at a multiple of 16 bytes from buf.  */
 
 /*
  * shmq_putv - put msgs[0..n) in order, as n calls of shmq_put would, with
@@ -772,28 +745,18 @@ struct shmq_stat {
  *  - ack, nack and extend take the consumers' lock (for a moment) and wait
  *    for it without a timeout.  They never sleep for a message.
  *  - Dead letters: shmq_open() of a consumer handle of a queue with a
- *    dead-letter queue opens that queue too, as a relay producer (see
- *    SHMQ_RELAY), through the daemon: one more round trip, and one more
- *    of the dead-letter queue's attachments and of the user's handles,
- *    per consumer handle.  It is granted only if the caller may write
- *    the dead-letter queue itself (give both queues one owner, or one
- *    group, so that every consumer may); refused or failed, shmq_open()
- *    succeeds all the same, without it.  A dead letter is put there
- *    without waiting for room: if the dead-letter queue is full or
- *    closed, or this handle has none, the message stays in this queue,
- *    counted in stat's `returned` and `messages` (shmq_pending: state
- *    SHMQ_LEASE_DEAD_LETTER), and is tried again every second by
- *    whichever consumer takes the lock - one that may write the
- *    dead-letter queue moves it.  A handle without a dead-letter queue,
- *    or whose dead-letter queue was deleted since (a queue created again
- *    under that name is another, and gets the letters from then on),
- *    tries to open it again: in shmq_nack() when that nack may make a
- *    dead letter or dead letters wait, and in get, view and lease calls
- *    with a timeout other than SHMQ_NOWAIT while dead letters wait; at
- *    most once a second per handle, before the call takes any lock, and
- *    never starting a daemon.  That try is one round trip (a daemon that
- *    does not answer holds the call up to 10 s, as any call to it); a
- *    call with SHMQ_NOWAIT never makes it.
+ *    dead-letter queue also opens that queue, as a relay producer
+ *    (SHMQ_RELAY): one more round trip, attachment and handle per
+ *    consumer handle, granted only if the caller may write the
+ *    dead-letter queue itself; refused, shmq_open() succeeds without it.
+ *    A dead letter is put there without waiting: while that queue is
+ *    full or closed, or this handle has none, it stays here (stat's
+ *    `returned`; shmq_pending: SHMQ_LEASE_DEAD_LETTER) and is tried
+ *    again every second by whichever consumer takes the lock.  A handle
+ *    without one tries to open it again at most once a second, in
+ *    shmq_nack() and in calls with a timeout other than SHMQ_NOWAIT,
+ *    never starting a daemon: one round trip (up to 10 s if the daemon
+ *    does not answer).  docs/queues.md, "Acked queues", has the rest.
  */
 struct shmq_msg {
 	void    *data;          /* the message: in the caller's buffer, or
@@ -990,39 +953,29 @@ int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
  *   }
  *
  * The contract.  A descriptor is armed by a call in its direction made
- * with timeout SHMQ_NOWAIT that returns SHMQ_EAGAIN because there was
- * nothing to do: on the get side shmq_get, shmq_getv, shmq_get_view,
- * shmq_lease, shmq_leasev and shmq_lease_view, on the put side shmq_put,
- * shmq_putv and shmq_put_reserve, and shmq_wait(q, dir, len,
- * SHMQ_NOWAIT) on either.  Arming empties it; once armed, it becomes
- * readable as soon as a call in its direction may proceed: on the get
- * side a message was put, a leased message came back (nack, timeout, its
- * holder gone) or the queue was closed; on the put side a message was
- * taken (or acked) or the queue was closed.  Such a wake-up is never
- * lost, not even when the process that made the change is killed right
- * after it (shmqd, which notices every death, then wakes every armed
- * descriptor of the queue; if shmqd is down at that moment, the wake-up
- * comes when it is back).  A process that cannot send it (out of
- * descriptors for the one socket it needs) leaves it to the next call
- * that changes the queue in that direction, or to shmqd.  The library
- * keeps one socket per process for sending wake-ups and checks it before
- * use, so a program that closes descriptors it did not open (or reuses
- * their numbers) loses no wake-up and never gets a stray byte.  A
- * wake-up may be spurious: another handle may
- * have taken the message first, or a put may still not fit in the byte
- * budget.  After a wake-up, call the non-blocking operation again until
- * it returns SHMQ_EAGAIN, which arms the descriptor again, or end of
- * stream, SHMQ_ECLOSED or an error.  Every SHMQ_EAGAIN of such a call
- * leaves the descriptor armed, or set to become readable again: when
- * another handle holds the side's lock longer than a copy takes (a
- * zero-copy call between its view and take or reserve and commit, or a
- * stopped process), the call does not wait for it and the descriptor
- * fires again after 1 ms, then after delays that double up to 32 ms
- * while the lock stays held; so a loop neither blocks nor spins, and
- * edge-triggered loops get each of these wake-ups too.  Blocking calls
- * (any other timeout) neither arm nor disarm it, and may be mixed freely.
- * A new descriptor starts readable, so the loop's first wake-up makes
- * the call that arms it.
+ * with SHMQ_NOWAIT that returns SHMQ_EAGAIN because there was nothing to
+ * do (get side: shmq_get, shmq_getv, shmq_get_view, shmq_lease,
+ * shmq_leasev, shmq_lease_view; put side: shmq_put, shmq_putv,
+ * shmq_put_reserve; either: shmq_wait with SHMQ_NOWAIT).  Arming empties
+ * it; once armed, it becomes readable as soon as a call in its direction
+ * may proceed: on the get side a message was put, a leased message came
+ * back or the queue was closed; on the put side a message was taken (or
+ * acked) or the queue was closed.  Such a wake-up is never lost, not
+ * even when the process that made the change is killed right after it:
+ * shmqd, which notices every death, then wakes every armed descriptor of
+ * the queue (when it is back, if it was down).  The library checks its
+ * one wake-up socket before each use, so a program that closes or reuses
+ * descriptors it did not open loses no wake-up and gets no stray byte.
+ * A wake-up may be spurious (another handle took the message first, or
+ * a put still does not fit the byte budget): call the non-blocking
+ * operation again until SHMQ_EAGAIN, which arms the descriptor again, or
+ * the end.  When another handle holds the side's lock longer than a copy
+ * takes (a zero-copy call, a stopped process), the call does not wait
+ * for it: it returns SHMQ_EAGAIN and the descriptor fires again after
+ * 1 ms, then after delays that double up to 32 ms while the lock stays
+ * held, so a loop neither blocks nor spins.  Blocking calls neither arm
+ * nor disarm it and may be mixed freely.  A new descriptor starts
+ * readable, so the loop's first wake-up makes the call that arms it.
  *
  *  - Level-triggered (poll, select, epoll without EPOLLET, libevent
  *    without EV_ET): the descriptor stays readable until the next
@@ -1036,31 +989,18 @@ int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
  * and at least once a second while the queue has leases): a get is what
  * returns it.  shmq_join and acks are not pollable.
  *
- * Cost.  Nothing per message while no handle of the queue is armed: the
- * call that commits a message looks at one word, as without descriptors.
- * An arming costs one or two system calls (one more on the get side of
- * an acked queue while leases are held); the first commit after it
- * costs one datagram per armed handle (and one fstat of the process's
- * wake-up socket), and the commits after that nothing until the handle
- * arms again (two commits at the very same moment may both send).  So a burst of a million messages to a polling consumer
- * costs one datagram each time the consumer catches up, not one per
- * message.
+ * Cost.  Nothing per message while no handle of the queue is armed.
+ * An arming costs one or two system calls; the first commit after it one
+ * datagram per armed handle, the commits after that nothing until the
+ * handle arms again: a burst of a million messages to a polling consumer
+ * costs one datagram each time the consumer catches up.
  *
- * NETWORK NAMESPACES (containers, systemd's PrivateNetwork=): wake-ups
- * travel as datagrams to an AF_UNIX socket in the abstract namespace,
- * and abstract names exist per network namespace: a wake-up sent from
- * another network namespace never arrives.  So every process that puts,
- * gets, acks or closes on the queue, and shmqd, must share the poller's
- * network namespace.  shmq_fd checks the one it can know, shmqd's: in
- * another network namespace it fails with SHMQ_ESYS, errno EXDEV and a
- * shmq_error_detail() that says so, rather than hand out a descriptor
- * that would sleep through a producer's death or an auto-close.  It
- * cannot check the other clients: a producer in another namespace puts
- * messages whose wake-ups are lost (its pollers learn of them only at
- * the next wake-up from their own namespace).  Blocking calls and
- * shmq_wait() work across network namespaces: use them there (in a
- * thread, if need be).  Any local process in the poller's namespace can
- * make its descriptor readable (a spurious wake-up, nothing more).
+ * Network namespaces (containers, PrivateNetwork=): wake-ups are
+ * datagrams to an abstract AF_UNIX socket, which exists per network
+ * namespace, so every process that changes the queue, and shmqd, must
+ * share the poller's; shmq_fd refuses (SHMQ_ESYS, errno EXDEV) when
+ * shmqd's differs.  Blocking calls and shmq_wait() work across network
+ * namespaces.  libshmq(3), "Network namespaces", has the details.
  * Descriptors are not inherited usefully across fork(): a child opens
  * its own handles.
  *
@@ -1250,26 +1190,14 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total);
  *
  * So a slow consumer, a producer busy or asleep outside shmq, another
  * thread still running, or a stopped process on the path never make a
- * deadlock.  What shmq cannot see, it cannot count: a process also
- * blocked on a pipe, a socket, a lock or in shmq_join() counts as running
- * (a thread waiting there is not blocked in shmq), and a wait that goes
- * through such a thing is not found.  A call with a timeout that ends
- * before shmqd's next look is never part of a deadlock (it ends by
- * itself) and never failed; one with a longer timeout counts (the cycle
- * is real until then), and its row says when it ends (ends_in_ns).  A
- * loop of calls with timeouts shorter than the deadlock timeout never
- * counts: each call is too young.  A blocking call made from a signal
- * handler that interrupted a blocking call of the same thread counts that
- * thread twice: while it waits, its process is never taken for
- * deadlocked.  Waits are timed on the process's CLOCK_MONOTONIC: a client
- * in another time namespace whose clock is ahead of shmqd's has its
- * deadlocks found that much later (or never), one whose clock is behind
- * sooner than the timeout, and its timeouts are taken as ending earlier.
- * shmqd needs a report period (half the timeout) to hear of a wait and
- * another one or two to be sure: a deadlock is found within twice the
- * timeout (one that a change shmq cannot see makes, a stopped process
- * that continues, within 4 timeouts more: shmqd looks less often while
- * nothing it can see changes).
+ * deadlock.  What shmq cannot see it cannot count: a wait that goes
+ * through a pipe, a socket, a lock or shmq_join() is not found.  A call
+ * whose timeout ends before shmqd's next look is never part of one (nor
+ * failed); one with a longer timeout counts, and its row says when it
+ * ends (ends_in_ns).  Waits are timed on the client's CLOCK_MONOTONIC.
+ * A deadlock is found within twice the timeout.  docs/queues.md,
+ * "Deadlocks", gives the corner cases (signal handlers, time namespaces,
+ * changes shmq cannot see).
  */
 #define SHMQ_DEADLOCK_FREERS 8
 /* One wait of one process in a deadlock. */
