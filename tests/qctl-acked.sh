@@ -321,15 +321,17 @@ t_work() {
 # A command slower than the lease timeout keeps its message.
 t_extend() {
 	write_job
-	expect 0 "create, lease timeout 0.4 s" qc create q --acked \
-		--lease-timeout 0.4
+	# 1 s: work extends at half of it, so a scheduling delay under 0.5 s
+	# (a loaded CI machine, the sanitizers) costs nothing.
+	expect 0 "create, lease timeout 1 s" qc create q --acked \
+		--lease-timeout 1
 	expect 0 "put one" qc put q park
 	qc work q -- "$C/job" >"$C/w.out" 2>"$C/w.err" &
 	local wpid=$! rc
 	wait_for "$T" parked 0 || not_ok "the command starts"
 	# Only time passing is waited for here: the lease would have timed
 	# out three times over without the extensions.
-	sleep 1.3
+	sleep 3.2
 	expect 0 "pending" qc pending q --json
 	check "still held, delivered once" \
 		grep -q '"state":"held","pid":[0-9]*,"deliveries":1' "$C/out"
