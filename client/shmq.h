@@ -15,11 +15,8 @@
  * Queues are created and handed out by the shmqd daemon; put and get run in
  * shared memory under process-shared robust mutexes and never talk to the
  * daemon.  If no daemon answers, the library starts a private one for the
- * current user (unless SHMQ_NO_AUTOSTART is set): it forks and execs
- * shmqd, whose first process exits once it listens, and waits for that
- * pid alone, for at most 5 s (a binary that has not listened by then is
- * killed).  A program may ignore SIGCHLD or reap children in a handler:
- * the socket answering then says whether the start worked.
+ * current user (unless SHMQ_NO_AUTOSTART is set) and waits for that pid
+ * alone, at most 5 s; ignoring SIGCHLD or reaping in a handler is fine.
  *
  *   shmq_t *q;
  *   shmq_create("jobs", NULL, SHMQ_EXIST_OK);
@@ -38,12 +35,9 @@
  *   shmq_detach(q);
  *
  * Every function returns SHMQ_OK (0), a positive end-of-stream status, or a
- * negative SHMQ_E* error; shmq_strerror() describes each.  A blocking call
- * interrupted by a signal handler returns SHMQ_EINTR (nothing was put or
- * taken by the interrupted wait), so that a program can react to the
- * signal; call again to go on waiting.  Functions are
+ * negative SHMQ_E* error; shmq_strerror() describes each.  Functions are
  * thread-safe; a handle may be shared by the threads of one process but not
- * across fork(): a child opens its own handles.
+ * across fork().
  *
  * Environment:
  *   SHMQ_SOCKET         control socket of the daemon to use
@@ -99,28 +93,20 @@
  * Timeouts.  Every call that can wait for room or for a message takes
  * timeout_ms: SHMQ_FOREVER (or any negative value), SHMQ_NOWAIT (0), or
  * milliseconds.  One deadline covers the whole call: waiting for the queue
- * and waiting for the side's lock (producers share one lock, consumers
- * another; each is held for one copy at a time).  With SHMQ_NOWAIT the call
- * still waits up to 10 ms for a lock another process holds, then returns
- * SHMQ_EAGAIN; but a handle with a descriptor for that direction
- * (shmq_fd, "Event loops") is in an event loop, which must never wait:
- * its call spins for a few microseconds at most, then returns SHMQ_EAGAIN
- * and the descriptor becomes readable again by itself shortly after.
- * With SHMQ_FOREVER it waits for the lock as long as the
- * holder keeps it: a holder that is stopped (SIGSTOP, a debugger) stalls
- * its side; one that dies frees it, and the next holder checks the queue
- * and carries on.  Expiry is SHMQ_ETIMEDOUT, or SHMQ_EAGAIN for
- * SHMQ_NOWAIT.
+ * and for the side's lock (producers share one, consumers another, each
+ * held for one copy).  With SHMQ_NOWAIT the call still waits up to 10 ms
+ * for a lock another process holds (a handle with a descriptor for that
+ * direction, in an event loop, a few microseconds at most), then returns
+ * SHMQ_EAGAIN.  With SHMQ_FOREVER it waits for the lock as long as the
+ * holder keeps it: a stopped holder (SIGSTOP, a debugger) stalls its
+ * side; one that dies frees it, and the next holder checks the queue and
+ * carries on.  Expiry is SHMQ_ETIMEDOUT, or SHMQ_EAGAIN for SHMQ_NOWAIT.
  *
  * Signals.  SHMQ_EINTR means a signal handler ran while the call slept in
- * the kernel (whatever SA_RESTART says); nothing was put or taken by the
- * interrupted wait.  A handler that runs while the call spins or waits for
- * a lock does not interrupt it.  SHMQ_FOREACH stops on SHMQ_EINTR like on
- * any error: run it again to go on.
- *
- * Threads.  Every function may be called from any thread.  A handle may be
- * used by several threads at once, except around zero-copy calls (see
- * there).  shmq_error_detail() is per thread.
+ * the kernel (whatever SA_RESTART says); one that runs while the call
+ * spins or waits for a lock does not interrupt it.  Threads: a handle may
+ * be used by several threads at once, except around zero-copy calls;
+ * shmq_error_detail() is per thread.
  *
  * fork().  A child must neither use nor detach the handles it inherited
  * (detaching one would mark its parent's handle detached); it opens its
@@ -219,25 +205,19 @@ struct shmq_attr {
 				   it only reports; see "Deadlocks") */
 #define SHMQ_EXIST_OK   0x1u    /* shmq_create: an existing queue is fine */
 
-/*
- * shmq_attr_init - fill *attr with the defaults: capacity 1024, max_msg
- * 4096, max_bytes 0 (no byte budget), mode 0600, no flags.  attr must not
- * be NULL.  Never fails, never blocks.
- */
+/* shmq_attr_init - fill *attr (not NULL) with the defaults: capacity
+ * 1024, max_msg 4096, no byte budget, mode 0600, no flags.  Never fails. */
 void shmq_attr_init(struct shmq_attr *attr);
 
 /*
  * shmq_create - create queue `name` with the attributes in *attr (NULL:
- * the defaults), owned by the caller's user and group (the daemon takes
- * them from the socket, not from the caller).  The daemon reserves all of
- * the queue's memory now, so a queue that exists never runs out of room in
- * the middle of a put.  A queue takes messages of 0 to max_msg bytes;
- * max_msg 0 makes a queue of empty messages.  With SHMQ_ACKED in
- * attr->flags it is an acked queue (see "Acked queues"), which also takes
- * lease_timeout_ms, max_deliveries and dead_letter, and reserves, besides
- * what a plain queue does, capacity x max_msg bytes (each rounded up to
- * 64) for the copies of its leased messages, whatever its byte budget:
- * every message may be leased at once.
+ * the defaults), owned by the caller's user and group (from the socket's
+ * credentials).  The daemon reserves all of the queue's memory now, so a
+ * queue never runs out of room in the middle of a put.  Messages are 0 to
+ * max_msg bytes.  With SHMQ_ACKED it is an acked queue ("Acked queues"),
+ * which also takes lease_timeout_ms, max_deliveries and dead_letter, and
+ * reserves capacity x max_msg more bytes (each rounded up to 64) for the
+ * copies of leased messages, whatever its byte budget.
  *
  * Returns:
  *   SHMQ_OK      created; with SHMQ_EXIST_OK, also when a queue `name`
@@ -282,19 +262,15 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
 #define SHMQ_PRODUCER 0x1u
 #define SHMQ_CONSUMER 0x2u
 /* Map every page of the queue at open, so that no put or get ever stops
- * for a page fault (a fresh queue otherwise faults in its pages during
- * its first lap).  Costs time at open in proportion to the queue's size:
- * for long-running, latency-sensitive users. */
+ * for a page fault; costs time at open in proportion to the queue's size. */
 #define SHMQ_PREFAULT 0x4u
 /* With SHMQ_PRODUCER: a relay, a producer whose messages come from
  * somewhere that gives them again if it dies before passing them on (the
- * dead-letter handles of acked queues, shmq-bridge's NATS-to-shmq side).
- * Its detach or death neither counts toward auto-close nor marks the
- * queue "producer lost": it is not counted in stat's `producers` (an
- * auto-close queue closes when its last other producer detaches, and a
- * queue whose only producers are relays never auto-closes).  It still
- * takes one of the queue's attachments (shmqd --max-attach) and one of
- * its user's handles (--user-max-handles). */
+ * dead-letter handles of acked queues, shmq-bridge's in side).  It is not
+ * counted in stat's `producers`: its detach or death neither counts
+ * toward auto-close nor marks the queue "producer lost" (a queue whose
+ * only producers are relays never auto-closes).  It still takes an
+ * attachment and one of its user's handles. */
 #define SHMQ_RELAY    0x8u
 
 /*
@@ -320,13 +296,11 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
  *   SHMQ_EACCES   the queue's mode refuses the access the flags need (or
  *                 the control socket refuses this user)
  *   SHMQ_ELIMIT   every handle the queue can have is in use (shmqd
- *                 --max-attach, counting every open handle of every
- *                 process), or every one it may give this user: a uid
- *                 other than the queue's owner, root and the daemon's
- *                 may hold a quarter of them, and such uids together
- *                 three quarters; the caller's uid has its most open
- *                 handles
- *                 (--user-max-handles; see shmq_users()), or the daemon
+ *                 --max-attach), or every one it may give this user (a
+ *                 uid other than the owner's, root's and the daemon's
+ *                 may hold a quarter, such uids together three
+ *                 quarters); the caller's uid has its most open handles
+ *                 (--user-max-handles; see shmq_users()); or the daemon
  *                 is out of file descriptors
  *   SHMQ_ECORRUPT the queue's memory fails the checks made at open, or
  *                 its segment was destroyed (truncated by a client)
@@ -345,19 +319,15 @@ int shmq_create(const char *name, const struct shmq_attr *attr,
  */
 int shmq_open(const char *name, unsigned flags, shmq_t **q);
 /*
- * shmq_detach - releases the handle and frees it, whatever it returns.
- * The handle is marked detached in the queue itself first, so if the
- * daemon cannot be told now (it is being restarted), it releases the
- * handle as detached, not as a lost producer, once it learns of it; that
- * is not an error.  It does not wait for the daemon's answer: for the
- * moment the daemon takes to read the detach, shmq_stat() may still count
- * the handle, and an auto-close queue may still be open.
- *
- * A zero-copy put reserved on the handle is cancelled, a viewed message
- * left queued.  On an acked queue, every lease the handle holds ends: the
- * messages are returned for redelivery, at once (the handle's own mark
- * says so), and the handle's dead-letter queue handle is detached too.
- * q must not be used afterwards.
+ * shmq_detach - releases the handle and frees it, whatever it returns;
+ * q must not be used afterwards.  The handle is marked detached in the
+ * queue first, so a daemon that cannot be told now (being restarted)
+ * releases it as detached, not as a lost producer, once it learns of it.
+ * It does not wait for the daemon's answer: for a moment shmq_stat() may
+ * still count the handle, and an auto-close queue may still be open.  A
+ * reserved zero-copy put is cancelled, a viewed message left queued; on
+ * an acked queue every lease the handle holds is returned for redelivery
+ * at once, and its dead-letter queue handle is detached too.
  *
  * Returns:
  *   SHMQ_OK       detached; also when q is NULL (nothing to do) and when
@@ -368,12 +338,10 @@ int shmq_open(const char *name, unsigned flags, shmq_t **q);
  *                 the daemon releases its attachment, as detached, when
  *                 this process exits (an auto-close queue closes then)
  *
- * It never starts a daemon, whatever SHMQ_NO_AUTOSTART says: with none
- * running there is nobody to tell, and the mark in the queue says it all.
- *
- * Blocks only to send one packet (at most 10 s, should the daemon read
- * nothing).  If the connection must be opened again first (after a daemon
- * restart), that costs a round trip, within the same 10 s.
+ * It never starts a daemon: with none running, the mark in the queue
+ * says it all.  Blocks only to send one packet (at most 10 s, should the
+ * daemon read nothing), plus a round trip within the same 10 s if the
+ * connection must be opened again (after a daemon restart).
  */
 int shmq_detach(shmq_t *q);
 
@@ -603,12 +571,10 @@ int shmq_view_seq(const shmq_t *q, uint64_t *seq);
  * discards what is left (stat's `discarded` then counts it). */
 #define SHMQ_CLOSE_DRAIN 0u
 #define SHMQ_CLOSE_NOW   1u
-/* SHMQ_CLOSE_LOST, or'ed into `how`: mark the queue "producer lost" first, as shmqd does
- * when a producer dies attached, so that consumers end with
- * SHMQ_EOS_LOST instead of SHMQ_EOS (and stat shows producer_lost).  For
- * a relay that learns from elsewhere that the stream it carries ended
- * with a lost producer (shmq-bridge does).  The mark stays; it is set
- * even if the queue was already closed. */
+/* SHMQ_CLOSE_LOST, or'ed into `how`: mark the queue "producer lost"
+ * first (consumers end with SHMQ_EOS_LOST), as shmqd does when a producer
+ * dies attached: for a relay that learns that the stream it carries
+ * ended so (shmq-bridge).  Set even on a queue already closed. */
 #define SHMQ_CLOSE_LOST  2u
 /*
  * shmq_close - close the queue, for every process that has it open.  From
@@ -632,10 +598,8 @@ int shmq_view_seq(const shmq_t *q, uint64_t *seq);
  *   SHMQ_OK        closed
  *   SHMQ_EBUSY     SHMQ_CLOSE_NOW only: a stalled process held the
  *                  consumers' lock for over a second; the queue is closed
- *                  (closed-now) all the same and consumers see end of
- *                  stream, and the next consumer to take the lock discards
- *                  what is left (stat's `discarded` counts it); *discarded
- *                  is 0
+ *                  now all the same, and the next consumer to take the
+ *                  lock discards what is left; *discarded is 0
  *   SHMQ_EACCES    the handle's opener has no write permission
  *   SHMQ_EINVAL    q is NULL, or `how` is neither SHMQ_CLOSE_DRAIN nor
  *                  SHMQ_CLOSE_NOW (either or'ed with SHMQ_CLOSE_LOST)
@@ -722,9 +686,7 @@ struct shmq_stat {
  * The end of stream of an acked queue comes once it is closed, nothing is
  * queued or returned, no other handle holds a lease (a leased message may
  * still come back), and no dead letter waits for room in the dead-letter
- * queue (it is still here: a consumer waiting for the end tries it every
- * second, and the end comes once it has gone).  shmq_get() on an acked queue takes and acks in
- * one step; shmq_lease() on a plain queue is a shmq_get() (m.lease is 0,
+ * queue.  shmq_get() on an acked queue takes and acks in one step; shmq_lease() on a plain queue is a shmq_get() (m.lease is 0,
  * and acking it does nothing).  A process killed at any instruction loses
  * nothing: the only message delivered twice is one whose holder died
  * before its ack, and it comes back with its count raised.  A delivery is
@@ -739,11 +701,9 @@ struct shmq_stat {
  *    SHMQ_ELEASE and change nothing: the message may be another
  *    consumer's by now.  A lease of 0 (from a plain queue) names nothing:
  *    ack, nack and extend accept it and do nothing.
- *  - A lease ends without an ack when its holder process dies or its
- *    handle detaches, or its deadline passes; the next consumer that takes
- *    the consumers' lock returns it, so it is redelivered from then on.
- *  - ack, nack and extend take the consumers' lock (for a moment) and wait
- *    for it without a timeout.  They never sleep for a message.
+ *  - An ended lease is returned by the next consumer that takes the
+ *    consumers' lock.  ack, nack and extend take that lock for a moment,
+ *    waiting for it without a timeout; they never sleep for a message.
  *  - Dead letters: shmq_open() of a consumer handle of a queue with a
  *    dead-letter queue also opens that queue, as a relay producer
  *    (SHMQ_RELAY): one more round trip, attachment and handle per
@@ -888,9 +848,9 @@ int shmq_extend(shmq_t *q, const struct shmq_msg *m, int ms);
  * the consumers' lock for that, waiting for it at most 10 ms.
  *
  * Returns SHMQ_OK, SHMQ_ETIMEDOUT, SHMQ_EAGAIN (SHMQ_NOWAIT, not settled
- * yet), SHMQ_EINTR (a signal handler ran while it slept), or SHMQ_EINVAL
- * (q is NULL).  Sleeps at once (no spinning), looking again at least
- * every second; never talks to the daemon.
+ * yet), SHMQ_EINTR, or SHMQ_EINVAL (q is NULL).  Sleeps at once (no
+ * spinning), looking again at least every second; never talks to the
+ * daemon.
  */
 int shmq_join(shmq_t *q, int timeout_ms);
 
@@ -930,79 +890,48 @@ int shmq_pending(shmq_t *q, struct shmq_lease_info **list, size_t *n);
  * shmq_fd() gives a handle's descriptor for one direction, to watch for
  * readability with poll, epoll, libevent, GLib or asyncio alongside
  * sockets and timers: SHMQ_POLL_GET (a consumer handle) says a get may
- * proceed, SHMQ_POLL_PUT (a producer handle) that a put may.  It is
- * created on the first call and the same one is returned after that; it
- * belongs to the handle and is closed by shmq_detach() (take it out of
- * your loop first: libevent's event_del, or EPOLL_CTL_DEL if you dup'ed
- * it).  Never read, write or close it yourself.
+ * proceed, SHMQ_POLL_PUT (a producer handle) that a put may.  It is made
+ * by the first call and returned again after that; it belongs to the
+ * handle and is closed by shmq_detach() (take it out of your loop
+ * first).  Never read, write or close it.  On each wake-up:
  *
- *   int fd, rc; size_t len;
- *   shmq_fd(q, SHMQ_POLL_GET, &fd);
- *   struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = q };
- *   epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
- *   for (;;) {
- *           epoll_wait(ep, &ev, 1, -1);       (and your other descriptors)
- *           while ((rc = shmq_get(q, buf, sizeof buf, &len,
- *                                 SHMQ_NOWAIT)) == SHMQ_OK)
- *                   handle(buf, len);
- *           if (rc == SHMQ_EAGAIN)
- *                   continue;                 armed: wait for the next one
- *           if (rc == SHMQ_EOS || rc == SHMQ_EOS_LOST)
- *                   break;                    end of stream: stop watching
- *           report(rc);
- *   }
+ *   while ((rc = shmq_get(q, buf, sizeof buf, &len,
+ *                         SHMQ_NOWAIT)) == SHMQ_OK)
+ *           handle(buf, len);
+ *   if (rc != SHMQ_EAGAIN)            end of stream or an error:
+ *           stop_watching(fd);        else wait for the next wake-up
  *
- * The contract.  A descriptor is armed by a call in its direction made
- * with SHMQ_NOWAIT that returns SHMQ_EAGAIN because there was nothing to
- * do (get side: shmq_get, shmq_getv, shmq_get_view, shmq_lease,
+ * The contract.  A call in the descriptor's direction made with
+ * SHMQ_NOWAIT that returns SHMQ_EAGAIN because there was nothing to do
+ * arms it (get side: shmq_get, shmq_getv, shmq_get_view, shmq_lease,
  * shmq_leasev, shmq_lease_view; put side: shmq_put, shmq_putv,
  * shmq_put_reserve; either: shmq_wait with SHMQ_NOWAIT).  Arming empties
- * it; once armed, it becomes readable as soon as a call in its direction
- * may proceed: on the get side a message was put, a leased message came
- * back or the queue was closed; on the put side a message was taken (or
- * acked) or the queue was closed.  Such a wake-up is never lost, not
- * even when the process that made the change is killed right after it:
- * shmqd, which notices every death, then wakes every armed descriptor of
- * the queue (when it is back, if it was down).  The library checks its
- * one wake-up socket before each use, so a program that closes or reuses
- * descriptors it did not open loses no wake-up and gets no stray byte.
- * A wake-up may be spurious (another handle took the message first, or
- * a put still does not fit the byte budget): call the non-blocking
- * operation again until SHMQ_EAGAIN, which arms the descriptor again, or
- * the end.  When another handle holds the side's lock longer than a copy
- * takes (a zero-copy call, a stopped process), the call does not wait
- * for it: it returns SHMQ_EAGAIN and the descriptor fires again after
- * 1 ms, then after delays that double up to 32 ms while the lock stays
- * held, so a loop neither blocks nor spins.  Blocking calls neither arm
- * nor disarm it and may be mixed freely.  A new descriptor starts
- * readable, so the loop's first wake-up makes the call that arms it.
+ * it; once armed it becomes readable as soon as a call in its direction
+ * may proceed (get side: a message was put, a lease came back, the queue
+ * was closed; put side: a message was taken or acked, the queue was
+ * closed).  No wake-up is lost, not even when the process that made the
+ * change is killed right after it: shmqd then wakes every armed
+ * descriptor of the queue.  A wake-up may be spurious, so call until
+ * SHMQ_EAGAIN (which arms it again) or the end.  When another handle
+ * holds the side's lock longer than a copy takes, the call returns
+ * SHMQ_EAGAIN at once and the descriptor fires again after 1 ms, then
+ * after delays doubling up to 32 ms.  Blocking calls neither arm nor
+ * disarm it.  A new descriptor starts readable.  Level-triggered loops may
+ * take one message per wake-up; edge-triggered ones (EPOLLET, EV_ET) must
+ * call until SHMQ_EAGAIN.  On an acked queue the get descriptor also fires
+ * when a lease another handle holds may have timed out.  shmq_join and
+ * acks are not pollable.
  *
- *  - Level-triggered (poll, select, epoll without EPOLLET, libevent
- *    without EV_ET): the descriptor stays readable until the next
- *    SHMQ_EAGAIN, so a loop may also take one message per wake-up.
- *  - Edge-triggered (EPOLLET, EV_ET): one wake-up per arming; after it,
- *    call until SHMQ_EAGAIN (or the end), as in the example, or no
- *    further wake-up comes while messages wait.
+ * Cost: nothing per message while no handle of the queue is armed; one
+ * or two system calls per arming; one datagram per armed handle at the
+ * first commit after it, nothing for the commits that follow.
  *
- * On an acked queue the get descriptor also becomes readable when a
- * lease that another handle holds may have timed out (at its deadline,
- * and at least once a second while the queue has leases): a get is what
- * returns it.  shmq_join and acks are not pollable.
- *
- * Cost.  Nothing per message while no handle of the queue is armed.
- * An arming costs one or two system calls; the first commit after it one
- * datagram per armed handle, the commits after that nothing until the
- * handle arms again: a burst of a million messages to a polling consumer
- * costs one datagram each time the consumer catches up.
- *
- * Network namespaces (containers, PrivateNetwork=): wake-ups are
- * datagrams to an abstract AF_UNIX socket, which exists per network
- * namespace, so every process that changes the queue, and shmqd, must
- * share the poller's; shmq_fd refuses (SHMQ_ESYS, errno EXDEV) when
- * shmqd's differs.  Blocking calls and shmq_wait() work across network
- * namespaces.  libshmq(3), "Network namespaces", has the details.
- * Descriptors are not inherited usefully across fork(): a child opens
- * its own handles.
+ * Network namespaces: wake-ups are datagrams to an abstract AF_UNIX
+ * socket, so every process that changes the queue, and shmqd, must share
+ * the poller's network namespace; shmq_fd refuses (SHMQ_ESYS, errno
+ * EXDEV) when shmqd's differs.  Blocking calls and shmq_wait() work
+ * across namespaces.  libshmq(3), "Event loops", and
+ * docs/examples/evloop.c (a libevent program) give the whole story.
  *
  * shmq_fd: SHMQ_OK with *fd set (never blocks), SHMQ_EINVAL (bad `dir`,
  * fd NULL), SHMQ_EROLE (the handle lacks the role), SHMQ_ELIMIT (out of
@@ -1038,10 +967,9 @@ int shmq_wait(shmq_t *q, unsigned dir, size_t len, int timeout_ms);
  * its shared memory without a lock: each field is current when read, but
  * under load the fields are not one snapshot (messages and the totals may
  * disagree by what moved meanwhile).  `deadlocked` is shmqd's word, as of
- * its last look for deadlocks.  name, uid, gid and mode are the
- * daemon's record, given at open; the counters are whatever the processes
- * sharing the queue wrote, so a scribbler can make them say anything
- * (they are only ever displayed).  put_blocked and get_blocked count the
+ * its last look.  name, uid, gid and mode are the daemon's record; the
+ * counters are what the processes sharing the queue wrote (a scribbler
+ * can make them say anything: they are only ever displayed).  put_blocked and get_blocked count the
  * handles asleep in the kernel, not those spinning for a moment.  On an
  * acked queue, `messages` and `bytes` include the messages waiting for
  * redelivery, `discarded` those dropped after SHMQ_CLOSE_NOW, and the
@@ -1051,20 +979,11 @@ int shmq_wait(shmq_t *q, unsigned dir, size_t len, int timeout_ms);
  * talks to the daemon.
  */
 int shmq_stat(shmq_t *q, struct shmq_stat *st);
-/*
- * shmq_max_msg - the largest message the queue takes (its max_msg), or 0
- * if q is NULL (0 is also a valid max_msg).  Never blocks.
- */
+/* shmq_max_msg - the queue's max_msg, or 0 if q is NULL.  Never blocks. */
 size_t shmq_max_msg(const shmq_t *q);
-/*
- * shmq_name - the queue's name, NUL-terminated, or NULL if q is NULL.  The
- * string belongs to the handle: valid until shmq_detach(q), not to be
- * freed.  Never blocks.
- */
+/* shmq_name - the queue's name, or NULL if q is NULL; it belongs to the
+ * handle, valid until shmq_detach(q).  Never blocks. */
 const char *shmq_name(const shmq_t *q);
-
-/* By name, through the daemon.  shmq_close_name opens a handle, closes
- * and detaches: it needs read and write permission. */
 
 /*
  * shmq_stat_name - shmq_stat() without a handle: the daemon reads the
@@ -1113,20 +1032,14 @@ int shmq_delete(const char *name);
 int shmq_list(struct shmq_stat **list, size_t *n);
 
 /*
- * Users and their quotas.  shmqd counts, for each uid, four things it
- * holds on the uid's behalf: the shared memory its queues reserve in
- * /dev/shm (each queue's segment and record, in whole pages, counted
- * from create until the memory is freed: at delete, or when the last
- * handle of a deleted queue detaches), its queues (until deleted), its
- * connections and its open handles (those of its processes).  Every uid
+ * Users and their quotas.  shmqd counts, per uid, the shared memory its
+ * queues reserve in /dev/shm (whole pages, from create until the memory
+ * is freed), its queues, its connections and its open handles.  Every uid
  * but the daemon's own has a quota of each (shmqd --user-max-bytes,
- * --user-max-queues, --user-max-clients, --user-max-handles; by default
- * a quarter of /dev/shm, of --max-queues and of --max-clients, and four
- * handles per connection), and all users together are bound by the
- * daemon's limits (--max-bytes, --max-queues, --max-clients).  What
- * would go over one is refused with SHMQ_ELIMIT, and shmq_error_detail()
- * names the quota, the usage and the limit, e.g. "uid 1000 over its byte
- * quota (--user-max-bytes): 3145728 reserved + 1114112 asked > 4194304".
+ * --user-max-queues, --user-max-clients, --user-max-handles), and all
+ * users together are bound by the daemon's limits.  What would go over
+ * one is refused with SHMQ_ELIMIT, and shmq_error_detail() names the
+ * quota, the usage and the limit.  shmqd(8) gives the defaults.
  */
 #define SHMQ_UNLIMITED    UINT64_MAX  /* a limit that is not there */
 #define SHMQ_USER_EXEMPT  0x1u        /* the daemon's own uid: only the
@@ -1169,13 +1082,11 @@ int shmq_users(struct shmq_user **list, size_t *n, struct shmq_user *total);
  *
  *  - A process is stuck when every one of its threads is blocked in a
  *    put or a get of shmq (a zero-copy or lease call, or shmq_wait(),
- *    counts as one),
- *    each for longer than shmqd's deadlock timeout (shmqd
- *    --deadlock-timeout, default 1 s), the process is not stopped
- *    (SIGSTOP, a debugger, the cgroup freezer), and two looks at the
- *    queues it waits on,
- *    half a timeout apart, show no message put, taken, acked or
- *    returned, and no close.
+ *    counts as one), each for longer than shmqd's --deadlock-timeout
+ *    (default 1 s), the process is not stopped (SIGSTOP, a debugger, the
+ *    cgroup freezer), and two looks at the queues it waits on, half a
+ *    timeout apart, show no message put, taken, acked or returned, and
+ *    no close.
  *  - A put on Q can be ended by any consumer of Q (a get makes room), a
  *    get by any producer (a put), on an acked queue also by a lease
  *    holder (an ack, nack or return), and any wait on Q by any process
@@ -1208,32 +1119,26 @@ struct shmq_deadlock_wait {
 				   deadlock (it waits for it), not in it */
 	uint32_t pid;
 	char     comm[16];      /* its command name (/proc/PID/comm) */
-	int      put;           /* 1: blocked in put (the queue is full);
-				   0: in get (it is empty) */
-	char     queue[SHMQ_NAME_MAX_LEN + 1];  /* "": a queue the caller
-						   may not read (messages,
-						   capacity, bytes,
-						   max_bytes and fail are
-						   then 0) */
+	int      put;           /* 1: blocked in put (full); 0: in get */
+	/* queue "": one the caller may not read (messages, capacity,
+	 * bytes, max_bytes and fail are then 0) */
+	char     queue[SHMQ_NAME_MAX_LEN + 1];
 	uint32_t messages;      /* queued (and leased) when shmqd looked */
 	uint32_t capacity;
 	uint64_t bytes;         /* their bytes, if known */
-	uint64_t max_bytes;     /* the queue's byte budget (0: none); a put
-				   blocked with messages < capacity waits
-				   for room in it */
+	uint64_t max_bytes;     /* byte budget (0: none): a put blocked
+				   below capacity waits for room in it */
 	uint32_t threads;       /* threads of the process blocked in it */
 	int64_t  blocked_ns;    /* how long the latest of them had waited */
-	int64_t  ends_in_ns;    /* > 0: the call has a timeout, and (the
-				   earliest of them, with several threads)
-				   returns by itself this long after the
-				   look unless freed first; 0: no timeout */
+	int64_t  ends_in_ns;    /* > 0: the (earliest) call returns by
+				   itself this long after the look unless
+				   freed first; 0: no timeout */
 	int      fail;          /* the queue has SHMQ_DEADLOCK_FAIL */
-	int      victim;        /* shmqd chose this wait to fail (its call
-				   returns SHMQ_EDEADLK) */
+	int      victim;        /* shmqd chose this wait to fail with
+				   SHMQ_EDEADLK */
 	uint32_t nfreers;       /* processes that could end the wait, all
-				   of them deadlocked too */
-	uint32_t freers[SHMQ_DEADLOCK_FREERS];  /* the pids of the first
-						   (up to 8) of them */
+				   deadlocked too; freers: the first 8 */
+	uint32_t freers[SHMQ_DEADLOCK_FREERS];
 };
 /*
  * shmq_deadlocks - the deadlocks shmqd found at its last look (it looks
