@@ -219,6 +219,22 @@ void ring_client_mark_detached(struct ring *r)
 	}
 }
 
+/* Empties an entry for its next owner; the pid goes last, with release
+ * order, so that a reader who sees it 0 sees the rest cleared. */
+static void entry_clear(struct shmq_client *c)
+{
+	WRITE_ONCE(c->role, 0);
+	WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
+	clear_waits(c);
+	WRITE_ONCE(c->detached, 0);
+	WRITE_ONCE(c->armed[PUT_SIDE], 0);
+	WRITE_ONCE(c->armed[GET_SIDE], 0);
+	WRITE_ONCE(c->leases, 0);
+	WRITE_ONCE(c->gen, 0);
+	WRITE_ONCE(c->start_time, 0);
+	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);
+}
+
 void ring_client_remove(struct ring *r, uint32_t index, int died)
 {
 	struct shmq_seg_hdr *h = r->hdr;
@@ -253,16 +269,7 @@ void ring_client_remove(struct ring *r, uint32_t index, int died)
 			ring_close(r, SHMQ_CLOSE_DRAIN, NULL);
 		}
 	}
-	WRITE_ONCE(c->role, 0);
-	WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
-	clear_waits(c);
-	WRITE_ONCE(c->detached, 0);
-	WRITE_ONCE(c->armed[PUT_SIDE], 0);
-	WRITE_ONCE(c->armed[GET_SIDE], 0);
-	WRITE_ONCE(c->leases, 0);
-	WRITE_ONCE(c->gen, 0);
-	WRITE_ONCE(c->start_time, 0);
-	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);
+	entry_clear(c);
 	/* Leases held by the entry are returned by the next getter, which
 	 * learns of the departure here (lease.c never trusts shmqd to touch
 	 * its table).  Only then: every departure costs each getter a pass
@@ -284,16 +291,7 @@ void ring_client_forget(struct ring *r, uint32_t index)
 
 	/* Nobody was handed this entry: it counts in no total, and only its
 	 * lies go (any lease it "holds" goes back at the next get). */
-	WRITE_ONCE(c->role, 0);
-	WRITE_ONCE(c->wait, SHMQ_WAIT_NONE);
-	clear_waits(c);
-	WRITE_ONCE(c->detached, 0);
-	WRITE_ONCE(c->armed[PUT_SIDE], 0);
-	WRITE_ONCE(c->armed[GET_SIDE], 0);
-	WRITE_ONCE(c->leases, 0);
-	WRITE_ONCE(c->gen, 0);
-	WRITE_ONCE(c->start_time, 0);
-	__atomic_store_n(&c->pid, 0, __ATOMIC_RELEASE);
+	entry_clear(c);
 	__atomic_add_fetch(&r->hdr->departures, 1, __ATOMIC_SEQ_CST);
 }
 
