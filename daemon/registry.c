@@ -93,12 +93,9 @@ int registry_init(const char *identity, const struct registry_limits *lim)
 
 struct queue *registry_find(const char *name)
 {
-	struct queue key, *q;
+	struct queue key = { .name = name }, *q;
 	void *node;
 
-	if (strlen(name) > SHMQ_NAME_MAX)
-		return NULL;
-	strcpy(key.name, name);
 	node = tfind(&key, &by_name, cmp_name);
 	q = node ? *(struct queue **)node : NULL;
 	return q && !q->broken ? q : NULL;
@@ -126,6 +123,28 @@ static int insert(struct queue *q)
 	}
 	nqueues++;
 	return SHMQ_OK;
+}
+
+/* A zeroed record holding copies of `name` and `dead_letter` (NULL:
+ * none). */
+static struct queue *queue_new(const char *name, const char *dead_letter)
+{
+	size_t nlen = strlen(name) + 1;
+	size_t dlen = dead_letter ? strlen(dead_letter) + 1 : 1;
+	struct queue *q = calloc(1, sizeof(*q) + nlen + dlen);
+	char *s;
+
+	if (q == NULL)
+		return NULL;
+	s = q->strings;
+	memcpy(s, name, nlen);
+	q->name = s;
+	s += nlen;
+	if (dead_letter)
+		memcpy(s, dead_letter, dlen);
+	q->dead_letter = s;
+	q->seg_fd = -1;
+	return q;
 }
 
 static uint64_t page_round(uint64_t n)
@@ -356,10 +375,9 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 				 "limit of %" PRIu64, size, limits.max_segment);
 		return SHMQ_ELIMIT;
 	}
-	q = calloc(1, sizeof(*q));
+	q = queue_new(req->name, req->dead_letter);
 	if (q == NULL)
 		return SHMQ_ENOMEM;
-	q->seg_fd = -1;
 	q->uid = uid;
 	/* Before anything is allocated: a refused create leaves nothing. */
 	rc = charge(q, size, leases, 0, detail, detail_size);
@@ -368,11 +386,9 @@ int registry_create(const struct shmq_wire_create *req, uint32_t uid,
 		return rc;
 	}
 	cfg.queue_id = q->id = fresh_id();
-	strcpy(q->name, req->name);
 	q->gid = gid;
 	q->mode = req->mode;
 	q->config_flags = req->config_flags;
-	strcpy(q->dead_letter, req->dead_letter);
 
 	shm_name(path, sizeof(path), q->id, 0);
 	fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -800,20 +816,17 @@ static void adopt_one(uint64_t id)
 		unlink_both(id);
 		return;
 	}
-	q = calloc(1, sizeof(*q));
+	q = queue_new(m.name, m.dead_letter);
 	if (q == NULL) {
 		close(fd);
 		keep_unserved(id, &m, "out of memory");
 		return;
 	}
-	q->seg_fd = -1;
 	q->id = id;
-	strcpy(q->name, m.name);
 	q->uid = m.uid;
 	q->gid = m.gid;
 	q->mode = m.mode;
 	q->config_flags = m.config_flags;
-	strcpy(q->dead_letter, m.dead_letter);
 	struct adopt_check ac = { .size = size, .meta = &m };
 	rc = SHMQ_ECORRUPT;
 	if ((uint64_t)st.st_size == size &&

@@ -24,12 +24,16 @@
 
 struct attachment;
 
+/* A queue's record.  Its two names live in the same allocation, after
+ * the record, at their own lengths (registry.c's queue_new): the daemon
+ * holds one record per queue, and two NAME_MAX buffers were more than
+ * half of it. */
 struct queue {
-	char name[SHMQ_NAME_MAX + 1];
+	const char *name;
 	uint64_t id;
 	uint32_t uid, gid, mode;    /* trusted copies (from meta) */
 	uint32_t config_flags;      /* SHMQ_CFG_* */
-	char dead_letter[SHMQ_NAME_MAX + 1];   /* acked: "" = none */
+	const char *dead_letter;    /* acked: "" = none */
 	struct ring ring;
 	void *map;
 	size_t map_size;
@@ -44,6 +48,7 @@ struct queue {
 	int seg_fd;                 /* a deleted or broken queue's segment,
 				       kept to free its memory (-1: none) */
 	struct queue *next_broken;
+	char strings[];             /* name and dead_letter */
 };
 
 /* The shape of one queue; how many queues and bytes each user may hold
