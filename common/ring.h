@@ -103,6 +103,13 @@ struct ring {
 				       ns): they ran a third process */
 	uint64_t handoff_off_ns;    /* how long they were left off last */
 	uint32_t shared_waits;      /* waits with the other side on our CPU */
+	/* Wake-ups left for later (wait.c, SHMQ_WAIT_BATCH), indexed by the
+	 * sleepers' side: the futex word they were left at, and how many
+	 * commits left them; and each side's count of messages (tail, head)
+	 * at its last sleep. */
+	uint32_t defer_word[2];
+	uint32_t defer_n[2];
+	uint64_t sleep_mark[2];
 	int prefetchw;              /* put asks for slots ahead (ring.c) */
 	uint32_t amax;              /* ring bytes of the largest message */
 	uint32_t stride;            /* messages a waiter lets the other side

@@ -110,7 +110,8 @@ static int take_sleepers(uint32_t *word, uint32_t w, int always)
 {
 	while (always || (w & SHMQ_WAIT_SLEEPER)) {
 		if (__atomic_compare_exchange_n(word, &w,
-						(w & ~SHMQ_WAIT_SLEEPER) +
+						(w & ~(SHMQ_WAIT_SLEEPER |
+						       SHMQ_WAIT_BATCH)) +
 							SHMQ_WAIT_EPOCH,
 						0, __ATOMIC_SEQ_CST,
 						__ATOMIC_SEQ_CST))
@@ -119,9 +120,91 @@ static int take_sleepers(uint32_t *word, uint32_t w, int always)
 	return 0;
 }
 
+/*
+ * Batches on a shared CPU.  When the two sides share one CPU with a third
+ * process (or are limited to one CPU), every wake-up of a sleeper that
+ * ran there makes it preempt the side that woke it, which had put (or
+ * freed) one message: each message then costs two context switches and
+ * two futex calls.  So a sleeper that shares the CPU with the other side,
+ * while a stream is busy (it handled two messages or more since its last
+ * wait), announces SHMQ_WAIT_BATCH and sleeps at most SHMQ_BATCH_SLEEP_NS
+ * at a time; a committer on that CPU then leaves it asleep for up to half
+ * the capacity of commits, and wakes it before it waits itself
+ * (wake_left).  The sleeper then finds a batch, and each side runs for a
+ * while: two context switches per batch instead of per message.  Whatever
+ * the committer does next (returns and never puts again, dies), the
+ * sleeper looks again within SHMQ_BATCH_SLEEP_NS; if it finds nothing,
+ * its next sleep is an ordinary one.  A request and its reply (one
+ * message per wait) never sleep this way.
+ */
+
+/* Called with sleepers on `word` (value `w`): may their wake-up wait for
+ * more commits?  Counts this commit if so. */
+static int wake_later(struct ring *r, uint32_t *word, uint32_t w)
+{
+	enum side s = word == &r->hdr->data_futex ? GET_SIDE : PUT_SIDE;
+	uint32_t limit = r->capacity / 2, n = 0;
+
+	if (!(w & SHMQ_WAIT_BATCH) || limit < 2)
+		return 0;
+	uint32_t cpu = s == GET_SIDE ? READ_ONCE(r->hdr->get_cpu)
+				     : READ_ONCE(r->hdr->put_cpu);
+	uint32_t me = cpu_current();
+	if (me == 0 || cpu != me)
+		return 0;
+	if (__atomic_load_n(&r->defer_word[s], __ATOMIC_RELAXED) == w)
+		n = __atomic_load_n(&r->defer_n[s], __ATOMIC_RELAXED);
+	else
+		__atomic_store_n(&r->defer_word[s], w, __ATOMIC_RELAXED);
+	if (++n >= limit)
+		n = 0;
+	__atomic_store_n(&r->defer_n[s], n, __ATOMIC_RELAXED);
+	return n != 0;
+}
+
+/* Before `side` waits: wakes the other side's sleepers if our commits left
+ * them asleep (they may be what we wait for). */
+static void wake_left(struct ring *r, enum side side)
+{
+	enum side o = side == PUT_SIDE ? GET_SIDE : PUT_SIDE;
+	uint32_t *word = o == GET_SIDE ? &r->hdr->data_futex
+				       : &r->hdr->space_futex;
+
+	if (__atomic_load_n(&r->defer_n[o], __ATOMIC_RELAXED) == 0)
+		return;
+	__atomic_store_n(&r->defer_n[o], 0, __ATOMIC_RELAXED);
+	uint32_t w = LOAD_SC(*word);
+	if (w == __atomic_load_n(&r->defer_word[o], __ATOMIC_RELAXED) &&
+	    take_sleepers(word, w, 0))
+		futex_wake_all(word);
+}
+
+/* Should this wait's sleep be a batch sleep (see above)?  `now`: mono ns.
+ * Notes how far this side's count has come, for its next wait. */
+static int batch_sleep(struct ring *r, enum side side, uint64_t now)
+{
+	uint64_t count = side == GET_SIDE
+				 ? LOAD_ACQ(r->hdr->head)
+				 : LOAD_ACQ(r->hdr->tail) & SHMQ_TAIL_COUNT;
+	uint64_t mark = __atomic_load_n(&r->sleep_mark[side],
+					__ATOMIC_RELAXED);
+
+	__atomic_store_n(&r->sleep_mark[side], count, __ATOMIC_RELAXED);
+	if (count - mark < 2 || r->capacity < 4)
+		return 0;
+	uint32_t peer = side == GET_SIDE ? READ_ONCE(r->hdr->put_cpu)
+					 : READ_ONCE(r->hdr->get_cpu);
+	uint32_t me = cpu_current();
+	if (me == 0 || peer != me)
+		return 0;
+	return cpu_usable(now) < 2 ||
+	       now < __atomic_load_n(&r->handoff_after, __ATOMIC_RELAXED);
+}
+
 void wait_wake(struct ring *r, uint32_t *word, uint32_t w)
 {
-	if ((w & SHMQ_WAIT_SLEEPER) && take_sleepers(word, w, 0)) {
+	if ((w & SHMQ_WAIT_SLEEPER) && !wake_later(r, word, w) &&
+	    take_sleepers(word, w, 0)) {
 		HOOK(RING_HOOK_WAKE);
 		futex_wake_all(word);
 	}
@@ -422,10 +505,14 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 			return SHMQ_ETIMEDOUT;
 	}
 
+	wake_left(r, side);
+
 	/* spin_ns 0: this handle never spins nor yields (tests). */
 	uint32_t spin_ns = __atomic_load_n(&r->spin_ns, __ATOMIC_RELAXED);
+	int batch = 0;
 	if (spin_ns) {
 		uint64_t now = mono_ns();
+		batch = batch_sleep(r, side, now);
 		switch (wait_how(r, side, now)) {
 		case WAIT_SPIN:
 			if (spin(r, side, len, spin_ns, now))
@@ -441,13 +528,22 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 	}
 
 	for (;;) {
-		uint32_t w = LOAD_SC(*word);
-		if (!(w & SHMQ_WAIT_SLEEPER)) {
+		uint32_t w = LOAD_SC(*word), want;
+		/* The first sleeper of an epoch says whether it sleeps in
+		 * batches; one that does not clears it for all. */
+		if (!(w & SHMQ_WAIT_SLEEPER))
+			want = w | SHMQ_WAIT_SLEEPER |
+			       (batch ? SHMQ_WAIT_BATCH : 0);
+		else if (!batch)
+			want = w & ~SHMQ_WAIT_BATCH;
+		else
+			want = w;
+		if (want != w) {
 			if (!__atomic_compare_exchange_n(
-				    word, &w, w | SHMQ_WAIT_SLEEPER, 0,
-				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+				    word, &w, want, 0, __ATOMIC_SEQ_CST,
+				    __ATOMIC_SEQ_CST))
 				continue;
-			w |= SHMQ_WAIT_SLEEPER;
+			w = want;
 		}
 		if (ring_ready(r, side, len))
 			return SHMQ_OK;
@@ -476,6 +572,8 @@ int wait_for(struct ring *r, enum side side, uint64_t len,
 			if (until < cap_ns)
 				cap_ns = until < 1000000u ? 1000000u : until;
 		}
+		if ((w & SHMQ_WAIT_BATCH) && cap_ns > SHMQ_BATCH_SLEEP_NS)
+			cap_ns = SHMQ_BATCH_SLEEP_NS;
 		cap_ns += now;
 		/* An acked queue's getter also wakes when a lease times out:
 		 * it is the one that returns it. */
@@ -504,12 +602,14 @@ int wait_until(struct ring *r, uint32_t *word,
 {
 	for (;;) {
 		uint32_t w = LOAD_SC(*word);
-		if (!(w & SHMQ_WAIT_SLEEPER)) {
+		/* Not a batch sleeper: nobody may leave it asleep. */
+		uint32_t want = (w | SHMQ_WAIT_SLEEPER) & ~SHMQ_WAIT_BATCH;
+		if (want != w) {
 			if (!__atomic_compare_exchange_n(
-				    word, &w, w | SHMQ_WAIT_SLEEPER, 0,
-				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+				    word, &w, want, 0, __ATOMIC_SEQ_CST,
+				    __ATOMIC_SEQ_CST))
 				continue;
-			w |= SHMQ_WAIT_SLEEPER;
+			w = want;
 		}
 		if (cond(r, ctx))
 			return SHMQ_OK;

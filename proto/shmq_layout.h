@@ -63,7 +63,7 @@
 #include <stdint.h>
 
 #define SHMQ_LAYOUT_MAGIC   UINT64_C(0x31474553514d4853) /* "SHMQSEG1" */
-#define SHMQ_LAYOUT_VERSION 13u
+#define SHMQ_LAYOUT_VERSION 14u
 
 #define SHMQ_NAME_MAX       255u            /* bytes, no terminator counted */
 #define SHMQ_CACHELINE      64u
@@ -98,10 +98,21 @@
 
 /* Futex words: bit 0 says "somebody sleeps here", bit 1 "somebody polls
  * here" (an attachment entry of this direction is armed, see struct
- * shmq_client), the rest is an epoch. */
+ * shmq_client), bit 2 "every sleeper here sleeps briefly and may be left
+ * asleep for a while" (SHMQ_WAIT_BATCH, below), the rest is an epoch.
+ *
+ * SHMQ_WAIT_BATCH: set only with SHMQ_WAIT_SLEEPER, by the first sleeper
+ * of an epoch, cleared by any sleeper that does not promise it.  Its
+ * sleepers shared a CPU with the other side, and sleep at most
+ * SHMQ_BATCH_SLEEP_NS at a time; a committer running on the CPU they last
+ * ran on (put_cpu / get_cpu) may commit up to half the capacity before it
+ * wakes them, and wakes them before it waits itself.  A hint like the
+ * CPUs: a committer that ignores it only wakes them sooner. */
 #define SHMQ_WAIT_SLEEPER   0x1u
 #define SHMQ_WAIT_POLLER    0x2u
-#define SHMQ_WAIT_EPOCH     0x4u
+#define SHMQ_WAIT_BATCH     0x4u
+#define SHMQ_WAIT_EPOCH     0x8u
+#define SHMQ_BATCH_SLEEP_NS 200000u
 
 /* A pthread mutex padded to its own cache line. */
 union shmq_lock {

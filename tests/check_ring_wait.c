@@ -385,6 +385,95 @@ START_TEST(test_one_cpu_never_spins)
 }
 END_TEST
 
+/* The futex word's sleeper bits, without the epoch. */
+static uint32_t sleep_bits(const uint32_t *word)
+{
+	return __atomic_load_n(word, __ATOMIC_SEQ_CST) &
+	       (SHMQ_WAIT_SLEEPER | SHMQ_WAIT_BATCH);
+}
+
+/* Batches on a shared CPU (wait.c): a consumer that sleeps in batches on
+ * our CPU is left asleep by our puts until half the capacity is in, and
+ * woken before we wait ourselves; a plain sleeper, or one that last ran
+ * on another CPU, is woken at the first put. */
+START_TEST(test_batch_wake)
+{
+	struct ring_config c = seg_config(8, 64, 0, 0);
+	uint32_t *word;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(saved), &saved), 0);
+	seg_create(&c);
+	word = &R.hdr->data_futex;
+	int cpu = pin_here();
+	R.hdr->get_cpu = (uint32_t)cpu + 1;
+
+	/* Left asleep for three puts, woken at the fourth (8 / 2). */
+	*word = SHMQ_WAIT_SLEEPER | SHMQ_WAIT_BATCH;
+	for (int i = 0; i < 3; i++) {
+		put_ok(&R, "b");
+		ck_assert_uint_eq(sleep_bits(word),
+				  SHMQ_WAIT_SLEEPER | SHMQ_WAIT_BATCH);
+	}
+	put_ok(&R, "b");
+	ck_assert_uint_eq(sleep_bits(word), 0);
+	ck_assert_uint_ge(*word, SHMQ_WAIT_EPOCH);
+
+	/* A plain sleeper: at once. */
+	*word = SHMQ_WAIT_SLEEPER;
+	put_ok(&R, "p");
+	ck_assert_uint_eq(sleep_bits(word), 0);
+
+	/* A batch sleeper that last ran elsewhere: at once. */
+	R.hdr->get_cpu = ELSEWHERE;
+	*word = SHMQ_WAIT_SLEEPER | SHMQ_WAIT_BATCH;
+	put_ok(&R, "e");
+	ck_assert_uint_eq(sleep_bits(word), 0);
+
+	/* Left asleep by the put that fills the queue (7 of 8), then woken
+	 * by the put that must wait for room. */
+	R.hdr->get_cpu = (uint32_t)cpu + 1;
+	put_ok(&R, "x");
+	*word = SHMQ_WAIT_SLEEPER | SHMQ_WAIT_BATCH;
+	put_ok(&R, "f");
+	ck_assert_uint_eq(sleep_bits(word),
+			  SHMQ_WAIT_SLEEPER | SHMQ_WAIT_BATCH);
+	ck_assert_int_eq(put_one_str(&R, "w", 20), SHMQ_ETIMEDOUT);
+	ck_assert_uint_eq(sleep_bits(word), 0);
+	unpin_self();
+}
+END_TEST
+
+/* A consumer whose stream was busy sleeps in batches when the producer
+ * last ran on its CPU and it may use one CPU; a batch sleeper that nobody
+ * wakes looks again after SHMQ_BATCH_SLEEP_NS, not after a second; with
+ * one message per wait (a request and its reply) it never sleeps so. */
+START_TEST(test_batch_sleep_bounded)
+{
+	struct ring_config c = seg_config(64, 64, 0, 0);
+	char buf[64];
+	size_t len;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(saved), &saved), 0);
+	seg_create(&c);
+	int cpu = pin_here();
+	for (int i = 0; i < 4; i++)
+		put_ok(&R, "s");
+	for (int i = 0; i < 4; i++)
+		expect_msg(&R, "s");
+	R.hdr->put_cpu = (uint32_t)cpu + 1;
+	R.handoff_after = mono_ns() + 1000000000u;  /* no hand-offs */
+	/* Four messages since the last wait: a batch sleep, 200 µs at a
+	 * time, until the timeout. */
+	uint64_t t0 = mono_ns();
+	ck_assert_int_eq(get_one(&R, buf, sizeof(buf), &len, 50),
+			 SHMQ_ETIMEDOUT);
+	ck_assert_uint_ge(mono_ns() - t0, 50000000u);
+	/* Nothing since: a plain sleep, the word says so. */
+	ck_assert_uint_eq(R.hdr->data_futex & SHMQ_WAIT_BATCH, 0);
+	unpin_self();
+}
+END_TEST
+
 /* ================================================================== */
 /* Streams on one CPU                                                 */
 
@@ -456,6 +545,8 @@ static Suite *ring_wait_suite(void)
 	tc = ring_tcase(s, "how", 30);
 	tcase_add_test(tc, test_wait_how);
 	tcase_add_test(tc, test_one_cpu_never_spins);
+	tcase_add_test(tc, test_batch_wake);
+	tcase_add_test(tc, test_batch_sleep_bounded);
 
 	tc = ring_tcase(s, "one cpu", 60);
 	tcase_add_test(tc, test_one_cpu_streams);
