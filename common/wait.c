@@ -126,17 +126,19 @@ static int take_sleepers(uint32_t *word, uint32_t w, int always)
  * ran there makes it preempt the side that woke it, which had put (or
  * freed) one message: each message then costs two context switches and
  * two futex calls.  So a sleeper that shares the CPU with the other side,
- * while a stream is busy (it handled two messages or more since its last
- * wait), announces SHMQ_WAIT_BATCH and sleeps at most SHMQ_BATCH_SLEEP_NS
+ * while a stream is busy (it handled BATCH_STREAM messages or more since
+ * its last wait, which a request and its reply never do), announces SHMQ_WAIT_BATCH and sleeps at most SHMQ_BATCH_SLEEP_NS
  * at a time; a committer on that CPU then leaves it asleep for up to half
  * the capacity of commits, and wakes it before it waits itself
  * (wake_left).  The sleeper then finds a batch, and each side runs for a
  * while: two context switches per batch instead of per message.  Whatever
  * the committer does next (returns and never puts again, dies), the
  * sleeper looks again within SHMQ_BATCH_SLEEP_NS; if it finds nothing,
- * its next sleep is an ordinary one.  A request and its reply (one
- * message per wait) never sleep this way.
+ * its next sleep is an ordinary one.
  */
+
+#define BATCH_STREAM 16u    /* messages since the last wait: a busy stream
+				 (or half the capacity, if smaller) */
 
 /* Called with sleepers on `word` (value `w`): may their wake-up wait for
  * more commits?  Counts this commit if so. */
@@ -190,7 +192,9 @@ static int batch_sleep(struct ring *r, enum side side, uint64_t now)
 					__ATOMIC_RELAXED);
 
 	__atomic_store_n(&r->sleep_mark[side], count, __ATOMIC_RELAXED);
-	if (count - mark < 2 || r->capacity < 4)
+	uint32_t busy = r->capacity / 2 < BATCH_STREAM ? r->capacity / 2
+						       : BATCH_STREAM;
+	if (busy < 2 || count - mark < busy)
 		return 0;
 	uint32_t peer = side == GET_SIDE ? READ_ONCE(r->hdr->put_cpu)
 					 : READ_ONCE(r->hdr->get_cpu);

@@ -456,13 +456,13 @@ START_TEST(test_batch_sleep_bounded)
 	ck_assert_int_eq(sched_getaffinity(0, sizeof(saved), &saved), 0);
 	seg_create(&c);
 	int cpu = pin_here();
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 16; i++)
 		put_ok(&R, "s");
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 16; i++)
 		expect_msg(&R, "s");
 	R.hdr->put_cpu = (uint32_t)cpu + 1;
 	R.handoff_after = mono_ns() + 1000000000u;  /* no hand-offs */
-	/* Four messages since the last wait: a batch sleep, 200 µs at a
+	/* 16 messages since the last wait: a batch sleep, 200 µs at a
 	 * time, until the timeout. */
 	uint64_t t0 = mono_ns();
 	ck_assert_int_eq(get_one(&R, buf, sizeof(buf), &len, 50),
