@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 static int log_verbose;
@@ -118,18 +119,10 @@ DEFINE_LOG(log_warn, 4, "warning: ", 1)
 DEFINE_LOG(log_info, 6, "", 1)
 DEFINE_LOG(log_debug, 7, "debug: ", log_verbose)
 
-static long long mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int log_limit_recent(const struct log_limit *l)
 {
 	return l->said &&
-	       mono_ns() - l->last_ns < LOG_LIMIT_SECONDS * 1000000000LL;
+	       mono_ns() - l->last_ns < LOG_LIMIT_SECONDS * 1000000000ull;
 }
 
 void log_warn_limited(struct log_limit *l, const char *fmt, ...)

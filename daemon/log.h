@@ -8,6 +8,8 @@
 #ifndef SHMQD_LOG_H
 #define SHMQD_LOG_H
 
+#include <stdint.h>
+
 /* verbose: 1 adds debug lines, 0 is normal, -1 silences everything. */
 void log_init(int verbose);
 /* Redirects stderr to `path` (appending); NULL keeps it. */
@@ -24,7 +26,7 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * many were left out meanwhile. */
 #define LOG_LIMIT_SECONDS 60
 struct log_limit {
-	long long last_ns;      /* CLOCK_MONOTONIC of the last line */
+	uint64_t last_ns;       /* mono_ns() of the last line */
 	unsigned long dropped;  /* left out since */
 	int said;               /* a line was logged */
 };

@@ -3,7 +3,9 @@
 # shmqd, with the package as built (python/stage in the build directory).
 #
 # pytest's "no tests collected" (exit status 5) is a failure here, as is
-# any other non-zero status; 77 (skip) only if pytest is not installed.
+# any other non-zero status; 77 (skip) only if pytest is not installed,
+# and not even then under SHMQ_REQUIRE_ALL=1 (tools/check.sh, which
+# installs it): there a missing pytest fails (99).
 # Everything the tests start lives under one temporary directory: on the
 # way out (even after a crash or a kill by the outer timeout) every shmqd
 # found there is killed and its shared memory removed.
@@ -17,6 +19,10 @@ src=${SHMQ_SRCDIR:-$(dirname "$0")/..}
 py=${PYTHON:-/usr/bin/python3}
 
 if [ "${HAVE_PYTEST:-yes}" != yes ] || ! "$py" -c 'import pytest' 2>/dev/null; then
+	if [ "${SHMQ_REQUIRE_ALL:-0}" = 1 ]; then
+		echo "Bail out! pytest is not installed for $py (Debian: python3-pytest), and SHMQ_REQUIRE_ALL=1"
+		exit 99
+	fi
 	echo "SKIP: pytest is not installed for $py (Debian: python3-pytest)"
 	exit 77
 fi

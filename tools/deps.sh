@@ -2,8 +2,8 @@
 # deps.sh - install what building and testing shmq needs on Debian 12,
 # skipping what is already there.  Sourced by demo.sh and check.sh;
 # `deps.sh test` also installs the test-only tools; `deps.sh bench` what
-# `make bench` can also use (Boost.Interprocess, the comparison of issue
-# 16; re-run configure after installing it).  The bench builds and runs
+# `make bench` can also use (Boost.Interprocess, a peer the bench
+# compares against; re-run configure after installing it).  The bench builds and runs
 # without it.
 #
 # Needs root or sudo only when something is missing.

@@ -38,7 +38,7 @@ from ._shmq import (  # noqa: F401 (re-exported)
     QueueExists, PermissionDenied, DaemonUnreachable, ProtocolMismatch,
     QueueCorrupt, NoSpace, LimitReached, WrongRole, Interrupted, QueueBusy,
     SystemCallFailed, LeaseExpired, Deadlock, stat, delete, list_queues,
-    users, strerror,
+    users, deadlocks, strerror,
 )
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
     "DaemonUnreachable", "ProtocolMismatch", "QueueCorrupt", "NoSpace",
     "LimitReached", "WrongRole", "Interrupted", "QueueBusy",
     "SystemCallFailed", "LeaseExpired", "Deadlock", "stat", "delete",
-    "list_queues", "users", "strerror",
+    "list_queues", "users", "deadlocks", "strerror",
 ]
 __version__ = _shmq.libshmq_version
 
@@ -59,7 +59,8 @@ class Queue(_shmq.Queue):
     Queue(name) opens an existing queue; create=True creates it first
     (exist_ok=False: FileExistsError if it exists).  The creation options
     (capacity, max_msg, max_bytes, mode, auto_close, acked, lease_timeout,
-    max_deliveries, dead_letter) apply only when this call creates it.
+    max_deliveries, dead_letter, on_deadlock) apply only when this call
+    creates it.
 
     A Queue attaches as a producer at its first put and as a consumer at
     its first get, so that a process that only reads never counts as a
@@ -87,14 +88,14 @@ class Queue(_shmq.Queue):
                  max_msg=4096, max_bytes=0, mode=0o600, auto_close=False,
                  acked=False, lease_timeout=None, max_deliveries=0,
                  dead_letter=None, role=None, encoding=None, errors=None,
-                 serializer=None):
+                 serializer=None, on_deadlock="report"):
         super().__init__(
             name, create=create, exist_ok=exist_ok, capacity=capacity,
             max_msg=max_msg, max_bytes=max_bytes, mode=mode,
             auto_close=auto_close, acked=acked, lease_timeout=lease_timeout,
             max_deliveries=max_deliveries, dead_letter=dead_letter,
             role=role, encoding=encoding, errors=errors,
-            serializer=serializer)
+            serializer=serializer, on_deadlock=on_deadlock)
         if "multiprocessing.util" in sys.modules:
             _detach_at_multiprocessing_exit()
 

@@ -207,6 +207,10 @@ static PyStructSequence_Field stat_fields[] = {
 	{ "max_deliveries", "acked: deliveries before dead-lettering (0: "
 			    "never)" },
 	{ "dead_letter", "acked: the dead-letter queue, or None" },
+	{ "on_deadlock", "'report', or 'fail': shmqd fails a blocked call "
+			 "to break a deadlock" },
+	{ "deadlocked", "shmqd found calls blocked on it deadlocked, at its "
+			"last look" },
 	{ NULL, NULL },
 };
 
@@ -214,7 +218,7 @@ static PyStructSequence_Desc stat_desc = {
 	"shmq.Stat",
 	"A queue's settings and counters, as `qctl stat` shows them.",
 	stat_fields,
-	31,
+	33,
 };
 
 static const char *state_name(int state)
@@ -275,6 +279,9 @@ PyObject *pyq_stat_tuple(const struct shmq_stat *st)
 	SET(PyLong_FromUnsignedLong(st->max_deliveries));
 	SET(st->dead_letter[0] ? PyUnicode_FromString(st->dead_letter)
 			       : Py_NewRef(Py_None));
+	SET(PyUnicode_FromString(st->flags & SHMQ_DEADLOCK_FAIL ? "fail"
+								: "report"));
+	SET(PyBool_FromLong(st->deadlocked));
 #undef SET
 	return t;
 }
@@ -551,6 +558,69 @@ static PyObject *mod_users(PyObject *mod, PyObject *unused)
 	return r;
 }
 
+/* One wait of a deadlock, as a dict with the keys of `qctl deadlocks
+ * --json` (and "deadlock", its number): times in seconds, a queue the
+ * caller may not read as None. */
+static PyObject *deadlock_dict(const struct shmq_deadlock_wait *w)
+{
+	PyObject *freers = PyList_New(0);
+	uint32_t nf = w->nfreers < SHMQ_DEADLOCK_FREERS ? w->nfreers
+						       : SHMQ_DEADLOCK_FREERS;
+
+	for (uint32_t i = 0; freers && i < nf; i++) {
+		PyObject *p = PyLong_FromUnsignedLong(w->freers[i]);
+		if (p == NULL || PyList_Append(freers, p) < 0)
+			Py_CLEAR(freers);
+		Py_XDECREF(p);
+	}
+	if (freers == NULL)
+		return NULL;
+	return Py_BuildValue(
+		"{s:I,s:I,s:s,s:O,s:s,s:s,s:I,s:I,s:K,s:K,s:I,s:d,s:N,s:s,"
+		"s:O,s:N,s:I}",
+		"deadlock", w->deadlock, "pid", w->pid, "command", w->comm,
+		"behind", w->behind ? Py_True : Py_False,
+		"op", w->put ? "put" : "get",
+		"queue", w->queue[0] ? w->queue : NULL,
+		"messages", w->messages, "capacity", w->capacity,
+		"bytes", (unsigned long long)w->bytes,
+		"max_bytes", (unsigned long long)w->max_bytes,
+		"threads", w->threads,
+		"blocked_seconds", (double)w->blocked_ns / 1e9,
+		"ends_in_seconds", w->ends_in_ns > 0
+			? PyFloat_FromDouble((double)w->ends_in_ns / 1e9)
+			: Py_NewRef(Py_None),
+		"on_deadlock", w->fail ? "fail" : "report",
+		"victim", w->victim ? Py_True : Py_False,
+		"freed_by", freers, "freers", w->nfreers);
+}
+
+static PyObject *mod_deadlocks(PyObject *mod, PyObject *unused)
+{
+	struct shmq_deadlock_wait *all = NULL;
+	PyObject *list;
+	size_t n = 0;
+	int rc;
+
+	(void)mod;
+	(void)unused;
+	Py_BEGIN_ALLOW_THREADS
+	rc = shmq_deadlocks(&all, &n);
+	Py_END_ALLOW_THREADS
+	if (rc != SHMQ_OK)
+		return pyq_raise_status(rc, NULL, NULL);
+	list = PyList_New((Py_ssize_t)n);
+	for (size_t i = 0; list && i < n; i++) {
+		PyObject *d = deadlock_dict(&all[i]);
+		if (d == NULL)
+			Py_CLEAR(list);
+		else
+			PyList_SET_ITEM(list, (Py_ssize_t)i, d);
+	}
+	free(all);
+	return list;
+}
+
 static PyObject *mod_strerror(PyObject *mod, PyObject *arg)
 {
 	long status = PyLong_AsLong(arg);
@@ -586,6 +656,9 @@ static PyMethodDef module_methods[] = {
 	  "users() -> ([User], User): the users the caller may see (root: "
 	  "all; anyone else: itself), with usage and limits, and everybody "
 	  "together against the daemon's limits (uid None)." },
+	{ "deadlocks", mod_deadlocks, METH_NOARGS,
+	  "deadlocks() -> [dict]: the deadlocks shmqd found at its last look, "
+	  "one dict per blocked wait (as `qctl deadlocks --json`); [] if none." },
 	{ "strerror", mod_strerror, METH_O,
 	  "strerror(status) -> str: what a shmq status means." },
 	{ "_detach_all", mod_detach_all, METH_NOARGS,

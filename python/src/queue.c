@@ -438,7 +438,7 @@ static int queue_init(PyObject *self, PyObject *args, PyObject *kwds)
 		"name", "create", "exist_ok", "capacity", "max_msg",
 		"max_bytes", "mode", "auto_close", "acked", "lease_timeout",
 		"max_deliveries", "dead_letter", "role", "encoding", "errors",
-		"serializer", NULL,
+		"serializer", "on_deadlock", NULL,
 	};
 	pyq_queue *q = (pyq_queue *)self;
 	PyObject *name, *capacity = NULL, *max_msg = NULL, *max_bytes = NULL;
@@ -446,16 +446,18 @@ static int queue_init(PyObject *self, PyObject *args, PyObject *kwds)
 	PyObject *dead_letter = Py_None, *role = Py_None;
 	PyObject *encoding = Py_None, *errors = Py_None;
 	PyObject *serializer = Py_None;
+	const char *on_deadlock = "report";
 	int create = 0, exist_ok = 1, auto_close = 0, acked = 0;
 	struct shmq_attr attr;
 	uint64_t v;
 	int rc;
 
 	if (!PyArg_ParseTupleAndKeywords(
-		    args, kwds, "U|$ppOOOOppOOOOOOO:Queue", kwlist, &name,
+		    args, kwds, "U|$ppOOOOppOOOOOOOs:Queue", kwlist, &name,
 		    &create, &exist_ok, &capacity, &max_msg, &max_bytes, &mode,
 		    &auto_close, &acked, &lease_timeout, &max_deliveries,
-		    &dead_letter, &role, &encoding, &errors, &serializer))
+		    &dead_letter, &role, &encoding, &errors, &serializer,
+		    &on_deadlock))
 		return -1;
 	if (q->state != PYQ_NEW) {
 		PyErr_SetString(PyExc_RuntimeError,
@@ -481,6 +483,13 @@ static int queue_init(PyObject *self, PyObject *args, PyObject *kwds)
 		return -1;
 	attr.flags = (auto_close ? SHMQ_AUTO_CLOSE : 0) |
 		     (acked ? SHMQ_ACKED : 0);
+	if (strcmp(on_deadlock, "fail") == 0) {
+		attr.flags |= SHMQ_DEADLOCK_FAIL;
+	} else if (strcmp(on_deadlock, "report") != 0) {
+		PyErr_Format(PyExc_ValueError, "on_deadlock must be 'report' "
+			     "or 'fail', not '%s'", on_deadlock);
+		return -1;
+	}
 	if (dead_letter != Py_None) {
 		if (!PyUnicode_Check(dead_letter)) {
 			PyErr_SetString(PyExc_TypeError,
@@ -887,7 +896,7 @@ PyDoc_STRVAR(queue_doc,
 "Queue(name, *, create=False, exist_ok=True, capacity=1024, max_msg=4096,\n"
 "      max_bytes=0, mode=0o600, auto_close=False, acked=False,\n"
 "      lease_timeout=None, max_deliveries=0, dead_letter=None, role=None,\n"
-"      encoding=None, errors=None, serializer=None)\n"
+"      encoding=None, errors=None, serializer=None, on_deadlock='report')\n"
 "--\n\n"
 "A named, bounded shmq queue, with queue.Queue's methods, shared by\n"
 "processes.  The C half; use shmq.Queue.");

@@ -666,3 +666,18 @@ def test_repr(name):
     assert name in repr(q)
     q.detach()
     assert "detached" in repr(q)
+
+
+def test_on_deadlock_and_stat_fields(name, names):
+    q = shmq.Queue(name, create=True)
+    st = q.stat()
+    assert st.on_deadlock == "report" and st.deadlocked is False
+    other = names()
+    f = shmq.Queue(other, create=True, on_deadlock="fail")
+    assert f.stat().on_deadlock == "fail"
+    assert shmq.stat(other).on_deadlock == "fail"
+    with pytest.raises(ValueError, match="on_deadlock"):
+        shmq.Queue(name + "x", create=True, on_deadlock="panic")
+    with pytest.raises(FileNotFoundError):
+        shmq.Queue(name + "x")          # nothing was created
+    assert len(st) == 33
