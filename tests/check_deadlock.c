@@ -466,6 +466,24 @@ START_TEST(test_cycle_reported)
 		ck_assert_msg(strstr(out, want), "no %s in %s", want, out);
 	}
 
+	/* qctl stat and ls mark the queues. */
+	static const char *const stat_json[] = { "stat", "a", "--json", NULL };
+	status = run_qctl(stat_json, out, sizeof(out));
+	ck_assert_msg(exited_with(status, 0), "qctl: %s", describe(status));
+	ck_assert_msg(strstr(out, "\"deadlocked\":true"), "stat: %s", out);
+	static const char *const stat_text[] = { "stat", "b", NULL };
+	status = run_qctl(stat_text, out, sizeof(out));
+	ck_assert_msg(exited_with(status, 0), "qctl: %s", describe(status));
+	const char *dl = strstr(out, "deadlocked:");
+	ck_assert_msg(dl != NULL, "stat: %s", out);
+	dl += strlen("deadlocked:");
+	dl += strspn(dl, " ");
+	ck_assert_msg(strncmp(dl, "yes\n", 4) == 0, "stat: %s", out);
+	static const char *const ls[] = { "ls", NULL };
+	status = run_qctl(ls, out, sizeof(out));
+	ck_assert_msg(exited_with(status, 0), "qctl: %s", describe(status));
+	ck_assert_msg(strstr(out, "open,deadlock"), "ls: %s", out);
+
 	for (int i = 0; i < 3; i++)
 		stage_kill(&st[i]);
 	EVENTUALLY(deadlock_count() == 0);
@@ -473,6 +491,8 @@ START_TEST(test_cycle_reported)
 	status = run_qctl(json, out, sizeof(out));
 	ck_assert_msg(exited_with(status, 0), "qctl: %s", describe(status));
 	ck_assert_str_eq(out, "[]\n");
+	status = run_qctl(stat_json, out, sizeof(out));
+	ck_assert_msg(strstr(out, "\"deadlocked\":false"), "stat: %s", out);
 	ck_assert_int_eq(daemon_cleanup(&d), 0);
 }
 END_TEST
