@@ -600,6 +600,14 @@ int shmq_fd(shmq_t *q, unsigned dir, int *fd)
 	return rc;
 }
 
+int shmq_wait_continue(int64_t since_ns, int64_t deadline_ns)
+{
+	if (since_ns < 0 || deadline_ns < 0)
+		return SHMQ_EINVAL;
+	ring_client_wait_continue(since_ns, deadline_ns);
+	return SHMQ_OK;
+}
+
 int shmq_wait(shmq_t *q, unsigned dir, size_t len, int timeout_ms)
 {
 	int rc = poll_role(q, dir);

@@ -1159,6 +1159,25 @@ struct shmq_deadlock_wait {
  * trip.
  */
 int shmq_deadlocks(struct shmq_deadlock_wait **list, size_t *n);
+/*
+ * shmq_wait_continue - for a binding that makes one blocking call of its
+ * own out of several libshmq calls with short timeouts (slices, between
+ * which it runs its signal handlers, as the Python binding does): until
+ * this thread calls it again with since_ns 0, each of its blocking puts,
+ * gets and shmq_wait()s (any call, any queue) is, for deadlock detection,
+ * a slice of one call that began at since_ns (CLOCK_MONOTONIC ns; a time
+ * later than now is taken as now) and ends at deadline_ns (0: no
+ * timeout; the slices' own timeouts do not count): shmqd counts its wait
+ * from since_ns, as one wait, and fails it as one.  A slice that ends by
+ * its timeout or SHMQ_EINTR while shmqd has chosen the call to break a
+ * deadlock returns SHMQ_EDEADLK (or the next slice does).  Set it just
+ * before each slice and clear it just after, so that no other call of
+ * the thread (the binding's signal handlers, between slices) is taken
+ * for the same one.  A call made from a signal handler that interrupted
+ * a counted wait of the thread is never a slice.  Returns SHMQ_OK, or
+ * SHMQ_EINVAL (a negative time).  Thread-local; never blocks.
+ */
+int shmq_wait_continue(int64_t since_ns, int64_t deadline_ns);
 
 /* SHMQ_OK if `name` is 1-255 bytes of [A-Za-z0-9._-] not starting with
  * '.', SHMQ_ENAME otherwise (NULL too).  Never blocks, never talks to the

@@ -145,49 +145,137 @@ static void timed_remove(uint64_t *word)
  * exec: a handler may read it; the library is linked, not loaded late.) */
 static __thread unsigned waits_here __attribute__((tls_model("initial-exec")));
 
+/* A call continued in slices (shmq_wait_continue): what the binding set
+ * for this thread's next waits (since 0: none), and what the waits of the
+ * call so far left (`call`: the since they are of), kept across its
+ * slices: the record and number of its wait, and when it last told shmqd
+ * that it is blocked. */
+struct continued {
+	int64_t since, deadline;
+	int64_t call;
+	const struct shmq_wait_rec *rec;
+	uint64_t seq;
+	uint64_t told;
+};
+static __thread struct continued cont
+	__attribute__((tls_model("initial-exec")));
+
+void ring_client_wait_continue(int64_t since, int64_t deadline)
+{
+	if (since > 0 && (uint64_t)since > mono_ns())
+		since = (int64_t)mono_ns();     /* never later than now */
+	if (since > 0 && since != cont.call) {
+		cont.call = since;
+		cont.rec = NULL;
+		cont.seq = 0;
+		cont.told = (uint64_t)since;
+	}
+	cont.since = since > 0 ? since : 0;
+	cont.deadline = since > 0 && deadline > 0 ? deadline : 0;
+}
+
+/* The report period in ns, and whether shmqd has seen a wait counted
+ * since `since` and still watches the queue: as wait.c reads them. */
+static uint64_t report_period_ns(const struct ring *r)
+{
+	uint32_t ms = READ_ONCE(r->hdr->dl_report_ms);
+
+	if (ms > 3600000u)
+		ms = 3600000u;
+	return (uint64_t)ms * 1000000u;
+}
+
+static int seen_and_watched(const struct ring *r, uint64_t since,
+			    uint64_t now, uint64_t period)
+{
+	int64_t seen = READ_ONCE(r->hdr->dl_seen_ns);
+	int64_t watch = READ_ONCE(r->hdr->dl_watch_ns);
+
+	return (int64_t)now < watch && seen >= (int64_t)(since + period / 2);
+}
+
 void ring_client_wait_begin(struct ring *r, enum side side,
 			    struct wait_call *wc)
 {
 	wc->seq = 0;
 	wc->nested = 0;
+	wc->continued = 0;
 	if (r->self == NULL)
 		return;
 	wc->nested = waits_here++ > 0;
 	struct shmq_wait_rec *w = &r->self->waits[side];
+	/* A slice of a continued call is its wait, not a new one: counted
+	 * from the call's start, with the call's deadline, under the call's
+	 * number while the record still holds it, and telling shmqd once
+	 * per period of the call.  Not a wait nested in one of this thread
+	 * (a signal handler's call): that is a call of its own. */
+	if (cont.since > 0 && !wc->nested) {
+		wc->continued = 1;
+		if ((uint64_t)cont.since < wc->since)
+			wc->since = (uint64_t)cont.since;
+		wc->deadline = cont.deadline;
+		wc->told = cont.told;
+	}
 	int64_t s = READ_ONCE(w->since), now = (int64_t)wc->since;
 
 	while (s < now && !__atomic_compare_exchange_n(&w->since, &s, now, 0,
 						       __ATOMIC_SEQ_CST,
 						       __ATOMIC_RELAXED))
 		;
-	do
-		wc->seq = __atomic_add_fetch(&w->seq, 1, __ATOMIC_SEQ_CST);
-	while (wc->seq == 0);
+	if (wc->continued && cont.rec == w && cont.seq != 0 &&
+	    LOAD_SC(w->seq) == cont.seq)
+		wc->seq = cont.seq;
+	else
+		do
+			wc->seq = __atomic_add_fetch(&w->seq, 1,
+						     __ATOMIC_SEQ_CST);
+		while (wc->seq == 0);
 	if (wc->deadline > 0)
 		timed_add(&w->timed, wc->deadline);
 	if (wc->nested)
 		__atomic_add_fetch(&w->nested, 1, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&w->threads, 1, __ATOMIC_SEQ_CST);
+	if (!wc->continued)
+		return;
+	cont.rec = w;
+	cont.seq = wc->seq;
+	/* A slice is shorter than a report period: its own sleeps may never
+	 * get to tell shmqd (wait.c tells it before a later sleep), so the
+	 * call does, at the start of a slice, once it has waited a period. */
+	uint64_t period = report_period_ns(r), t = mono_ns();
+	if (period && r->blocked && t - wc->told >= period) {
+		wc->told = cont.told = t;
+		if (!seen_and_watched(r, wc->since, t, period))
+			r->blocked(r->blocked_ctx, side);
+	}
 }
 
-void ring_client_wait_end(struct ring *r, enum side side,
-			  const struct wait_call *wc)
+int ring_client_wait_end(struct ring *r, enum side side,
+			 const struct wait_call *wc, int rc)
 {
 	if (r->self == NULL)
-		return;
+		return rc;
 	struct shmq_wait_rec *w = &r->self->waits[side];
 	uint64_t mine = wc->seq;
 
 	waits_here--;
+	if (wc->continued && cont.call == (int64_t)wc->since)
+		cont.told = wc->told;
 	dec_floor0(&w->threads);
 	if (wc->nested)
 		dec_floor0(&w->nested);
 	if (wc->deadline > 0)
 		timed_remove(&w->timed);
-	/* A victim word naming this wait, unclaimed: it goes with it. */
-	if (mine != 0)
-		__atomic_compare_exchange_n(&w->victim, &mine, 0, 0,
-					    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+	/* A victim word naming this wait, unclaimed: it goes with it; but a
+	 * slice of a continued call that ends without success claims it,
+	 * so that the call fails (the next slice would not look before its
+	 * first sleep, which may last the slice). */
+	if (mine != 0 &&
+	    __atomic_compare_exchange_n(&w->victim, &mine, 0, 0,
+					__ATOMIC_SEQ_CST, __ATOMIC_RELAXED) &&
+	    wc->continued && (rc == SHMQ_ETIMEDOUT || rc == SHMQ_EINTR))
+		return SHMQ_EDEADLK;
+	return rc;
 }
 
 int ring_client_wait_victim(struct ring *r, enum side side,

@@ -573,6 +573,6 @@ int ring_wait(struct ring *r, unsigned dir, uint64_t len, int timeout_ms)
 			break;
 	}
 	if (wc.recorded)
-		ring_client_wait_end(r, side, &wc);
+		rc = ring_client_wait_end(r, side, &wc, rc);
 	return rc;
 }

@@ -679,7 +679,7 @@ int ring_run_locked(struct ring *r, enum side side, int timeout_ms,
 	/* However the call ends, it no longer waits (wait.c counted it in
 	 * the handle's wait record when it first slept). */
 	if (wc.recorded)
-		ring_client_wait_end(r, side, &wc);
+		rc = ring_client_wait_end(r, side, &wc, rc);
 	return rc;
 }
 

@@ -199,6 +199,13 @@ int ring_client_add(struct ring *r, uint32_t pid, uint64_t start_time,
 int ring_client_bind(struct ring *r, uint32_t index, uint32_t gen);
 /* Marks our own entry detached (before telling shmqd, see shmq_layout.h). */
 void ring_client_mark_detached(struct ring *r);
+/* shmq_wait_continue(): this thread's next waits, until it is called
+ * again with since 0, are slices of one call that began at `since`
+ * (CLOCK_MONOTONIC ns) with deadline `deadline` (0: none): each is
+ * counted in its record as that call's wait (from `since`, with that
+ * deadline, under the call's number while the record still holds it),
+ * and tells shmqd that it is blocked by the call's age. */
+void ring_client_wait_continue(int64_t since, int64_t deadline);
 /* Removes an entry; `died` marks a producer as lost, unless the entry
  * was marked detached by its own process.  Applies auto-close
  * and repairs the sleep statistics the entry still held. */

@@ -177,8 +177,11 @@ struct wait_call;
  * comes when the call returns. */
 RING_INTERNAL void ring_client_wait_begin(struct ring *r, enum side side,
 					  struct wait_call *wc);
-RING_INTERNAL void ring_client_wait_end(struct ring *r, enum side side,
-					const struct wait_call *wc);
+/* Ends it; returns `rc`, the call's status, or SHMQ_EDEADLK for a slice
+ * of a continued call (ring_client_wait_continue, ring.h) that ends by its
+ * timeout or a signal while shmqd names it to fail. */
+RING_INTERNAL int ring_client_wait_end(struct ring *r, enum side side,
+				       const struct wait_call *wc, int rc);
 /* Has shmqd chosen this very wait to fail (and nobody claimed it yet)?
  * 1 claims it: the caller returns SHMQ_EDEADLK. */
 RING_INTERNAL int ring_client_wait_victim(struct ring *r, enum side side,

@@ -75,6 +75,7 @@ struct wait_call {
 	int64_t deadline;           /* of its timeout, or 0 */
 	uint64_t seq;               /* its number in the record */
 	int nested;                 /* its thread was counted already */
+	int continued;              /* a slice of a continued call */
 	uint64_t told;
 };
 

@@ -78,10 +78,18 @@ typedef int (*slice_fn)(void *ctx, int ms);
 /* Calls fn(ctx, ms) without the GIL, a slice at a time, until it returns
  * anything but a timeout or an interruption, or the deadline passes
  * (SHMQ_ETIMEDOUT).  PYQ_PYERR if a signal handler raised or the Queue
- * was detached meanwhile. */
+ * was detached meanwhile.  For deadlock detection the slices are one
+ * wait (shmq_wait_continue): from the first slice, with the call's own
+ * deadline or none, so that shmqd sees a call blocked for good as stuck,
+ * and a slice chosen to fail it returns SHMQ_EDEADLK.  Set for the slice
+ * only: what runs between slices (a signal handler's own calls) is not
+ * this call. */
 static int in_slices(pyq_queue *q, const struct pyq_wait *w, slice_fn fn,
 		     void *ctx)
 {
+	int64_t since = (int64_t)mono_ns();
+	int64_t deadline = w->forever ? 0 : w->deadline_ns;
+
 	for (;;) {
 		int ms = slice_ms(w), rc;
 
@@ -90,7 +98,9 @@ static int in_slices(pyq_queue *q, const struct pyq_wait *w, slice_fn fn,
 		if (queue_enter(q) < 0)
 			return PYQ_PYERR;
 		Py_BEGIN_ALLOW_THREADS
+		shmq_wait_continue(since, deadline > 0 ? deadline : 0);
 		rc = fn(ctx, ms);
+		shmq_wait_continue(0, 0);
 		queue_leave(q);
 		Py_END_ALLOW_THREADS
 		if (rc != SHMQ_ETIMEDOUT && rc != SHMQ_EINTR)
