@@ -680,6 +680,143 @@ START_TEST(test_wait_recorded)
 }
 END_TEST
 
+/* A binding's blocking call made of slices (shmq_wait_continue): puts
+ * with a 100 ms timeout each, less than shmqd's report period (150 ms),
+ * that all continue one call begun before the first; it returns what the
+ * last slice returned.  Each slice alone is too young and timed to count:
+ * only as one call is it ever stuck. */
+static int sliced_put(shmq_t *q, int64_t deadline_ns)
+{
+	int64_t since = (int64_t)mono_ns();
+	int rc;
+
+	do {
+		if (shmq_wait_continue(since, deadline_ns) != SHMQ_OK)
+			return CHILD_FAIL;
+		rc = shmq_put(q, "m", 1, 100);
+		if (shmq_wait_continue(0, 0) != SHMQ_OK)
+			return CHILD_FAIL;
+	} while (rc == SHMQ_ETIMEDOUT &&
+		 (deadline_ns == 0 || (int64_t)mono_ns() < deadline_ns));
+	return rc;
+}
+
+/* A process in sliced_put to its own full queue (`flags`) with a
+ * deadline `deadline_s` seconds away (0: none); it says 'b' first and
+ * exits 0 if the call returns SHMQ_EDEADLK. */
+static pid_t sliced_start(struct chan *ch, int deadline_s)
+{
+	chan_init(ch);
+	pid_t kid = harness_fork();
+	if (kid == 0) {
+		shmq_t *q;
+		chan_child(ch);
+		prctl(PR_SET_NAME, "slicer");
+		CHILD_RC(shmq_open("own", SHMQ_PRODUCER | SHMQ_CONSUMER, &q),
+			 SHMQ_OK);
+		child_say(ch, 'b');
+		int64_t dl = deadline_s ? (int64_t)mono_ns() +
+						  (int64_t)deadline_s * 1000000000
+					: 0;
+		CHILD_RC(sliced_put(q, dl), SHMQ_EDEADLK);
+		_exit(0);
+	}
+	chan_parent(ch);
+	chan_expect(ch, 'b');
+	return kid;
+}
+
+static int sliced_row(pid_t kid, struct shmq_deadlock_wait *out)
+{
+	struct shmq_deadlock_wait *rows;
+	size_t n = deadlocks(&rows);
+	const struct shmq_deadlock_wait *r = row_of(rows, n, kid, "own");
+
+	if (r)
+		*out = *r;
+	free(rows);
+	return r != NULL;
+}
+
+/* Slices of one call are one wait: counted from the call's start and
+ * untimed, so a process in them is found, as one blocked in a single
+ * call would be (their own 100 ms timeouts would make each a young,
+ * timed wait that shmqd never counts). */
+START_TEST(test_sliced_recorded)
+{
+	struct shmq_deadlock_wait row;
+	struct daemon d;
+	struct chan ch;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("own", 1, 0);
+	pid_t kid = sliced_start(&ch, 0);
+	EVENTUALLY(sliced_row(kid, &row));
+	ck_assert_int_eq(row.put, 1);
+	ck_assert_int_eq(row.behind, 0);
+	ck_assert_uint_eq(row.threads, 1);
+	ck_assert_int_eq(row.ends_in_ns, 0);
+	ck_assert_int_ge(row.blocked_ns, (int64_t)TIMEOUT_MS * 1000000);
+	ck_assert_int_eq(stat_name("own").deadlocked, 1);
+	kill(kid, SIGKILL);
+	harness_wait(kid, 5000);
+	chan_done(&ch);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* A sliced call with a deadline counts with its own deadline (a minute),
+ * not its slices'. */
+START_TEST(test_sliced_timed)
+{
+	struct shmq_deadlock_wait row;
+	struct daemon d;
+	struct chan ch;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("own", 1, 0);
+	pid_t kid = sliced_start(&ch, 60);
+	EVENTUALLY(sliced_row(kid, &row));
+	ck_assert_int_gt(row.ends_in_ns, (int64_t)30 * 1000000000);
+	ck_assert_int_le(row.ends_in_ns, (int64_t)60 * 1000000000);
+	kill(kid, SIGKILL);
+	harness_wait(kid, 5000);
+	chan_done(&ch);
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* The fail policy fails a sliced call: one of its slices returns
+ * SHMQ_EDEADLK, whichever slice shmqd chose (its number is the call's). */
+START_TEST(test_sliced_fail)
+{
+	struct daemon d;
+	struct chan ch;
+
+	ck_assert_int_eq(daemon_start(&d, dl_args), 0);
+	create_full("own", 1, SHMQ_DEADLOCK_FAIL);
+	pid_t kid = sliced_start(&ch, 0);
+	CHILD_OK(kid);
+	chan_done(&ch);
+	char line[100];
+	snprintf(line, sizeof(line), "the put of pid %d (slicer) on 'own' fails",
+		 kid);
+	EVENTUALLY(file_contains(d.log, line));
+	ck_assert_int_eq(daemon_cleanup(&d), 0);
+}
+END_TEST
+
+/* shmq_wait_continue refuses negative times; 0 clears (also when
+ * nothing was set). */
+START_TEST(test_continue_args)
+{
+	RC_EQ(shmq_wait_continue(-1, 0), SHMQ_EINVAL);
+	RC_EQ(shmq_wait_continue(1, -1), SHMQ_EINVAL);
+	RC_EQ(shmq_wait_continue(0, 0), SHMQ_OK);
+	RC_EQ(shmq_wait_continue(0, 0), SHMQ_OK);
+}
+END_TEST
+
 /* On an acked queue a lease holder can end a get (an ack, nack or
  * return).  P1 holds a lease on AQ, which has no producer, and is blocked
  * in put on AR, full; P2, AR's only consumer, is blocked in get on AQ,
@@ -1907,6 +2044,10 @@ static Suite *deadlock_suite(void)
 	tcase_add_test(tc, test_self_put);
 	tcase_add_test(tc, test_byte_budget);
 	tcase_add_test(tc, test_wait_recorded);
+	tcase_add_test(tc, test_sliced_recorded);
+	tcase_add_test(tc, test_sliced_timed);
+	tcase_add_test(tc, test_sliced_fail);
+	tcase_add_test(tc, test_continue_args);
 	tcase_add_test(tc, test_behind);
 	tcase_add_test(tc, test_lease_holder);
 	tcase_add_test(tc, test_threads_victim);
