@@ -343,7 +343,13 @@ struct shmq_slot {
  * `timed`, and then adds 1 to `threads` (a handle may be shared by
  * threads); when the call returns, however it returns, it takes its 1
  * back, then its count in `timed`, so the record covers its later spins
- * and sleeps alike.  `since` is thus the start of the most recent wait,
+ * and sleeps alike.  A call a binding makes of slices (shmq_wait_continue:
+ * several calls with short timeouts) is one wait: each slice raises
+ * `since` to the call's start, counts the call's deadline (or none) in
+ * `timed`, and keeps the call's number while `seq` still holds it (the
+ * same wait, so a victim word naming it still means it); between slices
+ * it is not counted, as a call that returned.  No field means anything
+ * new: shmqd reads a sliced call as one long call.  `since` is thus the start of the most recent wait,
  * and `seq` its number: every thread counted has waited at least since
  * then.  `timed`: the number of counted waits with a timeout (low 16
  * bits; 0xffff: too many to count, and then as if they ended at once)
