@@ -55,7 +55,7 @@ long cpus_online(void)
 /* Files                                                              */
 
 /* Reads a small file into buf (NUL-terminated); its length, or -1. */
-static ssize_t read_small(const char *path, char *buf, size_t size)
+ssize_t sys_read_small(const char *path, char *buf, size_t size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	ssize_t n;
@@ -256,17 +256,17 @@ static double level_quota(int kind, char *dir, size_t len)
 
 	if (kind == CG_V2) {
 		snprintf(dir + len, CG_PATH - len, "/cpu.max");
-		if (read_small(dir, buf, sizeof(buf)) <= 0 ||
+		if (sys_read_small(dir, buf, sizeof(buf)) <= 0 ||
 		    parse_u64(buf, &end, &q) || *end != ' ' ||
 		    parse_u64(end + 1, &end, &p))
 			return 0;       /* "max PERIOD", or unreadable */
 	} else {
 		snprintf(dir + len, CG_PATH - len, "/cpu.cfs_quota_us");
-		if (read_small(dir, buf, sizeof(buf)) <= 0 ||
+		if (sys_read_small(dir, buf, sizeof(buf)) <= 0 ||
 		    parse_u64(buf, &end, &q))
 			return 0;       /* -1: none */
 		snprintf(dir + len, CG_PATH - len, "/cpu.cfs_period_us");
-		if (read_small(dir, buf, sizeof(buf)) <= 0 ||
+		if (sys_read_small(dir, buf, sizeof(buf)) <= 0 ||
 		    parse_u64(buf, &end, &p))
 			return 0;
 	}

@@ -10,6 +10,7 @@
 #define SHMQ_CPU_H
 
 #include <sched.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 /* The pause of a spin loop: lets the sibling hyperthread run and keeps the
@@ -54,6 +55,11 @@ static inline uint32_t cpu_current(void)
 }
 
 /* 1 if cpu_prefetchw() does what it says (CPUID PRFCHW on x86). */
+/* Reads a small /proc or /sys file whole into buf (at most size - 1
+ * bytes, then a NUL): the bytes read, or -1.  Retries an interrupted
+ * read; never follows a controlling terminal. */
+ssize_t sys_read_small(const char *path, char *buf, size_t size);
+
 int cpu_has_prefetchw(void);
 /* CPUs online (at least 1). */
 long cpus_online(void);

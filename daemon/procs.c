@@ -20,6 +20,7 @@
 
 #include <event2/event.h>
 
+#include "cpu.h"
 #include "deadlock.h"
 #include "log.h"
 #include "procs.h"
@@ -133,23 +134,6 @@ int procs_info(pid_t pid, struct proc_info *pi)
 	return 0;
 }
 
-/* Reads the small text file at `path` into buf (NUL-terminated): its
- * length, or -1. */
-static ssize_t read_small(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, size - 1);
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[n] = '\0';
-	return n;
-}
-
 /* Where the cgroup file systems are mounted (from our own mountinfo,
  * once): the v2 hierarchy, and the v1 one with the freezer. */
 static char cgroup2_at[256], freezer_at[256];
@@ -187,7 +171,7 @@ int procs_frozen(pid_t pid)
 	if (!mounts_read)
 		read_mounts();
 	snprintf(path, sizeof(path), "/proc/%ld/cgroup", (long)pid);
-	if (read_small(path, buf, sizeof(buf)) < 0)
+	if (sys_read_small(path, buf, sizeof(buf)) < 0)
 		return 0;
 	/* One line per hierarchy: "ID:CONTROLLERS:PATH"; v2 is "0::PATH". */
 	char *save = NULL;
@@ -200,12 +184,12 @@ int procs_frozen(pid_t pid)
 		if (strcmp(line, "0") == 0 && c1[1] == '\0' && cgroup2_at[0]) {
 			snprintf(path, sizeof(path), "%s%s/cgroup.events",
 				 cgroup2_at, c2 + 1);
-			frozen = read_small(path, state, sizeof(state)) > 0 &&
+			frozen = sys_read_small(path, state, sizeof(state)) > 0 &&
 				 strstr(state, "frozen 1") != NULL;
 		} else if (strstr(c1 + 1, "freezer") && freezer_at[0]) {
 			snprintf(path, sizeof(path), "%s%s/freezer.state",
 				 freezer_at, c2 + 1);
-			frozen = read_small(path, state, sizeof(state)) > 0 &&
+			frozen = sys_read_small(path, state, sizeof(state)) > 0 &&
 				 strncmp(state, "THAWED", 6) != 0;
 		}
 	}
