@@ -61,7 +61,15 @@ struct bridge_opts {
 	const char *durable;
 	int batch;                      /* MaxAckPending and fetch size */
 	int64_t ack_wait_s;
+	unsigned given;                 /* GIVEN_*: options on the command
+					   line, checked against an existing
+					   stream or consumer */
 };
+#define GIVEN_MAX_MSGS 1u
+#define GIVEN_MAX_BYTES 2u
+#define GIVEN_DUPE_WINDOW 4u
+#define GIVEN_BATCH 8u
+#define GIVEN_ACK_WAIT 16u
 
 /* options.c */
 int opts_parse_url(const char *url, struct bridge_opts *o);
@@ -143,6 +151,9 @@ void marker_end_id(char *out, size_t size, const char *ident);
 natsMsg *marker_new(const char *subject, int lost);
 /* 0: not a marker; 1: drained; 2: producer lost. */
 int marker_kind(natsMsg *m);
+/* The identity of the queue a message (or marker) comes from, read back
+ * from its Nats-Msg-Id; -1 if it has none of ours (another publisher). */
+int marker_ident_of(natsMsg *m, char *out, size_t size);
 
 /* out.c, in.c: run a direction; return the exit status. */
 int out_run(const struct bridge_opts *o);

@@ -51,6 +51,8 @@ struct in {
 	int64_t ack_wait_ms, max_ack;
 	int batch;
 	natsMsg *marker;                /* held until the end, or NULL */
+	char marker_ident[BRIDGE_ID_MAX];       /* whose end it is ("" if
+						   its id says not) */
 	int lost;                       /* what the marker says */
 	int64_t marker_touched;         /* last in-progress for it */
 	int finished;                   /* closed the queue, acked it */
@@ -184,24 +186,54 @@ static int try_finish(struct in *w)
 	return w->lost ? BX_LOST : BX_OK;
 }
 
-/* Takes the marker out of the batch (held; a second one is acked: it
- * can only be a copy).  Returns the data messages, compacted in order. */
+/* The held marker is not the end: acknowledged (gone from the stream),
+ * said once, forgotten. */
+static void drop_marker(struct in *w, const char *by)
+{
+	bridge_say("%s: ignored the end marker of queue %s: %s follow it",
+		   w->o->shown, w->marker_ident, by);
+	natsMsg_Ack(w->marker, NULL);
+	natsMsg_Destroy(w->marker);
+	w->marker = NULL;
+}
+
+/*
+ * Takes the marker out of the batch and holds it.  Every message names
+ * the queue it comes from (marker_ident_of), so a marker left in the
+ * stream by an earlier run (a queue that ended, whose marker no in
+ * bridge took, then created again and bridged into the same stream) is
+ * told from the end: messages of another queue come after it.  That
+ * marker is dropped; a marker of another queue replaces the one held; a
+ * second marker of the same queue is a copy (an out bridge restarted
+ * after its end) and is acknowledged.  Returns the data messages,
+ * compacted in order.
+ */
 static size_t take_markers(struct in *w, natsMsgList *list)
 {
+	char ident[BRIDGE_ID_MAX];
 	size_t k = 0;
 
 	for (int i = 0; i < list->Count; i++) {
 		natsMsg *m = list->Msgs[i];
 		int kind = marker_kind(m);
+		int known = marker_ident_of(m, ident, sizeof(ident)) == 0;
 
 		if (kind == 0) {
+			if (w->marker && known && w->marker_ident[0] &&
+			    strcmp(ident, w->marker_ident) != 0)
+				drop_marker(w, "messages of a later queue");
 			list->Msgs[k++] = m;
 			continue;
 		}
+		if (w->marker && known && w->marker_ident[0] &&
+		    strcmp(ident, w->marker_ident) != 0)
+			drop_marker(w, "the end of a later queue");
 		if (w->marker == NULL) {
 			w->marker = m;
 			w->lost = kind == 2;
 			w->marker_touched = mono_ms();
+			snprintf(w->marker_ident, sizeof(w->marker_ident),
+				 "%s", known ? ident : "");
 		} else {
 			natsMsg_Ack(m, NULL);
 			natsMsg_Destroy(m);

@@ -236,6 +236,51 @@ static void fill_room(const jsStreamInfo *si, struct stream_room *room)
 	room->discard_new = si->Config->Discard == js_DiscardNew;
 }
 
+/*
+ * An existing stream is used as it is, but only if it keeps what we
+ * promise: nothing lost (no interest retention, which drops a message no
+ * consumer is interested in yet; no discarding of old messages when
+ * full) and the limits the command line asked for, if it asked.  A
+ * mismatch is one line and status 1: the stream is the operator's to
+ * change, not ours.
+ */
+static int stream_fits(struct link *l, const jsStreamConfig *c)
+{
+	const struct bridge_opts *o = l->o;
+	const char *why = NULL;
+	char buf[160];
+
+	if (c->Retention == js_InterestPolicy)
+		why = "its retention is 'interest': a message no consumer is "
+		      "interested in yet is dropped (use work-queue retention)";
+	else if (c->Discard != js_DiscardNew &&
+		 (c->MaxMsgs > 0 || c->MaxBytes > 0))
+		why = "it discards old messages when full: they would be lost "
+		      "(use discard new)";
+	else if ((o->given & GIVEN_MAX_MSGS) && c->MaxMsgs != o->max_msgs) {
+		snprintf(buf, sizeof(buf), "it holds at most %" PRId64
+			 " messages, not --max-msgs %" PRId64,
+			 c->MaxMsgs, o->max_msgs);
+		why = buf;
+	} else if ((o->given & GIVEN_MAX_BYTES) &&
+		   c->MaxBytes != o->max_bytes) {
+		snprintf(buf, sizeof(buf), "it holds at most %" PRId64
+			 " bytes, not --max-bytes %" PRId64,
+			 c->MaxBytes, o->max_bytes);
+		why = buf;
+	} else if ((o->given & GIVEN_DUPE_WINDOW) &&
+		   c->Duplicates != o->dupe_window_s * 1000000000ll) {
+		snprintf(buf, sizeof(buf), "its duplicate window is %" PRId64
+			 " s, not --dupe-window %" PRId64,
+			 c->Duplicates / 1000000000, o->dupe_window_s);
+		why = buf;
+	}
+	if (why == NULL)
+		return -1;
+	bridge_say("%s: the stream exists, but %s", o->shown, why);
+	return BX_ERROR;
+}
+
 static int stream_missing(natsStatus s, jsErrCode jerr)
 {
 	return s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr;
@@ -288,11 +333,11 @@ int link_stream(struct link *l, int create, struct stream_room *room)
 			jsStreamInfo_Destroy(si);
 			return BX_ERROR;
 		}
-		if (si->Config->Discard != js_DiscardNew &&
-		    (si->Config->MaxMsgs > 0 || si->Config->MaxBytes > 0))
-			bridge_say("%s: warning: the stream discards old "
-				   "messages when full: they are lost there",
-				   o->shown);
+		int rc = stream_fits(l, si->Config);
+		if (rc != -1) {
+			jsStreamInfo_Destroy(si);
+			return rc;
+		}
 	}
 	if (room)
 		fill_room(si, room);
@@ -314,6 +359,45 @@ int link_room(struct link *l, struct stream_room *room)
 	return 0;
 }
 
+/* The same for an existing consumer: a pull consumer with explicit acks
+ * that never gives up on a message, with the settings asked for. */
+static int consumer_fits(struct link *l, const jsConsumerConfig *c)
+{
+	const struct bridge_opts *o = l->o;
+	const char *why = NULL;
+	char buf[160];
+
+	if (c->AckPolicy != js_AckExplicit || c->DeliverSubject != NULL)
+		why = "is not a pull consumer with explicit acks";
+	else if (c->MaxDeliver > 0) {
+		snprintf(buf, sizeof(buf), "gives up on a message after %" PRId64
+			 " deliveries (MaxDeliver): it would be lost",
+			 c->MaxDeliver);
+		why = buf;
+	} else if (c->FilterSubject && *c->FilterSubject &&
+		   strcmp(c->FilterSubject, o->stream) != 0) {
+		snprintf(buf, sizeof(buf), "takes only subject '%.64s', not "
+			 "'%s'", c->FilterSubject, o->stream);
+		why = buf;
+	} else if ((o->given & GIVEN_BATCH) && c->MaxAckPending != o->batch) {
+		snprintf(buf, sizeof(buf), "lets %" PRId64 " messages be "
+			 "unacknowledged, not --batch %d",
+			 c->MaxAckPending, o->batch);
+		why = buf;
+	} else if ((o->given & GIVEN_ACK_WAIT) &&
+		   c->AckWait != o->ack_wait_s * 1000000000ll) {
+		snprintf(buf, sizeof(buf), "has an ack wait of %" PRId64
+			 " s, not --ack-wait %" PRId64,
+			 c->AckWait / 1000000000, o->ack_wait_s);
+		why = buf;
+	}
+	if (why == NULL)
+		return -1;
+	bridge_say("%s: consumer '%s' exists, but %s", o->shown, o->durable,
+		   why);
+	return BX_ERROR;
+}
+
 int link_consumer(struct link *l, natsSubscription **sub,
 		  int64_t *ack_wait_ms, int64_t *max_ack)
 {
@@ -321,6 +405,7 @@ int link_consumer(struct link *l, natsSubscription **sub,
 	jsConsumerInfo *ci = NULL;
 	jsSubOptions so;
 	jsErrCode jerr = 0;
+	int rc;
 	natsStatus s = js_GetConsumerInfo(&ci, l->js, o->stream, o->durable,
 					  NULL, &jerr);
 
@@ -346,12 +431,10 @@ int link_consumer(struct link *l, natsSubscription **sub,
 	}
 	if (s != NATS_OK)
 		return api_failure(l, "consumer", s, jerr);
-	if (ci->Config->AckPolicy != js_AckExplicit ||
-	    ci->Config->DeliverSubject != NULL) {
-		bridge_say("%s: consumer '%s' is not a pull consumer with "
-			   "explicit acks", o->shown, o->durable);
+	rc = consumer_fits(l, ci->Config);
+	if (rc != -1) {
 		jsConsumerInfo_Destroy(ci);
-		return BX_ERROR;
+		return rc;
 	}
 	*ack_wait_ms = ci->Config->AckWait / 1000000;
 	if (*ack_wait_ms <= 0)

@@ -55,3 +55,17 @@ int marker_kind(natsMsg *m)
 		return 0;
 	return strcmp(v, MARKER_LOST) == 0 ? 2 : 1;
 }
+
+int marker_ident_of(natsMsg *m, char *out, size_t size)
+{
+	const char *id = NULL, *colon;
+
+	if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) != NATS_OK || id == NULL)
+		return -1;
+	colon = strrchr(id, ':');
+	if (colon == NULL || colon == id || (size_t)(colon - id) >= size)
+		return -1;
+	memcpy(out, id, (size_t)(colon - id));
+	out[colon - id] = '\0';
+	return 0;
+}

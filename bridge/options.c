@@ -239,14 +239,17 @@ int opts_parse(int argc, char **argv, struct bridge_opts *o)
 		} else if (strcmp(a, "--max-msgs") == 0) {
 			rc = take_number(argc, argv, &i, 1, 1, INT64_MAX,
 					 &o->max_msgs);
+			o->given |= GIVEN_MAX_MSGS;
 			out_only = 1;
 		} else if (strcmp(a, "--max-bytes") == 0) {
 			rc = take_number(argc, argv, &i, 1, 1, INT64_MAX,
 					 &o->max_bytes);
+			o->given |= GIVEN_MAX_BYTES;
 			out_only = 1;
 		} else if (strcmp(a, "--dupe-window") == 0) {
 			rc = take_number(argc, argv, &i, 0, 1, 86400 * 365,
 					 &o->dupe_window_s);
+			o->given |= GIVEN_DUPE_WINDOW;
 			out_only = 1;
 		} else if (strcmp(a, "--inflight") == 0) {
 			rc = take_number(argc, argv, &i, 0, 1, 65536, &v);
@@ -263,10 +266,12 @@ int opts_parse(int argc, char **argv, struct bridge_opts *o)
 		} else if (strcmp(a, "--batch") == 0) {
 			rc = take_number(argc, argv, &i, 0, 1, 65536, &v);
 			o->batch = (int)v;
+			o->given |= GIVEN_BATCH;
 			in_only = 1;
 		} else if (strcmp(a, "--ack-wait") == 0) {
 			rc = take_number(argc, argv, &i, 0, 1, 86400,
 					 &o->ack_wait_s);
+			o->given |= GIVEN_ACK_WAIT;
 			in_only = 1;
 		} else {
 			return usage_error("unknown option '%s'", a);
