@@ -424,9 +424,29 @@ int link_consumer(struct link *l, natsSubscription **sub,
 		jerr = 0;
 		s = js_AddConsumer(&ci, l->js, o->stream, &cc, NULL, &jerr);
 		if (s != NATS_OK) {
+			/* Another bridge may have created it meanwhile; if
+			 * not, the refusal of the add is what to say (a work
+			 * queue takes one consumer without a filter). */
+			char why[256];
+			natsStatus add = s;
+			jsErrCode add_jerr = jerr;
+
+			snprintf(why, sizeof(why), "%s",
+				 nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+							 : "");
 			jerr = 0;
 			s = js_GetConsumerInfo(&ci, l->js, o->stream,
 					       o->durable, NULL, &jerr);
+			if (s != NATS_OK) {
+				bridge_say("%s: creating consumer '%s': %s%s%s "
+					   "(code %d)", o->shown, o->durable,
+					   natsStatus_GetText(add),
+					   why[0] ? ": " : "", why,
+					   (int)add_jerr);
+				return add == NATS_NOT_PERMITTED ? BX_ACCES
+				       : link_transient(add) ? BX_UNREACH
+				       : BX_ERROR;
+			}
 		}
 	}
 	if (s != NATS_OK)

@@ -3,7 +3,9 @@
 # port in a temporary directory, a real shmqd on a private socket, real
 # qctl producers and consumers.
 #
-# Cases: usage and error statuses; 100,000 messages local -> stream ->
+# Cases: usage and error statuses; existing streams and consumers that
+# would lose messages or differ from the options given; a stale end
+# marker; 100,000 messages local -> stream ->
 # local, exactly once and in order, ending in end of stream (0) and, with
 # a killed producer of an auto-close queue, producer lost (10); a plain
 # (not acked) local queue, also with its out bridge killed; backpressure
@@ -617,7 +619,93 @@ t_restart() {
 		"$(grep -c 'reconnected' "$C/in.err")" = 1
 }
 
+# js_api SUBJECT JSON: one JetStream API request in the NATS protocol
+# (plain text over TCP), for what the bridge never creates itself; the
+# server's JSON answer on stdout.
+js_api() {
+	local line
+	exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT" || return 1
+	read -r -t 5 line <&3                   # INFO
+	printf 'CONNECT {"verbose":false}\r\nSUB _R 1\r\nPUB %s _R %d\r\n%s\r\n' \
+		"$1" "${#2}" "$2" >&3
+	while read -r -t 5 line <&3; do
+		case $line in
+		MSG*) read -r -t 5 line <&3; printf '%s\n' "$line"; break ;;
+		PING*) printf 'PONG\r\n' >&3 ;;
+		esac
+	done
+	exec 3<&-
+}
+
+# An existing stream or consumer that would lose messages, or that differs
+# from the limits given, is refused in one line (status 1).
+t_existing() {
+	local rc
+	q create src >/dev/null && q close src >/dev/null && q create dst >/dev/null
+	js_api '$JS.API.STREAM.CREATE.I' \
+		'{"name":"I","subjects":["I"],"retention":"interest","storage":"file"}' |
+		grep -q did_create || not_ok "an interest stream is made"
+	timeout 10 "$BRIDGE" out src "$URL/I" 2>"$C/e"; rc=$?
+	status "out: interest retention refused" 1 $rc
+	check "... in one line saying why" eval "[ \$(wc -l <'$C/e') = 1 ] &&
+		grep -q 'retention is .interest' '$C/e'"
+	js_api '$JS.API.STREAM.CREATE.O' \
+		'{"name":"O","subjects":["O"],"retention":"workqueue","discard":"old","max_msgs":10,"storage":"file"}' |
+		grep -q did_create || not_ok "a discard-old stream is made"
+	timeout 10 "$BRIDGE" out src "$URL/O" 2>"$C/e"; rc=$?
+	status "out: discard old refused" 1 $rc
+	check "... saying why" grep -q 'discards old messages' "$C/e"
+	out src W --create --max-msgs 100 --dupe-window 60
+	status "out --create on an ended queue: the marker, status 0" 0 $?
+	out src W --max-msgs 200; rc=$?
+	status "out: another --max-msgs than the stream's refused" 1 $rc
+	check "... naming both" grep -q 'at most 100 messages, not --max-msgs 200' \
+		"$C/out.err"
+	out src W --dupe-window 120
+	status "out: another --dupe-window refused" 1 $?
+	out src W --max-msgs 100 --dupe-window 60
+	status "out: the same limits again are fine" 0 $?
+	js_api '$JS.API.CONSUMER.DURABLE.CREATE.W.D' \
+		'{"stream_name":"W","config":{"durable_name":"D","ack_policy":"explicit","max_deliver":5}}' |
+		grep -q consumer_create_response || not_ok "a consumer is made"
+	timeout 10 "$BRIDGE" in "$URL/W" dst --durable D 2>"$C/e"; rc=$?
+	status "in: a consumer with a delivery limit refused" 1 $rc
+	check "... saying why" grep -q 'after 5 deliveries' "$C/e"
+	timeout 10 "$BRIDGE" in "$URL/W" dst --durable E 2>"$C/e"; rc=$?
+	status "in: a second consumer on a work queue, refused by the server" 1 $rc
+	check "... saying so in one line" eval "[ \$(wc -l <'$C/e') = 1 ] &&
+		grep -q \"creating consumer 'E'\" '$C/e'"
+	js_api '$JS.API.CONSUMER.DELETE.W.D' '{}' | grep -q '"success":true' ||
+		not_ok "the consumer is deleted"
+	into W dst --durable E --batch 16
+	status "in: a new consumer, the marker, status 0" 0 $?
+	timeout 10 "$BRIDGE" in "$URL/W" dst --durable E --batch 32 2>"$C/e"
+	status "in: another --batch than the consumer's refused" 1 $?
+	check "... naming both" grep -q '16 messages be unacknowledged, not --batch 32' \
+		"$C/e"
+}
+
+# A marker left by an earlier queue of the same name (nobody took it) is
+# followed by the messages of the new queue: it is ignored, said once.
+t_stale() {
+	local n=100
+	q create src >/dev/null && q close src >/dev/null && q create dst >/dev/null
+	out src S --create; status "the first queue ends: its marker" 0 $?
+	q delete src >/dev/null && q create src >/dev/null
+	seq 1 $n | q put src --close
+	out src S; status "the second queue: its messages and its marker" 0 $?
+	cat_bg dst
+	into S dst; status "in: exits 0 at the second marker" 0 $?
+	status "qctl cat sees the end of stream" 0 "$(cat_status)"
+	check "every message of the second queue, in order" \
+		exactly_in_order "$C/got" $n
+	check "the stale marker said once" \
+		test "$(grep -c 'ignored the end marker of queue src@' "$C/in.err")" = 1
+}
+
 run_case usage t_usage
+run_case existing t_existing
+run_case stale t_stale
 run_case 100k t_100k
 run_case lost t_lost
 run_case backpressure t_backpressure
