@@ -116,9 +116,15 @@ struct stream_room {
 int link_stream(struct link *l, int create, struct stream_room *room);
 int link_room(struct link *l, struct stream_room *room);
 /* The durable pull consumer (created if missing) and a subscription
- * bound to it.  *ack_wait_ms and *max_ack get its settings. */
+ * bound to it; *c gets the settings the in bridge works within. */
+struct consumer_limits {
+	int64_t ack_wait_ms;
+	int64_t max_ack;                /* MaxAckPending, <= 0: none */
+	int64_t max_fetch;              /* MaxRequestBatch, <= 0: none */
+	int64_t max_expires_ms;         /* MaxRequestExpires, <= 0: none */
+};
 int link_consumer(struct link *l, natsSubscription **sub,
-		  int64_t *ack_wait_ms, int64_t *max_ack);
+		  struct consumer_limits *c);
 /* Consumer's counters, for the end-of-stream rule of in.c. */
 int link_consumer_state(struct link *l, int64_t *ack_pending,
 			uint64_t *pending);
@@ -147,12 +153,15 @@ void marker_identity(char *out, size_t size, const struct shmq_stat *st);
 /* Nats-Msg-Id of the message at `seq` of that queue, and of its end. */
 void marker_msg_id(char *out, size_t size, const char *ident, uint64_t seq);
 void marker_end_id(char *out, size_t size, const char *ident);
+/* The message's sequence number in the stream (0 if unknown). */
+uint64_t marker_stream_seq(natsMsg *m);
 /* A new marker message on `subject`; NULL on out of memory. */
 natsMsg *marker_new(const char *subject, int lost);
 /* 0: not a marker; 1: drained; 2: producer lost. */
 int marker_kind(natsMsg *m);
 /* The identity of the queue a message (or marker) comes from, read back
- * from its Nats-Msg-Id; -1 if it has none of ours (another publisher). */
+ * from its Nats-Msg-Id; -1 if that is not one of ours, exactly
+ * NAME@DIGITS:DIGITS or NAME@DIGITS:end (another publisher's). */
 int marker_ident_of(natsMsg *m, char *out, size_t size);
 
 /* out.c, in.c: run a direction; return the exit status. */

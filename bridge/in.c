@@ -48,11 +48,13 @@ struct in {
 	shmq_t *q;
 	struct link link;
 	natsSubscription *sub;
-	int64_t ack_wait_ms, max_ack;
+	struct consumer_limits lim;
+	int64_t ack_wait_ms;
 	int batch;
 	natsMsg *marker;                /* held until the end, or NULL */
 	char marker_ident[BRIDGE_ID_MAX];       /* whose end it is ("" if
 						   its id says not) */
+	uint64_t marker_seq;            /* its stream sequence (0: unknown) */
 	int lost;                       /* what the marker says */
 	int64_t marker_touched;         /* last in-progress for it */
 	int finished;                   /* closed the queue, acked it */
@@ -186,27 +188,41 @@ static int try_finish(struct in *w)
 	return w->lost ? BX_LOST : BX_OK;
 }
 
-/* The held marker is not the end: acknowledged (gone from the stream),
- * said once, forgotten. */
-static void drop_marker(struct in *w, const char *by)
+/* A marker that is not the end (`m`, held or just fetched): acknowledged
+ * (gone from the stream; synchronously, so that it does not come back
+ * because an ack was lost), said once, destroyed. */
+static void drop_stale(struct in *w, natsMsg *m, const char *whose,
+		       uint64_t seq, const char *why)
 {
-	bridge_say("%s: ignored the end marker of queue %s: %s follow it",
-		   w->o->shown, w->marker_ident, by);
-	natsMsg_Ack(w->marker, NULL);
-	natsMsg_Destroy(w->marker);
-	w->marker = NULL;
+	bridge_say("%s: ignored a stale end marker (queue %s, stream "
+		   "sequence %" PRIu64 "): %s", w->o->shown,
+		   whose[0] ? whose : "unknown", seq, why);
+	natsMsg_AckSync(m, NULL, NULL);
+	natsMsg_Destroy(m);
+}
+
+static void hold_marker(struct in *w, natsMsg *m, int kind, const char *ident,
+			uint64_t seq)
+{
+	w->marker = m;
+	w->lost = kind == 2;
+	w->marker_touched = mono_ms();
+	w->marker_seq = seq;
+	snprintf(w->marker_ident, sizeof(w->marker_ident), "%s", ident);
 }
 
 /*
- * Takes the marker out of the batch and holds it.  Every message names
- * the queue it comes from (marker_ident_of), so a marker left in the
- * stream by an earlier run (a queue that ended, whose marker no in
- * bridge took, then created again and bridged into the same stream) is
- * told from the end: messages of another queue come after it.  That
- * marker is dropped; a marker of another queue replaces the one held; a
- * second marker of the same queue is a copy (an out bridge restarted
- * after its end) and is acknowledged.  Returns the data messages,
- * compacted in order.
+ * Takes the marker out of the batch and holds it.  Messages come in
+ * delivery order, which is not the stream's (a redelivery comes late), so
+ * "after" means a higher stream sequence.  Every message of ours names
+ * its queue (marker_ident_of): a marker with a message of another queue
+ * after it in the stream is stale (an earlier run's end that no in bridge
+ * took, the queue then created again and bridged into the same stream),
+ * and so is a marker of another queue before the one held; a marker of
+ * the same queue as the one held is a copy (an out bridge restarted after
+ * its end).  Stale markers and copies are acknowledged and forgotten;
+ * another publisher's messages (no id of ours) change nothing.  Returns
+ * the data messages, compacted in order.
  */
 static size_t take_markers(struct in *w, natsMsgList *list)
 {
@@ -217,26 +233,40 @@ static size_t take_markers(struct in *w, natsMsgList *list)
 		natsMsg *m = list->Msgs[i];
 		int kind = marker_kind(m);
 		int known = marker_ident_of(m, ident, sizeof(ident)) == 0;
+		uint64_t seq = marker_stream_seq(m);
+		int other = known && w->marker && w->marker_ident[0] &&
+			    strcmp(ident, w->marker_ident) != 0;
 
+		if (!known)
+			ident[0] = '\0';
 		if (kind == 0) {
-			if (w->marker && known && w->marker_ident[0] &&
-			    strcmp(ident, w->marker_ident) != 0)
-				drop_marker(w, "messages of a later queue");
+			if (other && seq > w->marker_seq) {
+				drop_stale(w, w->marker, w->marker_ident,
+					   w->marker_seq, "messages of a later "
+					   "queue follow it");
+				w->marker = NULL;
+			}
 			list->Msgs[k++] = m;
 			continue;
 		}
-		if (w->marker && known && w->marker_ident[0] &&
-		    strcmp(ident, w->marker_ident) != 0)
-			drop_marker(w, "the end of a later queue");
 		if (w->marker == NULL) {
+			hold_marker(w, m, kind, ident, seq);
+		} else if (seq == w->marker_seq) {
+			/* The held one again (its ack wait ran out): the
+			 * new delivery is the one to acknowledge. */
+			natsMsg_Destroy(w->marker);
 			w->marker = m;
-			w->lost = kind == 2;
-			w->marker_touched = mono_ms();
-			snprintf(w->marker_ident, sizeof(w->marker_ident),
-				 "%s", known ? ident : "");
-		} else {
-			natsMsg_Ack(m, NULL);
+		} else if (!other) {
+			natsMsg_Ack(m, NULL);           /* a copy */
 			natsMsg_Destroy(m);
+		} else if (seq < w->marker_seq) {
+			drop_stale(w, m, ident, seq, "a later queue's end "
+				   "follows it");
+		} else {
+			drop_stale(w, w->marker, w->marker_ident,
+				   w->marker_seq, "a later queue's end "
+				   "follows it");
+			hold_marker(w, m, kind, ident, seq);
 		}
 	}
 	for (int i = (int)k; i < list->Count; i++)
@@ -256,16 +286,23 @@ static natsStatus fetch(struct in *w, natsMsgList *list, int want)
 	jsFetchRequest req;
 	natsStatus s;
 
+	int64_t expires = w->marker ? IN_END_FETCH_MS : IN_FETCH_MS;
+
+	/* Within the consumer's limits on a pull request, if it has any. */
+	if (w->lim.max_fetch > 0 && want > w->lim.max_fetch)
+		want = (int)w->lim.max_fetch;
+	if (w->lim.max_expires_ms > 0 && expires > w->lim.max_expires_ms)
+		expires = w->lim.max_expires_ms;
 	jsFetchRequest_Init(&req);
 	req.Batch = want;
 	req.NoWait = true;
-	req.Expires = IN_GRAB_MS * 1000000ll;
+	req.Expires = (expires < IN_GRAB_MS ? expires : IN_GRAB_MS) * 1000000ll;
 	s = natsSubscription_FetchRequest(list, w->sub, &req);
 	if (s != NATS_TIMEOUT && s != NATS_NOT_FOUND)
 		return s;
 	jsFetchRequest_Init(&req);
 	req.Batch = 1;
-	req.Expires = (w->marker ? IN_END_FETCH_MS : IN_FETCH_MS) * 1000000ll;
+	req.Expires = expires * 1000000ll;
 	return natsSubscription_FetchRequest(list, w->sub, &req);
 }
 
@@ -340,11 +377,12 @@ int in_run(const struct bridge_opts *o)
 	if (rc == -1)
 		rc = link_stream(&w.link, 0, NULL);
 	if (rc == -1)
-		rc = link_consumer(&w.link, &w.sub, &w.ack_wait_ms, &w.max_ack);
+		rc = link_consumer(&w.link, &w.sub, &w.lim);
 	if (rc == -1) {
+		w.ack_wait_ms = w.lim.ack_wait_ms;
 		w.batch = o->batch;
-		if (w.max_ack > 0 && w.max_ack < w.batch)
-			w.batch = (int)w.max_ack;
+		if (w.lim.max_ack > 0 && w.lim.max_ack < w.batch)
+			w.batch = (int)w.lim.max_ack;
 		w.iov = calloc((size_t)w.batch, sizeof(*w.iov));
 		if (w.iov == NULL) {
 			bridge_say("out of memory");

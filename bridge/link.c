@@ -244,35 +244,59 @@ static void fill_room(const jsStreamInfo *si, struct stream_room *room)
  * mismatch is one line and status 1: the stream is the operator's to
  * change, not ours.
  */
+/* "N things", or "no limit" for the -1 (or 0) the server means by none. */
+static const char *limit_text(char *buf, size_t size, int64_t v,
+			      const char *unit)
+{
+	if (v <= 0)
+		snprintf(buf, size, "no limit of %s", unit);
+	else
+		snprintf(buf, size, "at most %" PRId64 " %s", v, unit);
+	return buf;
+}
+
 static int stream_fits(struct link *l, const jsStreamConfig *c)
 {
 	const struct bridge_opts *o = l->o;
 	const char *why = NULL;
-	char buf[160];
+	char buf[200], a[64];
 
 	if (c->Retention == js_InterestPolicy)
 		why = "its retention is 'interest': a message no consumer is "
 		      "interested in yet is dropped (use work-queue retention)";
+	else if (c->Retention != js_WorkQueuePolicy)
+		why = "its retention is 'limits': acknowledged messages stay, so "
+		      "it fills up for good or grows without bound (use "
+		      "work-queue retention)";
 	else if (c->Discard != js_DiscardNew &&
 		 (c->MaxMsgs > 0 || c->MaxBytes > 0))
 		why = "it discards old messages when full: they would be lost "
 		      "(use discard new)";
+	else if (c->MaxMsgsPerSubject > 0 && !c->DiscardNewPerSubject)
+		why = "it keeps a number of messages per subject and discards "
+		      "the old ones beyond it: they would be lost";
+	else if (c->MaxAge > 0)
+		why = "its messages expire (max age): one not consumed in time "
+		      "would be lost";
+	else if (c->Storage == js_MemoryStorage)
+		why = "it is kept in memory: a server restart would lose what "
+		      "it holds (use file storage)";
 	else if ((o->given & GIVEN_MAX_MSGS) && c->MaxMsgs != o->max_msgs) {
-		snprintf(buf, sizeof(buf), "it holds at most %" PRId64
-			 " messages, not --max-msgs %" PRId64,
-			 c->MaxMsgs, o->max_msgs);
+		snprintf(buf, sizeof(buf), "it has %s, not --max-msgs %" PRId64,
+			 limit_text(a, sizeof(a), c->MaxMsgs, "messages"),
+			 o->max_msgs);
 		why = buf;
 	} else if ((o->given & GIVEN_MAX_BYTES) &&
 		   c->MaxBytes != o->max_bytes) {
-		snprintf(buf, sizeof(buf), "it holds at most %" PRId64
-			 " bytes, not --max-bytes %" PRId64,
-			 c->MaxBytes, o->max_bytes);
+		snprintf(buf, sizeof(buf), "it has %s, not --max-bytes %" PRId64,
+			 limit_text(a, sizeof(a), c->MaxBytes, "bytes"),
+			 o->max_bytes);
 		why = buf;
 	} else if ((o->given & GIVEN_DUPE_WINDOW) &&
 		   c->Duplicates != o->dupe_window_s * 1000000000ll) {
-		snprintf(buf, sizeof(buf), "its duplicate window is %" PRId64
-			 " s, not --dupe-window %" PRId64,
-			 c->Duplicates / 1000000000, o->dupe_window_s);
+		snprintf(buf, sizeof(buf), "its duplicate window is %g s, not "
+			 "--dupe-window %" PRId64, (double)c->Duplicates / 1e9,
+			 o->dupe_window_s);
 		why = buf;
 	}
 	if (why == NULL)
@@ -307,10 +331,27 @@ int link_stream(struct link *l, int create, struct stream_room *room)
 		jerr = 0;
 		s = js_AddStream(&si, l->js, &cfg, NULL, &jerr);
 		if (s != NATS_OK) {
-			/* Another bridge may have created it meanwhile. */
+			/* Another bridge may have created it meanwhile; if
+			 * not, the server's refusal is what to say. */
+			char why[256];
+			natsStatus add = s;
+			jsErrCode add_jerr = jerr;
+			const char *d = nats_GetLastError(NULL);
+
+			snprintf(why, sizeof(why), "%s", d ? d : "");
 			jerr = 0;
 			s = js_GetStreamInfo(&si, l->js, o->stream, NULL,
 					     &jerr);
+			if (s != NATS_OK) {
+				bridge_say("%s: creating stream '%s': %s%s%s "
+					   "(code %d)", o->shown, o->stream,
+					   natsStatus_GetText(add),
+					   why[0] ? ": " : "", why,
+					   (int)add_jerr);
+				return add == NATS_NOT_PERMITTED ? BX_ACCES
+				       : link_transient(add) ? BX_UNREACH
+				       : BX_ERROR;
+			}
 		}
 	}
 	if (stream_missing(s, jerr)) {
@@ -379,16 +420,23 @@ static int consumer_fits(struct link *l, const jsConsumerConfig *c)
 		snprintf(buf, sizeof(buf), "takes only subject '%.64s', not "
 			 "'%s'", c->FilterSubject, o->stream);
 		why = buf;
+	} else if (c->MaxAckPending == 1) {
+		why = "lets one message only be unacknowledged: the bridge "
+		      "holds the end marker unacknowledged while it fetches "
+		      "what may follow it, and needs 2";
 	} else if ((o->given & GIVEN_BATCH) && c->MaxAckPending != o->batch) {
-		snprintf(buf, sizeof(buf), "lets %" PRId64 " messages be "
+		char a[64];
+		if (c->MaxAckPending > 0)
+			snprintf(a, sizeof(a), "%" PRId64, c->MaxAckPending);
+		snprintf(buf, sizeof(buf), "lets %s messages be "
 			 "unacknowledged, not --batch %d",
-			 c->MaxAckPending, o->batch);
+			 c->MaxAckPending > 0 ? a : "any number of", o->batch);
 		why = buf;
 	} else if ((o->given & GIVEN_ACK_WAIT) &&
 		   c->AckWait != o->ack_wait_s * 1000000000ll) {
-		snprintf(buf, sizeof(buf), "has an ack wait of %" PRId64
-			 " s, not --ack-wait %" PRId64,
-			 c->AckWait / 1000000000, o->ack_wait_s);
+		snprintf(buf, sizeof(buf), "has an ack wait of %g s, not "
+			 "--ack-wait %" PRId64, (double)c->AckWait / 1e9,
+			 o->ack_wait_s);
 		why = buf;
 	}
 	if (why == NULL)
@@ -399,7 +447,7 @@ static int consumer_fits(struct link *l, const jsConsumerConfig *c)
 }
 
 int link_consumer(struct link *l, natsSubscription **sub,
-		  int64_t *ack_wait_ms, int64_t *max_ack)
+		  struct consumer_limits *lim)
 {
 	const struct bridge_opts *o = l->o;
 	jsConsumerInfo *ci = NULL;
@@ -456,10 +504,12 @@ int link_consumer(struct link *l, natsSubscription **sub,
 		jsConsumerInfo_Destroy(ci);
 		return rc;
 	}
-	*ack_wait_ms = ci->Config->AckWait / 1000000;
-	if (*ack_wait_ms <= 0)
-		*ack_wait_ms = 30000;
-	*max_ack = ci->Config->MaxAckPending;
+	lim->ack_wait_ms = ci->Config->AckWait / 1000000;
+	if (lim->ack_wait_ms <= 0)
+		lim->ack_wait_ms = 30000;
+	lim->max_ack = ci->Config->MaxAckPending;
+	lim->max_fetch = ci->Config->MaxRequestBatch;
+	lim->max_expires_ms = ci->Config->MaxRequestExpires / 1000000;
 	jsConsumerInfo_Destroy(ci);
 
 	jsSubOptions_Init(&so);

@@ -58,14 +58,42 @@ int marker_kind(natsMsg *m)
 
 int marker_ident_of(natsMsg *m, char *out, size_t size)
 {
-	const char *id = NULL, *colon;
+	const char *id = NULL, *at, *colon;
+	size_t n;
 
 	if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) != NATS_OK || id == NULL)
 		return -1;
-	colon = strrchr(id, ':');
-	if (colon == NULL || colon == id || (size_t)(colon - id) >= size)
+	at = strchr(id, '@');
+	colon = at ? strchr(at, ':') : NULL;
+	if (colon == NULL || (n = (size_t)(colon - id)) >= size ||
+	    colon == at + 1 || at[strspn(at + 1, "0123456789") + 1] != ':')
 		return -1;
-	memcpy(out, id, (size_t)(colon - id));
-	out[colon - id] = '\0';
+	/* The name: what shmq accepts as a queue name. */
+	char name[SHMQ_NAME_MAX_LEN + 1];
+	if ((size_t)(at - id) > SHMQ_NAME_MAX_LEN)
+		return -1;
+	memcpy(name, id, (size_t)(at - id));
+	name[at - id] = '\0';
+	if (shmq_check_name(name) != SHMQ_OK)
+		return -1;
+	/* The position: digits, or "end". */
+	const char *pos = colon + 1;
+	if (strcmp(pos, "end") != 0 &&
+	    (*pos == '\0' || pos[strspn(pos, "0123456789")] != '\0'))
+		return -1;
+	memcpy(out, id, n);
+	out[n] = '\0';
 	return 0;
+}
+
+uint64_t marker_stream_seq(natsMsg *m)
+{
+	jsMsgMetaData *md = NULL;
+	uint64_t seq = 0;
+
+	if (natsMsg_GetMetaData(&md, m) == NATS_OK && md) {
+		seq = md->Sequence.Stream;
+		jsMsgMetaData_Destroy(md);
+	}
+	return seq;
 }

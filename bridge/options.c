@@ -47,6 +47,8 @@ void opts_usage(FILE *f)
 "     --max-bytes B     at most B bytes, K/M/G suffixes (default 1G)\n"
 "     --dupe-window S   duplicate window, seconds (default %d)\n"
 "     --inflight N      publishes awaiting the server at once (default %d)\n"
+"     An existing stream is used as it is, but refused if it could lose\n"
+"     messages or differs from a limit given.\n"
 "in   fetches from STREAM through the durable pull consumer NAME and puts\n"
 "     each message into LOCAL, acknowledging it once the put committed.\n"
 "     At the end marker, once everything before it is acknowledged, it\n"
@@ -54,8 +56,11 @@ void opts_usage(FILE *f)
 "     exits 0 or 10.\n"
 "     --durable NAME    the consumer (default %s); several bridges on\n"
 "                       one consumer share the work\n"
-"     --batch N         unacknowledged messages at most (default %d)\n"
+"     --batch N         unacknowledged messages at most, 2 or more\n"
+"                       (default %d)\n"
 "     --ack-wait S      a new consumer's ack wait, seconds (default %d)\n"
+"     An existing consumer is used as it is, but refused if it could lose\n"
+"     messages or differs from a --batch or --ack-wait given.\n"
 "\n"
 "Exit: 0 end of stream, 1 error, 2 usage, 4 LOCAL closed under the in\n"
 "bridge, 6 no such queue or stream, 7 permission denied, 8 shmqd or NATS\n"
@@ -264,7 +269,9 @@ int opts_parse(int argc, char **argv, struct bridge_opts *o)
 						   "[A-Za-z0-9_-]", o->durable);
 			in_only = 1;
 		} else if (strcmp(a, "--batch") == 0) {
-			rc = take_number(argc, argv, &i, 0, 1, 65536, &v);
+			/* 2 at least: the end marker is held unacknowledged
+			 * while what may follow it is fetched. */
+			rc = take_number(argc, argv, &i, 0, 2, 65536, &v);
 			o->batch = (int)v;
 			o->given |= GIVEN_BATCH;
 			in_only = 1;

@@ -248,7 +248,7 @@ static int publish_all(struct out *w)
 
 	for (;;) {
 		size_t first = 0, k;
-		int full = 0, progress = 0;
+		int full = 0, progress = 0, alone = 0;
 
 		while (first < w->n && w->items[first].state == IT_STORED)
 			first++;
@@ -264,7 +264,7 @@ static int publish_all(struct out *w)
 				credit_from_room(w);
 				k = fitting(w, first);
 				if (k == 0 && w->room.msgs == 0)
-					k = 1;
+					k = alone = 1;
 			}
 			if (k == 0) {
 				backoff_wait(&b);
@@ -310,8 +310,23 @@ static int publish_all(struct out *w)
 					   it->text[0] ? ": " : "", it->text);
 			}
 		}
-		if (full)
+		if (full) {
 			w->credit_msgs = 0;     /* ask the stream next */
+			/* Sent alone into an empty stream, refused as full,
+			 * and the stream still empty: the message is bigger
+			 * than all its room, and always will be. */
+			struct stream_room r;
+			if (alone && link_room(&w->link, &r) == 0 &&
+			    r.msgs == 0) {
+				struct item *it = &w->items[first];
+				bridge_say("%s: message %" PRIu64 " (%zu bytes) "
+					   "is too big for the stream, which "
+					   "holds at most %" PRId64 " bytes",
+					   w->o->local, it->m.seq, it->len,
+					   r.max_bytes);
+				return BX_2BIG;
+			}
+		}
 		if (progress)
 			backoff_reset(&b);
 		else
