@@ -50,7 +50,7 @@ skip() {
 [ -x "$BRIDGE" ] ||
 	skip "shmq-bridge not built (libnats missing: ./configure --with-nats)"
 [ -x "$NATS" ] || skip "nats-server not installed"
-for t in timeout sort uniq awk cmp seq; do
+for t in timeout sort uniq awk cmp seq setsid pkill; do
 	command -v "$t" >/dev/null 2>&1 || { echo "SKIP: no $t"; exit 77; }
 done
 for b in "$QCTL" "$SHMQD"; do
@@ -68,7 +68,6 @@ SOCK=""                 # this case's shmqd socket
 NATS_PID=""
 NATS_PORT=""
 URL=""
-MON=""                  # nats-server's monitoring port
 
 ok() { N=$((N + 1)); echo "ok $N - $CASE: $1"; }
 not_ok() {
@@ -102,21 +101,24 @@ wait_for() {
 	done
 }
 
-# bg CMD...: starts CMD in the background, remembered for cleanup; the
-# pid is in $!.
+# bg CMD...: starts CMD in the background in a session of its own,
+# remembered for cleanup; $! is its pid and its session's id.  From a
+# shell without job control a background child is no process group
+# leader, so setsid(1) calls setsid() and execs CMD in place (checked
+# once at the start): whatever CMD starts (sh -c's pipelines, timeout(1),
+# which moves itself and its child to a group of their own) stays in
+# that session, and reap kills the whole session.
 bg() {
-	"$@" &
+	setsid "$@" &
 	PIDS+=($!)
 }
 
-# Kills the remembered processes (and their children) by pid.
+# Kills the remembered processes and everything in their sessions.
 reap() {
-	local p c
+	local p
 	for p in "${PIDS[@]}"; do
-		for c in $(pgrep -P "$p" 2>/dev/null); do
-			kill -KILL "$c" 2>/dev/null
-		done
 		kill -KILL "$p" 2>/dev/null
+		pkill -KILL -s "$p" 2>/dev/null
 	done
 	for p in "${PIDS[@]}"; do
 		wait "$p" 2>/dev/null
@@ -155,25 +157,27 @@ start_nats() {
 	local port=${1:--1}
 	mkdir -p "$C/nats"
 	rm -f "$C"/nats/*.ports
-	"$NATS" -js -a 127.0.0.1 -p "$port" -m -1 -sd "$C/nats" \
+	"$NATS" -js -a 127.0.0.1 -p "$port" -sd "$C/nats" \
 		--ports_file_dir "$C/nats" >>"$C/nats.log" 2>&1 &
 	NATS_PID=$!
 	wait_for 10 nats_up || return 1
 	URL=$(sed -n 's/.*"nats:\/\/\([^"]*\)".*/nats:\/\/\1/p' "$C"/nats/*.ports)
-	MON=$(sed -n 's/.*"http:\/\/[^"]*:\([0-9]*\)".*/\1/p' "$C"/nats/*.ports)
 	NATS_PORT=${URL##*:}
-	[ -n "$URL" ] && [ -n "$MON" ]
+	[ -n "$URL" ]
 }
 
-# stream_last_seq: the last sequence number the server gave a message of
-# the (one) stream, read from its monitoring endpoint: how many messages
-# were ever stored, consumed ones included.  Empty if it cannot tell.
+# stream_last_seq STREAM: the last sequence number the server gave a
+# message of STREAM (its own state, $JS.API.STREAM.INFO): how many
+# messages were ever stored, consumed ones included.  Empty if it cannot
+# tell.
 stream_last_seq() {
-	local r
-	r=$(timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$MON &&
-		printf 'GET /jsz?accounts=true&streams=true HTTP/1.0\r\n\r\n' >&3 &&
-		cat <&3" 2>/dev/null) || return
-	printf '%s\n' "$r" | sed -n 's/.*"last_seq": *\([0-9]*\).*/\1/p' | tail -n 1
+	js_api "\$JS.API.STREAM.INFO.$1" '{}' |
+		sed -n 's/.*"state":{[^}]*"last_seq":\([0-9]*\).*/\1/p'
+}
+# stream_holds STREAM N: the stream holds N messages now.
+stream_holds() {
+	js_api "\$JS.API.STREAM.INFO.$1" '{}' |
+		grep -q "\"state\":{\"messages\":$2,"
 }
 
 stop_nats() {
@@ -252,6 +256,14 @@ got_some() { [ "$(stat_field "$1" total_got)" -ge "$2" ]; }
 put_some() { [ "$(stat_field "$1" total_put)" -ge "$2" ]; }
 # No message of queue $1 is leased: a killed holder's came back.
 none_leased() { [ "$(stat_field "$1" leased)" = 0 ]; }
+# jset VAR JSON FIELD: VAR = the number FIELD in JSON (0 if absent).
+jset() {
+	if [[ $2 =~ \"$3\":([0-9]+) ]]; then
+		printf -v "$1" '%s' "${BASH_REMATCH[1]}"
+	else
+		printf -v "$1" 0
+	fi
+}
 
 # out LOCAL STREAM [OPTS...], into STREAM LOCAL [OPTS...]: a bridge in
 # the foreground, bounded; stderr to out.err / in.err.
@@ -389,7 +401,7 @@ t_lost() {
 	wait_for 20 getting src || not_ok "the out bridge starts"
 	in_bg S dst; ipid=$!
 	cat_bg dst
-	"$QCTL" put src <"$C/feed" &       # bounded: we close the fifo
+	setsid "$QCTL" put src <"$C/feed" &  # bounded: we close the fifo
 	ppid=$!
 	PIDS+=("$ppid")
 	exec 7>"$C/feed"
@@ -428,7 +440,7 @@ t_backpressure() {
 # (its last sequence number counts every message ever stored).
 stored_once() {
 	local last
-	last=$(stream_last_seq)
+	last=$(stream_last_seq S)
 	if [ "$last" = $(($1 + 1)) ]; then
 		ok "the stream stored each message once ($1 and the marker)"
 	else
@@ -437,31 +449,55 @@ stored_once() {
 	fi
 }
 
-# The out bridge SIGKILLed again and again while it publishes.  Kills
-# come at points of progress (every n/(kills+1) messages taken), not at
-# times, so that a fast machine and a slow one kill as often; the queue
-# is closed only after the last kill, so no bridge ends before it.
+# The out bridge SIGKILLed again and again while it publishes.  The
+# producer is fed in chunks, one per kill, so that each kill falls while
+# the bridge has work whatever the machine's speed: once the bridge has
+# taken a random part of the chunk and holds leases (messages it is
+# publishing: the queue's "leased", from the stat read just before the
+# kill), it is killed, started again once shmqd has taken its leases
+# back, and the rest of the chunk is put before the next one.  The queue
+# is closed after the last chunk, so no bridge ends before.
 t_kill_out() {
-	local n=60000 k=12 kills=0 opid ipid ppid at
+	local n=60000 k=12 c kills=0 busy=0 bad=0 opid ipid ppid i a at end
+	local js got held seen=""
+	c=$((n / k))
 	q create src --acked --capacity 1000 >/dev/null && q create dst >/dev/null
-	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src"; ppid=$!
 	out_bg src S --create --max-msgs 100000; opid=$!
-	wait_for 20 got_some src 1 || not_ok "the out bridge starts"
+	wait_for 20 getting src || not_ok "the out bridge starts"
 	in_bg S dst; ipid=$!
 	cat_bg dst
-	while [ $kills -lt $k ]; do
-		at=$(( (kills + 1) * n / (k + 1) + RANDOM % 500 ))
-		wait_for 60 got_some src $at || break
+	for ((i = 0; i < k; i++)); do
+		a=$((i * c))
+		bg sh -c "seq $((a + 1)) $((a + c)) | timeout 60 '$QCTL' put src"
+		ppid=$!
+		at=$((a + c / 8 + RANDOM % (c / 2)))
+		end=$((SECONDS + 60))
+		while :; do
+			js=$(q stat src --json)
+			jset got "$js" total_got
+			jset held "$js" leased
+			# Past the point with leases held, or (a bridge that
+			# is idle all the same) the whole chunk taken.
+			[ "$got" -ge $at ] && [ "$held" -gt 0 ] && break
+			[ "$got" -ge $((a + c)) ] && break
+			[ $SECONDS -ge $end ] && break
+			sleep 0.01
+		done
 		kill -KILL "$opid"
 		wait "$opid" 2>/dev/null
 		kills=$((kills + 1))
+		seen+=" $held"
+		[ "$held" -gt 0 ] && busy=$((busy + 1))
 		# shmqd takes back what the dead bridge leased; a bridge
 		# started before that could take later messages first.
 		wait_for 10 none_leased src || not_ok "leases come back ($kills)"
 		out_bg src S; opid=$!
+		wait_pid "$ppid" || bad=$((bad + 1))
 	done
-	check "killed while running, $k times" test $kills = $k
-	wait_pid "$ppid"; status "the producer puts everything" 0 $?
+	echo "# kill-out: leased at each of the $kills kills:$seen"
+	check "killed $k times, at least $((k - 1)) with messages in flight ($busy)" \
+		test $busy -ge $((k - 1))
+	check "the producer puts every chunk" test $bad = 0
 	q close src >/dev/null
 	wait_pid "$opid"; status "the last out bridge reaches the end" 0 $?
 	wait_pid "$ipid"; status "in exits 0" 0 $?
@@ -502,27 +538,47 @@ t_kill_out_plain() {
 }
 
 # The in bridge SIGKILLed again and again, into an auto-close queue: its
-# deaths neither close it early nor mark a producer lost (a relay).
-# Kills at points of progress; the source is closed after the last.
+# deaths neither close it early nor mark a producer lost (a relay).  The
+# producer is fed in chunks, one per kill, and each kill comes once the
+# in bridge has put a random part of its chunk into the local queue: it
+# is "mid-chunk" if the local queue's count of puts, read just before
+# the kill, is still short of the chunk's end (the bridge had work).
+# The source is closed after the last chunk.
 t_kill_in() {
-	local n=30000 k=12 kills=0 batch=64 d opid ipid ppid at
+	local n=30000 k=12 c batch=64 kills=0 mid=0 bad=0 d opid ipid ppid i a at
+	local end p seen=""
+	c=$((n / k))
 	q create src --acked --capacity 1000 >/dev/null &&
 		q create dst --capacity 4096 --auto-close >/dev/null
-	bg sh -c "seq 1 $n | timeout 120 '$QCTL' put src"; ppid=$!
 	out_bg src S --create --max-msgs 100000; opid=$!
-	wait_for 20 got_some src 1 || not_ok "the out bridge starts"
+	wait_for 20 getting src || not_ok "the out bridge starts"
 	cat_bg dst
 	in_bg S dst --batch $batch --ack-wait 1; ipid=$!
-	while [ $kills -lt $k ]; do
-		at=$(( (kills + 1) * n / (k + 1) + RANDOM % 500 ))
-		wait_for 60 put_some dst $at || break
+	for ((i = 0; i < k; i++)); do
+		a=$((i * c))
+		bg sh -c "seq $((a + 1)) $((a + c)) | timeout 60 '$QCTL' put src"
+		ppid=$!
+		at=$((a + c / 8 + RANDOM % (c / 4)))
+		end=$((SECONDS + 60))
+		while :; do
+			p=$(stat_field dst total_put)
+			[ "${p:-0}" -ge $at ] && break
+			[ $SECONDS -ge $end ] && break
+			sleep 0.01
+		done
 		kill -KILL "$ipid"
 		wait "$ipid" 2>/dev/null
 		kills=$((kills + 1))
+		seen+=" ${p:--}"
+		[ "${p:-0}" -gt $a ] && [ "${p:-0}" -lt $((a + c)) ] &&
+			mid=$((mid + 1))
 		in_bg S dst --batch $batch; ipid=$!
+		wait_pid "$ppid" || bad=$((bad + 1))
 	done
-	check "killed while running, $k times" test $kills = $k
-	wait_pid "$ppid"; status "the producer puts everything" 0 $?
+	echo "# kill-in: dst total_put at each of the $kills kills (chunks of $c):$seen"
+	check "killed $k times, at least $((k / 2)) in the middle of a chunk ($mid)" \
+		test $mid -ge $((k / 2))
+	check "the producer puts every chunk" test $bad = 0
 	q close src >/dev/null
 	wait_pid "$ipid"; status "the last in bridge reaches the marker" 0 $?
 	wait_pid "$opid"; status "out exits 0" 0 $?
@@ -581,24 +637,34 @@ t_two_in() {
 }
 
 # nats-server restarted (same storage, same port) mid-stream: half the
-# messages are put before, half after, so that the restart falls in the
-# middle whatever the machine's speed.
+# messages are put before; the producer of the other half runs across
+# the restart, so that the out bridge has messages in flight when the
+# server stops (checked: the queue's "leased" right after the stop).
 t_restart() {
-	local n=40000 half=20000 win=64 port opid ipid d last od
+	local n=40000 half=20000 win=64 port opid ipid ppid d last od held
 	q create src --acked --capacity 1000 >/dev/null && q create dst >/dev/null
 	out_bg src S --create --max-msgs 100000 --inflight $win; opid=$!
 	wait_for 20 getting src || not_ok "the out bridge starts"
-	# A short ack wait: what the server lost our acks for comes back soon.
-	in_bg S dst --ack-wait 2 --batch $win; ipid=$!
+	# An ack wait long enough that a bridge stalled by the restart is
+	# not taken for dead (a redelivery would be a duplicate beyond the
+	# bound checked below); acks the server lost come back after it.
+	in_bg S dst --ack-wait 10 --batch $win; ipid=$!
 	cat_bg dst
-	seq 1 $half | q put src
+	seq 1 $half | timeout 60 "$QCTL" put src
 	status "the first half is put" 0 $?
 	wait_for 60 put_some dst $((half / 2)) || not_ok "messages flow"
+	bg sh -c "seq $((half + 1)) $n | timeout 120 '$QCTL' put src --close"
+	ppid=$!
+	wait_for 20 put_some src $((half + 1)) || not_ok "the second half starts"
 	port=$NATS_PORT
 	stop_nats
+	held=$(stat_field src leased)
+	echo "# restart: leased by the out bridge when the server stopped: ${held:-?}"
+	check "the out bridge had messages in flight when the server stopped" \
+		test "${held:-0}" -gt 0
 	start_nats "$port" || not_ok "nats-server restarts on port $port"
-	seq $((half + 1)) $n | timeout 60 "$QCTL" put src --close
-	status "the second half is put and the queue closed" 0 $?
+	wait_pid "$ppid"
+	status "the second half is put (across the restart) and the queue closed" 0 $?
 	wait_pid "$opid"; status "out reconnects and exits 0" 0 $?
 	wait_pid "$ipid"; status "in reconnects and exits 0" 0 $?
 	status "qctl cat sees the end of stream" 0 "$(cat_status)"
@@ -609,7 +675,7 @@ t_restart() {
 	# stored twice: at most the out bridge's round in flight.  The in
 	# bridge's acks in flight are lost: at most its unacknowledged
 	# batch comes again.
-	last=$(stream_last_seq)
+	last=$(stream_last_seq S)
 	od=$(( ${last:-0} - n - 1 ))
 	d=$(dupes "$C/got")
 	echo "# stream: $od stored twice; local queue: $d duplicates in all"
@@ -625,22 +691,69 @@ t_restart() {
 		"$(grep -c 'reconnected' "$C/in.err")" = 1
 }
 
-# js_api SUBJECT JSON: one JetStream API request in the NATS protocol
-# (plain text over TCP), for what the bridge never creates itself; the
-# server's JSON answer on stdout.
-js_api() {
-	local line
+# js_io PROTO: a NATS connection (plain text over TCP, headers on) that
+# subscribes to the inbox _R, sends PROTO and prints the first message
+# on _R: a MSG's payload; an HMSG's reply subject ("reply: ..." if it
+# has one), its header lines, then its payload (if any).  For what the
+# bridge never does itself: JetStream API requests, a foreign publisher,
+# a raw puller that does not ack.
+js_io() {
+	local line f
 	exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT" || return 1
 	read -r -t 5 line <&3                   # INFO
-	printf 'CONNECT {"verbose":false}\r\nSUB _R 1\r\nPUB %s _R %d\r\n%s\r\n' \
-		"$1" "${#2}" "$2" >&3
+	printf 'CONNECT {"verbose":false,"headers":true}\r\nSUB _R 1\r\n%s' \
+		"$1" >&3
 	while read -r -t 5 line <&3; do
+		line=${line%$'\r'}
 		case $line in
-		MSG*) read -r -t 5 line <&3; printf '%s\n' "$line"; break ;;
+		MSG\ *)
+			read -r -t 5 line <&3
+			printf '%s\n' "${line%$'\r'}"
+			break ;;
+		HMSG\ *)
+			read -r -a f <<<"$line"
+			[ ${#f[@]} = 6 ] && echo "reply: ${f[3]}"
+			while read -r -t 5 line <&3; do
+				line=${line%$'\r'}
+				[ -z "$line" ] && break
+				printf '%s\n' "$line"
+			done
+			if [ "${f[-1]}" != "${f[-2]}" ]; then
+				read -r -t 5 line <&3
+				printf '%s\n' "${line%$'\r'}"
+			fi
+			break ;;
 		PING*) printf 'PONG\r\n' >&3 ;;
+		-ERR*) printf '%s\n' "$line" >&2; break ;;
 		esac
 	done
 	exec 3<&-
+}
+# js_api SUBJECT JSON: one JetStream API request; the JSON answer.
+js_api() {
+	local p
+	printf -v p 'PUB %s _R %d\r\n%s\r\n' "$1" "${#2}" "$2"
+	js_io "$p"
+}
+# js_pub SUBJECT MSG_ID PAYLOAD [HEADER...]: a publish with headers
+# (HPUB), as another publisher would; the server's answer (PubAck JSON).
+js_pub() {
+	local h p subj=$1 id=$2 data=$3
+	shift 3
+	printf -v h 'NATS/1.0\r\nNats-Msg-Id: %s\r\n' "$id"
+	for p in "$@"; do
+		h+="$p"$'\r\n'
+	done
+	h+=$'\r\n'
+	printf -v p 'HPUB %s _R %d %d\r\n%s%s\r\n' "$subj" "${#h}" \
+		$((${#h} + ${#data})) "$h" "$data"
+	js_io "$p"
+}
+# js_next STREAM DURABLE: takes the consumer's next message and does not
+# ack it (so the server delivers it again after the ack wait); prints it
+# as js_io does.
+js_next() {
+	js_api "\$JS.API.CONSUMER.MSG.NEXT.$1.$2" '{"batch":1,"expires":5000000000}'
 }
 
 # An existing stream or consumer that would lose messages, or that differs
@@ -709,9 +822,158 @@ t_stale() {
 		test "$(grep -c 'ignored the end marker of queue src@' "$C/in.err")" = 1
 }
 
+# B1. A stale marker is told by its place in the stream, whenever it
+# comes.  The stream holds [A's end, B's 1..5, B's end]; a raw puller takes
+# A's end and does not ack it, so the in bridge gets B's messages and
+# B's end first, and A's end only when the server delivers it again
+# (ack wait 3 s).  A's end says "producer lost", B's "drained": the in
+# bridge must end with B's (0), and A's, earlier in the stream, be acked
+# and dropped.
+t_stale_late() {
+	local n=5 ppid r
+	q create src --auto-close >/dev/null && q create dst >/dev/null
+	mkfifo "$C/feed"
+	setsid "$QCTL" put src <"$C/feed" &  # bounded: killed below
+	ppid=$!
+	PIDS+=("$ppid")
+	exec 7>"$C/feed"
+	wait_for 10 eval '[ "$(stat_field src producers)" = 1 ]' ||
+		not_ok "a producer attaches"
+	kill -KILL "$ppid"
+	wait "$ppid" 2>/dev/null
+	exec 7>&-
+	out src S --create
+	status "queue A (its producer killed) ends: its marker, producer lost" 10 $?
+	q delete src >/dev/null && q create src >/dev/null
+	seq 1 $n | q put src --close
+	out src S; status "queue B: its messages and its marker" 0 $?
+	js_api '$JS.API.CONSUMER.DURABLE.CREATE.S.D' \
+		'{"stream_name":"S","config":{"durable_name":"D","ack_policy":"explicit","ack_wait":3000000000}}' |
+		grep -q consumer_create_response || not_ok "a consumer is made"
+	r=$(js_next S D)
+	check "a raw puller takes A's end and does not ack it" \
+		eval "grep -q '^reply: ' <<<'$r' && grep -q '^Shmq-End: producer-lost' <<<'$r'"
+	cat_bg dst
+	timeout -k 2 60 "$BRIDGE" in "$URL/S" dst --durable D 2>>"$C/in.err"
+	status "in: ends with B's end (drained), A's redelivered after it" 0 $?
+	status "qctl cat sees the end of stream" 0 "$(cat_status)"
+	check "B's messages, exactly, in order" exactly_in_order "$C/got" $n
+	check "both markers acked: the stream holds nothing" \
+		wait_for 10 stream_holds S 0
+}
+
+# B2. A foreign publisher's message, with an id of its own (not a shmq
+# id), stored after our end marker: not a later queue.  The in bridge
+# puts it (it is in the stream) and still ends at our marker.
+t_foreign() {
+	local n=5
+	q create src >/dev/null && q create dst >/dev/null
+	seq 1 $n | q put src --close
+	out src S --create; status "the queue's messages and its marker" 0 $?
+	check "a foreign message is stored after the marker" \
+		eval "js_pub S order:42 foreign-42 | grep -q '\"seq\":$((n + 2))[,}]'"
+	cat_bg dst
+	timeout -k 2 60 "$BRIDGE" in "$URL/S" dst 2>>"$C/in.err"
+	status "in: ends at our marker" 0 $?
+	status "qctl cat sees the end of stream" 0 "$(cat_status)"
+	check "our messages, then the foreign one" \
+		eval "{ seq 1 $n; echo foreign-42; } | cmp -s - '$C/got'"
+	check "nothing said about markers" eval "! grep -qi marker '$C/in.err'"
+}
+
+# B3-B5. Refusals, each one line: a batch of 1 (bad usage); a consumer
+# that lets one message be unacknowledged; an existing stream that would
+# drop or lose messages (limits retention, an age limit, a per-subject
+# limit that discards old ones, memory storage); a stream the server
+# refuses to create.
+t_refused() {
+	local rc name cfg why
+	q create src >/dev/null && q close src >/dev/null && q create dst >/dev/null
+	timeout 10 "$BRIDGE" in "$URL/S" dst --batch 1 2>"$C/e"
+	status "in --batch 1 is bad usage" 2 $?
+	out src S --create; status "a stream, its marker" 0 $?
+	js_api '$JS.API.CONSUMER.DURABLE.CREATE.S.ONE' \
+		'{"stream_name":"S","config":{"durable_name":"ONE","ack_policy":"explicit","max_ack_pending":1}}' |
+		grep -q consumer_create_response || not_ok "a consumer is made"
+	timeout 10 "$BRIDGE" in "$URL/S" dst --durable ONE 2>"$C/e"; rc=$?
+	status "in: a consumer with max_ack_pending 1 refused" 1 $rc
+	check "... in one line" test "$(wc -l <"$C/e")" = 1
+	for why in "limits retention:L:\"retention\":\"limits\",\"storage\":\"file\"" \
+		   "an age limit:A:\"retention\":\"workqueue\",\"max_age\":60000000000,\"storage\":\"file\"" \
+		   "a per-subject limit, old ones discarded:P:\"retention\":\"workqueue\",\"max_msgs_per_subject\":10,\"storage\":\"file\"" \
+		   "memory storage:M:\"retention\":\"workqueue\",\"storage\":\"memory\""; do
+		name=${why#*:}
+		cfg=${name#*:}
+		name=${name%%:*}
+		js_api "\$JS.API.STREAM.CREATE.$name" \
+			"{\"name\":\"$name\",\"subjects\":[\"$name\"],\"discard\":\"new\",\"max_msgs\":1000,$cfg}" |
+			grep -q did_create || not_ok "stream $name is made"
+		timeout 10 "$BRIDGE" out src "$URL/$name" 2>"$C/e"; rc=$?
+		status "out: an existing stream with ${why%%:*} refused" 1 $rc
+		check "... in one line: the stream exists, but ..." \
+			eval "[ \$(wc -l <'$C/e') = 1 ] &&
+			grep -q 'the stream exists, but' '$C/e'"
+	done
+	timeout 10 "$BRIDGE" out src "$URL/BIG" --create --max-bytes 100000G \
+		2>"$C/e"; rc=$?
+	status "out --create, more bytes than the server has: refused" 1 $rc
+	check "... in one line naming the server's refusal" \
+		eval "[ \$(wc -l <'$C/e') = 1 ] && grep -q 'creating stream' '$C/e' &&
+		! grep -q 'no such stream' '$C/e'"
+}
+
+# B6. A message larger than the stream's byte limit can never be stored:
+# status 9 at once, one line, the message still in the local queue.
+t_too_big() {
+	local rc
+	q create src --acked --max-msg 4096 >/dev/null
+	head -c 3000 /dev/zero | tr '\0' x | q put src
+	timeout -k 2 30 "$BRIDGE" out src "$URL/S" --create --max-bytes 2K \
+		2>"$C/e"; rc=$?
+	status "out: a 3000-byte message, a 2K stream: too big" 9 $rc
+	check "... in one line" test "$(wc -l <"$C/e")" = 1
+	check "... the message is still in the local queue" \
+		wait_for 10 eval '[ "$(stat_field src messages)" = 1 ] && none_leased src'
+}
+
+# B7. A consumer whose pull requests may ask for at most 4 messages
+# (max_batch): the in bridge's fetches keep to it, and it completes.
+t_max_batch() {
+	local n=1000
+	q create src --acked >/dev/null && q create dst >/dev/null
+	seq 1 $n | q put src --close
+	out src S --create; status "the messages and the marker" 0 $?
+	js_api '$JS.API.CONSUMER.DURABLE.CREATE.S.D' \
+		'{"stream_name":"S","config":{"durable_name":"D","ack_policy":"explicit","max_batch":4}}' |
+		grep -q consumer_create_response || not_ok "a consumer is made"
+	cat_bg dst
+	timeout -k 2 60 "$BRIDGE" in "$URL/S" dst --durable D 2>>"$C/in.err"
+	status "in, the default --batch: exits 0 at the marker" 0 $?
+	status "qctl cat sees the end of stream" 0 "$(cat_status)"
+	check "every message exactly once, in order" exactly_in_order "$C/got" $n
+}
+
+# setsid(1) must exec in place (see bg): the session is the pid.
+setsid_in_place() {
+	local p f rc=1
+	setsid sleep 30 &
+	p=$!
+	wait_for 5 eval "read -r -a f </proc/$p/stat && [ \"\${f[5]}\" = $p ]" &&
+		rc=0
+	kill -KILL "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+	return $rc
+}
+setsid_in_place || { echo "Bail out! setsid does not exec in place here"; exit 99; }
+
 run_case usage t_usage
 run_case existing t_existing
 run_case stale t_stale
+run_case stale-late t_stale_late
+run_case foreign t_foreign
+run_case refused t_refused
+run_case too-big t_too_big
+run_case max-batch t_max_batch
 run_case 100k t_100k
 run_case lost t_lost
 run_case backpressure t_backpressure
