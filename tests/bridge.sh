@@ -819,7 +819,7 @@ t_stale() {
 	check "every message of the second queue, in order" \
 		exactly_in_order "$C/got" $n
 	check "the stale marker said once" \
-		test "$(grep -c 'ignored the end marker of queue src@' "$C/in.err")" = 1
+		test "$(grep -c 'ignored a stale end marker (queue src@' "$C/in.err")" = 1
 }
 
 # B1. A stale marker is told by its place in the stream, whenever it
