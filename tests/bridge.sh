@@ -59,6 +59,8 @@ done
 unset SHMQ_DAEMON
 
 TOP=$(mktemp -d /tmp/bridge-test.XXXXXX) || exit 99
+# A fifo held open both ways: a read on it waits out its timeout (tick).
+mkfifo "$TOP/tick" && exec {TICK}<>"$TOP/tick" || exit 99
 N=0
 FAILED=0
 CASE=""
@@ -256,14 +258,8 @@ got_some() { [ "$(stat_field "$1" total_got)" -ge "$2" ]; }
 put_some() { [ "$(stat_field "$1" total_put)" -ge "$2" ]; }
 # No message of queue $1 is leased: a killed holder's came back.
 none_leased() { [ "$(stat_field "$1" leased)" = 0 ]; }
-# jset VAR JSON FIELD: VAR = the number FIELD in JSON (0 if absent).
-jset() {
-	if [[ $2 =~ \"$3\":([0-9]+) ]]; then
-		printf -v "$1" '%s' "${BASH_REMATCH[1]}"
-	else
-		printf -v "$1" 0
-	fi
-}
+# tick: a pause of 10 ms without starting a process (a poll's pace).
+tick() { read -r -t 0.01 -u "$TICK" 2>/dev/null; }
 
 # out LOCAL STREAM [OPTS...], into STREAM LOCAL [OPTS...]: a bridge in
 # the foreground, bounded; stderr to out.err / in.err.
@@ -451,18 +447,20 @@ stored_once() {
 
 # The out bridge SIGKILLed again and again while it publishes.  The
 # producer is fed in chunks, one per kill, so that each kill falls while
-# the bridge has work whatever the machine's speed: once the bridge has
-# taken a random part of the chunk and holds leases (messages it is
-# publishing: the queue's "leased", from the stat read just before the
-# kill), it is killed, started again once shmqd has taken its leases
-# back, and the rest of the chunk is put before the next one.  The queue
+# the bridge has work whatever the machine's speed: once the stream holds
+# a random part of the chunk (its last sequence, asked of the server:
+# quicker than a qctl stat, so the poll does not lag behind the bridge)
+# the bridge is killed, then started again once shmqd has taken back
+# its leases, and the rest of the chunk is put before the next one.
+# What it held at its death is exact: the queue's "returned" once its
+# leases came back (no other consumer takes them meanwhile).  The queue
 # is closed after the last chunk, so no bridge ends before.
 t_kill_out() {
-	local n=60000 k=12 c kills=0 busy=0 bad=0 opid ipid ppid i a at end
-	local js got held seen=""
+	local n=120000 k=12 c kills=0 busy=0 bad=0 opid ipid ppid i a at end
+	local last held seen=""
 	c=$((n / k))
 	q create src --acked --capacity 1000 >/dev/null && q create dst >/dev/null
-	out_bg src S --create --max-msgs 100000; opid=$!
+	out_bg src S --create --max-msgs 200000; opid=$!
 	wait_for 20 getting src || not_ok "the out bridge starts"
 	in_bg S dst; ipid=$!
 	cat_bg dst
@@ -470,31 +468,26 @@ t_kill_out() {
 		a=$((i * c))
 		bg sh -c "seq $((a + 1)) $((a + c)) | timeout 60 '$QCTL' put src"
 		ppid=$!
-		at=$((a + c / 8 + RANDOM % (c / 2)))
+		at=$((a + c / 16 + RANDOM % (c / 4)))
 		end=$((SECONDS + 60))
-		while :; do
-			js=$(q stat src --json)
-			jset got "$js" total_got
-			jset held "$js" leased
-			# Past the point with leases held, or (a bridge that
-			# is idle all the same) the whole chunk taken.
-			[ "$got" -ge $at ] && [ "$held" -gt 0 ] && break
-			[ "$got" -ge $((a + c)) ] && break
-			[ $SECONDS -ge $end ] && break
-			sleep 0.01
+		until [ $SECONDS -ge $end ]; do
+			last=$(stream_last_seq S)
+			[ "${last:-0}" -ge $at ] && break
+			tick
 		done
 		kill -KILL "$opid"
 		wait "$opid" 2>/dev/null
 		kills=$((kills + 1))
-		seen+=" $held"
-		[ "$held" -gt 0 ] && busy=$((busy + 1))
 		# shmqd takes back what the dead bridge leased; a bridge
 		# started before that could take later messages first.
 		wait_for 10 none_leased src || not_ok "leases come back ($kills)"
+		held=$(stat_field src returned)
+		seen+=" ${held:--}"
+		[ "${held:-0}" -gt 0 ] && busy=$((busy + 1))
 		out_bg src S; opid=$!
 		wait_pid "$ppid" || bad=$((bad + 1))
 	done
-	echo "# kill-out: leased at each of the $kills kills:$seen"
+	echo "# kill-out: messages in flight (leased) at each of the $kills kills:$seen"
 	check "killed $k times, at least $((k - 1)) with messages in flight ($busy)" \
 		test $busy -ge $((k - 1))
 	check "the producer puts every chunk" test $bad = 0
@@ -540,13 +533,15 @@ t_kill_out_plain() {
 # The in bridge SIGKILLed again and again, into an auto-close queue: its
 # deaths neither close it early nor mark a producer lost (a relay).  The
 # producer is fed in chunks, one per kill, and each kill comes once the
-# in bridge has put a random part of its chunk into the local queue: it
-# is "mid-chunk" if the local queue's count of puts, read just before
-# the kill, is still short of the chunk's end (the bridge had work).
-# The source is closed after the last chunk.
+# server has delivered the in bridge a random part of its chunk (the
+# consumer's state, asked of the server: a quick poll).  The kill was
+# "mid-chunk" if the local queue's count of puts (read after the kill:
+# only the bridge puts there, so it is the count at the kill) falls
+# inside the chunk: the bridge had work.  The source is closed after
+# the last chunk.
 t_kill_in() {
-	local n=30000 k=12 c batch=64 kills=0 mid=0 bad=0 d opid ipid ppid i a at
-	local end p seen=""
+	local n=60000 k=12 c batch=64 kills=0 mid=0 bad=0 d opid ipid ppid i a at
+	local end r got p seen=""
 	c=$((n / k))
 	q create src --acked --capacity 1000 >/dev/null &&
 		q create dst --capacity 4096 --auto-close >/dev/null
@@ -558,17 +553,20 @@ t_kill_in() {
 		a=$((i * c))
 		bg sh -c "seq $((a + 1)) $((a + c)) | timeout 60 '$QCTL' put src"
 		ppid=$!
-		at=$((a + c / 8 + RANDOM % (c / 4)))
+		at=$((a + c / 16 + RANDOM % (c / 4)))
 		end=$((SECONDS + 60))
-		while :; do
-			p=$(stat_field dst total_put)
-			[ "${p:-0}" -ge $at ] && break
-			[ $SECONDS -ge $end ] && break
-			sleep 0.01
+		until [ $SECONDS -ge $end ]; do
+			r=$(js_api '$JS.API.CONSUMER.INFO.S.shmq-bridge' '{}')
+			got=0
+			[[ $r =~ \"delivered\":\{[^}]*\"stream_seq\":([0-9]+) ]] &&
+				got=${BASH_REMATCH[1]}
+			[ "$got" -ge $at ] && break
+			tick
 		done
 		kill -KILL "$ipid"
 		wait "$ipid" 2>/dev/null
 		kills=$((kills + 1))
+		p=$(stat_field dst total_put)
 		seen+=" ${p:--}"
 		[ "${p:-0}" -gt $a ] && [ "${p:-0}" -lt $((a + c)) ] &&
 			mid=$((mid + 1))
