@@ -4,26 +4,31 @@
 # qctl producers and consumers.
 #
 # Cases: usage and error statuses; existing streams and consumers that
-# would lose messages or differ from the options given; a stale end
-# marker; 100,000 messages local -> stream ->
-# local, exactly once and in order, ending in end of stream (0) and, with
-# a killed producer of an auto-close queue, producer lost (10); a plain
-# (not acked) local queue, also with its out bridge killed; backpressure
-# from a small stream to the local producer; the out bridge SIGKILLed repeatedly (nothing lost, nothing
-# duplicated); the in bridge SIGKILLed repeatedly (nothing lost,
-# duplicates counted and bounded as documented); SIGTERM to either;
-# two in bridges sharing
-# a consumer; nats-server restarted mid-stream (the bridges reconnect,
-# saying so once).
+# would lose messages or differ from the options given (interest, discard
+# old, limits retention, an age or per-subject limit, memory storage,
+# MaxDeliver, a batch of 1, another batch); a stream the server refuses
+# to create; a message larger than the stream's bytes; a consumer's
+# request batch limit; stale end markers (told by stream sequence, also
+# when redelivered late) and a foreign publisher's message after ours;
+# 100,000 messages local -> stream -> local, exactly once and in order,
+# ending in end of stream (0) and, with a killed producer of an
+# auto-close queue, producer lost (10); a plain (not acked) local queue,
+# also with its out bridge killed; backpressure from a small stream to
+# the local producer; the out bridge SIGKILLed repeatedly with messages
+# in flight (nothing lost, nothing duplicated); the in bridge SIGKILLed
+# repeatedly mid-chunk (nothing lost, duplicates counted and bounded as
+# documented); SIGTERM to either; two in bridges sharing a consumer;
+# nats-server restarted mid-stream with a producer running across it
+# (the bridges reconnect, saying so once).
 #
 # One "ok N - ..." / "not ok N - ..." line per check; status 1 if any
 # failed, 77 if nats-server or shmq-bridge (libnats) is missing (99 under
-# SHMQ_REQUIRE_ALL=1).  Every
-# command that may block runs under timeout(1); waits poll bounded loops,
-# never a fixed sleep.  On exit every process started here is killed by
-# its pid, the servers are stopped, their segments and the directory
-# removed.  BRIDGE_TEST_KEEP=1 keeps the directory; BRIDGE_TEST_CASES=
-# "t_name ..." runs only those cases.
+# SHMQ_REQUIRE_ALL=1).  Every command that may block runs under
+# timeout(1); waits poll bounded loops, never a fixed sleep.  On exit
+# (also on INT, TERM) every process started here is killed with its
+# whole session (bg), the servers are stopped, their segments and the
+# directory removed.  BRIDGE_TEST_KEEP=1 keeps the directory;
+# BRIDGE_TEST_CASES="t_name ..." runs only those cases.
 if [ -z "${BASH_VERSION:-}" ]; then
 	command -v bash >/dev/null 2>&1 || { echo "SKIP: no bash"; exit 77; }
 	exec bash "$0" "$@"
@@ -828,7 +833,7 @@ t_stale() {
 # bridge must end with B's (0), and A's, earlier in the stream, be acked
 # and dropped.
 t_stale_late() {
-	local n=5 ppid r
+	local n=5 ppid
 	q create src --auto-close >/dev/null && q create dst >/dev/null
 	mkfifo "$C/feed"
 	setsid "$QCTL" put src <"$C/feed" &  # bounded: killed below
@@ -848,9 +853,10 @@ t_stale_late() {
 	js_api '$JS.API.CONSUMER.DURABLE.CREATE.S.D' \
 		'{"stream_name":"S","config":{"durable_name":"D","ack_policy":"explicit","ack_wait":3000000000}}' |
 		grep -q consumer_create_response || not_ok "a consumer is made"
-	r=$(js_next S D)
+	js_next S D >"$C/pulled"
 	check "a raw puller takes A's end and does not ack it" \
-		eval "grep -q '^reply: ' <<<'$r' && grep -q '^Shmq-End: producer-lost' <<<'$r'"
+		eval "grep -q '^reply: ' '$C/pulled' &&
+		grep -q '^Shmq-End: producer-lost' '$C/pulled'"
 	cat_bg dst
 	timeout -k 2 60 "$BRIDGE" in "$URL/S" dst --durable D 2>>"$C/in.err"
 	status "in: ends with B's end (drained), A's redelivered after it" 0 $?
