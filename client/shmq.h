@@ -1160,22 +1160,17 @@ struct shmq_deadlock_wait {
  */
 int shmq_deadlocks(struct shmq_deadlock_wait **list, size_t *n);
 /*
- * shmq_wait_continue - for a binding that makes one blocking call of its
- * own out of several libshmq calls with short timeouts (slices, between
- * which it runs its signal handlers, as the Python binding does): until
- * this thread calls it again with since_ns 0, each of its blocking puts,
- * gets and shmq_wait()s (any call, any queue) is, for deadlock detection,
- * a slice of one call that began at since_ns (CLOCK_MONOTONIC ns; a time
- * later than now is taken as now) and ends at deadline_ns (0: no
- * timeout; the slices' own timeouts do not count): shmqd counts its wait
- * from since_ns, as one wait, and fails it as one.  A slice that ends by
- * its timeout or SHMQ_EINTR while shmqd has chosen the call to break a
- * deadlock returns SHMQ_EDEADLK (or the next slice does).  Set it just
- * before each slice and clear it just after, so that no other call of
- * the thread (the binding's signal handlers, between slices) is taken
- * for the same one.  A call made from a signal handler that interrupted
- * a counted wait of the thread is never a slice.  Returns SHMQ_OK, or
- * SHMQ_EINVAL (a negative time).  Thread-local; never blocks.
+ * shmq_wait_continue - for a binding that makes one blocking call out of
+ * several libshmq calls with short timeouts (slices, with its signal
+ * handlers run in between, as the Python binding does): until this thread
+ * calls it with since_ns 0, its blocking puts, gets and shmq_wait()s are,
+ * for deadlock detection, slices of one call that began at since_ns
+ * (CLOCK_MONOTONIC ns) and ends at deadline_ns (0: none), counted and
+ * failed as one (a slice ending by timeout or SHMQ_EINTR after shmqd chose
+ * the call returns SHMQ_EDEADLK).  Set it just before each slice, clear
+ * it just after; make no blocking call from a C signal handler meanwhile.
+ * Limits: docs/queues.md, Deadlocks.  SHMQ_OK, or SHMQ_EINVAL (a negative
+ * time).  Thread-local; never blocks.
  */
 int shmq_wait_continue(int64_t since_ns, int64_t deadline_ns);
 
