@@ -80,13 +80,7 @@ static void expect_lease_at(shmq_t *q, struct leased *l, const char *want,
 
 	ck_assert_msg(rc == SHMQ_OK, "line %d: lease, expecting \"%s\": %s",
 		      line, want, shmq_strerror(rc));
-	ck_assert_msg(l->m.len == strlen(want) &&
-			      memcmp(l->m.data, want, l->m.len) == 0,
-		      "line %d: leased \"%.*s\", expected \"%s\"", line,
-		      (int)l->m.len, (const char *)l->m.data, want);
-	ck_assert_msg(l->m.deliveries == deliveries,
-		      "line %d: \"%s\" delivered %u times, expected %u", line,
-		      want, l->m.deliveries, deliveries);
+	check_leased(&l->m, want, deliveries, line);
 	ck_assert_ptr_eq(l->m.data, l->data);
 }
 

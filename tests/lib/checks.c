@@ -39,3 +39,15 @@ int exited_with(int status, int code)
 {
 	return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == code;
 }
+
+void check_leased(const struct shmq_msg *m, const char *want,
+		  uint32_t deliveries, int line)
+{
+	ck_assert_msg(m->len == strlen(want) &&
+			      memcmp(m->data, want, m->len) == 0,
+		      "line %d: leased \"%.*s\", expected \"%s\"", line,
+		      (int)m->len, (const char *)m->data, want);
+	ck_assert_msg(m->deliveries == deliveries,
+		      "line %d: \"%s\" delivered %u times, expected %u", line,
+		      want, m->deliveries, deliveries);
+}

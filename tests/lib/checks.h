@@ -72,6 +72,11 @@ const char *describe(int status);
 /* Whether the process exited by itself with status `code`. */
 int exited_with(int status, int code);
 
+/* A leased message (struct shmq_msg) holds exactly `want` and is its
+ * `deliveries`th delivery; `line` names the caller in the failure. */
+void check_leased(const struct shmq_msg *m, const char *want,
+		  uint32_t deliveries, int line);
+
 /* Reaps a child (killing it after 20 s) and fails unless it exited 0. */
 #define CHILD_OK(pid)                                                        \
 	do {                                                                 \
