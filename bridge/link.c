@@ -305,6 +305,35 @@ static int stream_fits(struct link *l, const jsStreamConfig *c)
 	return BX_ERROR;
 }
 
+/* A create the server refused, kept (its text too: the lookup that
+ * follows, in case another bridge created it meanwhile, replaces libnats's
+ * last error) to be said if that lookup fails as well. */
+struct refusal {
+	natsStatus s;
+	jsErrCode jerr;
+	char why[256];
+};
+
+static void refusal_keep(struct refusal *r, natsStatus s, jsErrCode jerr)
+{
+	const char *d = nats_GetLastError(NULL);
+
+	r->s = s;
+	r->jerr = jerr;
+	snprintf(r->why, sizeof(r->why), "%s", d ? d : "");
+}
+
+/* One line; the exit status it means. */
+static int refusal_say(struct link *l, const struct refusal *r,
+		       const char *what, const char *name)
+{
+	bridge_say("%s: creating %s '%s': %s%s%s (code %d)", l->o->shown, what,
+		   name, natsStatus_GetText(r->s), r->why[0] ? ": " : "",
+		   r->why, (int)r->jerr);
+	return r->s == NATS_NOT_PERMITTED ? BX_ACCES
+	       : link_transient(r->s) ? BX_UNREACH : BX_ERROR;
+}
+
 static int stream_missing(natsStatus s, jsErrCode jerr)
 {
 	return s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr;
@@ -333,25 +362,14 @@ int link_stream(struct link *l, int create, struct stream_room *room)
 		if (s != NATS_OK) {
 			/* Another bridge may have created it meanwhile; if
 			 * not, the server's refusal is what to say. */
-			char why[256];
-			natsStatus add = s;
-			jsErrCode add_jerr = jerr;
-			const char *d = nats_GetLastError(NULL);
+			struct refusal r;
 
-			snprintf(why, sizeof(why), "%s", d ? d : "");
+			refusal_keep(&r, s, jerr);
 			jerr = 0;
 			s = js_GetStreamInfo(&si, l->js, o->stream, NULL,
 					     &jerr);
-			if (s != NATS_OK) {
-				bridge_say("%s: creating stream '%s': %s%s%s "
-					   "(code %d)", o->shown, o->stream,
-					   natsStatus_GetText(add),
-					   why[0] ? ": " : "", why,
-					   (int)add_jerr);
-				return add == NATS_NOT_PERMITTED ? BX_ACCES
-				       : link_transient(add) ? BX_UNREACH
-				       : BX_ERROR;
-			}
+			if (s != NATS_OK)
+				return refusal_say(l, &r, "stream", o->stream);
 		}
 	}
 	if (stream_missing(s, jerr)) {
@@ -475,26 +493,15 @@ int link_consumer(struct link *l, natsSubscription **sub,
 			/* Another bridge may have created it meanwhile; if
 			 * not, the refusal of the add is what to say (a work
 			 * queue takes one consumer without a filter). */
-			char why[256];
-			natsStatus add = s;
-			jsErrCode add_jerr = jerr;
+			struct refusal r;
 
-			snprintf(why, sizeof(why), "%s",
-				 nats_GetLastError(NULL) ? nats_GetLastError(NULL)
-							 : "");
+			refusal_keep(&r, s, jerr);
 			jerr = 0;
 			s = js_GetConsumerInfo(&ci, l->js, o->stream,
 					       o->durable, NULL, &jerr);
-			if (s != NATS_OK) {
-				bridge_say("%s: creating consumer '%s': %s%s%s "
-					   "(code %d)", o->shown, o->durable,
-					   natsStatus_GetText(add),
-					   why[0] ? ": " : "", why,
-					   (int)add_jerr);
-				return add == NATS_NOT_PERMITTED ? BX_ACCES
-				       : link_transient(add) ? BX_UNREACH
-				       : BX_ERROR;
-			}
+			if (s != NATS_OK)
+				return refusal_say(l, &r, "consumer",
+						   o->durable);
 		}
 	}
 	if (s != NATS_OK)
