@@ -56,10 +56,10 @@
 		if (rc_ != want_) {                                          \
 			fprintf(stderr,                                      \
 				"%s:%d: child %ld: %s = %d (%s), want %d "   \
-				"(%s)\n",                                    \
+				"(%s); detail: %s\n",                        \
 				__FILE__, __LINE__, (long)getpid(), #expr,   \
 				rc_, shmq_strerror(rc_), want_,              \
-				shmq_strerror(want_));                       \
+				shmq_strerror(want_), shmq_error_detail());  \
 			_exit(CHILD_FAIL);                                   \
 		}                                                            \
 	} while (0)
